@@ -1,0 +1,114 @@
+"""Command line: argparse -> Config, logging set-up, the start-up line, then `serve()`.
+
+No HTTP logic here. Errors a user can fix print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .config import Config
+from .server import StartupError, serve
+
+DEFAULTS = Config()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with every option documented."""
+    p = argparse.ArgumentParser(
+        prog="reactor-http",
+        description="Serve a folder over HTTP/1.1 from a single-threaded selectors reactor "
+                    "(or, to compare, one thread per connection).")
+    p.add_argument("port_positional", nargs="?", type=int, metavar="PORT",
+                   help="port to listen on, as in `python -m http.server 8080`")
+    p.add_argument("--root", default=".", help="folder to serve (default: the current folder)")
+    p.add_argument("--host", default=DEFAULTS.host,
+                   help=f"address to bind (default: {DEFAULTS.host}; `::` for IPv6 + IPv4)")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"port to listen on (default: {DEFAULTS.port}; 0 picks a free one)")
+    p.add_argument("--mode", choices=("reactor", "threaded"), default=DEFAULTS.mode,
+                   help="I/O engine: one selectors loop (default) or one thread per connection")
+    g = p.add_argument_group("connections and limits")
+    g.add_argument("--keepalive-timeout", type=float, default=DEFAULTS.keepalive_timeout,
+                   metavar="SECONDS", help="close idle keep-alive connections after this (default: 5)")
+    g.add_argument("--max-requests", type=int, default=DEFAULTS.max_requests, metavar="N",
+                   help="requests per connection before it closes (default: 100)")
+    g.add_argument("--header-timeout", type=float, default=DEFAULTS.header_timeout,
+                   metavar="SECONDS", help="a request head must arrive within this (default: 10)")
+    g.add_argument("--send-timeout", type=float, default=DEFAULTS.send_timeout, metavar="SECONDS",
+                   help="drop a client that accepts no bytes for this long (default: 30)")
+    g.add_argument("--max-head-bytes", type=int, default=DEFAULTS.max_head_bytes, metavar="BYTES",
+                   help="largest request head; larger gets 431 (default: 8192)")
+    g.add_argument("--max-target-bytes", type=int, default=DEFAULTS.max_target_bytes,
+                   metavar="BYTES", help="longest request-target; longer gets 414 (default: 4096)")
+    g.add_argument("--max-header-count", type=int, default=DEFAULTS.max_header_count, metavar="N",
+                   help="most header fields in a request; more gets 431 (default: 100)")
+    g.add_argument("--max-body-bytes", type=int, default=DEFAULTS.max_body_bytes, metavar="BYTES",
+                   help="largest request body read and discarded; larger gets 413 (default: 1 MiB)")
+    g.add_argument("--max-connections", type=int, default=DEFAULTS.max_connections, metavar="N",
+                   help="reactor: open connections before accepting pauses (default: 10000)")
+    g.add_argument("--max-threads", type=int, default=DEFAULTS.max_threads, metavar="N",
+                   help="threaded: connection threads at most (default: 256)")
+    g.add_argument("--drain-timeout", type=float, default=DEFAULTS.drain_timeout,
+                   metavar="SECONDS", help="on SIGTERM/SIGINT, let responses finish this long "
+                                           "(default: 5)")
+    s = p.add_argument_group("what is served")
+    s.add_argument("--no-listing", action="store_true",
+                   help="answer 404 for folders without index.html instead of listing them")
+    s.add_argument("--max-age", type=int, default=None, metavar="SECONDS",
+                   help="send Cache-Control: public, max-age=SECONDS with files")
+    s.add_argument("--immutable", action="store_true",
+                   help="add `immutable` to Cache-Control (for fingerprinted assets)")
+    s.add_argument("--cors", action="store_true",
+                   help="send Access-Control-Allow-Origin: * and answer CORS preflights")
+    s.add_argument("--spa", action="store_true",
+                   help="single-page app: unknown paths without a file extension get /index.html")
+    s.add_argument("--dotfiles", choices=("deny", "allow"), default=DEFAULTS.dotfiles,
+                   help="serve names starting with a dot? (default: deny, so .git and .env are 404)")
+    s.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symlinks that lead outside the root (default: only inside)")
+    o = p.add_argument_group("logging")
+    o.add_argument("--log-dir", default=None, metavar="DIR",
+                   help="write the dated connection log DDMMYYconnectionLog.txt in DIR")
+    o.add_argument("--quiet", action="store_true", help="no access lines on stdout")
+    p.add_argument("--version", action="version", version=f"reactor_http {__version__}")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Turn parsed arguments into a Config (not yet validated)."""
+    port = args.port if args.port is not None else (
+        args.port_positional if args.port_positional is not None else DEFAULTS.port)
+    return Config(
+        root=args.root, host=args.host, port=port, mode=args.mode,
+        keepalive_timeout=args.keepalive_timeout, max_requests=args.max_requests,
+        log_dir=args.log_dir, quiet=args.quiet, header_timeout=args.header_timeout,
+        send_timeout=args.send_timeout, max_head_bytes=args.max_head_bytes,
+        max_target_bytes=args.max_target_bytes, max_header_count=args.max_header_count,
+        max_body_bytes=args.max_body_bytes, max_connections=args.max_connections,
+        max_threads=args.max_threads, drain_timeout=args.drain_timeout,
+        listing=not args.no_listing, max_age=args.max_age, immutable=args.immutable,
+        cors=args.cors, spa=args.spa, dotfiles=args.dotfiles,
+        follow_symlinks=args.follow_symlinks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m reactor_http` and the `reactor-http` script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.port is not None and args.port_positional is not None and \
+            args.port != args.port_positional:
+        parser.error("give the port once: either PORT or --port")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = config_from_args(args).validate()
+        return serve(config, banner=lambda text: print(text, flush=True))
+    except (ValueError, StartupError) as exc:
+        print(f"reactor-http: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0

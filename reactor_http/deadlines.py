@@ -1,0 +1,55 @@
+"""Timeouts as deadline queues in expiry order: O(1) to arm, re-arm and disarm; expiry from the front.
+
+Every connection waiting on one kind of timeout waits the same duration, so deadlines of a kind are
+armed in non-decreasing order: appending (or moving a re-armed entry to the end) keeps the queue
+sorted with no heap and no scan. Pure: the caller passes the clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class DeadlineQueue:
+    """Keys ordered by deadline for one timeout kind of fixed `duration` (seconds)."""
+
+    __slots__ = ("name", "duration", "_entries")
+
+    def __init__(self, name: str, duration: float):
+        self.name = name
+        self.duration = duration
+        self._entries: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
+
+    def arm(self, key, now: float) -> None:
+        """Set (or reset) `key` to expire `duration` after `now`."""
+        entries = self._entries
+        entries[key] = now + self.duration
+        entries.move_to_end(key)
+
+    def disarm(self, key) -> None:
+        """Forget `key` if it is armed."""
+        self._entries.pop(key, None)
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline, or None if nothing is armed."""
+        for deadline in self._entries.values():
+            return deadline
+        return None
+
+    def pop_expired(self, now: float) -> list:
+        """Remove and return the keys whose deadline is at or before `now`, oldest first."""
+        expired = []
+        entries = self._entries
+        while entries:
+            key, deadline = next(iter(entries.items()))
+            if deadline > now:
+                break
+            entries.popitem(last=False)
+            expired.append(key)
+        return expired

@@ -1,0 +1,101 @@
+"""Plain values that cross module boundaries: the parsed request, the response head, body plans.
+
+A response plan is data: a list of segments, each either bytes (the head, an error page, a cached
+small file, a multipart separator) or a `FileRegion` of an open descriptor. Engines execute plans
+(`send` for bytes, `os.sendfile` for regions); they never decide semantics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from . import __version__
+
+SERVER_NAME = f"reactor_http/{__version__}"
+
+REASONS = {
+    200: "OK", 204: "No Content", 206: "Partial Content",
+    301: "Moved Permanently", 304: "Not Modified",
+    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 412: "Precondition Failed", 413: "Content Too Large",
+    414: "URI Too Long", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+# Body framing of a request (RFC 9112 section 6.3).
+NO_BODY = 0
+CHUNKED = -1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed request head. Field names are lower-case; repeated fields are comma-joined."""
+
+    method: str
+    target: str
+    version: tuple[int, int]
+    fields: dict[str, str]
+    keep_alive: bool
+    # NO_BODY, CHUNKED, or a Content-Length in bytes.
+    body_length: int = NO_BODY
+
+    @property
+    def request_line(self) -> str:
+        """The request line as the access log shows it."""
+        return f"{self.method} {self.target} HTTP/{self.version[0]}.{self.version[1]}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileRegion:
+    """`count` bytes of an open file descriptor from `offset`, to be sent with os.sendfile."""
+
+    fd: int
+    offset: int
+    count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """Status and header fields of a response, in the order they are sent."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+
+    def get(self, name: str) -> str | None:
+        """The value of the first field called `name` (case-insensitive), or None."""
+        lowered = name.lower()
+        for field_name, value in self.headers:
+            if field_name.lower() == lowered:
+                return value
+        return None
+
+
+def render_head(head: ResponseHead) -> bytes:
+    """Serialise a response head; we always answer as HTTP/1.1 (RFC 9110 section 6.2)."""
+    lines = [f"HTTP/1.1 {head.status} {REASONS.get(head.status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in head.headers)
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+@dataclasses.dataclass(slots=True)
+class ResponsePlan:
+    """What an engine sends for one request: segments in order, plus what to close afterwards.
+
+    `head_length` is the number of leading bytes that belong to the head (for state and logs);
+    `body_length` counts the body bytes the segments carry (zero for HEAD and 304).
+    """
+
+    status: int
+    segments: list  # list[bytes | FileRegion]
+    body_length: int
+    keep_alive: bool
+    fd: int | None = None
+
+    def close(self) -> None:
+        """Release the file descriptor the plan owns, once."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)

@@ -1,0 +1,291 @@
+"""The per-connection state machine shared by both engines: events in, response plans out.
+
+Pure: no sockets, no clocks of its own, no threads. The engine feeds received bytes, asks for the
+next response plan, reports when the head and the body have gone out, and reports timeouts. Every
+state change goes through `_move(event)`, which looks the move up in `TRANSITIONS`; a move missing
+from the table is a bug and raises (as in h11's _state.py).
+
+This module is also the one owner of the keep-alive decision (RFC 9112 section 9.3): it writes the
+decision into the response head (Connection / Keep-Alive) and into the plan, and nowhere else is
+it changed.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from . import errors
+from .messages import NO_BODY, SERVER_NAME, ResponsePlan, ResponseHead, render_head
+from .parser import BodyDiscarder, Limits, parse_head, skip_empty_lines
+from .responder import Response, Site, error_response, respond
+
+
+class ConnState(enum.Enum):
+    """Where a connection is in its request/response cycle."""
+
+    IDLE = "idle"                  # between requests: waiting for a first byte
+    READING_HEAD = "reading_head"  # some of a request head has arrived
+    READING_BODY = "reading_body"  # head parsed; its body is being read and discarded
+    WRITING_HEAD = "writing_head"  # a plan is ready; its head (and in-memory body) is going out
+    SENDING_BODY = "sending_body"  # the head is out; file regions are going out
+    CLOSING = "closing"            # last response out; half-closed, draining the peer
+    CLOSED = "closed"              # terminal
+
+
+class Event(enum.Enum):
+    """What can happen to a connection."""
+
+    DATA = "data"                    # bytes arrived
+    HEAD_COMPLETE = "head_complete"  # a request head parsed and its body must be discarded
+    RESPONSE_READY = "response_ready"  # a response plan was produced
+    HEAD_SENT = "head_sent"          # the head went out and file regions follow
+    DONE_IDLE = "done_idle"          # response sent, persistent, nothing buffered
+    DONE_PIPELINED = "done_pipelined"  # response sent, persistent, more request bytes buffered
+    DONE_CLOSE = "done_close"        # response sent, the connection must not persist
+    EOF = "eof"                      # the peer closed its side
+    TIMEOUT = "timeout"              # the state's timer expired
+    ABORT = "abort"                  # I/O error or shutdown: drop at once
+
+
+S, E = ConnState, Event
+TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
+    (S.IDLE, E.DATA): S.READING_HEAD,
+    (S.IDLE, E.EOF): S.CLOSED,
+    (S.IDLE, E.TIMEOUT): S.CLOSED,
+    (S.READING_HEAD, E.DATA): S.READING_HEAD,
+    (S.READING_HEAD, E.HEAD_COMPLETE): S.READING_BODY,
+    (S.READING_HEAD, E.RESPONSE_READY): S.WRITING_HEAD,
+    (S.READING_HEAD, E.EOF): S.CLOSED,
+    (S.READING_HEAD, E.TIMEOUT): S.WRITING_HEAD,   # a 408 goes out, then we close
+    (S.READING_BODY, E.DATA): S.READING_BODY,
+    (S.READING_BODY, E.RESPONSE_READY): S.WRITING_HEAD,
+    (S.READING_BODY, E.EOF): S.CLOSED,
+    (S.READING_BODY, E.TIMEOUT): S.WRITING_HEAD,
+    (S.WRITING_HEAD, E.HEAD_SENT): S.SENDING_BODY,
+    (S.WRITING_HEAD, E.DONE_IDLE): S.IDLE,
+    (S.WRITING_HEAD, E.DONE_PIPELINED): S.READING_HEAD,
+    (S.WRITING_HEAD, E.DONE_CLOSE): S.CLOSING,
+    (S.WRITING_HEAD, E.TIMEOUT): S.CLOSED,
+    (S.SENDING_BODY, E.DONE_IDLE): S.IDLE,
+    (S.SENDING_BODY, E.DONE_PIPELINED): S.READING_HEAD,
+    (S.SENDING_BODY, E.DONE_CLOSE): S.CLOSING,
+    (S.SENDING_BODY, E.TIMEOUT): S.CLOSED,
+    (S.CLOSING, E.DATA): S.CLOSING,
+    (S.CLOSING, E.EOF): S.CLOSED,
+    (S.CLOSING, E.TIMEOUT): S.CLOSED,
+}
+# Any live state may be aborted (peer reset, server stop, unexpected error).
+for _state in ConnState:
+    if _state is not ConnState.CLOSED:
+        TRANSITIONS[(_state, Event.ABORT)] = ConnState.CLOSED
+    TRANSITIONS.setdefault((ConnState.CLOSED, Event.ABORT), ConnState.CLOSED)
+del _state
+
+# States in which the engine waits to read, and in which it waits to write.
+READ_STATES = frozenset({S.IDLE, S.READING_HEAD, S.READING_BODY, S.CLOSING})
+WRITE_STATES = frozenset({S.WRITING_HEAD, S.SENDING_BODY})
+
+# Why a connection ended, as the connection log says it.
+CLOSE_REASONS = {
+    "idle": "idle timeout", "eof": "client closed", "max": "max requests",
+    "close": "connection: close", "error": "error", "timeout": "request timeout",
+    "send": "send timeout", "reset": "connection reset", "stop": "server stopping",
+}
+
+
+class ProtocolViolation(RuntimeError):
+    """A state move that the transition table does not allow: a bug in an engine."""
+
+
+class Exchange:
+    """What the logs need to know about one request/response after it is done."""
+
+    __slots__ = ("request_line", "status", "body_bytes")
+
+    def __init__(self, request_line: str, status: int, body_bytes: int):
+        self.request_line = request_line
+        self.status = status
+        self.body_bytes = body_bytes
+
+
+class HttpConnection:
+    """One client connection's protocol state. Engines own the socket; this owns the meaning."""
+
+    __slots__ = ("state", "site", "limits", "buffer", "requests_served", "max_requests",
+                 "keepalive_header", "draining", "close_reason", "exchange", "_discarder",
+                 "_pending_request", "internal_error")
+
+    def __init__(self, site: Site, limits: Limits | None = None):
+        config = site.config
+        self.state = ConnState.IDLE
+        self.site = site
+        self.limits = limits or Limits.from_config(config)
+        self.buffer = bytearray()
+        self.requests_served = 0
+        self.max_requests = config.max_requests
+        self.keepalive_header = int(config.keepalive_timeout) if \
+            config.keepalive_timeout == int(config.keepalive_timeout) else config.keepalive_timeout
+        self.draining = False
+        self.close_reason = ""
+        self.exchange: Exchange | None = None
+        self._discarder: BodyDiscarder | None = None
+        self._pending_request = None
+        # An exception the responder raised, for the engine to log with its traceback.
+        self.internal_error: Exception | None = None
+
+    def _move(self, event: Event) -> ConnState:
+        """Apply one event through the transition table."""
+        try:
+            self.state = TRANSITIONS[(self.state, event)]
+        except KeyError:
+            raise ProtocolViolation(f"{event.name} is not allowed in {self.state.name}") from None
+        return self.state
+
+    # ---- input -------------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Take bytes the peer sent (b"" means the peer closed its side)."""
+        if not data:
+            if not self.close_reason:
+                self.close_reason = "eof"
+            self._move(Event.EOF)
+            return
+        if self.state is ConnState.CLOSING:
+            self._move(Event.DATA)  # drained and dropped
+            return
+        self.buffer += data
+        if self.state in (ConnState.IDLE, ConnState.READING_HEAD, ConnState.READING_BODY):
+            self._move(Event.DATA)
+
+    def next_plan(self, now: float) -> ResponsePlan | None:
+        """The next response to send, if a whole request (and its body) is buffered."""
+        state = self.state
+        if state is ConnState.READING_BODY:
+            return self._continue_body(now)
+        if state is not ConnState.READING_HEAD:
+            return None
+        try:
+            parsed = parse_head(self.buffer, self.limits)
+        except errors.HttpError as exc:
+            return self._error_plan(exc.status, now, self._first_line())
+        if parsed is None:
+            skipped = skip_empty_lines(self.buffer)
+            if skipped:
+                del self.buffer[:skipped]  # blank lines before a request line carry nothing
+            return None
+        request, consumed = parsed
+        del self.buffer[:consumed]
+        if request.body_length != NO_BODY:
+            self._pending_request = request
+            self._discarder = BodyDiscarder(request.body_length, self.limits)
+            self._move(Event.HEAD_COMPLETE)
+            return self._continue_body(now)
+        return self._plan_for(request, now)
+
+    def _continue_body(self, now: float) -> ResponsePlan | None:
+        """Discard buffered body bytes; answer the request once its body has been read."""
+        request = self._pending_request
+        try:
+            used = self._discarder.feed(self.buffer)
+        except errors.HttpError as exc:
+            return self._error_plan(exc.status, now, request.request_line)
+        if used:
+            del self.buffer[:used]
+        if not self._discarder.done:
+            return None
+        self._pending_request = None
+        self._discarder = None
+        return self._plan_for(request, now)
+
+    def _first_line(self) -> str:
+        """The start of what the client sent, for the log of a request we could not parse."""
+        start = skip_empty_lines(self.buffer)
+        end = self.buffer.find(b"\n", start, start + 512)
+        line = bytes(self.buffer[start:end if end >= 0 else start + 512]).rstrip(b"\r")
+        return line.decode("latin-1")
+
+    # ---- output ------------------------------------------------------------------------------
+
+    def _plan_for(self, request, now: float) -> ResponsePlan:
+        """Run the responder for a parsed request and wrap it in a plan."""
+        try:
+            response = respond(request, self.site, now)
+        except Exception as exc:  # a bug in the semantics costs this request a 500, not the loop
+            self.internal_error = exc
+            return self._error_plan(500, now, request.request_line)
+        keep_alive = request.keep_alive and not response.close
+        return self._finish(response, keep_alive, request.request_line, now,
+                            Event.RESPONSE_READY)
+
+    def _error_plan(self, status: int, now: float, request_line: str,
+                    event: Event = Event.RESPONSE_READY) -> ResponsePlan:
+        """A protocol error: answer with `status`, then close (framing can no longer be trusted)."""
+        if not self.close_reason:
+            self.close_reason = "error"
+        self.buffer.clear()
+        self._discarder = None
+        self._pending_request = None
+        return self._finish(error_response(status), False, request_line, now, event)
+
+    def _finish(self, response: Response, keep_alive: bool, request_line: str,
+                now: float, event: Event) -> ResponsePlan:
+        """Decide persistence, render the head and build the plan."""
+        self.requests_served += 1
+        if keep_alive and (self.draining or self.requests_served >= self.max_requests):
+            keep_alive = False
+            if not self.close_reason:
+                self.close_reason = "stop" if self.draining else "max"
+        elif not keep_alive and not self.close_reason:
+            self.close_reason = "close"
+        fields = [("Server", SERVER_NAME), ("Date", self.site.dates.get())]
+        fields.extend(response.headers)
+        if keep_alive:
+            # The original's Keep-Alive field, reflecting the configured values.
+            fields.append(("Connection", "keep-alive"))
+            fields.append(("Keep-Alive", f"timeout={self.keepalive_header}, max={self.max_requests}"))
+        else:
+            fields.append(("Connection", "close"))
+        head = render_head(ResponseHead(response.status, tuple(fields)))
+        segments = response.segments
+        if segments and isinstance(segments[0], bytes) and len(segments[0]) <= 65536:
+            segments = [head + segments[0]] + segments[1:]  # one send for head + small body
+        else:
+            segments = [head] + segments
+        self.exchange = Exchange(request_line, response.status, response.body_length)
+        self._move(event)
+        return ResponsePlan(response.status, segments, response.body_length, keep_alive,
+                            response.fd)
+
+    def timeout(self, now: float) -> ResponsePlan | None:
+        """The state's timer expired: a 408 plan for a half-read request, else nothing."""
+        if self.state in (ConnState.READING_HEAD, ConnState.READING_BODY):
+            self.close_reason = "timeout"
+            return self._error_plan(408, now, "-", Event.TIMEOUT)
+        if not self.close_reason:
+            self.close_reason = {ConnState.IDLE: "idle", ConnState.CLOSING: "close"}.get(
+                self.state, "send")
+        self._move(Event.TIMEOUT)
+        return None
+
+    def head_sent(self) -> None:
+        """The engine has sent the head; file regions follow."""
+        self._move(Event.HEAD_SENT)
+
+    def response_done(self, plan: ResponsePlan) -> ConnState:
+        """The engine has sent the whole plan: persist, serve the next buffered request, or close."""
+        if not plan.keep_alive:
+            return self._move(Event.DONE_CLOSE)
+        if self.buffer:
+            return self._move(Event.DONE_PIPELINED)
+        return self._move(Event.DONE_IDLE)
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once (I/O error, reset, server stop)."""
+        if not self.close_reason or reason in ("reset", "error"):
+            self.close_reason = reason
+        self._move(Event.ABORT)
+
+    @property
+    def close_reason_text(self) -> str:
+        """The reason the connection ended, in words."""
+        return CLOSE_REASONS.get(self.close_reason, self.close_reason or "closed")

@@ -1,0 +1,293 @@
+"""The filesystem side: safe resolution under the root, file facts, content types, ranges, listings.
+
+Owns every decision about which bytes on disk a URL path may name. Never touches a socket.
+Nothing outside the root is ever named: segments are decoded and checked one by one (no `..`, no
+NUL, no backslash, dotfiles by policy), and unless `follow_symlinks` is set the real path of what
+we found must lie under the real root *with* a trailing separator, so /srv/www2 cannot pass for
+/srv/www.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import mimetypes
+import os
+import stat
+import time
+import urllib.parse
+
+from .headers import format_http_date
+
+# Content types that mimetypes gets wrong, old, or not at all (checked against nginx's mime.types
+# and the WHATWG MIME sniffing spec; RFC 9239 makes text/javascript the JavaScript type).
+_TYPE_OVERRIDES = {
+    ".js": "text/javascript", ".mjs": "text/javascript", ".cjs": "text/javascript",
+    ".json": "application/json", ".map": "application/json",
+    ".webmanifest": "application/manifest+json",
+    ".wasm": "application/wasm", ".webp": "image/webp", ".avif": "image/avif",
+    ".svg": "image/svg+xml", ".ico": "image/vnd.microsoft.icon",
+    ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf",
+    ".md": "text/markdown", ".txt": "text/plain", ".csv": "text/csv", ".css": "text/css",
+    ".html": "text/html", ".htm": "text/html", ".xml": "application/xml",
+    ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+    ".opus": "audio/ogg", ".flac": "audio/flac", ".wav": "audio/wav", ".pdf": "application/pdf",
+    ".gz": "application/gzip", ".br": "application/x-brotli", ".zip": "application/zip",
+}
+DEFAULT_TYPE = "application/octet-stream"
+# Types that are text even though they are not text/*: they get `charset=utf-8` too.
+_TEXTUAL_TYPES = {"application/json", "application/manifest+json", "application/xml",
+                  "image/svg+xml", "text/javascript"}
+# Precompressed siblings we look for, in our order of preference: (coding, suffix).
+PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
+# Directory names that are dotfiles but public by convention (RFC 8615).
+_PUBLIC_DOT_NAMES = {".well-known"}
+
+# Built-in table only: /etc/mime.types differs from machine to machine.
+_MIME = mimetypes.MimeTypes(filenames=())
+
+
+class NotFound(Exception):
+    """The URL path names nothing we may serve."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Redirect:
+    """A directory asked for without its trailing slash: 301 to `location`."""
+
+    location: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Found:
+    """A resolved path: `fs_path` exists inside the root and `st` is its stat."""
+
+    fs_path: str
+    st: os.stat_result
+    is_dir: bool
+
+
+def content_type(fs_path: str) -> str:
+    """The Content-Type for a file name, with charset=utf-8 for text."""
+    _, ext = os.path.splitext(fs_path)
+    ext = ext.lower()
+    ctype = _TYPE_OVERRIDES.get(ext) or _MIME.types_map[True].get(ext) or DEFAULT_TYPE
+    if ctype.startswith("text/") or ctype in _TEXTUAL_TYPES:
+        return ctype + "; charset=utf-8"
+    return ctype
+
+
+def strong_etag(st: os.stat_result) -> str:
+    """A strong validator from inode, size and mtime_ns: stable across restarts."""
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+def last_modified(st: os.stat_result) -> str:
+    """The Last-Modified value for a stat result."""
+    return format_http_date(st.st_mtime)
+
+
+def split_target(target: str) -> tuple[str, str] | None:
+    """Split a request-target into (path, query). None for forms that name no path (`*`).
+
+    Accepts origin-form and absolute-form (RFC 9112 section 3.2.2: a server MUST accept it).
+    """
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        return path, query
+    lowered = target[:8].lower()
+    if lowered.startswith("http://") or lowered.startswith("https://"):
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        query_mark = rest.find("?")
+        if slash < 0 or (0 <= query_mark < slash):
+            path_and_query = "/" + (rest[query_mark:] if query_mark >= 0 else "")
+        else:
+            path_and_query = rest[slash:]
+        path, _, query = path_and_query.partition("?")
+        return path, query
+    return None
+
+
+def decode_segments(path: str, allow_dotfiles: bool) -> tuple[list[str], bool]:
+    """Percent-decode a URL path into safe segments; raise NotFound for anything suspicious.
+
+    Returns (segments, trailing_slash). Empty segments (`//`) and `.` collapse; `..` is refused
+    outright rather than resolved, so no arithmetic on segments can ever climb out of the root.
+    """
+    raw = urllib.parse.unquote_to_bytes(path)
+    try:
+        decoded = raw.decode("utf-8")  # strict: overlong forms and stray bytes fail here
+    except UnicodeDecodeError:
+        raise NotFound("path is not UTF-8") from None
+    if "\x00" in decoded or "\\" in decoded:
+        raise NotFound("NUL or backslash in path")
+    segments = []
+    for segment in decoded.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == ".." or any(ord(ch) < 0x20 or ch == "\x7f" for ch in segment):
+            raise NotFound("unsafe path segment")
+        if segment[0] == "." and not allow_dotfiles and segment not in _PUBLIC_DOT_NAMES:
+            raise NotFound("dotfile")
+        segments.append(segment)
+    return segments, decoded.endswith("/")
+
+
+def is_inside(real_root: str, candidate: str) -> bool:
+    """True if `candidate` (already real) is the root or lies under it."""
+    return candidate == real_root or candidate.startswith(real_root + os.sep)
+
+
+def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
+            follow_symlinks: bool = False, query: str = ""):
+    """Map a URL path to a Found file or directory, or a Redirect; raise NotFound otherwise."""
+    segments, trailing_slash = decode_segments(path, allow_dotfiles)
+    fs_path = os.path.join(real_root, *segments)
+    try:
+        st = os.stat(fs_path)
+    except (OSError, ValueError):
+        raise NotFound("no such file") from None
+    if not follow_symlinks and segments and not is_inside(real_root, os.path.realpath(fs_path)):
+        raise NotFound("symlink leads outside the root")
+    if stat.S_ISDIR(st.st_mode):
+        if not trailing_slash and segments:
+            location = urllib.parse.quote("/" + "/".join(segments) + "/")
+            return Redirect(location + ("?" + query if query else ""))
+        return Found(fs_path, st, True)
+    if not stat.S_ISREG(st.st_mode) or trailing_slash:
+        # RFC 3986: "/abc.txt/" names a child of a file, which cannot exist.
+        raise NotFound("not a regular file")
+    return Found(fs_path, st, False)
+
+
+def open_regular(fs_path: str) -> tuple[int, os.stat_result] | None:
+    """Open a regular file for reading and fstat the descriptor we got (not the name).
+
+    O_NONBLOCK keeps a FIFO swapped in after our stat from blocking the loop; the fstat makes the
+    headers describe the file actually opened, even if it was replaced in between.
+    """
+    try:
+        fd = os.open(fs_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st
+
+
+def parse_range(value: str, size: int, max_ranges: int = 16):
+    """Parse a Range header for a representation of `size` bytes (RFC 9110 section 14.1.1).
+
+    Returns None to ignore the header (invalid syntax, another unit, or a request that would
+    amplify the response), [] when no range is satisfiable (416), or a sorted list of coalesced
+    inclusive (first, last) pairs.
+    """
+    unit, sep, spec = value.partition("=")
+    if not sep or unit.strip().lower() != "bytes":
+        return None
+    ranges = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue  # empty list elements are allowed (RFC 9110 section 5.6.1)
+        first_text, dash, last_text = item.partition("-")
+        first_text, last_text = first_text.strip(), last_text.strip()
+        if not dash or (first_text and not first_text.isdigit()) or \
+                (last_text and not last_text.isdigit()) or not (first_text or last_text):
+            return None
+        if not first_text.isascii() or not last_text.isascii():
+            return None
+        if first_text:
+            first = int(first_text)
+            last = int(last_text) if last_text else size - 1
+            if last < first:
+                return None  # an invalid range-spec makes the whole header invalid
+            if first >= size:
+                continue  # unsatisfiable on its own
+            ranges.append((first, min(last, size - 1)))
+        else:
+            suffix = int(last_text)
+            if suffix == 0 or size == 0:
+                continue
+            ranges.append((max(0, size - suffix), size - 1))
+    if not ranges:
+        return []
+    # Overlapping and adjacent ranges are merged, so the parts never add up to more than the file;
+    # RFC 9110 section 14.2 lets a server ignore a Range asking for many pieces, so past
+    # `max_ranges` parts we serve the whole file (200) rather than amplify it with part headers.
+    merged = coalesce_ranges(ranges)
+    if len(merged) > max_ranges:
+        return None
+    return merged
+
+
+def coalesce_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort ranges and merge those that overlap or touch."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            if last > merged[-1][1]:
+                merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _human_size(size: int) -> str:
+    """A byte count as a short human-readable string."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: bool,
+                 follow_symlinks: bool) -> bytes:
+    """An HTML index of a directory: folders first, names escaped and quoted, sizes, mtimes."""
+    entries = []
+    try:
+        names = os.listdir(fs_dir)
+    except OSError:
+        names = []
+    for name in names:
+        if name.startswith(".") and not allow_dotfiles:
+            continue
+        full = os.path.join(fs_dir, name)
+        try:
+            st = os.stat(full)
+        except OSError:
+            continue
+        if not follow_symlinks and not is_inside(real_root, os.path.realpath(full)):
+            continue
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not is_dir and not stat.S_ISREG(st.st_mode):
+            continue
+        entries.append((not is_dir, name.lower(), name, is_dir, st))
+    entries.sort()
+    title = html.escape(url_path)
+    rows = []
+    if url_path != "/":
+        rows.append('<tr><td><a href="../">../</a></td><td></td><td></td></tr>')
+    for _, _, name, is_dir, st in entries:
+        href = urllib.parse.quote(name) + ("/" if is_dir else "")
+        label = html.escape(name) + ("/" if is_dir else "")
+        size = "-" if is_dir else _human_size(st.st_size)
+        mtime = time.strftime("%Y-%m-%d %H:%M", time.gmtime(st.st_mtime))
+        rows.append(f'<tr><td><a href="{href}">{label}</a></td>'
+                    f'<td class="size">{size}</td><td>{mtime}</td></tr>')
+    body = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>Index of {title}</title><style>body{{font-family:sans-serif;margin:2em}}"
+        "td{padding:.1em 1.2em .1em 0}.size{text-align:right}</style></head>\n"
+        f"<body><h1>Index of {title}</h1>\n<table>\n"
+        '<tr><th align="left">Name</th><th>Size</th><th align="left">Modified (UTC)</th></tr>\n'
+        + "\n".join(rows) + "\n</table></body></html>\n")
+    return body.encode("utf-8")

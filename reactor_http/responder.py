@@ -1,0 +1,397 @@
+"""HTTP semantics for a static site: one request in, one `Response` (head fields + body plan) out.
+
+`respond(request, site, now)` decides methods, redirects, 200/206/304/404/405/412/416/501,
+conditional requests (RFC 9110 section 13), ranges (section 14), precompressed representations and
+the options users ask for. It never touches a socket and never sends; connection management
+(Connection, Keep-Alive) belongs to protocol.py, which adds those fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import urllib.parse
+
+from . import resource
+from .headers import DateCache, comma_list, parse_http_date, quality_values
+from .messages import REASONS, FileRegion, Request
+
+ALLOWED_METHODS = "GET, HEAD, OPTIONS"
+# Methods we know (RFC 9110 section 9, RFC 5789, WebDAV) and refuse with 405; others are 501.
+KNOWN_METHODS = frozenset({
+    "POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH", "PROPFIND", "PROPPATCH", "MKCOL",
+    "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "QUERY"})
+# Files up to this size are kept in memory and sent with the head in one send (bytes).
+SMALL_FILE_MAX = 64 * 1024
+# Total bytes of small files kept in memory; the oldest entries go first beyond it.
+SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
+# Directory listings kept in memory (entries), refreshed when the folder's mtime changes.
+LISTING_CACHE_ENTRIES = 256
+# At most this many parts in a multipart/byteranges answer (see resource.parse_range).
+MAX_RANGES = 16
+
+
+@dataclasses.dataclass(slots=True)
+class Response:
+    """A response before connection management: status, fields, body segments, owned fd."""
+
+    status: int
+    headers: list
+    segments: list = dataclasses.field(default_factory=list)  # bytes | FileRegion
+    body_length: int = 0
+    fd: int | None = None
+    close: bool = False
+
+
+class Site:
+    """What the responder keeps between requests: the configuration, the real root and caches."""
+
+    def __init__(self, config):
+        self.config = config
+        self.real_root = os.path.realpath(config.root)
+        self.dates = DateCache()
+        self.allow_dotfiles = config.dotfiles == "allow"
+        self._small_files: dict[str, tuple[tuple, bytes]] = {}
+        self._small_file_bytes = 0
+        self._listings: dict[str, tuple[tuple, bytes]] = {}
+        self.cache_control = None
+        if config.max_age is not None:
+            self.cache_control = f"public, max-age={config.max_age}"
+            if config.immutable:
+                self.cache_control += ", immutable"
+        elif config.immutable:
+            self.cache_control = "public, max-age=31536000, immutable"
+
+    def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
+        """The bytes of a small regular file, from memory if its identity is unchanged."""
+        identity = _identity(st)
+        cached = self._small_files.get(fs_path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        opened = resource.open_regular(fs_path)
+        if opened is None:
+            return None
+        fd, st_open = opened
+        try:
+            if st_open.st_size > SMALL_FILE_MAX:
+                return None
+            data = os.pread(fd, st_open.st_size, 0)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(data) != st_open.st_size or _identity(st_open) != identity:
+            return None  # changed under us: do not cache, the caller serves from a descriptor
+        self._remember_small_file(fs_path, identity, data)
+        return data
+
+    def _remember_small_file(self, fs_path: str, identity: tuple, data: bytes) -> None:
+        """Cache file bytes, evicting the oldest entries beyond the byte budget."""
+        old = self._small_files.pop(fs_path, None)
+        if old is not None:
+            self._small_file_bytes -= len(old[1])
+        while self._small_files and self._small_file_bytes + len(data) > SMALL_FILE_CACHE_BYTES:
+            _, (_, evicted) = _pop_oldest(self._small_files)
+            self._small_file_bytes -= len(evicted)
+        self._small_files[fs_path] = (identity, data)
+        self._small_file_bytes += len(data)
+
+    def listing(self, fs_dir: str, st: os.stat_result, url_path: str) -> bytes:
+        """The HTML listing of a directory, rebuilt only when the directory changed."""
+        identity = _identity(st)
+        cached = self._listings.get(fs_dir)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        body = resource.listing_html(self.real_root, fs_dir, url_path,
+                                     allow_dotfiles=self.allow_dotfiles,
+                                     follow_symlinks=self.config.follow_symlinks)
+        if len(self._listings) >= LISTING_CACHE_ENTRIES:
+            _pop_oldest(self._listings)
+        self._listings[fs_dir] = (identity, body)
+        return body
+
+
+def _pop_oldest(cache: dict):
+    """Remove and return the first-inserted (key, value) of a dict."""
+    key = next(iter(cache))
+    return key, cache.pop(key)
+
+
+def _identity(st: os.stat_result) -> tuple:
+    """What changes when a file is replaced or modified."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def error_page(status: int) -> bytes:
+    """A small HTML page for an error status; it never echoes request data."""
+    title = f"{status} {REASONS.get(status, 'Error')}"
+    return (f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>"
+            f"<body><h1>{title}</h1></body></html>\n").encode("ascii")
+
+
+def error_response(status: int, *, close: bool = False, head_only: bool = False,
+                   extra: list | None = None) -> Response:
+    """A complete error response with a small HTML body."""
+    body = error_page(status)
+    headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if extra:
+        headers.extend(extra)
+    if head_only:
+        return Response(status, headers, close=close)
+    return Response(status, headers, [body], len(body), close=close)
+
+
+def respond(request: Request, site: Site, now: float) -> Response:
+    """Decide the response to one parsed request."""
+    method = request.method
+    head_only = method == "HEAD"
+    if method not in ("GET", "HEAD", "OPTIONS"):
+        if method in KNOWN_METHODS:
+            return error_response(405, extra=[("Allow", ALLOWED_METHODS)])
+        return error_response(501)
+    split = resource.split_target(request.target)
+    if split is None:
+        if method == "OPTIONS" and request.target == "*":
+            return _options(request, site)
+        return error_response(400, close=True, head_only=head_only)
+    path, query = split
+    if method == "OPTIONS":
+        return _options(request, site)
+    try:
+        found = resource.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
+                                 follow_symlinks=site.config.follow_symlinks, query=query)
+    except resource.NotFound:
+        return _not_found(request, site, path)
+    if isinstance(found, resource.Redirect):
+        return error_response(301, head_only=head_only, extra=[("Location", found.location)])
+    if found.is_dir:
+        index = os.path.join(found.fs_path, "index.html")
+        try:
+            index_st = os.stat(index)
+        except OSError:
+            index_st = None
+        if index_st is not None and stat.S_ISREG(index_st.st_mode):
+            return _serve_file(request, site, index, index_st)
+        if not site.config.listing:
+            return _not_found(request, site, path)
+        body = site.listing(found.fs_path, found.st, _display_path(path))
+        return _bytes_response(200, "text/html; charset=utf-8", body, head_only,
+                               [("Cache-Control", "no-cache")] + _cors(site))
+    return _serve_file(request, site, found.fs_path, found.st)
+
+
+def _display_path(path: str) -> str:
+    """The decoded URL path shown as a listing's title (escaped later)."""
+    return urllib.parse.unquote(path, errors="replace")
+
+
+def _bytes_response(status, ctype, body, head_only, extra=()) -> Response:
+    """A response whose body is bytes already in memory."""
+    headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+    headers.extend(extra)
+    if head_only:
+        return Response(status, headers)
+    return Response(status, headers, [body], len(body))
+
+
+def _cors(site: Site) -> list:
+    """CORS fields for simple GET/HEAD responses when --cors is on."""
+    return [("Access-Control-Allow-Origin", "*")] if site.config.cors else []
+
+
+def _options(request: Request, site: Site) -> Response:
+    """OPTIONS: 204 with Allow; with --cors, a full preflight answer (Fetch standard)."""
+    headers = [("Allow", ALLOWED_METHODS)]
+    if site.config.cors and "origin" in request.fields:
+        headers.append(("Access-Control-Allow-Origin", "*"))
+        headers.append(("Access-Control-Allow-Methods", ALLOWED_METHODS))
+        asked = request.fields.get("access-control-request-headers")
+        if asked:
+            names = [name for name in comma_list(asked) if name.replace("-", "").isalnum()]
+            if names:
+                headers.append(("Access-Control-Allow-Headers", ", ".join(names)))
+        headers.append(("Access-Control-Max-Age", "86400"))
+    return Response(204, headers)
+
+
+def _not_found(request: Request, site: Site, path: str) -> Response:
+    """404, or the SPA's index.html for paths that do not look like files, or 404.html."""
+    head_only = request.method == "HEAD"
+    root = site.real_root
+    if site.config.spa:
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        if "." not in last:
+            index = os.path.join(root, "index.html")
+            try:
+                index_st = os.stat(index)
+            except OSError:
+                index_st = None
+            if index_st is not None and stat.S_ISREG(index_st.st_mode):
+                return _serve_file(request, site, index, index_st)
+    custom = os.path.join(root, "404.html")
+    try:
+        custom_st = os.stat(custom)
+    except OSError:
+        custom_st = None
+    if custom_st is not None and stat.S_ISREG(custom_st.st_mode):
+        body = site.small_file(custom, custom_st)
+        if body is not None:
+            return _bytes_response(404, "text/html; charset=utf-8", body, head_only, _cors(site))
+    return error_response(404, head_only=head_only, extra=_cors(site))
+
+
+def _choose_encoding(request: Request, fs_path: str, st: os.stat_result):
+    """Pick a precompressed sibling the client accepts: (coding, path, stat) or None.
+
+    Also reports whether any sibling exists, since then every response varies on
+    Accept-Encoding (as nginx gzip_static and Caddy's precompressed do).
+    """
+    accepted = quality_values(request.fields.get("accept-encoding"))
+    has_sibling = False
+    chosen = None
+    for coding, suffix in resource.PRECOMPRESSED:
+        try:
+            sibling_st = os.stat(fs_path + suffix)
+        except OSError:
+            continue
+        if not stat.S_ISREG(sibling_st.st_mode) or sibling_st.st_mtime_ns < st.st_mtime_ns:
+            continue  # an older sibling is stale: never serve it
+        has_sibling = True
+        q = accepted.get(coding, accepted.get("*", 0.0))
+        if chosen is None and q > 0:
+            chosen = (coding, fs_path + suffix, sibling_st)
+    return chosen, has_sibling
+
+
+def _etag_matches(header: str, etag: str, weak: bool) -> bool:
+    """Does an If-Match / If-None-Match list match our ETag (RFC 9110 section 8.8.3.2)?"""
+    if header.strip() == "*":
+        return True
+    ours = etag[2:] if etag.startswith("W/") else etag
+    for candidate in comma_list(header):
+        if candidate.startswith("W/"):
+            if not weak:
+                continue  # strong comparison: weak tags never match
+            candidate = candidate[2:]
+        if candidate == ours:
+            return True
+    return False
+
+
+def _preconditions(request: Request, etag: str, mtime: int) -> int | None:
+    """Evaluate conditional fields in the order of RFC 9110 section 13.2.2: 412, 304 or None."""
+    fields = request.fields
+    safe = request.method in ("GET", "HEAD")
+    if_match = fields.get("if-match")
+    if if_match is not None:
+        if not _etag_matches(if_match, etag, weak=False):
+            return 412
+    else:
+        since = fields.get("if-unmodified-since")
+        if since is not None:
+            date = parse_http_date(since)
+            if date is not None and mtime > date:
+                return 412
+    if_none_match = fields.get("if-none-match")
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, etag, weak=True):
+            return 304 if safe else 412
+    elif safe:
+        # If-Modified-Since is ignored when If-None-Match is present (section 13.1.3), when the
+        # method is not GET/HEAD, and when the date is invalid.
+        since = fields.get("if-modified-since")
+        if since is not None:
+            date = parse_http_date(since)
+            if date is not None and mtime <= date:
+                return 304
+    return None
+
+
+def _if_range_allows(request: Request, etag: str, last_mod: str) -> bool:
+    """If-Range (RFC 9110 section 13.1.5): honour Range only if the validator still matches."""
+    value = request.fields.get("if-range")
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith('"') or value.startswith("W/"):
+        return value == etag  # strong comparison; a weak tag never matches
+    return value == last_mod  # a date must be an exact match of our Last-Modified
+
+
+def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result) -> Response:
+    """200/206/304/412/416 for a regular file (or its precompressed sibling)."""
+    head_only = request.method == "HEAD"
+    chosen, has_sibling = _choose_encoding(request, fs_path, st)
+    ctype = resource.content_type(fs_path)
+    extra = []
+    if chosen is not None:
+        coding, rep_path, rep_st = chosen
+        extra.append(("Content-Encoding", coding))
+    else:
+        rep_path, rep_st = fs_path, st
+    if has_sibling:
+        extra.append(("Vary", "Accept-Encoding"))
+    if site.cache_control:
+        extra.append(("Cache-Control", site.cache_control))
+    extra.extend(_cors(site))
+
+    data = site.small_file(rep_path, rep_st) if rep_st.st_size <= SMALL_FILE_MAX else None
+    fd = None
+    if data is None:
+        opened = resource.open_regular(rep_path)
+        if opened is None:
+            return _not_found(request, site, "/")
+        fd, rep_st = opened  # headers describe the file we actually opened
+    size = rep_st.st_size
+    etag = resource.strong_etag(rep_st)
+    last_mod = resource.last_modified(rep_st)
+    validators = [("Last-Modified", last_mod), ("ETag", etag)]
+
+    outcome = _preconditions(request, etag, int(rep_st.st_mtime))
+    if outcome is not None:
+        if fd is not None:
+            os.close(fd)
+        if outcome == 304:
+            return Response(304, validators + extra)
+        return error_response(412, head_only=head_only)
+
+    ranges = None
+    range_header = request.fields.get("range")
+    # Range is defined for GET only (RFC 9110 section 14.2): HEAD gets the 200 fields.
+    if range_header is not None and request.method == "GET" and \
+            _if_range_allows(request, etag, last_mod):
+        ranges = resource.parse_range(range_header, size, MAX_RANGES)
+    if ranges == []:
+        if fd is not None:
+            os.close(fd)
+        return error_response(416, extra=[("Content-Range", f"bytes */{size}")] + extra)
+
+    def piece(first: int, count: int):
+        return data[first:first + count] if data is not None else FileRegion(fd, first, count)
+
+    common = [("Content-Type", ctype)]
+    tail = validators + [("Accept-Ranges", "bytes")] + extra
+    if not ranges:
+        headers = common + [("Content-Length", str(size))] + tail
+        segments = [] if head_only or size == 0 else [piece(0, size)]
+        return Response(200, headers, segments, 0 if head_only else size, fd)
+    if len(ranges) == 1:
+        first, last = ranges[0]
+        count = last - first + 1
+        headers = common + [("Content-Length", str(count)),
+                            ("Content-Range", f"bytes {first}-{last}/{size}")] + tail
+        return Response(206, headers, [piece(first, count)], count, fd)
+    boundary = os.urandom(12).hex()
+    segments = []
+    for first, last in ranges:
+        part_head = (f"\r\n--{boundary}\r\nContent-Type: {ctype}\r\n"
+                     f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n").encode("latin-1")
+        segments.append(part_head)
+        segments.append(piece(first, last - first + 1))
+    segments.append(f"\r\n--{boundary}--\r\n".encode("latin-1"))
+    length = sum(len(s) if isinstance(s, bytes) else s.count for s in segments)
+    headers = [("Content-Type", f"multipart/byteranges; boundary={boundary}"),
+               ("Content-Length", str(length))] + tail
+    return Response(206, headers, segments, length, fd)
+

@@ -1,0 +1,104 @@
+"""The only code that sends: plan segments with `send`, file regions with `os.sendfile`.
+
+Two ways to execute a `ResponsePlan`: `send_available` for the reactor's non-blocking sockets
+(send what the kernel takes now, keep the cursor, report whether more remains) and
+`send_blocking` for the threaded engine's blocking sockets with a timeout (`socket.sendfile`).
+A sendfile that returns 0 before its count means the file shrank: the Content-Length promise can
+no longer be kept, so we raise `FileShrank` and the engine closes the connection.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from .messages import FileRegion, ResponsePlan
+
+# Bytes one sendfile call may move; the kernel stops earlier when the socket buffer is full.
+SENDFILE_CHUNK = 1 << 20
+# Bytes one connection may send per loop turn before others get a turn (fairness on fast links).
+TURN_BUDGET = 4 << 20
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+# Errors that mean the peer went away: a quiet close, not a logged failure.
+PEER_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+PEER_GONE_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
+                              errno.ECONNABORTED, errno.ETIMEDOUT})
+
+
+class FileShrank(Exception):
+    """The file got shorter while we were sending it."""
+
+
+class Cursor:
+    """Where a plan's sending stands: segment index and offset into it."""
+
+    __slots__ = ("index", "offset", "sent")
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.offset = 0
+        self.sent = 0
+
+
+def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
+                   budget: int = TURN_BUDGET) -> bool:
+    """Send from the cursor until done, the socket would block, or the budget is spent.
+
+    Returns True when the whole plan is out. Raises PEER_GONE errors and FileShrank.
+    """
+    segments = plan.segments
+    count = len(segments)
+    fileno = sock.fileno()
+    while cursor.index < count:
+        if budget <= 0:
+            return False
+        segment = segments[cursor.index]
+        try:
+            if type(segment) is bytes:
+                more_follows = _MSG_MORE if cursor.index + 1 < count else 0
+                view = segment if cursor.offset == 0 else memoryview(segment)[cursor.offset:]
+                sent = sock.send(view, more_follows)
+                remaining = len(segment) - cursor.offset
+            else:
+                remaining = segment.count - cursor.offset
+                sent = os.sendfile(fileno, segment.fd, segment.offset + cursor.offset,
+                                   min(remaining, SENDFILE_CHUNK))
+                if sent == 0:
+                    raise FileShrank(f"file ended {remaining} bytes early")
+        except BlockingIOError:
+            return False
+        cursor.sent += sent
+        budget -= sent
+        if sent >= remaining:
+            cursor.index += 1
+            cursor.offset = 0
+        else:
+            cursor.offset += sent
+    return True
+
+
+def head_is_out(plan: ResponsePlan, cursor: Cursor) -> bool:
+    """True once every leading bytes segment is sent and a file region is next."""
+    return cursor.index < len(plan.segments) and \
+        isinstance(plan.segments[cursor.index], FileRegion)
+
+
+def send_blocking(sock: socket.socket, plan: ResponsePlan, on_head_sent=None) -> int:
+    """Send a whole plan on a blocking socket (with a timeout); return the bytes sent."""
+    total = 0
+    head_reported = False
+    for segment in plan.segments:
+        if type(segment) is bytes:
+            sock.sendall(segment)
+            total += len(segment)
+            continue
+        if not head_reported and on_head_sent is not None:
+            on_head_sent()
+            head_reported = True
+        with os.fdopen(segment.fd, "rb", buffering=0, closefd=False) as file:
+            sent = sock.sendfile(file, segment.offset, segment.count)
+        total += sent
+        if sent < segment.count:
+            raise FileShrank(f"file ended {segment.count - sent} bytes early")
+    return total

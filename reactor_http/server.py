@@ -1,0 +1,111 @@
+"""Start-up: bind the listening socket, raise the descriptor limit, pick the engine, run it.
+
+`serve(config)` is the one entry point (the CLI and tests call it). Errors a user can fix (a port
+in use, a bad root) are raised as `StartupError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource as rlimit
+import socket
+import sys
+
+from .logs import LogSink
+from .responder import Site
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why in one line."""
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return (soft, hard) now in force."""
+    soft, hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
+    if hard == rlimit.RLIM_INFINITY:
+        target = max(soft, 1 << 20)
+    else:
+        target = hard
+    if soft < target:
+        try:
+            rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
+def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on host:port (IPv6 if the host is an IPv6 address)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    family, socktype, proto, _, address = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+            try:  # `--host ::` serves IPv4 too where the system allows dual-stack
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except OSError:
+                pass
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use") from None
+        if exc.errno == errno.EACCES:
+            raise StartupError(f"permission denied to listen on {host}:{port}") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def url_for(sock: socket.socket) -> str:
+    """The URL a browser would use for a bound socket."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def serve(config, *, banner=None, listener: socket.socket | None = None, ready=None) -> int:
+    """Run the configured engine until SIGINT/SIGTERM; return the exit status.
+
+    `banner(text)` receives the start-up line; `ready(engine)` is called once listening (tests).
+    """
+    config.validate()
+    soft, _ = raise_fd_limit()
+    if listener is None:
+        listener = bind_listener(config.host, config.port, config.backlog)
+    site = Site(config)
+    logs = LogSink(access=not config.quiet, log_dir=config.log_dir)
+    url = url_for(listener)
+    if config.mode == "threaded":
+        from .threaded import ThreadedServer
+        engine = ThreadedServer(config, site, logs, listener)
+    else:
+        from .reactor import Reactor
+        engine = Reactor(config, site, logs, listener)
+    text = f"Serving {site.real_root} at {url} (mode: {config.mode}); press Ctrl+C to stop"
+    if banner is not None:
+        banner(text)
+    if config.mode == "reactor" and soft < config.max_connections + 64:
+        print(f"reactor_http: warning: the open-file limit is {soft}, below --max-connections "
+              f"{config.max_connections}; raise it with `ulimit -n`", file=sys.stderr)
+    logs.event(f"Server started on {url} (mode: {config.mode}, root: {site.real_root}, "
+               f"pid {os.getpid()})")
+    try:
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            engine.install_signal_handlers()
+        if ready is not None:
+            ready(engine)
+        status = engine.run()
+    finally:
+        logs.event("Server stopped")
+        logs.flush()
+    return status

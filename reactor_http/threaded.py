@@ -1,0 +1,216 @@
+"""The threaded engine: one thread per connection on a blocking socket, as the original did.
+
+It exists to be compared with the reactor, so it shares everything but the I/O: the same
+`HttpConnection` state machine, parser, responder and plans, and `sending.send_blocking`.
+Threads are bounded by `max_threads`: the acceptor takes a slot before it accepts, so overload
+waits in the kernel backlog instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+import traceback
+
+from . import sending
+from .logs import FLUSH_INTERVAL, escape
+from .parser import Limits
+from .protocol import ConnState, HttpConnection
+from .reactor import LINGER_MAX_BYTES, LINGER_TIMEOUT, RECV_SIZE, format_peer
+
+log = logging.getLogger("reactor_http")
+
+# How often the acceptor looks up from accept() to notice a stop request (seconds).
+POLL_INTERVAL = 0.2
+
+
+class ThreadedServer:
+    """Accept on a blocking socket and hand each connection to its own thread."""
+
+    def __init__(self, config, site, logs, listener: socket.socket):
+        self.config = config
+        self.site = site
+        self.logs = logs
+        self.listener = listener
+        self.limits = Limits.from_config(config)
+        self.slots = threading.BoundedSemaphore(config.max_threads)
+        self.stop_event = threading.Event()
+        self.active: dict[socket.socket, HttpConnection] = {}
+        self.active_lock = threading.Lock()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: self.request_stop())
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> int:
+        """Accept until stopped, then drain; return the exit status."""
+        flusher = threading.Thread(target=self._flush_loop, name="log-flusher", daemon=True)
+        flusher.start()
+        self.listener.settimeout(POLL_INTERVAL)
+        try:
+            while not self.stop_event.is_set():
+                if not self.slots.acquire(timeout=POLL_INTERVAL):
+                    continue  # all threads busy: new connections wait in the backlog
+                try:
+                    sock, address = self.listener.accept()
+                except (TimeoutError, socket.timeout):
+                    self.slots.release()
+                    continue
+                except OSError as exc:
+                    self.slots.release()
+                    if self.stop_event.is_set():
+                        break
+                    log.warning("accept failed (%s); retrying shortly", exc.strerror)
+                    self.stop_event.wait(0.5)
+                    continue
+                thread = threading.Thread(target=self._serve_connection, args=(sock, address),
+                                          name=f"conn-{format_peer(address)}", daemon=True)
+                thread.start()
+        finally:
+            self.listener.close()
+            self._drain()
+            self.logs.flush()
+        return 0
+
+    def _flush_loop(self) -> None:
+        while not self.stop_event.wait(FLUSH_INTERVAL):
+            self.logs.flush()
+
+    def _drain(self) -> None:
+        """Stop: wake idle connections so they close, let in-flight ones finish within the bound."""
+        self.logs.event("Stopping: no longer accepting connections")
+        deadline = time.monotonic() + self.config.drain_timeout
+        with self.active_lock:
+            for sock, proto in self.active.items():
+                proto.draining = True
+                if proto.state is ConnState.IDLE:
+                    _shutdown_quietly(sock, socket.SHUT_RDWR)
+        while time.monotonic() < deadline:
+            with self.active_lock:
+                if not self.active:
+                    return
+                for sock, proto in self.active.items():
+                    if proto.state is ConnState.IDLE:
+                        _shutdown_quietly(sock, socket.SHUT_RDWR)
+            time.sleep(0.05)
+
+    def _serve_connection(self, sock: socket.socket, address) -> None:
+        """One connection's whole life, on this thread."""
+        peer = format_peer(address)
+        proto = HttpConnection(self.site, self.limits)
+        with self.active_lock:
+            self.active[sock] = proto
+        if self.logs.connection_enabled:
+            self.logs.event(f"[+] New thread started for {peer}")
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._converse(sock, proto, peer)
+        except sending.FileShrank as exc:
+            log.warning("%s: %s; closing the connection", peer, exc)
+            proto.abort("error")
+        except (TimeoutError, socket.timeout):
+            proto.abort("send")
+        except (ConnectionError, OSError):
+            proto.abort("reset")
+        except Exception as exc:
+            log.error("unexpected error on connection %s; closing it:\n%s", peer,
+                      "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            proto.abort("error")
+        finally:
+            with self.active_lock:
+                self.active.pop(sock, None)
+            sock.close()
+            if self.logs.connection_enabled:
+                self.logs.event(f"[-] Disconnected {peer}, killing thread "
+                                f"({proto.close_reason_text})")
+            self.slots.release()
+
+    def _converse(self, sock: socket.socket, proto: HttpConnection, peer: str) -> None:
+        """Read requests and send responses until the protocol says the connection ends."""
+        config = self.config
+        head_deadline = 0.0
+        while True:
+            if self.stop_event.is_set() and proto.state is ConnState.IDLE:
+                proto.abort("stop")
+                return
+            # Timers: idle wait, or what is left of the head deadline (slowloris guard).
+            if proto.state is ConnState.IDLE:
+                sock.settimeout(config.keepalive_timeout)
+            else:
+                sock.settimeout(max(head_deadline - time.monotonic(), 0.001))
+            try:
+                data = sock.recv(RECV_SIZE)
+            except (TimeoutError, socket.timeout):
+                plan = proto.timeout(time.monotonic())
+                if plan is not None:
+                    self._send(sock, proto, plan, peer)
+                    self._linger(sock)
+                return
+            was_idle = proto.state is ConnState.IDLE
+            proto.receive(data)
+            if proto.state is ConnState.CLOSED:
+                return
+            if was_idle:
+                head_deadline = time.monotonic() + config.header_timeout
+            while True:
+                plan = proto.next_plan(time.monotonic())
+                if proto.internal_error is not None:
+                    exc, proto.internal_error = proto.internal_error, None
+                    log.error("error while answering %s (sent 500):\n%s", peer,
+                              "".join(traceback.format_exception(type(exc), exc,
+                                                                 exc.__traceback__)))
+                if plan is None:
+                    break
+                state = self._send(sock, proto, plan, peer)
+                if state is ConnState.CLOSING:
+                    self._linger(sock)
+                    return
+                if state is ConnState.READING_HEAD:
+                    head_deadline = time.monotonic() + config.header_timeout
+                else:
+                    break
+
+    def _send(self, sock: socket.socket, proto: HttpConnection, plan, peer: str):
+        """Send a plan with the send timeout; log it; return the protocol's next state."""
+        sock.settimeout(self.config.send_timeout)
+        try:
+            sending.send_blocking(sock, plan, on_head_sent=proto.head_sent)
+        finally:
+            plan.close()
+        exchange = proto.exchange
+        self.logs.access(peer.rsplit(":", 1)[0].strip("[]"), exchange.request_line,
+                         exchange.status, exchange.body_bytes)
+        if self.logs.connection_enabled:
+            self.logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status}')
+        return proto.response_done(plan)
+
+    def _linger(self, sock: socket.socket) -> None:
+        """Half-close and drain briefly so the peer reads our last response, not a reset."""
+        _shutdown_quietly(sock, socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_TIMEOUT
+        drained = 0
+        try:
+            while drained <= LINGER_MAX_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                sock.settimeout(remaining)
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    return
+                drained += len(data)
+        except OSError:
+            return
+
+
+def _shutdown_quietly(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
