@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -95,6 +96,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
         follow_symlinks=args.follow_symlinks)
 
 
+def prepare_log_dir(path: str) -> None:
+    """Create the connection-log folder now, so an unusable one is a one-line error, not a trace."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot use log dir {path!r}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"log dir {path!r} is not writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m reactor_http` and the `reactor-http` script."""
     parser = build_parser()
@@ -106,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = config_from_args(args).validate()
+        if config.log_dir is not None:
+            prepare_log_dir(config.log_dir)
         return serve(config, banner=lambda text: print(text, flush=True))
     except (ValueError, StartupError) as exc:
         print(f"reactor-http: error: {exc}", file=sys.stderr)

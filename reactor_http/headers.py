@@ -57,7 +57,9 @@ def parse_http_date(value: str) -> int | None:
         fields = (int(year), month_number, int(day), int(hour), int(minute), int(second))
     except ValueError:
         return None
-    if not (1 <= fields[2] <= 31 and fields[3] <= 23 and fields[4] <= 59 and fields[5] <= 60):
+    # A day the month does not have (31 Feb) is not a valid HTTP-date: timegm would roll it over.
+    if not (1 <= fields[2] <= calendar.monthrange(fields[0], month_number)[1] and
+            fields[3] <= 23 and fields[4] <= 59 and fields[5] <= 60):
         return None
     return calendar.timegm(fields + (0, 0, 0))
 
@@ -109,16 +111,28 @@ def quality_values(value: str | None) -> dict[str, float]:
 class DateCache:
     """The Date header value, formatted at most once per second."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("_second", "_value", "_field")
 
     def __init__(self) -> None:
         self._second = -1
         self._value = ""
+        self._field = b""
 
     def get(self, now: float | None = None) -> str:
         """The IMF-fixdate for `now` (wall-clock seconds; default: the current time)."""
         second = int(time.time() if now is None else now)
         if second != self._second:
-            self._second = second
-            self._value = format_http_date(second)
+            self._refresh(second)
         return self._value
+
+    def field(self) -> bytes:
+        """The whole `Date: ...` field line for the current second, as bytes."""
+        second = int(time.time())
+        if second != self._second:
+            self._refresh(second)
+        return self._field
+
+    def _refresh(self, second: int) -> None:
+        self._second = second
+        self._value = format_http_date(second)
+        self._field = f"Date: {self._value}\r\n".encode("ascii")

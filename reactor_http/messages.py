@@ -56,28 +56,27 @@ class FileRegion:
     count: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ResponseHead:
-    """Status and header fields of a response, in the order they are sent."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-
-    def get(self, name: str) -> str | None:
-        """The value of the first field called `name` (case-insensitive), or None."""
-        lowered = name.lower()
-        for field_name, value in self.headers:
-            if field_name.lower() == lowered:
-                return value
-        return None
+_STATUS_LINES: dict[int, bytes] = {}
+SERVER_FIELD = f"Server: {SERVER_NAME}\r\n".encode("ascii")
 
 
-def render_head(head: ResponseHead) -> bytes:
-    """Serialise a response head; we always answer as HTTP/1.1 (RFC 9110 section 6.2)."""
-    lines = [f"HTTP/1.1 {head.status} {REASONS.get(head.status, 'Unknown')}"]
-    lines.extend(f"{name}: {value}" for name, value in head.headers)
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 <status> <reason>` CRLF; we always answer as HTTP/1.1 (RFC 9110 section 6.2)."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode("ascii")
+        _STATUS_LINES[status] = line
+    return line
+
+
+def encode_fields(headers) -> bytes:
+    """Serialise (name, value) pairs as field lines, each ending in CRLF."""
+    return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
+
+
+def render_head(status: int, headers) -> bytes:
+    """A whole response head from a status and (name, value) pairs."""
+    return status_line(status) + encode_fields(headers) + b"\r\n"
 
 
 @dataclasses.dataclass(slots=True)

@@ -32,6 +32,10 @@ _FIELD_LINE = re.compile(
     rb"[\x21-\x7e\x80-\xff])?)?)[ \t]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\x09\x20-\x7e\x80-\xff]*)?")
 _DIGITS = re.compile(r"[0-9]{1,18}")
+# OWS = *( SP / HTAB ) (RFC 9110 section 5.6.3). List items are trimmed of OWS only: str.strip()
+# would also drop NBSP (0xA0) and NEL (0x85), which arrive as latin-1 obs-text, and so accept a
+# Content-Length or Transfer-Encoding that a proxy in front of us reads differently (smuggling).
+_OWS = " \t"
 # Host = uri-host [ ":" port ]: no whitespace, slash, or other delimiters (RFC 9110 section 7.2).
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 
@@ -203,7 +207,7 @@ def _body_framing(version, transfer_encoding, content_lengths, limits: Limits) -
         if content_lengths:
             # Both is a smuggling attempt (RFC 9112 section 6.1 and 11.2): refuse, then close.
             raise errors.BadFraming("both Transfer-Encoding and Content-Length")
-        codings = [c.strip().lower() for c in transfer_encoding.split(",")]
+        codings = [c.strip(_OWS).lower() for c in transfer_encoding.split(",")]
         if not codings or codings[-1] != "chunked" or "" in codings:
             # The final coding of a request must be chunked, or the length is unknown (6.3).
             raise errors.BadFraming("request body framed by a coding other than chunked")
@@ -215,7 +219,7 @@ def _body_framing(version, transfer_encoding, content_lengths, limits: Limits) -
     values = set()
     for field in content_lengths:
         for item in field.split(","):
-            item = item.strip()
+            item = item.strip(_OWS)
             if not _DIGITS.fullmatch(item):
                 raise errors.BadFraming("invalid Content-Length")
             values.add(int(item))
@@ -275,9 +279,9 @@ class BodyDiscarder:
                 continue
             line_end = buf.find(b"\n", pos)
             if line_end < 0:
-                if size - pos > self.MAX_CHUNK_LINE:
-                    raise errors.BadFraming("chunk line too long")
+                self._check_partial_line(size - pos)
                 break
+            raw_length = line_end + 1 - pos
             line = bytes(buf[pos:line_end])
             pos = line_end + 1
             if line.endswith(b"\r"):
@@ -289,7 +293,7 @@ class BodyDiscarder:
                     raise errors.BadFraming("chunk data longer than its size")
                 self._phase = self._SIZE
             else:  # trailer fields are skipped (RFC 9112 section 7.1.2), within the head limit
-                self._trailer_bytes += len(line) + 2
+                self._trailer_bytes += raw_length
                 if self._trailer_bytes > self._limits.max_head_bytes:
                     raise errors.HeadTooLarge("trailer section too large")
                 if not line:
@@ -297,6 +301,18 @@ class BodyDiscarder:
                 elif _FIELD_LINE.fullmatch(line) is None:
                     raise errors.BadFraming("malformed trailer field")
         return pos
+
+    def _check_partial_line(self, pending: int) -> None:
+        """Refuse an unterminated line early, but only if its complete form must be refused too.
+
+        The outcome may not depend on how the bytes were split: a line of `pending` bytes so far
+        is at least `pending + 1` bytes with its LF, and at least `pending - 1` without its CRLF.
+        """
+        if self._phase == self._TRAILER:
+            if self._trailer_bytes + pending + 1 > self._limits.max_head_bytes:
+                raise errors.HeadTooLarge("trailer section too large")
+        elif pending - 1 > self.MAX_CHUNK_LINE:
+            raise errors.BadFraming("chunk line too long")
 
     def _start_chunk(self, line: bytes) -> None:
         """Parse a chunk-size line (extensions tolerated and ignored)."""

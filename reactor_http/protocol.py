@@ -15,13 +15,16 @@ from __future__ import annotations
 import enum
 
 from . import errors
-from .messages import NO_BODY, SERVER_NAME, ResponsePlan, ResponseHead, render_head
+from .messages import NO_BODY, SERVER_FIELD, ResponsePlan, status_line
 from .parser import BodyDiscarder, Limits, parse_head, skip_empty_lines
 from .responder import Response, Site, error_response, respond
 
 
 class ConnState(enum.Enum):
     """Where a connection is in its request/response cycle."""
+
+    # Members are singletons: identity hashing is correct and, unlike Enum's, runs in C.
+    __hash__ = object.__hash__
 
     IDLE = "idle"                  # between requests: waiting for a first byte
     READING_HEAD = "reading_head"  # some of a request head has arrived
@@ -34,6 +37,8 @@ class ConnState(enum.Enum):
 
 class Event(enum.Enum):
     """What can happen to a connection."""
+
+    __hash__ = object.__hash__
 
     DATA = "data"                    # bytes arrived
     HEAD_COMPLETE = "head_complete"  # a request head parsed and its body must be discarded
@@ -85,12 +90,51 @@ del _state
 READ_STATES = frozenset({S.IDLE, S.READING_HEAD, S.READING_BODY, S.CLOSING})
 WRITE_STATES = frozenset({S.WRITING_HEAD, S.SENDING_BODY})
 
+CLOSE_FIELDS = b"Connection: close\r\n"
+
 # Why a connection ended, as the connection log says it.
 CLOSE_REASONS = {
     "idle": "idle timeout", "eof": "client closed", "max": "max requests",
     "close": "connection: close", "error": "error", "timeout": "request timeout",
     "send": "send timeout", "reset": "connection reset", "stop": "server stopping",
 }
+
+
+# Heads up to this many bytes are memoised by HeadParser (clients repeat the same heads).
+MEMO_MAX_HEAD = 2048
+# Distinct heads remembered before the memo starts over (entries; about 1 MiB at most).
+MEMO_ENTRIES = 512
+
+
+class HeadParser:
+    """`parse_head` with its results memoised by the exact head bytes.
+
+    parse_head is a pure function of the bytes up to the end of the head, so when a buffer starts
+    with bytes that parsed before (same head, same limits), the answer is the same Request. Load
+    generators and browsers repeat identical heads, so most requests skip parsing entirely.
+    Requests are immutable values, so sharing them between connections is safe.
+    """
+
+    __slots__ = ("limits", "_memo")
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self._memo: dict[bytes, tuple] = {}
+
+    def parse(self, buf):
+        """Same contract as parser.parse_head."""
+        end = buf.find(b"\r\n\r\n", 0, MEMO_MAX_HEAD)
+        if end > 0:
+            key = bytes(buf[:end + 4])
+            hit = self._memo.get(key)
+            if hit is not None:
+                return hit
+        parsed = parse_head(buf, self.limits)
+        if parsed is not None and end > 0 and parsed[1] == end + 4:
+            if len(self._memo) >= MEMO_ENTRIES:
+                self._memo.clear()
+            self._memo[key] = parsed
+        return parsed
 
 
 class ProtocolViolation(RuntimeError):
@@ -111,20 +155,27 @@ class Exchange:
 class HttpConnection:
     """One client connection's protocol state. Engines own the socket; this owns the meaning."""
 
-    __slots__ = ("state", "site", "limits", "buffer", "requests_served", "max_requests",
-                 "keepalive_header", "draining", "close_reason", "exchange", "_discarder",
+    __slots__ = ("state", "site", "limits", "parser", "buffer", "requests_served", "max_requests",
+                 "keep_alive_fields", "draining", "close_reason", "exchange", "_discarder",
                  "_pending_request", "internal_error")
 
-    def __init__(self, site: Site, limits: Limits | None = None):
+    def __init__(self, site: Site, limits: Limits | None = None,
+                 parser: HeadParser | None = None):
         config = site.config
         self.state = ConnState.IDLE
         self.site = site
-        self.limits = limits or Limits.from_config(config)
+        if parser is None:
+            parser = HeadParser(limits or Limits.from_config(config))
+        self.parser = parser
+        self.limits = parser.limits
         self.buffer = bytearray()
         self.requests_served = 0
         self.max_requests = config.max_requests
-        self.keepalive_header = int(config.keepalive_timeout) if \
-            config.keepalive_timeout == int(config.keepalive_timeout) else config.keepalive_timeout
+        timeout = config.keepalive_timeout
+        timeout_text = str(int(timeout)) if timeout == int(timeout) else str(timeout)
+        # The original's Keep-Alive field, reflecting the configured values.
+        self.keep_alive_fields = (f"Connection: keep-alive\r\nKeep-Alive: timeout={timeout_text}, "
+                                  f"max={config.max_requests}\r\n").encode("ascii")
         self.draining = False
         self.close_reason = ""
         self.exchange: Exchange | None = None
@@ -165,7 +216,7 @@ class HttpConnection:
         if state is not ConnState.READING_HEAD:
             return None
         try:
-            parsed = parse_head(self.buffer, self.limits)
+            parsed = self.parser.parse(self.buffer)
         except errors.HttpError as exc:
             return self._error_plan(exc.status, now, self._first_line())
         if parsed is None:
@@ -237,15 +288,9 @@ class HttpConnection:
                 self.close_reason = "stop" if self.draining else "max"
         elif not keep_alive and not self.close_reason:
             self.close_reason = "close"
-        fields = [("Server", SERVER_NAME), ("Date", self.site.dates.get())]
-        fields.extend(response.headers)
-        if keep_alive:
-            # The original's Keep-Alive field, reflecting the configured values.
-            fields.append(("Connection", "keep-alive"))
-            fields.append(("Keep-Alive", f"timeout={self.keepalive_header}, max={self.max_requests}"))
-        else:
-            fields.append(("Connection", "close"))
-        head = render_head(ResponseHead(response.status, tuple(fields)))
+        head = b"".join((status_line(response.status), SERVER_FIELD, self.site.dates.field(),
+                         response.fields_bytes(),
+                         self.keep_alive_fields if keep_alive else CLOSE_FIELDS, b"\r\n"))
         segments = response.segments
         if segments and isinstance(segments[0], bytes) and len(segments[0]) <= 65536:
             segments = [head + segments[0]] + segments[1:]  # one send for head + small body

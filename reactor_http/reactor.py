@@ -20,7 +20,7 @@ from . import sending
 from .deadlines import DeadlineQueue
 from .logs import escape
 from .messages import FileRegion
-from .protocol import READ_STATES, ConnState, HttpConnection
+from .protocol import READ_STATES, ConnState, HeadParser, HttpConnection
 from .parser import Limits
 
 log = logging.getLogger("reactor_http")
@@ -75,7 +75,7 @@ class Reactor:
         self.site = site
         self.logs = logs
         self.listener = listener
-        self.limits = Limits.from_config(config)
+        self.parser = HeadParser(Limits.from_config(config))
         self.selector = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.listening = False
@@ -239,7 +239,7 @@ class Reactor:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            conn = Conn(sock, format_peer(address), HttpConnection(self.site, self.limits))
+            conn = Conn(sock, format_peer(address), HttpConnection(self.site, parser=self.parser))
             self.conns.add(conn)
             self.selector.register(sock, READ, conn)
             self._arm(conn, self.queue_for[ConnState.IDLE], now)

@@ -206,11 +206,13 @@ def parse_range(value: str, size: int, max_ranges: int = 16):
             return None
         if first_text:
             first = int(first_text)
-            last = int(last_text) if last_text else size - 1
-            if last < first:
+            if last_text and int(last_text) < first:
                 return None  # an invalid range-spec makes the whole header invalid
             if first >= size:
-                continue  # unsatisfiable on its own
+                # Unsatisfiable on its own (section 14.1.1), also for `N-` with N = size: the
+                # 416 is how `curl -C -` learns a download is already complete.
+                continue
+            last = int(last_text) if last_text else size - 1
             ranges.append((first, min(last, size - 1)))
         else:
             suffix = int(last_text)

@@ -8,14 +8,13 @@ the options users ask for. It never touches a socket and never sends; connection
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 import urllib.parse
 
 from . import resource
 from .headers import DateCache, comma_list, parse_http_date, quality_values
-from .messages import REASONS, FileRegion, Request
+from .messages import REASONS, FileRegion, Request, encode_fields
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 # Methods we know (RFC 9110 section 9, RFC 5789, WebDAV) and refuse with 405; others are 501.
@@ -30,18 +29,49 @@ SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
 LISTING_CACHE_ENTRIES = 256
 # At most this many parts in a multipart/byteranges answer (see resource.parse_range).
 MAX_RANGES = 16
+# A cached small-file response is re-validated by one os.stat per request, and rebuilt from
+# scratch after this long (seconds) anyway, which bounds how late we notice a precompressed
+# sibling appearing or a symlink changing without the file's identity changing.
+FAST_PATH_TTL = 1.0
+# Cached small-file responses kept (entries); the oldest go first beyond it.
+FAST_PATH_ENTRIES = 4096
+# Requests carrying any of these fields take the full path (conditionals and ranges).
+_FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
+                               "if-modified-since", "if-unmodified-since"})
 
 
-@dataclasses.dataclass(slots=True)
 class Response:
-    """A response before connection management: status, fields, body segments, owned fd."""
+    """A response before connection management: status, fields, body segments, owned fd.
 
-    status: int
-    headers: list
-    segments: list = dataclasses.field(default_factory=list)  # bytes | FileRegion
-    body_length: int = 0
-    fd: int | None = None
-    close: bool = False
+    Responses of small unchanged files are cached and shared, so a Response is never mutated
+    after it is built; `fields_bytes()` serialises its fields once.
+    """
+
+    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "_fields")
+
+    def __init__(self, status: int, headers: list, segments: list | None = None,
+                 body_length: int = 0, fd: int | None = None, close: bool = False):
+        self.status = status
+        self.headers = headers
+        self.segments = segments if segments is not None else []  # bytes | FileRegion
+        self.body_length = body_length
+        self.fd = fd
+        self.close = close
+        self._fields = None
+
+    def fields_bytes(self) -> bytes:
+        """The header fields as CRLF-terminated lines (computed once)."""
+        if self._fields is None:
+            self._fields = encode_fields(self.headers)
+        return self._fields
+
+    def get(self, name: str) -> str | None:
+        """The value of the first field called `name` (case-insensitive), or None."""
+        lowered = name.lower()
+        for field_name, value in self.headers:
+            if field_name.lower() == lowered:
+                return value
+        return None
 
 
 class Site:
@@ -55,6 +85,9 @@ class Site:
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
         self._listings: dict[str, tuple[tuple, bytes]] = {}
+        # (target, Accept-Encoding) -> (checks, expires, GET response, HEAD response), where
+        # checks are the (path, identity) pairs whose stat must be unchanged.
+        self._fast: dict[tuple, tuple] = {}
         self.cache_control = None
         if config.max_age is not None:
             self.cache_control = f"public, max-age={config.max_age}"
@@ -96,6 +129,36 @@ class Site:
             self._small_file_bytes -= len(evicted)
         self._small_files[fs_path] = (identity, data)
         self._small_file_bytes += len(data)
+
+    def cached_response(self, request: Request, now: float) -> Response | None:
+        """A cached answer for a plain GET/HEAD of a small file, if still valid."""
+        key = (request.target, request.fields.get("accept-encoding"))
+        entry = self._fast.get(key)
+        if entry is None:
+            return None
+        checks, expires, get_response, head_response = entry
+        if now < expires:
+            for fs_path, identity in checks:
+                try:
+                    st = os.stat(fs_path)
+                except OSError:
+                    break
+                if _identity(st) != identity:
+                    break
+            else:
+                return head_response if request.method == "HEAD" else get_response
+        del self._fast[key]
+        return None
+
+    def remember_response(self, request: Request, now: float, checks: tuple,
+                          response: Response) -> None:
+        """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests."""
+        if len(self._fast) >= FAST_PATH_ENTRIES:
+            _pop_oldest(self._fast)
+        head_response = Response(200, response.headers, [], 0)
+        get_response = Response(200, response.headers, response.segments, response.body_length)
+        key = (request.target, request.fields.get("accept-encoding"))
+        self._fast[key] = (checks, now + FAST_PATH_TTL, get_response, head_response)
 
     def listing(self, fs_dir: str, st: os.stat_result, url_path: str) -> bytes:
         """The HTML listing of a directory, rebuilt only when the directory changed."""
@@ -146,6 +209,11 @@ def respond(request: Request, site: Site, now: float) -> Response:
     """Decide the response to one parsed request."""
     method = request.method
     head_only = method == "HEAD"
+    plain = (method == "GET" or head_only) and request.fields.keys().isdisjoint(_FULL_PATH_FIELDS)
+    if plain:
+        cached = site.cached_response(request, now)
+        if cached is not None:
+            return cached
     if method not in ("GET", "HEAD", "OPTIONS"):
         if method in KNOWN_METHODS:
             return error_response(405, extra=[("Allow", ALLOWED_METHODS)])
@@ -172,13 +240,13 @@ def respond(request: Request, site: Site, now: float) -> Response:
         except OSError:
             index_st = None
         if index_st is not None and stat.S_ISREG(index_st.st_mode):
-            return _serve_file(request, site, index, index_st)
+            return _serve_file(request, site, index, index_st, now if plain else None)
         if not site.config.listing:
             return _not_found(request, site, path)
         body = site.listing(found.fs_path, found.st, _display_path(path))
         return _bytes_response(200, "text/html; charset=utf-8", body, head_only,
                                [("Cache-Control", "no-cache")] + _cors(site))
-    return _serve_file(request, site, found.fs_path, found.st)
+    return _serve_file(request, site, found.fs_path, found.st, now if plain else None)
 
 
 def _display_path(path: str) -> str:
@@ -319,8 +387,12 @@ def _if_range_allows(request: Request, etag: str, last_mod: str) -> bool:
     return value == last_mod  # a date must be an exact match of our Last-Modified
 
 
-def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result) -> Response:
-    """200/206/304/412/416 for a regular file (or its precompressed sibling)."""
+def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
+                cache_now: float | None = None) -> Response:
+    """200/206/304/412/416 for a regular file (or its precompressed sibling).
+
+    With `cache_now` (a plain GET/HEAD), a small file's 200 is remembered for the fast path.
+    """
     head_only = request.method == "HEAD"
     chosen, has_sibling = _choose_encoding(request, fs_path, st)
     ctype = resource.content_type(fs_path)
@@ -365,7 +437,9 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result) 
     if ranges == []:
         if fd is not None:
             os.close(fd)
-        return error_response(416, extra=[("Content-Range", f"bytes */{size}")] + extra)
+        # The 416 body is our own HTML page, not the encoded file: it must not claim the coding.
+        plain = [item for item in extra if item[0] != "Content-Encoding"]
+        return error_response(416, extra=[("Content-Range", f"bytes */{size}")] + plain)
 
     def piece(first: int, count: int):
         return data[first:first + count] if data is not None else FileRegion(fd, first, count)
@@ -375,7 +449,14 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result) 
     if not ranges:
         headers = common + [("Content-Length", str(size))] + tail
         segments = [] if head_only or size == 0 else [piece(0, size)]
-        return Response(200, headers, segments, 0 if head_only else size, fd)
+        response = Response(200, headers, segments, 0 if head_only else size, fd)
+        if cache_now is not None and data is not None:
+            checks = ((fs_path, _identity(st)),)
+            if rep_path != fs_path:
+                checks += ((rep_path, _identity(rep_st)),)
+            full = Response(200, headers, [data] if size else [], size)
+            site.remember_response(request, cache_now, checks, full)
+        return response
     if len(ranges) == 1:
         first, last = ranges[0]
         count = last - first + 1

@@ -18,7 +18,7 @@ import traceback
 from . import sending
 from .logs import FLUSH_INTERVAL, escape
 from .parser import Limits
-from .protocol import ConnState, HttpConnection
+from .protocol import ConnState, HeadParser, HttpConnection
 from .reactor import LINGER_MAX_BYTES, LINGER_TIMEOUT, RECV_SIZE, format_peer
 
 log = logging.getLogger("reactor_http")
@@ -35,7 +35,7 @@ class ThreadedServer:
         self.site = site
         self.logs = logs
         self.listener = listener
-        self.limits = Limits.from_config(config)
+        self.parser = HeadParser(Limits.from_config(config))
         self.slots = threading.BoundedSemaphore(config.max_threads)
         self.stop_event = threading.Event()
         self.active: dict[socket.socket, HttpConnection] = {}
@@ -103,7 +103,7 @@ class ThreadedServer:
     def _serve_connection(self, sock: socket.socket, address) -> None:
         """One connection's whole life, on this thread."""
         peer = format_peer(address)
-        proto = HttpConnection(self.site, self.limits)
+        proto = HttpConnection(self.site, parser=self.parser)
         with self.active_lock:
             self.active[sock] = proto
         if self.logs.connection_enabled:
