@@ -41,6 +41,7 @@ class LogSink:
                  stream=None, name: str = "reactor_http"):
         self.access_enabled = access
         self.log_dir = log_dir
+        self.connection_enabled = log_dir is not None
         self.stream = stream if stream is not None else sys.stdout
         self.name = name
         self._access: list[str] = []
@@ -52,9 +53,6 @@ class LogSink:
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)
 
-    @property
-    def connection_enabled(self) -> bool:
-        return self.log_dir is not None
 
     def _clf_timestamp(self, now: float) -> str:
         """[day/Mon/year:HH:MM:SS +0000], formatted once per second."""

@@ -79,19 +79,29 @@ def render_head(status: int, headers) -> bytes:
     return status_line(status) + encode_fields(headers) + b"\r\n"
 
 
-@dataclasses.dataclass(slots=True)
 class ResponsePlan:
     """What an engine sends for one request: segments in order, plus what to close afterwards.
 
-    `head_length` is the number of leading bytes that belong to the head (for state and logs);
-    `body_length` counts the body bytes the segments carry (zero for HEAD and 304).
+    `body_length` counts the body bytes the segments carry (zero for HEAD and 304);
+    `first_region` is the index of the first FileRegion (-1 if none): once the cursor reaches it,
+    the head is out.
     """
 
-    status: int
-    segments: list  # list[bytes | FileRegion]
-    body_length: int
-    keep_alive: bool
-    fd: int | None = None
+    __slots__ = ("status", "segments", "body_length", "keep_alive", "fd", "first_region")
+
+    def __init__(self, status: int, segments: list, body_length: int, keep_alive: bool,
+                 fd: int | None = None):
+        self.status = status
+        self.segments = segments  # list[bytes | FileRegion]
+        self.body_length = body_length
+        self.keep_alive = keep_alive
+        self.fd = fd
+        self.first_region = -1
+        if fd is not None:
+            for index, segment in enumerate(segments):
+                if type(segment) is FileRegion:
+                    self.first_region = index
+                    break
 
     def close(self) -> None:
         """Release the file descriptor the plan owns, once."""

@@ -19,7 +19,6 @@ import traceback
 from . import sending
 from .deadlines import DeadlineQueue
 from .logs import escape
-from .messages import FileRegion
 from .protocol import READ_STATES, ConnState, HeadParser, HttpConnection
 from .parser import Limits
 
@@ -44,16 +43,15 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 class Conn:
     """The reactor's view of one client: its socket, protocol state, plan in progress, timer."""
 
-    __slots__ = ("sock", "peer", "proto", "plan", "cursor", "first_region", "mask", "queue",
-                 "lingered")
+    __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "lingered")
 
-    def __init__(self, sock: socket.socket, peer: str, proto: HttpConnection):
+    def __init__(self, sock: socket.socket, address, proto: HttpConnection):
         self.sock = sock
-        self.peer = peer
+        self.peer = format_peer(address)
+        self.host = address[0] if isinstance(address, tuple) else str(address)
         self.proto = proto
         self.plan = None
         self.cursor = None
-        self.first_region = -1
         self.mask = READ
         self.queue: DeadlineQueue | None = None
         self.lingered = 0
@@ -239,7 +237,7 @@ class Reactor:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            conn = Conn(sock, format_peer(address), HttpConnection(self.site, parser=self.parser))
+            conn = Conn(sock, address, HttpConnection(self.site, parser=self.parser))
             self.conns.add(conn)
             self.selector.register(sock, READ, conn)
             self._arm(conn, self.queue_for[ConnState.IDLE], now)
@@ -311,11 +309,9 @@ class Reactor:
                     return
                 conn.plan = plan
                 conn.cursor = sending.Cursor()
-                conn.first_region = next((i for i, s in enumerate(plan.segments)
-                                          if type(s) is FileRegion), -1)
             done = sending.send_available(sock, plan, conn.cursor)
-            if proto.state is ConnState.WRITING_HEAD and conn.first_region >= 0 and \
-                    conn.cursor.index >= conn.first_region:
+            if plan.first_region >= 0 and proto.state is ConnState.WRITING_HEAD and \
+                    conn.cursor.index >= plan.first_region:
                 proto.head_sent()
             if not done:
                 return
@@ -330,9 +326,10 @@ class Reactor:
         plan.close()
         proto = conn.proto
         exchange = proto.exchange
-        self.logs.access(conn.peer.rsplit(":", 1)[0].strip("[]"), exchange.request_line,
-                         exchange.status, exchange.body_bytes)
-        if self.logs.connection_enabled:
+        logs = self.logs
+        if logs.access_enabled:
+            logs.access(conn.host, exchange.request_line, exchange.status, exchange.body_bytes)
+        if logs.connection_enabled:
             self.logs.event(f"{conn.peer} \"{escape(exchange.request_line)}\" -> "
                             f"{exchange.status}")
         if proto.response_done(plan) is ConnState.CLOSING:

@@ -49,6 +49,19 @@ def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
     """
     segments = plan.segments
     count = len(segments)
+    if count == 1 and cursor.offset == 0 and cursor.index == 0 and type(segments[0]) is bytes:
+        # The common case (head + small body in one bytes object): one send, no loop.
+        data = segments[0]
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            return False
+        cursor.sent = sent
+        if sent == len(data):
+            cursor.index = 1
+            return True
+        cursor.offset = sent
+        return False
     fileno = sock.fileno()
     while cursor.index < count:
         if budget <= 0:
