@@ -19,7 +19,7 @@ import traceback
 from . import sending
 from .deadlines import DeadlineQueue
 from .logs import escape
-from .protocol import READ_STATES, ConnState, HeadParser, HttpConnection
+from .protocol import READ_STATES, WRITE_STATES, ConnState, HeadParser, HttpConnection
 from .parser import Limits
 
 log = logging.getLogger("reactor_http")
@@ -188,13 +188,30 @@ class Reactor:
         """Stop accepting, drop idle connections, give in-flight ones the drain bound."""
         self.stopping = True
         self.drain_deadline = now + self.config.drain_timeout
+        # Connections the kernel already queued for us get their answer: with SO_REUSEPORT
+        # workers, closing a listener would otherwise reset them.
+        if self.listening:
+            for _ in range(16):
+                before = len(self.conns)
+                self._accept(now)
+                if len(self.conns) - before < ACCEPT_BATCH:
+                    break
         self._pause_accepting()
+        # Refuse new connections from now on (RFC 9112 section 9.6: a server stopping closes
+        # gracefully); with inherited-socket workers this closes only our copy of the socket.
+        self.listener.close()
         self.logs.event("Stopping: no longer accepting connections")
         for conn in list(self.conns):
             conn.proto.draining = True
+        for conn in list(self.conns):
             if conn.proto.state is ConnState.IDLE:
-                conn.proto.abort("stop")
-                self._close(conn, "stop")
+                # A request may be waiting unread (a fresh connection always has one coming):
+                # read first, and close only connections with nothing to answer.
+                self._handle(conn, READ, now)
+                if conn in self.conns and conn.proto.state is ConnState.IDLE and \
+                        conn.proto.requests_served > 0:
+                    conn.proto.abort("stop")
+                    self._close(conn, "stop")
 
     # ---- accepting ---------------------------------------------------------------------------
 
@@ -251,6 +268,7 @@ class Reactor:
         proto = conn.proto
         start_state = proto.state
         start_served = proto.requests_served
+        start_sent = conn.cursor.sent if conn.cursor is not None else -1
         try:
             if mask & READ:
                 if not self._read(conn, now):
@@ -273,7 +291,7 @@ class Reactor:
         except Exception as exc:  # the loop must outlive any one connection's bug
             self._crash(conn, exc)
             return
-        self._settle(conn, now, start_state, start_served)
+        self._settle(conn, now, start_state, start_served, start_sent)
 
     def _read(self, conn: Conn, now: float) -> bool:
         """recv once into the protocol; False if the connection is gone."""
@@ -338,17 +356,24 @@ class Reactor:
             except OSError:
                 pass
 
-    def _settle(self, conn: Conn, now: float, start_state, start_served: int) -> None:
+    def _settle(self, conn: Conn, now: float, start_state, start_served: int,
+                start_sent: int) -> None:
         """After a handler: re-arm the state's timer and set selector interest if it changed."""
         state = conn.proto.state
         if state is ConnState.CLOSED:
             self._close(conn, conn.proto.close_reason)
             return
         queue = self.queue_for[state]
-        # The header timer runs from a request's first byte and the linger timer from the close:
-        # neither is extended by more bytes. Every other state's timer restarts on activity.
-        if queue is not conn.queue or state not in (ConnState.READING_HEAD, ConnState.CLOSING) \
-                or conn.proto.requests_served != start_served or state is not start_state:
+        # A new state or a new request starts its timer afresh. Within one state: the header
+        # timer runs from a request's first byte and the linger timer from our close, so more
+        # bytes never extend them; the send timer restarts only when bytes actually went out.
+        if queue is not conn.queue or state is not start_state or \
+                conn.proto.requests_served != start_served:
+            self._arm(conn, queue, now)
+        elif state in WRITE_STATES:
+            if conn.cursor is not None and conn.cursor.sent != start_sent:
+                self._arm(conn, queue, now)
+        elif state is ConnState.READING_BODY or state is ConnState.IDLE:
             self._arm(conn, queue, now)
         mask = READ if state in READ_STATES else WRITE
         if mask != conn.mask:
@@ -374,12 +399,14 @@ class Reactor:
             return
         if self.logs.connection_enabled:
             self.logs.event(f"{conn.peer} request head not complete in time -> 408")
+        conn.plan = plan
+        conn.cursor = sending.Cursor()
         try:
             self._advance(conn, now)
         except (OSError, sending.FileShrank):
             self._abort(conn, "reset")
             return
-        self._settle(conn, now, start_state, -1)
+        self._settle(conn, now, start_state, -1, -1)
 
     # ---- closing -----------------------------------------------------------------------------
 

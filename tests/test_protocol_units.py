@@ -1,0 +1,440 @@
+"""Drive reactor_http.protocol.HttpConnection with bytes and a fake clock only (no sockets).
+
+Also reactor_http.deadlines.DeadlineQueue with a fake clock. Plans whose body is a file region are
+closed by the tests, as an engine would.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reactor_http.config import Config
+from reactor_http.deadlines import DeadlineQueue
+from reactor_http.messages import FileRegion
+from reactor_http.protocol import (READ_STATES, TRANSITIONS, WRITE_STATES, ConnState, Event,
+                                   HttpConnection, ProtocolViolation)
+from reactor_http.responder import Site
+
+S, E = ConnState, Event
+NOW = 1000.0
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"hello a\n")
+    (tmp_path / "b.txt").write_bytes(b"hello b\n")
+    (tmp_path / "big.bin").write_bytes(b"z" * 200_000)
+    return Site(Config(root=str(tmp_path), quiet=True).validate())
+
+
+def make_conn(site, **overrides) -> HttpConnection:
+    if overrides:
+        site = Site(Config(root=site.config.root, quiet=True, **overrides).validate())
+    return HttpConnection(site)
+
+
+def request(path="/a.txt", version="1.1", *fields: str) -> bytes:
+    lines = [f"GET {path} HTTP/{version}"]
+    if version == "1.1":
+        lines.append("Host: t")
+    lines.extend(fields)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def status_of(plan) -> int:
+    return plan.status
+
+
+def head_bytes(plan) -> bytes:
+    first = plan.segments[0]
+    assert isinstance(first, bytes)
+    return first
+
+
+def complete(conn: HttpConnection, plan) -> ConnState:
+    """Play the engine: 'send' the plan, report the head if a file follows, finish it."""
+    if any(isinstance(segment, FileRegion) for segment in plan.segments):
+        conn.head_sent()
+        assert conn.state is S.SENDING_BODY
+    plan.close()
+    return conn.response_done(plan)
+
+
+def serve_all(conn: HttpConnection, data: bytes, now: float = NOW) -> list:
+    """Feed data and answer every complete request in it, in order; returns (status, head)s."""
+    conn.receive(data)
+    answers = []
+    for _ in range(100):
+        plan = conn.next_plan(now)
+        if plan is None:
+            break
+        answers.append((plan.status, head_bytes(plan), plan.keep_alive))
+        state = complete(conn, plan)
+        if state is not S.READING_HEAD:
+            break
+    return answers
+
+
+# ---- the transition table -----------------------------------------------------------------------
+
+EXPECTED_TRANSITIONS = {
+    (S.IDLE, E.DATA): S.READING_HEAD,
+    (S.IDLE, E.EOF): S.CLOSED,
+    (S.IDLE, E.TIMEOUT): S.CLOSED,
+    (S.READING_HEAD, E.DATA): S.READING_HEAD,
+    (S.READING_HEAD, E.HEAD_COMPLETE): S.READING_BODY,
+    (S.READING_HEAD, E.RESPONSE_READY): S.WRITING_HEAD,
+    (S.READING_HEAD, E.EOF): S.CLOSED,
+    (S.READING_HEAD, E.TIMEOUT): S.WRITING_HEAD,
+    (S.READING_BODY, E.DATA): S.READING_BODY,
+    (S.READING_BODY, E.RESPONSE_READY): S.WRITING_HEAD,
+    (S.READING_BODY, E.EOF): S.CLOSED,
+    (S.READING_BODY, E.TIMEOUT): S.WRITING_HEAD,
+    (S.WRITING_HEAD, E.HEAD_SENT): S.SENDING_BODY,
+    (S.WRITING_HEAD, E.DONE_IDLE): S.IDLE,
+    (S.WRITING_HEAD, E.DONE_PIPELINED): S.READING_HEAD,
+    (S.WRITING_HEAD, E.DONE_CLOSE): S.CLOSING,
+    (S.WRITING_HEAD, E.TIMEOUT): S.CLOSED,
+    (S.SENDING_BODY, E.DONE_IDLE): S.IDLE,
+    (S.SENDING_BODY, E.DONE_PIPELINED): S.READING_HEAD,
+    (S.SENDING_BODY, E.DONE_CLOSE): S.CLOSING,
+    (S.SENDING_BODY, E.TIMEOUT): S.CLOSED,
+    (S.CLOSING, E.DATA): S.CLOSING,
+    (S.CLOSING, E.EOF): S.CLOSED,
+    (S.CLOSING, E.TIMEOUT): S.CLOSED,
+}
+
+
+def test_transition_table_is_exactly_the_designed_one():
+    expected = dict(EXPECTED_TRANSITIONS)
+    for state in ConnState:
+        expected[(state, E.ABORT)] = S.CLOSED
+    assert TRANSITIONS == expected
+
+
+def test_closed_is_terminal():
+    assert {target for (state, _), target in TRANSITIONS.items() if state is S.CLOSED} == {S.CLOSED}
+    assert [event for (state, event) in TRANSITIONS if state is S.CLOSED] == [E.ABORT]
+
+
+def test_interest_sets_partition_the_live_states():
+    assert READ_STATES | WRITE_STATES == set(ConnState) - {S.CLOSED}
+    assert not READ_STATES & WRITE_STATES
+
+
+@pytest.mark.parametrize("state, event", [
+    (state, event) for state in ConnState for event in Event
+    if (state, event) not in TRANSITIONS])
+def test_every_move_missing_from_the_table_raises(site, state, event):
+    conn = make_conn(site)
+    conn.state = state
+    with pytest.raises(ProtocolViolation):
+        conn._move(event)
+    assert conn.state is state
+
+
+def test_illegal_calls_from_an_engine_raise(site):
+    conn = make_conn(site)
+    with pytest.raises(ProtocolViolation):
+        conn.head_sent()                 # nothing is being written
+    conn.receive(request())
+    plan = conn.next_plan(NOW)
+    plan.close()
+    conn.response_done(plan)
+    assert conn.state is S.IDLE
+    with pytest.raises(ProtocolViolation):
+        conn.response_done(plan)         # the same plan cannot finish twice
+    conn.abort("reset")
+    with pytest.raises(ProtocolViolation):
+        conn.receive(b"")                # EOF after CLOSED
+
+
+# ---- one request, keep-alive decisions --------------------------------------------------------
+
+def test_one_request_walks_idle_reading_writing_idle(site):
+    conn = make_conn(site)
+    assert conn.state is S.IDLE
+    conn.receive(b"GET /a.txt HT")
+    assert conn.state is S.READING_HEAD
+    assert conn.next_plan(NOW) is None
+    conn.receive(b"TP/1.1\r\nHost: t\r\n\r\n")
+    plan = conn.next_plan(NOW)
+    assert conn.state is S.WRITING_HEAD
+    assert plan.status == 200 and plan.keep_alive
+    assert b"hello a\n" in b"".join(s for s in plan.segments if isinstance(s, bytes))
+    assert complete(conn, plan) is S.IDLE
+    assert conn.requests_served == 1
+
+
+def test_file_region_plan_goes_through_sending_body(site):
+    conn = make_conn(site)
+    conn.receive(request("/big.bin"))
+    plan = conn.next_plan(NOW)
+    assert any(isinstance(s, FileRegion) for s in plan.segments)
+    conn.head_sent()
+    assert conn.state is S.SENDING_BODY
+    plan.close()
+    assert conn.response_done(plan) is S.IDLE
+
+
+@pytest.mark.parametrize("version, fields, keep_alive", [
+    ("1.1", [], True),
+    ("1.1", ["Connection: close"], False),
+    ("1.0", [], False),
+    ("1.0", ["Connection: keep-alive"], True),
+    ("1.0", ["Connection: keep-alive, close"], False),
+])
+def test_keep_alive_decision_is_written_into_the_head(site, version, fields, keep_alive):
+    conn = make_conn(site)
+    [(status, head, persisted)] = serve_all(conn, request("/a.txt", version, *fields))
+    assert status == 200 and persisted is keep_alive
+    if keep_alive:
+        assert b"\r\nConnection: keep-alive\r\n" in head
+        assert b"\r\nKeep-Alive: timeout=5, max=100\r\n" in head
+        assert conn.state is S.IDLE
+    else:
+        assert b"\r\nConnection: close\r\n" in head
+        assert b"Keep-Alive:" not in head
+        assert conn.state is S.CLOSING
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_max_requests_closes_after_the_last_one(site):
+    conn = make_conn(site, max_requests=3)
+    answers = serve_all(conn, request() * 5)
+    assert [persisted for _, _, persisted in answers] == [True, True, False]
+    assert b"Keep-Alive: timeout=5, max=3" in answers[0][1]
+    assert b"Connection: close" in answers[2][1]
+    assert conn.state is S.CLOSING
+    assert conn.close_reason == "max"
+
+
+def test_draining_connection_answers_then_closes(site):
+    conn = make_conn(site)
+    conn.draining = True
+    [(status, head, persisted)] = serve_all(conn, request())
+    assert status == 200 and not persisted
+    assert conn.close_reason == "stop"
+
+
+def test_fractional_keepalive_timeout_in_header(site):
+    conn = make_conn(site, keepalive_timeout=2.5)
+    [(_, head, _)] = serve_all(conn, request())
+    assert b"Keep-Alive: timeout=2.5, max=100" in head
+
+
+# ---- pipelining --------------------------------------------------------------------------------
+
+def test_pipelined_requests_are_answered_in_order(site):
+    conn = make_conn(site)
+    data = request("/a.txt") + request("/missing") + request("/b.txt")
+    answers = serve_all(conn, data)
+    assert [status for status, _, _ in answers] == [200, 404, 200]
+    conn2 = make_conn(site)
+    conn2.receive(data)
+    bodies = []
+    for _ in range(3):
+        plan = conn2.next_plan(NOW)
+        bodies.append(b"".join(s for s in plan.segments if isinstance(s, bytes)))
+        expected = S.READING_HEAD if len(bodies) < 3 else S.IDLE
+        assert complete(conn2, plan) is expected
+    assert b"hello a" in bodies[0] and b"hello b" in bodies[2]
+
+
+def test_no_second_plan_until_the_first_is_done(site):
+    conn = make_conn(site)
+    conn.receive(request() + request("/b.txt"))
+    plan = conn.next_plan(NOW)
+    assert conn.next_plan(NOW) is None     # still WRITING_HEAD
+    complete(conn, plan)
+    assert conn.state is S.READING_HEAD
+    assert conn.next_plan(NOW).status == 200
+
+
+def test_bytes_arriving_while_writing_are_kept_for_the_next_request(site):
+    conn = make_conn(site)
+    conn.receive(request())
+    plan = conn.next_plan(NOW)
+    conn.receive(request("/b.txt")[:10])
+    assert conn.state is S.WRITING_HEAD
+    assert complete(conn, plan) is S.READING_HEAD
+    assert conn.next_plan(NOW) is None
+    conn.receive(request("/b.txt")[10:])
+    assert conn.next_plan(NOW).status == 200
+
+
+@pytest.mark.parametrize("body_fields, body", [
+    (["Content-Length: 11"], b"GET /x HTTP"),
+    (["Transfer-Encoding: chunked"],
+     b"b;ext=1\r\nGET /x HTTP\r\n3\r\n1.1\r\n0\r\nTrailer: GET /y\r\n\r\n"),
+])
+def test_request_body_is_discarded_so_the_next_request_is_parsed(site, body_fields, body):
+    conn = make_conn(site)
+    first = ("POST /a.txt HTTP/1.1\r\nHost: t\r\n" + "".join(f + "\r\n" for f in body_fields)
+             + "\r\n").encode() + body
+    for cut in (None, 1):
+        conn = make_conn(site)
+        data = first + request("/b.txt")
+        answers = []
+        pieces = [data] if cut is None else [data[i:i + 1] for i in range(len(data))]
+        for piece in pieces:
+            answers += serve_all(conn, piece)
+        assert [status for status, _, _ in answers] == [405, 200]
+        assert conn.state is S.IDLE
+
+
+def test_body_over_the_limit_is_413_and_closes(site):
+    conn = make_conn(site)
+    data = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" \
+           b"200000\r\n" + b"x" * 10
+    [(status, head, persisted)] = serve_all(conn, data)
+    assert status == 413 and not persisted
+    assert conn.state is S.CLOSING
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"GET / HTTP/9.9\r\nHost: t\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+])
+def test_protocol_errors_answer_then_close_and_drop_pipelined_bytes(site, data, status):
+    conn = make_conn(site)
+    answers = serve_all(conn, data + request())
+    assert [(s, p) for s, _, p in answers] == [(status, False)]
+    assert conn.state is S.CLOSING
+    assert conn.close_reason == "error"
+    assert not conn.buffer
+    conn.receive(request())          # the peer keeps talking while we linger: dropped
+    assert conn.state is S.CLOSING and not conn.buffer
+    conn.receive(b"")
+    assert conn.state is S.CLOSED
+
+
+def test_empty_lines_before_a_request_are_skipped(site):
+    conn = make_conn(site)
+    assert serve_all(conn, b"\r\n\r\n") == []
+    assert not conn.buffer
+    [(status, _, _)] = serve_all(conn, b"\n" + request())
+    assert status == 200
+
+
+# ---- timeouts and EOF ------------------------------------------------------------------------
+
+def test_timeout_while_reading_head_is_408_then_close(site):
+    conn = make_conn(site)
+    conn.receive(b"GET / HTTP/1.1\r\nHost")
+    assert conn.next_plan(NOW) is None
+    plan = conn.timeout(NOW + 10)
+    assert plan.status == 408 and not plan.keep_alive
+    assert b"Connection: close" in head_bytes(plan)
+    assert conn.state is S.WRITING_HEAD
+    assert conn.close_reason == "timeout"
+    assert complete(conn, plan) is S.CLOSING
+
+
+def test_timeout_while_reading_body_is_408(site):
+    conn = make_conn(site)
+    conn.receive(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    assert conn.next_plan(NOW) is None
+    assert conn.state is S.READING_BODY
+    assert conn.timeout(NOW + 10).status == 408
+
+
+@pytest.mark.parametrize("reason_state, reason", [
+    (S.IDLE, "idle"), (S.CLOSING, "close"), (S.WRITING_HEAD, "send"), (S.SENDING_BODY, "send")])
+def test_timeout_elsewhere_closes_without_a_response(site, reason_state, reason):
+    conn = make_conn(site)
+    conn.state = reason_state
+    assert conn.timeout(NOW) is None
+    assert conn.state is S.CLOSED
+    assert conn.close_reason == reason
+
+
+def test_eof_when_idle_or_mid_head_closes_quietly(site):
+    conn = make_conn(site)
+    conn.receive(b"")
+    assert conn.state is S.CLOSED and conn.close_reason == "eof"
+    conn = make_conn(site)
+    conn.receive(b"GET / HT")
+    conn.receive(b"")
+    assert conn.state is S.CLOSED
+
+
+def test_abort_from_any_live_state(site):
+    for state in ConnState:
+        conn = make_conn(site)
+        conn.state = state
+        conn.abort("reset")
+        assert conn.state is S.CLOSED
+
+
+def test_responder_bug_costs_one_500_not_the_connection_machinery(site, monkeypatch):
+    import reactor_http.protocol as protocol
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(protocol, "respond", broken)
+    conn = make_conn(site)
+    conn.receive(request())
+    plan = conn.next_plan(NOW)
+    assert plan.status == 500 and not plan.keep_alive
+    assert isinstance(conn.internal_error, RuntimeError)
+
+
+def test_error_response_never_echoes_request_bytes(site):
+    marker = "<script>alert(1)</script>"
+    conn = make_conn(site)
+    conn.receive(f"GET /{marker} HTTP/1.1\r\nHost: t\r\nX {marker}: v\r\n\r\n".encode())
+    plan = conn.next_plan(NOW)
+    assert plan.status == 400
+    sent = b"".join(s for s in plan.segments if isinstance(s, bytes))
+    assert b"script" not in sent
+
+
+# ---- DeadlineQueue -------------------------------------------------------------------------------
+
+def test_deadline_queue_arm_expire_in_order():
+    queue = DeadlineQueue("idle", 5.0)
+    assert queue.next_deadline() is None and len(queue) == 0
+    queue.arm("a", 0.0)
+    queue.arm("b", 1.0)
+    queue.arm("c", 2.0)
+    assert queue.next_deadline() == 5.0
+    assert queue.pop_expired(4.999) == []
+    assert queue.pop_expired(6.0) == ["a", "b"]
+    assert "c" in queue and "a" not in queue
+    assert queue.next_deadline() == 7.0
+    assert queue.pop_expired(100.0) == ["c"]
+    assert len(queue) == 0
+
+
+def test_deadline_queue_rearm_moves_to_the_back():
+    queue = DeadlineQueue("idle", 5.0)
+    queue.arm("a", 0.0)
+    queue.arm("b", 1.0)
+    queue.arm("a", 3.0)               # activity on a: it now expires at 8
+    assert queue.next_deadline() == 6.0
+    assert queue.pop_expired(7.0) == ["b"]
+    assert queue.pop_expired(8.0) == ["a"]
+
+
+def test_deadline_queue_disarm_and_expiry_at_exactly_the_deadline():
+    queue = DeadlineQueue("send", 1.0)
+    queue.arm("a", 0.0)
+    queue.arm("b", 0.0)
+    queue.disarm("a")
+    queue.disarm("never-armed")
+    assert len(queue) == 1
+    assert queue.pop_expired(1.0) == ["b"]
+
+
+def test_deadline_queue_pop_stops_at_the_first_live_entry():
+    queue = DeadlineQueue("idle", 10.0)
+    for i in range(1000):
+        queue.arm(i, float(i))
+    assert queue.pop_expired(10.0 + 499) == list(range(500))
+    assert len(queue) == 500
+    assert queue.next_deadline() == 510.0
