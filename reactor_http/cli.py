@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"port to listen on (default: {DEFAULTS.port}; 0 picks a free one)")
     p.add_argument("--mode", choices=("reactor", "threaded"), default=DEFAULTS.mode,
                    help="I/O engine: one selectors loop (default) or one thread per connection")
+    p.add_argument("--workers", type=_workers, default=DEFAULTS.workers, metavar="N|auto",
+                   help="reactor processes sharing the port via SO_REUSEPORT, supervised by a "
+                        "parent; `auto` = one per CPU (default: 1, no parent)")
     g = p.add_argument_group("connections and limits")
     g.add_argument("--keepalive-timeout", type=float, default=DEFAULTS.keepalive_timeout,
                    metavar="SECONDS", help="close idle keep-alive connections after this (default: 5)")
@@ -79,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _workers(text: str) -> int:
+    """--workers: a positive count or `auto` (the CPUs this process may run on)."""
+    if text == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number or `auto`") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Turn parsed arguments into a Config (not yet validated)."""
     port = args.port if args.port is not None else (
@@ -93,7 +110,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_threads=args.max_threads, drain_timeout=args.drain_timeout,
         listing=not args.no_listing, max_age=args.max_age, immutable=args.immutable,
         cors=args.cors, spa=args.spa, dotfiles=args.dotfiles,
-        follow_symlinks=args.follow_symlinks)
+        follow_symlinks=args.follow_symlinks, workers=args.workers)
 
 
 def prepare_log_dir(path: str) -> None:

@@ -54,6 +54,8 @@ class Config:
     spa: bool = False
     dotfiles: str = "deny"
     follow_symlinks: bool = False
+    # Reactor processes on one port (SO_REUSEPORT), supervised by a parent; 1 = no parent.
+    workers: int = 1
 
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad setting; return self."""
@@ -68,7 +70,9 @@ class Config:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
         if self.drain_timeout < 0:
             raise ValueError("drain-timeout must not be negative")
-        for name in ("max_requests", "max_head_bytes", "max_target_bytes", "max_header_count",
+        if self.workers > 1 and self.mode != "reactor":
+            raise ValueError("--workers needs --mode reactor")
+        for name in ("workers", "max_requests", "max_head_bytes", "max_target_bytes", "max_header_count",
                      "max_connections", "max_threads", "backlog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")

@@ -36,8 +36,13 @@ def raise_fd_limit() -> tuple[int, int]:
     return soft, hard
 
 
-def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening TCP socket on host:port (IPv6 if the host is an IPv6 address)."""
+def bind_listener(host: str, port: int, backlog: int, *, reuse_port: bool = False,
+                  listen: bool = True) -> socket.socket:
+    """A listening TCP socket on host:port (IPv6 if the host is an IPv6 address).
+
+    With `reuse_port`, several processes may bind the same port and the kernel spreads
+    connections among their listening sockets (SO_REUSEPORT); `listen=False` only holds the port.
+    """
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -47,13 +52,16 @@ def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
     sock = socket.socket(family, socktype, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
             try:  # `--host ::` serves IPv4 too where the system allows dual-stack
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             except OSError:
                 pass
         sock.bind(address)
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -78,6 +86,9 @@ def serve(config, *, banner=None, listener: socket.socket | None = None, ready=N
     `banner(text)` receives the start-up line; `ready(engine)` is called once listening (tests).
     """
     config.validate()
+    if config.workers > 1 and listener is None:
+        from .workers import Supervisor
+        return Supervisor(config).run(banner)
     soft, _ = raise_fd_limit()
     if listener is None:
         listener = bind_listener(config.host, config.port, config.backlog)

@@ -1,0 +1,122 @@
+"""--workers: pre-forked reactors on one SO_REUSEPORT port, supervised by a parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import ServerProcess, get, wait_for
+
+
+def worker_pids(parent_pid: int) -> set[int]:
+    """The children of a process, from /proc."""
+    children = set()
+    for task in os.listdir(f"/proc/{parent_pid}/task"):
+        try:
+            with open(f"/proc/{parent_pid}/task/{task}/children") as file:
+                children.update(int(pid) for pid in file.read().split())
+        except FileNotFoundError:
+            pass
+    return children
+
+
+class RequestLoop:
+    """GET / over fresh connections in a background thread, recording every failure."""
+
+    def __init__(self, server: ServerProcess):
+        self.server = server
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = get(self.server, "/abc.txt")
+                if response.status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"status {response.status}")
+            except OSError as exc:
+                self.failures.append(repr(exc))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def workers_server(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet")
+    assert "2 workers" in server.banner
+    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    yield server
+    server.stop()
+
+
+def test_two_workers_serve_the_same_port(workers_server):
+    pids = set()
+    for _ in range(20):
+        response = get(workers_server, "/")
+        assert response.status == 200
+    assert len(worker_pids(workers_server.pid)) == 2
+    pids = worker_pids(workers_server.pid)
+    assert workers_server.pid not in pids
+
+
+def test_a_killed_worker_comes_back_and_requests_keep_working(workers_server):
+    before = worker_pids(workers_server.pid)
+    victim = min(before)
+    with RequestLoop(workers_server) as loop:
+        wait_for(lambda: loop.ok >= 5)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda: len(worker_pids(workers_server.pid) - {victim}) == 2)
+        count = loop.ok
+        assert wait_for(lambda: loop.ok >= count + 20)
+    after = worker_pids(workers_server.pid)
+    assert victim not in after and len(after) == 2
+    # Connections the dead worker held may fail; nothing else does.
+    assert len(loop.failures) <= 2, loop.failures
+
+
+def test_sighup_replaces_every_worker_without_failed_requests(workers_server):
+    before = worker_pids(workers_server.pid)
+    with RequestLoop(workers_server) as loop:
+        wait_for(lambda: loop.ok >= 5)
+        os.kill(workers_server.pid, signal.SIGHUP)
+        assert wait_for(lambda: not (worker_pids(workers_server.pid) & before)
+                        and len(worker_pids(workers_server.pid)) == 2)
+        count = loop.ok
+        assert wait_for(lambda: loop.ok >= count + 20)
+    assert loop.failures == []
+
+
+def test_sigterm_stops_parent_and_workers(workers_server):
+    children = worker_pids(workers_server.pid)
+    status, out, err = workers_server.stop(signal.SIGTERM)
+    assert status == 0, err
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_workers_need_the_reactor(site_copy, tmp_path):
+    import subprocess
+    import sys
+    from conftest import REPO
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor_http", "--root", str(site_copy), "--port", "0",
+         "--workers", "2", "--mode", "threaded"],
+        capture_output=True, text=True, timeout=20,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert "workers" in result.stderr and "Traceback" not in result.stderr
