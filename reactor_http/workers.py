@@ -39,6 +39,9 @@ READY_TIMEOUT = 10.0
 KILL_GRACE = 3.0
 
 
+_SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+
+
 @dataclasses.dataclass
 class Worker:
     """One worker process as the parent sees it."""
@@ -121,10 +124,14 @@ class Supervisor:
     def _spawn(self, slot: int) -> Worker:
         """Fork one worker for `slot`; the pipe tells us when it is listening."""
         ready_r, ready_w = os.pipe()
+        # Block our signals across fork: until the child has reset its handlers, a SIGTERM
+        # would run the parent's handler in the child, and the child would never stop.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SUPERVISOR_SIGNALS)
         pid = os.fork()
         if pid == 0:  # the child never returns from here
             os.close(ready_r)
-            self._worker_main(ready_w)
+            self._worker_main(ready_w, old_mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(ready_w)
         os.set_blocking(ready_r, False)
         worker = Worker(slot, pid, time.monotonic(), ready_r)
@@ -197,6 +204,8 @@ class Supervisor:
             self._reap()
             time.sleep(0.02)
         for worker in list(self.workers.values()):
+            print(f"reactor_http: worker {worker.pid} did not stop in time; killing it",
+                  file=sys.stderr, flush=True)
             _signal(worker.pid, signal.SIGKILL)
         while self.workers:
             pid, _ = os.waitpid(-1, 0)
@@ -207,7 +216,7 @@ class Supervisor:
 
     # ---- child -------------------------------------------------------------------------------
 
-    def _worker_main(self, ready_w: int) -> None:
+    def _worker_main(self, ready_w: int, old_mask) -> None:
         """In the forked child: listen, say so, run one reactor, exit."""
         status = 1
         try:
@@ -215,6 +224,7 @@ class Supervisor:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent handles reloads
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             from .server import bind_listener, serve
             config = dataclasses.replace(self.config, workers=1, port=self.port)
             if self.reuse_port:

@@ -104,6 +104,9 @@ def test_sigterm_stops_parent_and_workers(workers_server):
     children = worker_pids(workers_server.pid)
     status, out, err = workers_server.stop(signal.SIGTERM)
     assert status == 0, err
+    # Regression: a SIGTERM forwarded while a worker was just forked ran the parent's handler
+    # in the child, which then never stopped and had to be killed.
+    assert "killing" not in err
     for pid in children:
         assert not os.path.exists(f"/proc/{pid}") or \
             open(f"/proc/{pid}/stat").read().split()[2] == "Z"
