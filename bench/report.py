@@ -1,0 +1,215 @@
+"""Turn run records into summaries (medians, ratios to the reactor), JSON and Markdown.
+
+Pure functions over plain data: no sockets, no processes, so tests can feed
+them hand-made records.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from bench.scenarios import IDLE, LOCUST, WRK
+
+REFERENCE = "reactor"   # every ratio is "this server / the reactor, same run"
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def primary_metric(scenario) -> tuple:
+    """(field, label, higher_is_better) that the ratio column compares."""
+    if scenario.kind == IDLE:
+        return "rss_per_conn_kib", "KiB per idle connection", False
+    if scenario.group == "large":
+        return "mb_per_s", "MB/s", True
+    return "rps", "req/s", True
+
+
+def _summarize_load(runs: list) -> dict:
+    """wrk or locust runs -> medians, totals and per-CPU figures."""
+    ok = [r for r in runs if r.ok]
+    results = [r.result for r in ok]
+    per_cpu, mb_per_cpu, cpu_share = [], [], []
+    for r in ok:
+        duration = r.result.get("duration_s") or 0
+        if r.server_cpu_s and r.server_cpu_s > 0:
+            per_cpu.append(r.result["requests"] / r.server_cpu_s)
+            if "bytes" in r.result:
+                mb_per_cpu.append(r.result["bytes"] / 1e6 / r.server_cpu_s)
+            if duration:
+                cpu_share.append(r.server_cpu_s / duration)
+    return {
+        "runs_ok": len(ok),
+        "runs_failed": len(runs) - len(ok),
+        "errors_text": sorted({r.error for r in runs if r.error}),
+        "rps": _median(x["rps"] for x in results),
+        "mb_per_s": _median(x.get("mb_per_s") for x in results),
+        "latency_p50_ms": _median(x["latency_p50_ms"] for x in results),
+        "latency_p99_ms": _median(x["latency_p99_ms"] for x in results),
+        "requests_total": sum(x["requests"] for x in results),
+        "errors": sum(x.get("errors", 0) for x in results),
+        "non_2xx_3xx": sum(x.get("non_2xx_3xx", 0) for x in results),
+        "failures": sum(x.get("failures", 0) for x in results),
+        "failure_samples": [s for x in results for s in x.get("failure_samples", [])][:5],
+        "rps_per_cpu_s": _median(per_cpu),
+        "mb_per_cpu_s": _median(mb_per_cpu),
+        "server_cpu_share": _median(cpu_share),
+        "tool": results[0].get("tool", "locust") if results else None,
+    }
+
+
+def _summarize_idle(runs: list) -> dict:
+    ok = [r for r in runs if r.ok]
+    summary = {"runs_ok": len(ok), "runs_failed": len(runs) - len(ok),
+               "errors_text": sorted({r.error for r in runs if r.error})}
+    if ok:
+        summary.update(ok[-1].result)
+    return summary
+
+
+def _flag(summary: dict, scenario) -> str:
+    """Why this figure must not be trusted as-is ('' when nothing is wrong)."""
+    reasons = []
+    if summary.get("runs_failed"):
+        reasons.append(f"{summary['runs_failed']} run(s) failed")
+    if scenario.kind == IDLE:
+        if summary.get("runs_ok") and summary.get("held", 0) < summary.get("requested", 0):
+            reasons.append(f"held {summary.get('held')}/{summary.get('requested')}")
+        if summary.get("fresh_failures"):
+            reasons.append(f"{summary['fresh_failures']} fresh request(s) failed")
+    else:
+        for key, label in (("errors", "socket errors"), ("non_2xx_3xx", "non-2xx/3xx"),
+                           ("failures", "failed checks")):
+            if summary.get(key):
+                reasons.append(f"{summary[key]} {label}")
+    return "; ".join(reasons)
+
+
+def summarize(records: list, scenarios: list, servers: list) -> list:
+    """Per scenario: per server summary, its flag and its ratio to the reactor."""
+    out = []
+    for scenario in scenarios:
+        field, label, higher_better = primary_metric(scenario)
+        per_server = {}
+        for name in servers:
+            runs = [r for r in records if r.scenario == scenario.key and r.server == name]
+            if not runs:
+                continue
+            summary = _summarize_idle(runs) if scenario.kind == IDLE else _summarize_load(runs)
+            summary["flag"] = _flag(summary, scenario)
+            per_server[name] = summary
+        reference = per_server.get(REFERENCE, {}).get(field)
+        for summary in per_server.values():
+            value = summary.get(field)
+            summary["ratio_to_reactor"] = (value / reference
+                                           if value is not None and reference else None)
+        out.append({"key": scenario.key, "title": scenario.title, "kind": scenario.kind,
+                    "group": scenario.group, "connections": scenario.connections,
+                    "path": scenario.path, "close": scenario.close,
+                    "metric": field, "metric_label": label, "higher_is_better": higher_better,
+                    "servers": per_server})
+    return out
+
+
+def write_json(path: Path, meta: dict, summaries: list, records: list) -> None:
+    data = {"meta": meta, "scenarios": summaries, "runs": [r.to_dict() for r in records]}
+    Path(path).write_text(json.dumps(data, indent=1, default=str))
+
+
+# ---------------------------------------------------------------- Markdown
+
+def _fmt(value, spec: str = ",.0f", none: str = "n/a") -> str:
+    return none if value is None else format(value, spec)
+
+
+def _ratio(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _flag_cell(summary: dict) -> str:
+    return f"**FLAGGED: {summary['flag']}**" if summary.get("flag") else "ok"
+
+
+def _table(header: list, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _load_table(scenario: dict) -> str:
+    large = scenario["metric"] == "mb_per_s"
+    header = ["server", "MB/s" if large else "req/s", "x reactor", "p50 ms", "p99 ms",
+              "MB per server-CPU-s" if large else "req per server-CPU-s", "server CPU",
+              "errors", "non-2xx/3xx", "status"]
+    rows = []
+    for name, s in scenario["servers"].items():
+        share = s.get("server_cpu_share")
+        rows.append([name, _fmt(s["mb_per_s"] if large else s["rps"]),
+                     _ratio(s["ratio_to_reactor"]), _fmt(s["latency_p50_ms"], ".2f"),
+                     _fmt(s["latency_p99_ms"], ".2f"),
+                     _fmt(s["mb_per_cpu_s"] if large else s["rps_per_cpu_s"]),
+                     "n/a" if share is None else f"{share:.0%}",
+                     s["errors"], s["non_2xx_3xx"], _flag_cell(s)])
+    return _table(header, rows)
+
+
+def _locust_table(scenario: dict) -> str:
+    header = ["server", "req/s", "x reactor", "p50 ms", "p99 ms", "requests",
+              "failed checks", "req per server-CPU-s", "status"]
+    rows = [[name, _fmt(s["rps"]), _ratio(s["ratio_to_reactor"]),
+             _fmt(s["latency_p50_ms"], ".1f"), _fmt(s["latency_p99_ms"], ".1f"),
+             s["requests_total"], s["failures"], _fmt(s["rps_per_cpu_s"]), _flag_cell(s)]
+            for name, s in scenario["servers"].items()]
+    text = _table(header, rows)
+    samples = [(name, sample) for name, s in scenario["servers"].items()
+               for sample in s.get("failure_samples", [])]
+    if samples:
+        text += "\n\nFailed checks (first few per server):\n\n" + "\n".join(
+            f"- {name}: `{req}`: {err} (x{count})" for name, (req, err, count) in samples)
+    return text
+
+
+def _idle_table(scenario: dict) -> str:
+    header = ["server", "held / opened", "RSS before MiB", "RSS with idle MiB",
+              "KiB per connection", "x reactor", "fresh request ms (median)", "status"]
+    rows = []
+    for name, s in scenario["servers"].items():
+        mib = (lambda k: None if s.get(k) is None else s[k] / 1024)
+        rows.append([name, f"{s.get('held', 0):,} / {s.get('requested', 0):,}",
+                     _fmt(mib("rss_before_kib"), ".1f"), _fmt(mib("rss_after_kib"), ".1f"),
+                     _fmt(s.get("rss_per_conn_kib"), ".2f"), _ratio(s["ratio_to_reactor"]),
+                     _fmt(s.get("fresh_latency_ms"), ".2f", none="failed"), _flag_cell(s)])
+    return _table(header, rows)
+
+
+def render_markdown(meta: dict, summaries: list, plots: list) -> str:
+    """The whole results.md: how it was run, then one table per scenario."""
+    out = ["# reactor_http bench results", ""]
+    out += [f"- {key}: {value}" for key, value in meta.items() if not isinstance(value, (dict, list))]
+    for key in ("servers", "notes"):
+        if meta.get(key):
+            out.append(f"- {key}:")
+            items = meta[key].items() if isinstance(meta[key], dict) else enumerate(meta[key])
+            out += [f"  - {k}: {v}" if isinstance(meta[key], dict) else f"  - {v}" for k, v in items]
+    out += ["", "Ratios (`x reactor`) divide each server's figure by the reactor's in the same "
+            "run. For idle connections the ratio compares KiB per connection (lower is better). "
+            "Any run with errors, non-2xx/3xx answers or failed checks is flagged.", ""]
+    for scenario in summaries:
+        out += [f"## {scenario['title']}", ""]
+        if not scenario["servers"]:
+            out += ["(no server ran this scenario)", ""]
+            continue
+        if scenario["kind"] == WRK:
+            out.append(_load_table(scenario))
+        elif scenario["kind"] == LOCUST:
+            out.append(_locust_table(scenario))
+        else:
+            out.append(_idle_table(scenario))
+        out.append("")
+    if plots:
+        out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
+    return "\n".join(out)

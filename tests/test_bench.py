@@ -1,0 +1,237 @@
+"""The bench/ harness, at tiny scale: its pieces in isolation and a --smoke run.
+
+No timing assertions: these tests check that the bench works (parses,
+builds, probes, starts and stops servers, writes results), not how fast any
+server is. Parts that need wrk, locust or reactor_http skip cleanly without them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import idle, loadgen, locust_runner, procfs, report, scenarios, servers, sitegen
+from bench.runner import RunRecord
+
+REPO = Path(__file__).resolve().parent.parent
+KIB = 1024
+
+WRK_SAMPLE = """Running 2s test @ http://127.0.0.1:59639/1k.bin
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   197.02us  744.38us  13.58ms   98.38%
+    Req/Sec    64.81k     7.69k   73.00k    65.00%
+  128839 requests in 2.00s, 157.03MB read
+Requests/sec:  64392.78
+Transfer/sec:     78.48MB
+BENCH_JSON {"requests": 128839, "duration_us": 2000830, "bytes": 164656242, "errors_connect": 0, \
+"errors_read": 2, "errors_write": 0, "errors_timeout": 1, "non_2xx_3xx": 5, "latency_p50_us": 113, \
+"latency_p90_us": 159, "latency_p99_us": 2847, "latency_max_us": 13577, "latency_mean_us": 197.0}
+"""
+
+
+def reactor_http_runnable() -> bool:
+    return (REPO / "reactor_http" / "__main__.py").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_site(tmp_path_factory):
+    return sitegen.build_site(tmp_path_factory.mktemp("bench-site"), large_size=256 * KIB)
+
+
+@pytest.fixture(scope="module")
+def http11_server(tiny_site, tmp_path_factory):
+    """The bench's HTTP/1.1 http.server competitor, serving the tiny site."""
+    server = servers.start_server(servers.SPECS["http.server"], tiny_site.root,
+                                  tmp_path_factory.mktemp("bench-work"),
+                                  expected_size=sitegen.SMALL_SIZE)
+    yield server
+    assert servers.stop_server(server) == 0
+
+
+# ---------------------------------------------------------------- pure pieces
+
+def test_parse_wrk_output_reads_the_lua_report():
+    result = loadgen.parse_wrk_output(WRK_SAMPLE)
+    assert result.requests == 128839
+    assert result.duration_s == pytest.approx(2.00083)
+    assert result.errors == 3
+    assert result.non_2xx_3xx == 5
+    assert result.latency_p50_ms == pytest.approx(0.113)
+    assert result.latency_p99_ms == pytest.approx(2.847)
+    assert result.rps == pytest.approx(128839 / 2.00083)
+    assert result.to_dict()["mb_per_s"] == pytest.approx(164656242 / 2.00083 / 1e6)
+
+
+def test_parse_wrk_output_without_the_report_line_is_an_error():
+    with pytest.raises(ValueError):
+        loadgen.parse_wrk_output(WRK_SAMPLE.split("BENCH_JSON")[0])
+
+
+def test_wrk_command_pins_and_adds_close_header():
+    command = loadgen.wrk_command("http://127.0.0.1:1/1k.bin", 64, 3, close=True, cpu=1)
+    assert "-c64" in command and "-d3s" in command
+    assert "Connection: close" in command
+    if command[0].endswith("taskset"):
+        assert command[1:3] == ["-c", "1"]
+
+
+def test_build_site_writes_files_of_the_stated_sizes(tiny_site):
+    root = tiny_site.root
+    assert (root / "1k.bin").stat().st_size == 1 * KIB
+    assert (root / "64k.bin").stat().st_size == 64 * KIB
+    assert (root / "large.bin").stat().st_size == 256 * KIB
+    manifest = json.loads(tiny_site.manifest_path.read_text())
+    assert manifest == tiny_site.files
+    for path, size in manifest.items():
+        file = root / ("index.html" if path == "/" else path.lstrip("/"))
+        assert file.stat().st_size == size
+    index = (root / "index.html").read_bytes()
+    for asset, _ in sitegen.PAGE_ASSETS:
+        assert asset.encode() in index
+
+
+def test_response_framing_of_the_idle_probe():
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+    assert idle.response_complete(head + b"ab") is False
+    assert idle.response_complete(head + b"abc") is True
+    assert idle.response_complete(b"HTTP/1.1 200 OK\r\n") is False
+    assert idle.response_complete(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n") is None
+
+
+def test_procfs_reads_this_process_and_its_children():
+    assert procfs.rss_kib(os.getpid()) > 0
+    assert procfs.cpu_seconds(os.getpid()) >= 0
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in procfs.process_tree(os.getpid())
+        assert procfs.rss_kib(os.getpid()) > procfs.rss_kib(os.getpid(), include_children=False)
+    finally:
+        child.kill()
+        child.wait()
+    assert procfs.rss_kib(2 ** 22 + 12345) is None  # no such pid
+
+
+def test_plan_interleaves_servers():
+    profile = scenarios.QUICK
+    scenario_list = scenarios.build_scenarios(profile, with_locust=False)
+    plan = scenarios.build_plan(scenario_list[:1], ["reactor", "nginx"], profile)
+    assert [s.server for s in plan] == ["reactor", "nginx"] * profile.runs
+    assert [s.run for s in plan] == [1, 1, 2, 2, 3, 3]
+
+
+def _record(scenario, server, rps, errors=0, run=1):
+    result = {"tool": "wrk", "requests": int(rps), "duration_s": 1.0, "bytes": int(rps) * 1000,
+              "errors": errors, "non_2xx_3xx": 0, "latency_p50_ms": 1.0, "latency_p99_ms": 2.0,
+              "rps": rps, "mb_per_s": rps / 1000}
+    return RunRecord(scenario, server, run, ok=True, result=result, server_cpu_s=0.5)
+
+
+def test_summaries_take_medians_ratios_and_flag_errors():
+    scenario = scenarios.Scenario("s", "small", scenarios.WRK, connections=64)
+    records = [_record("s", "reactor", v, run=i) for i, v in enumerate((100, 300, 200))]
+    records += [_record("s", "nginx", v, errors=e, run=i)
+                for i, (v, e) in enumerate(((400, 0), (50, 7), (600, 0)))]
+    [summary] = report.summarize(records, [scenario], ["reactor", "nginx"])
+    reactor, nginx = summary["servers"]["reactor"], summary["servers"]["nginx"]
+    assert reactor["rps"] == 200 and nginx["rps"] == 400
+    assert nginx["ratio_to_reactor"] == pytest.approx(2.0)
+    assert reactor["rps_per_cpu_s"] == pytest.approx(400)
+    assert reactor["flag"] == "" and "7 socket errors" in nginx["flag"]
+    markdown = report.render_markdown({"profile": "test"}, [summary], [])
+    assert "| nginx | 400 | 2.00x |" in markdown
+    assert "FLAGGED" in markdown
+
+
+def test_nginx_config_is_one_worker_sendfile_no_access_log(tmp_path):
+    ctx = servers.LaunchContext(root=tmp_path, port=12345, workdir=tmp_path)
+    text = servers.nginx_config(ctx)
+    for needle in ("worker_processes 1;", "sendfile on;", "access_log off;",
+                   "listen 127.0.0.1:12345", f"pid {tmp_path}/nginx.pid;"):
+        assert needle in text
+
+
+# ---------------------------------------------------------------- against a server
+
+def test_idle_probe_holds_connections(http11_server):
+    result = idle.probe_idle_capacity(servers.HOST, http11_server.port, 20,
+                                      server_pid=http11_server.pid, samples=3)
+    assert result.answered == 20
+    assert result.held == 20
+    assert result.rss_after_kib > 0
+    assert result.fresh_latency_ms is not None and result.fresh_failures == 0
+
+
+def test_python_loader_gets_correct_answers(http11_server):
+    result = loadgen.run_python_load(servers.HOST, http11_server.port, "/1k.bin",
+                                     connections=2, duration_s=5, max_requests=50)
+    assert result.requests == 50
+    assert result.errors == 0 and result.non_2xx_3xx == 0
+    assert result.bytes == 50 * KIB
+
+
+def test_python_loader_counts_bad_statuses(http11_server):
+    result = loadgen.run_python_load(servers.HOST, http11_server.port, "/missing",
+                                     connections=1, duration_s=5, max_requests=5)
+    assert result.non_2xx_3xx == 5
+
+
+@pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
+def test_wrk_run_is_parsed(http11_server):
+    result = loadgen.run_wrk(http11_server.url + "/1k.bin", connections=2, duration_s=1,
+                             max_requests=100)
+    assert result.requests > 0
+    assert result.errors == 0 and result.non_2xx_3xx == 0
+
+
+@pytest.mark.skipif(locust_runner.locust_command() is None, reason="locust is not installed")
+def test_locust_run_is_parsed(http11_server, tiny_site, tmp_path):
+    result = locust_runner.run_locust(http11_server.url, users=3, spawn_rate=3, duration_s=2,
+                                      out_dir=tmp_path, manifest=tiny_site.manifest_path)
+    assert result.requests > 0
+    # http.server ignores Range (200, not 206): the locustfile must count that as failed.
+    names = " ".join(str(sample) for sample in result.failure_samples)
+    assert result.failures == 0 or "Range" in names
+
+
+# ---------------------------------------------------------------- the whole command
+
+def run_bench(tmp_path, server_names):
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--servers", server_names,
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").exists()
+    return data, proc.stdout
+
+
+def _check_smoke_results(data, names):
+    keys = {s["key"] for s in data["scenarios"]}
+    assert {"small-keepalive-c4", "idle-20"} <= keys
+    for scenario in data["scenarios"]:
+        assert set(scenario["servers"]) == set(names)
+    for run in data["runs"]:
+        assert run["ok"], run
+    for name in names:
+        assert f"{name}=0" in data["meta"]["server exit statuses"]  # graceful stop
+
+
+def test_smoke_run_with_http_server(tmp_path):
+    data, stdout = run_bench(tmp_path, "http.server")
+    _check_smoke_results(data, ["http.server"])
+    assert "[  1/" in stdout  # progress lines
+
+
+@pytest.mark.skipif(not reactor_http_runnable(), reason="reactor_http is not runnable yet")
+def test_smoke_run_with_reactor_and_threaded(tmp_path):
+    data, _ = run_bench(tmp_path, "reactor,threaded")
+    _check_smoke_results(data, ["reactor", "threaded"])
+    small = next(s for s in data["scenarios"] if s["key"] == "small-keepalive-c4")
+    assert small["servers"]["reactor"]["ratio_to_reactor"] == pytest.approx(1.0)
