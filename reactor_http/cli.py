@@ -12,7 +12,9 @@ import sys
 
 from . import __version__
 from .config import Config
+from .logs import open_access_file
 from .server import StartupError, serve
+from .service import pid_file
 
 DEFAULTS = Config()
 
@@ -35,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_workers, default=DEFAULTS.workers, metavar="N|auto",
                    help="reactor processes sharing the port via SO_REUSEPORT, supervised by a "
                         "parent; `auto` = one per CPU (default: 1, no parent)")
+    t = p.add_argument_group("TLS")
+    t.add_argument("--certfile", default=None, metavar="PEM",
+                   help="serve HTTPS with this certificate chain (TLS 1.2+, the ssl module's "
+                        "recommended ciphers)")
+    t.add_argument("--keyfile", default=None, metavar="PEM",
+                   help="the private key, if not in --certfile")
+    t.add_argument("--tls-port", type=int, default=None, metavar="PORT",
+                   help="serve HTTPS on this port and plain HTTP on --port, side by side")
     g = p.add_argument_group("connections and limits")
     g.add_argument("--keepalive-timeout", type=float, default=DEFAULTS.keepalive_timeout,
                    metavar="SECONDS", help="close idle keep-alive connections after this (default: 5)")
@@ -78,7 +88,26 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--log-dir", default=None, metavar="DIR",
                    help="write the dated connection log DDMMYYconnectionLog.txt in DIR")
     o.add_argument("--quiet", action="store_true", help="no access lines on stdout")
+    o.add_argument("--access-log", default=None, metavar="FILE",
+                   help="also append access lines to FILE; SIGUSR1 reopens it (logrotate: "
+                        "rename, then signal)")
+    d = p.add_argument_group("deployment")
+    d.add_argument("--pid-file", default=None, metavar="FILE",
+                   help="write the server's pid to FILE at start; removed at exit")
+    d.add_argument("--trust-proxy", action="append", default=[], metavar="ADDR",
+                   help="a proxy (address or CIDR; repeatable) whose X-Forwarded-For is "
+                        "believed: the access log shows the client it reports (default: none)")
+    d.add_argument("--status", default=None, metavar="PATH",
+                   help="serve live counters at PATH: JSON, or Prometheus text when the client "
+                        "asks for text/plain (default: off)")
+    d.add_argument("--status-allow", action="append", default=[], metavar="ADDR",
+                   help="clients (address or CIDR; repeatable) that may read --status; others "
+                        "get 404 (default: loopback only)")
     p.add_argument("--version", action="version", version=f"reactor_http {__version__}")
+    p.epilog = ("systemd socket activation: started with LISTEN_PID=<our pid> and LISTEN_FDS>=1 "
+                "(sd_listen_fds(3)), the server serves the listening socket on fd 3 instead of "
+                "binding --host/--port; further sockets are closed with a warning. "
+                "SIGTERM/SIGINT stop gracefully; SIGUSR1 reopens the log files.")
     return p
 
 
@@ -110,7 +139,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_threads=args.max_threads, drain_timeout=args.drain_timeout,
         listing=not args.no_listing, max_age=args.max_age, immutable=args.immutable,
         cors=args.cors, spa=args.spa, dotfiles=args.dotfiles,
-        follow_symlinks=args.follow_symlinks, workers=args.workers)
+        follow_symlinks=args.follow_symlinks, workers=args.workers, certfile=args.certfile,
+        keyfile=args.keyfile, tls_port=args.tls_port,
+        access_log=args.access_log, pid_file=args.pid_file,
+        trust_proxy=tuple(args.trust_proxy), status_path=args.status,
+        status_allow=tuple(args.status_allow))
 
 
 def prepare_log_dir(path: str) -> None:
@@ -121,6 +154,14 @@ def prepare_log_dir(path: str) -> None:
         raise ValueError(f"cannot use log dir {path!r}: {exc.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"log dir {path!r} is not writable")
+
+
+def prepare_access_log(path: str) -> None:
+    """Open the access log once now, so an unusable path is a one-line error, not a trace."""
+    try:
+        os.close(open_access_file(path))
+    except OSError as exc:
+        raise ValueError(f"cannot write access log {path!r}: {exc.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args).validate()
         if config.log_dir is not None:
             prepare_log_dir(config.log_dir)
-        return serve(config, banner=lambda text: print(text, flush=True))
+        if config.access_log is not None:
+            prepare_access_log(config.access_log)
+        with pid_file(config.pid_file):
+            return serve(config, banner=lambda text: print(text, flush=True))
     except (ValueError, StartupError) as exc:
         print(f"reactor-http: error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from .addresses import parse_networks
+
 MODES = ("reactor", "threaded")
 DOTFILE_POLICIES = ("deny", "allow")
 
@@ -56,6 +58,25 @@ class Config:
     follow_symlinks: bool = False
     # Reactor processes on one port (SO_REUSEPORT), supervised by a parent; 1 = no parent.
     workers: int = 1
+    # Set by the supervisor in each worker: (slot, of N). None in a single process.
+    worker: tuple[int, int] | None = None
+    # Access lines also go to this file (O_APPEND; reopened on SIGUSR1 for logrotate).
+    access_log: str | None = None
+    # Our pid is written here at start and the file removed at exit (for init scripts, monit).
+    pid_file: str | None = None
+    # Proxies (addresses or CIDR) whose X-Forwarded-For we believe: the access log then shows
+    # the client the proxy saw (its last entry) instead of the proxy. Empty: believe nobody.
+    trust_proxy: tuple[str, ...] = ()
+    # URL path of the live counters page (JSON / Prometheus); None: no status page (the default,
+    # so a plain static server reveals nothing about itself).
+    status_path: str | None = None
+    # Clients (addresses or CIDR) that may read the status page; empty means loopback only.
+    status_allow: tuple[str, ...] = ()
+    # TLS: with a certificate (PEM; the key may be in the same file) the port serves HTTPS,
+    # or, with tls_port, HTTPS is served there beside plain HTTP on `port`.
+    certfile: str | None = None
+    keyfile: str | None = None
+    tls_port: int | None = None
 
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad setting; return self."""
@@ -72,6 +93,16 @@ class Config:
             raise ValueError("drain-timeout must not be negative")
         if self.workers > 1 and self.mode != "reactor":
             raise ValueError("--workers needs --mode reactor")
+        if (self.keyfile or self.tls_port is not None) and not self.certfile:
+            raise ValueError("--keyfile and --tls-port need --certfile")
+        if self.tls_port is not None and self.workers > 1:
+            raise ValueError("--tls-port is not supported with --workers; serve HTTPS on --port")
+        if self.tls_port is not None and not 0 <= self.tls_port <= 65535:
+            raise ValueError(f"tls-port must be 0-65535, not {self.tls_port}")
+        if self.certfile and not os.path.isfile(self.certfile):
+            raise ValueError(f"certificate file {self.certfile!r} does not exist")
+        if self.keyfile and not os.path.isfile(self.keyfile):
+            raise ValueError(f"key file {self.keyfile!r} does not exist")
         for name in ("workers", "max_requests", "max_head_bytes", "max_target_bytes", "max_header_count",
                      "max_connections", "max_threads", "backlog"):
             if getattr(self, name) < 1:
@@ -80,6 +111,13 @@ class Config:
             raise ValueError("max-body-bytes must not be negative")
         if self.max_age is not None and self.max_age < 0:
             raise ValueError("max-age must not be negative")
+        if self.status_path is not None and not self.status_path.startswith("/"):
+            raise ValueError(f"status path must start with '/', not {self.status_path!r}")
+        for name in ("trust_proxy", "status_allow"):
+            try:
+                parse_networks(tuple(getattr(self, name)))
+            except ValueError as exc:
+                raise ValueError(f"{name.replace('_', '-')}: {exc}") from None
         if not os.path.isdir(self.root):
             raise ValueError(f"root {self.root!r} is not a directory")
         if not os.access(self.root, os.R_OK | os.X_OK):

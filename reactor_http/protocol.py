@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 
 from . import errors
+from .addresses import address_in, forwarded_client
 from .messages import NO_BODY, SERVER_FIELD, ResponsePlan, status_line
 from .parser import BodyDiscarder, Limits, parse_head, skip_empty_lines
 from .responder import Response, Site, error_response, respond
@@ -26,6 +27,7 @@ class ConnState(enum.Enum):
     # Members are singletons: identity hashing is correct and, unlike Enum's, runs in C.
     __hash__ = object.__hash__
 
+    HANDSHAKING = "handshaking"    # TLS only: the handshake is in progress
     IDLE = "idle"                  # between requests: waiting for a first byte
     READING_HEAD = "reading_head"  # some of a request head has arrived
     READING_BODY = "reading_body"  # head parsed; its body is being read and discarded
@@ -40,6 +42,7 @@ class Event(enum.Enum):
 
     __hash__ = object.__hash__
 
+    HANDSHAKE_DONE = "handshake_done"  # TLS: the handshake completed
     DATA = "data"                    # bytes arrived
     HEAD_COMPLETE = "head_complete"  # a request head parsed and its body must be discarded
     RESPONSE_READY = "response_ready"  # a response plan was produced
@@ -54,6 +57,9 @@ class Event(enum.Enum):
 
 S, E = ConnState, Event
 TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
+    (S.HANDSHAKING, E.HANDSHAKE_DONE): S.IDLE,
+    (S.HANDSHAKING, E.EOF): S.CLOSED,
+    (S.HANDSHAKING, E.TIMEOUT): S.CLOSED,
     (S.IDLE, E.DATA): S.READING_HEAD,
     (S.IDLE, E.EOF): S.CLOSED,
     (S.IDLE, E.TIMEOUT): S.CLOSED,
@@ -66,11 +72,13 @@ TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
     (S.READING_BODY, E.RESPONSE_READY): S.WRITING_HEAD,
     (S.READING_BODY, E.EOF): S.CLOSED,
     (S.READING_BODY, E.TIMEOUT): S.WRITING_HEAD,
+    (S.WRITING_HEAD, E.DATA): S.WRITING_HEAD,     # pipelined bytes wait in the buffer
     (S.WRITING_HEAD, E.HEAD_SENT): S.SENDING_BODY,
     (S.WRITING_HEAD, E.DONE_IDLE): S.IDLE,
     (S.WRITING_HEAD, E.DONE_PIPELINED): S.READING_HEAD,
     (S.WRITING_HEAD, E.DONE_CLOSE): S.CLOSING,
     (S.WRITING_HEAD, E.TIMEOUT): S.CLOSED,
+    (S.SENDING_BODY, E.DATA): S.SENDING_BODY,
     (S.SENDING_BODY, E.DONE_IDLE): S.IDLE,
     (S.SENDING_BODY, E.DONE_PIPELINED): S.READING_HEAD,
     (S.SENDING_BODY, E.DONE_CLOSE): S.CLOSING,
@@ -96,6 +104,7 @@ CLOSE_FIELDS = b"Connection: close\r\n"
 CLOSE_REASONS = {
     "idle": "idle timeout", "eof": "client closed", "max": "max requests",
     "close": "connection: close", "error": "error", "timeout": "request timeout",
+    "handshake": "TLS handshake timeout", "tls": "TLS error",
     "send": "send timeout", "reset": "connection reset", "stop": "server stopping",
 }
 
@@ -144,12 +153,14 @@ class ProtocolViolation(RuntimeError):
 class Exchange:
     """What the logs need to know about one request/response after it is done."""
 
-    __slots__ = ("request_line", "status", "body_bytes")
+    __slots__ = ("request_line", "status", "body_bytes", "client")
 
-    def __init__(self, request_line: str, status: int, body_bytes: int):
+    def __init__(self, request_line: str, status: int, body_bytes: int, client: str = ""):
         self.request_line = request_line
         self.status = status
         self.body_bytes = body_bytes
+        # The client address for the access log ("" = the engine's peer address).
+        self.client = client
 
 
 class HttpConnection:
@@ -157,12 +168,13 @@ class HttpConnection:
 
     __slots__ = ("state", "site", "limits", "parser", "buffer", "requests_served", "max_requests",
                  "keep_alive_fields", "draining", "close_reason", "exchange", "_discarder",
-                 "_pending_request", "internal_error")
+                 "_pending_request", "internal_error", "stats", "peer", "trust_forwarded")
 
     def __init__(self, site: Site, limits: Limits | None = None,
-                 parser: HeadParser | None = None):
+                 parser: HeadParser | None = None, tls: bool = False, stats=None,
+                 peer: str = ""):
         config = site.config
-        self.state = ConnState.IDLE
+        self.state = ConnState.HANDSHAKING if tls else ConnState.IDLE
         self.site = site
         if parser is None:
             parser = HeadParser(limits or Limits.from_config(config))
@@ -183,6 +195,11 @@ class HttpConnection:
         self._pending_request = None
         # An exception the responder raised, for the engine to log with its traceback.
         self.internal_error: Exception | None = None
+        # The engine's counters (stats.Stats: responses, timeouts, the --status page), or None.
+        self.stats = stats
+        # The direct peer's address as accept() gave it, and whether it is a --trust-proxy.
+        self.peer = peer
+        self.trust_forwarded = bool(config.trust_proxy) and address_in(peer, config.trust_proxy)
 
     def _move(self, event: Event) -> ConnState:
         """Apply one event through the transition table."""
@@ -201,12 +218,10 @@ class HttpConnection:
                 self.close_reason = "eof"
             self._move(Event.EOF)
             return
-        if self.state is ConnState.CLOSING:
-            self._move(Event.DATA)  # drained and dropped
-            return
-        self.buffer += data
-        if self.state in (ConnState.IDLE, ConnState.READING_HEAD, ConnState.READING_BODY):
-            self._move(Event.DATA)
+        # Raises in a state that must not be fed (a TLS handshake in progress, a closed one).
+        self._move(Event.DATA)
+        if self.state is not ConnState.CLOSING:  # while closing, bytes are drained and dropped
+            self.buffer += data
 
     def next_plan(self, now: float) -> ResponsePlan | None:
         """The next response to send, if a whole request (and its body) is buffered."""
@@ -260,13 +275,21 @@ class HttpConnection:
     def _plan_for(self, request, now: float) -> ResponsePlan:
         """Run the responder for a parsed request and wrap it in a plan."""
         try:
-            response = respond(request, self.site, now)
+            response = None
+            if self.stats is not None and self.stats.status_path is not None:
+                response = self.stats.answer(request, self.peer, now)
+            if response is None:
+                response = respond(request, self.site, now)
         except Exception as exc:  # a bug in the semantics costs this request a 500, not the loop
             self.internal_error = exc
             return self._error_plan(500, now, request.request_line)
         keep_alive = request.keep_alive and not response.close
-        return self._finish(response, keep_alive, request.request_line, now,
+        plan = self._finish(response, keep_alive, request.request_line, now,
                             Event.RESPONSE_READY)
+        if self.trust_forwarded:
+            self.exchange.client = forwarded_client(request.fields.get("x-forwarded-for"),
+                                                    self.peer)
+        return plan
 
     def _error_plan(self, status: int, now: float, request_line: str,
                     event: Event = Event.RESPONSE_READY) -> ResponsePlan:
@@ -303,14 +326,20 @@ class HttpConnection:
 
     def timeout(self, now: float) -> ResponsePlan | None:
         """The state's timer expired: a 408 plan for a half-read request, else nothing."""
+        if self.stats is not None:
+            self.stats.timed_out(self.state)
         if self.state in (ConnState.READING_HEAD, ConnState.READING_BODY):
             self.close_reason = "timeout"
             return self._error_plan(408, now, "-", Event.TIMEOUT)
         if not self.close_reason:
-            self.close_reason = {ConnState.IDLE: "idle", ConnState.CLOSING: "close"}.get(
-                self.state, "send")
+            self.close_reason = {ConnState.IDLE: "idle", ConnState.CLOSING: "close",
+                                 ConnState.HANDSHAKING: "handshake"}.get(self.state, "send")
         self._move(Event.TIMEOUT)
         return None
+
+    def handshake_done(self) -> None:
+        """The engine completed the TLS handshake: wait for a request."""
+        self._move(Event.HANDSHAKE_DONE)
 
     def head_sent(self) -> None:
         """The engine has sent the head; file regions follow."""
@@ -318,6 +347,8 @@ class HttpConnection:
 
     def response_done(self, plan: ResponsePlan) -> ConnState:
         """The engine has sent the whole plan: persist, serve the next buffered request, or close."""
+        if self.stats is not None:
+            self.stats.response_done(plan.status, self.exchange.body_bytes)
         if not plan.keep_alive:
             return self._move(Event.DONE_CLOSE)
         if self.buffer:
@@ -326,6 +357,8 @@ class HttpConnection:
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once (I/O error, reset, server stop)."""
+        if reason in ("send", "handshake") and self.stats is not None:
+            self.stats.timed_out(self.state)  # the threaded engine's socket timeouts
         if not self.close_reason or reason in ("reset", "error"):
             self.close_reason = reason
         self._move(Event.ABORT)

@@ -13,6 +13,7 @@ import logging
 import selectors
 import signal
 import socket
+import ssl
 import time
 import traceback
 
@@ -21,6 +22,7 @@ from .deadlines import DeadlineQueue
 from .logs import escape
 from .protocol import READ_STATES, WRITE_STATES, ConnState, HeadParser, HttpConnection
 from .parser import Limits
+from .stats import Stats
 
 log = logging.getLogger("reactor_http")
 
@@ -43,10 +45,13 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 class Conn:
     """The reactor's view of one client: its socket, protocol state, plan in progress, timer."""
 
-    __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "lingered")
+    __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "lingered",
+                 "tls", "want_write")
 
-    def __init__(self, sock: socket.socket, address, proto: HttpConnection):
+    def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False):
         self.sock = sock
+        self.tls = tls
+        self.want_write = False  # TLS handshake waiting to write
         self.peer = format_peer(address)
         self.host = address[0] if isinstance(address, tuple) else str(address)
         self.proto = proto
@@ -65,15 +70,41 @@ def format_peer(address) -> str:
     return str(address)
 
 
-class Reactor:
-    """The selectors loop serving one listening socket."""
+class Listener:
+    """A listening socket and, for HTTPS, the TLS context its connections are wrapped in."""
 
-    def __init__(self, config, site, logs, listener: socket.socket):
+    __slots__ = ("sock", "tls")
+
+    def __init__(self, sock: socket.socket, tls: ssl.SSLContext | None = None):
+        self.sock = sock
+        self.tls = tls
+
+
+def as_listeners(listener) -> list[Listener]:
+    """Accept one socket, or a list of sockets / (socket, ssl_context) pairs."""
+    if isinstance(listener, socket.socket):
+        return [Listener(listener)]
+    result = []
+    for item in listener:
+        if isinstance(item, Listener):
+            result.append(item)
+        elif isinstance(item, tuple):
+            result.append(Listener(*item))
+        else:
+            result.append(Listener(item))
+    return result
+
+
+class Reactor:
+    """The selectors loop serving one or more listening sockets (HTTP and HTTPS)."""
+
+    def __init__(self, config, site, logs, listener):
         self.config = config
         self.site = site
         self.logs = logs
-        self.listener = listener
+        self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
+        self.stats = Stats(config, "reactor", self._connection_states)
         self.selector = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.listening = False
@@ -85,6 +116,7 @@ class Reactor:
         header = DeadlineQueue("header", config.header_timeout)
         send = DeadlineQueue("send", config.send_timeout)
         self.queue_for = {
+            ConnState.HANDSHAKING: header,  # a TLS handshake must finish as fast as a head
             ConnState.IDLE: DeadlineQueue("idle", config.keepalive_timeout),
             ConnState.READING_HEAD: header,
             ConnState.READING_BODY: header,
@@ -94,6 +126,10 @@ class Reactor:
         }
         self.queues = list({id(q): q for q in self.queue_for.values()}.values())
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+
+    def _connection_states(self):
+        """The state of every live connection (for the status page, on demand only)."""
+        return [conn.proto.state for conn in self.conns]
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -118,7 +154,8 @@ class Reactor:
 
     def run(self) -> int:
         """Serve until stopped; return the exit status."""
-        self.listener.setblocking(False)
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
         self.selector.register(self._wakeup_r, READ, None)
         self._resume_accepting()
         try:
@@ -132,9 +169,9 @@ class Reactor:
         finally:
             for conn in list(self.conns):
                 self._close(conn, "stop")
-            if self.listening:
-                self.selector.unregister(self.listener)
-            self.listener.close()
+            self._pause_accepting()
+            for listener in self.listeners:
+                listener.sock.close()
             self.selector.close()
             self._wakeup_r.close()
             self._wakeup_w.close()
@@ -146,13 +183,13 @@ class Reactor:
         events = self.selector.select(self._wait_time(now))
         now = time.monotonic()
         for key, mask in events:
-            conn = key.data
-            if conn is None:
+            data = key.data
+            if type(data) is Conn:
+                self._handle(data, mask, now)
+            elif data is None:
                 self._drain_wakeup()
-            elif conn is self:
-                self._accept(now)
             else:
-                self._handle(conn, mask, now)
+                self._accept(data, now)
         for queue in self.queues:
             if len(queue):
                 for conn in queue.pop_expired(now):
@@ -191,15 +228,17 @@ class Reactor:
         # Connections the kernel already queued for us get their answer: with SO_REUSEPORT
         # workers, closing a listener would otherwise reset them.
         if self.listening:
-            for _ in range(16):
-                before = len(self.conns)
-                self._accept(now)
-                if len(self.conns) - before < ACCEPT_BATCH:
-                    break
+            for listener in self.listeners:
+                for _ in range(16):
+                    before = len(self.conns)
+                    self._accept(listener, now)
+                    if len(self.conns) - before < ACCEPT_BATCH:
+                        break
         self._pause_accepting()
         # Refuse new connections from now on (RFC 9112 section 9.6: a server stopping closes
         # gracefully); with inherited-socket workers this closes only our copy of the socket.
-        self.listener.close()
+        for listener in self.listeners:
+            listener.sock.close()
         self.logs.event("Stopping: no longer accepting connections")
         for conn in list(self.conns):
             conn.proto.draining = True
@@ -217,15 +256,17 @@ class Reactor:
 
     def _resume_accepting(self) -> None:
         if not self.listening:
-            self.selector.register(self.listener, READ, self)
+            for listener in self.listeners:
+                self.selector.register(listener.sock, READ, listener)
             self.listening = True
 
     def _pause_accepting(self) -> None:
         if self.listening:
-            self.selector.unregister(self.listener)
+            for listener in self.listeners:
+                self.selector.unregister(listener.sock)
             self.listening = False
 
-    def _accept(self, now: float) -> None:
+    def _accept(self, listener: Listener, now: float) -> None:
         """Accept a bounded batch of connections, until the backlog is empty or we are full."""
         limit = self.config.max_connections
         for _ in range(ACCEPT_BATCH):
@@ -233,7 +274,7 @@ class Reactor:
                 self._pause_accepting()  # the kernel backlog holds the rest until a slot frees
                 return
             try:
-                sock, address = self.listener.accept()
+                sock, address = listener.sock.accept()
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -254,10 +295,19 @@ class Reactor:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            conn = Conn(sock, address, HttpConnection(self.site, parser=self.parser))
+            if listener.tls is not None:
+                try:
+                    sock = listener.tls.wrap_socket(sock, server_side=True,
+                                                    do_handshake_on_connect=False)
+                except (OSError, ValueError):
+                    sock.close()
+                    continue
+            proto = HttpConnection(self.site, parser=self.parser, tls=listener.tls is not None,
+                                   stats=self.stats, peer=address[0])
+            conn = Conn(sock, address, proto, listener.tls is not None)
             self.conns.add(conn)
             self.selector.register(sock, READ, conn)
-            self._arm(conn, self.queue_for[ConnState.IDLE], now)
+            self._arm(conn, self.queue_for[proto.state], now)
             if self.logs.connection_enabled:
                 self.logs.event(f"[+] New connection from {conn.peer}")
 
@@ -270,6 +320,12 @@ class Reactor:
         start_served = proto.requests_served
         start_sent = conn.cursor.sent if conn.cursor is not None else -1
         try:
+            if start_state is ConnState.HANDSHAKING:
+                self._handshake(conn)
+                if proto.state is ConnState.HANDSHAKING:
+                    self._settle(conn, now, start_state, start_served, start_sent)
+                    return
+                mask = READ  # the request may have arrived with the client's Finished
             if mask & READ:
                 if not self._read(conn, now):
                     return
@@ -277,6 +333,10 @@ class Reactor:
                 self._advance(conn, now)
         except sending.PEER_GONE:
             self._abort(conn, "reset")
+            return
+        except ssl.SSLError:
+            # A client that cannot speak TLS (or speaks plain HTTP to the HTTPS port).
+            self._abort(conn, "tls")
             return
         except sending.FileShrank as exc:
             log.warning("%s: %s; closing the connection", conn.peer, exc)
@@ -293,11 +353,29 @@ class Reactor:
             return
         self._settle(conn, now, start_state, start_served, start_sent)
 
+    def _handshake(self, conn: Conn) -> None:
+        """One non-blocking step of the TLS handshake; interest follows what it waits for."""
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            conn.want_write = False
+            return
+        except ssl.SSLWantWriteError:
+            conn.want_write = True
+            return
+        conn.want_write = False
+        conn.proto.handshake_done()
+
     def _read(self, conn: Conn, now: float) -> bool:
         """recv once into the protocol; False if the connection is gone."""
+        sock = conn.sock
         try:
-            data = conn.sock.recv(RECV_SIZE)
-        except BlockingIOError:
+            data = sock.recv(RECV_SIZE)
+            if conn.tls and data:
+                # Decrypted bytes the SSL object holds do not make the socket readable again.
+                while sock.pending():
+                    data += sock.recv(RECV_SIZE)
+        except sending.WOULD_BLOCK:
             return True
         proto = conn.proto
         if proto.state is ConnState.CLOSING:
@@ -327,7 +405,7 @@ class Reactor:
                     return
                 conn.plan = plan
                 conn.cursor = sending.Cursor()
-            done = sending.send_available(sock, plan, conn.cursor)
+            done = sending.send_available(sock, plan, conn.cursor, tls=conn.tls)
             if plan.first_region >= 0 and proto.state is ConnState.WRITING_HEAD and \
                     conn.cursor.index >= plan.first_region:
                 proto.head_sent()
@@ -346,7 +424,8 @@ class Reactor:
         exchange = proto.exchange
         logs = self.logs
         if logs.access_enabled:
-            logs.access(conn.host, exchange.request_line, exchange.status, exchange.body_bytes)
+            logs.access(exchange.client or conn.host, exchange.request_line, exchange.status,
+                        exchange.body_bytes)
         if logs.connection_enabled:
             self.logs.event(f"{conn.peer} \"{escape(exchange.request_line)}\" -> "
                             f"{exchange.status}")
@@ -375,7 +454,10 @@ class Reactor:
                 self._arm(conn, queue, now)
         elif state is ConnState.READING_BODY or state is ConnState.IDLE:
             self._arm(conn, queue, now)
-        mask = READ if state in READ_STATES else WRITE
+        if state is ConnState.HANDSHAKING:
+            mask = WRITE if conn.want_write else READ
+        else:
+            mask = READ if state in READ_STATES else WRITE
         if mask != conn.mask:
             self.selector.modify(conn.sock, mask, conn)
             conn.mask = mask

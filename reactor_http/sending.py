@@ -1,5 +1,9 @@
 """The only code that sends: plan segments with `send`, file regions with `os.sendfile`.
 
+Over TLS the kernel cannot encrypt, so file regions are read in bounded chunks with `os.pread`
+from the saved offset and sent through the SSL object (what `SSLSocket.sendfile` falls back to);
+a chunk refused with SSLWantWriteError is re-read and re-sent unchanged on the next turn.
+
 Two ways to execute a `ResponsePlan`: `send_available` for the reactor's non-blocking sockets
 (send what the kernel takes now, keep the cursor, report whether more remains) and
 `send_blocking` for the threaded engine's blocking sockets with a timeout (`socket.sendfile`).
@@ -12,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 
 from .messages import FileRegion, ResponsePlan
 
@@ -19,6 +24,10 @@ from .messages import FileRegion, ResponsePlan
 SENDFILE_CHUNK = 1 << 20
 # Bytes one connection may send per loop turn before others get a turn (fairness on fast links).
 TURN_BUDGET = 4 << 20
+# Bytes of a file read per TLS send: four 16 KiB TLS records.
+TLS_CHUNK = 64 * 1024
+# What a non-blocking send raises when it must wait: EAGAIN, or TLS needing to read or write.
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 # Errors that mean the peer went away: a quiet close, not a logged failure.
 PEER_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -42,7 +51,7 @@ class Cursor:
 
 
 def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
-                   budget: int = TURN_BUDGET) -> bool:
+                   budget: int = TURN_BUDGET, tls: bool = False) -> bool:
     """Send from the cursor until done, the socket would block, or the budget is spent.
 
     Returns True when the whole plan is out. Raises PEER_GONE errors and FileShrank.
@@ -54,7 +63,7 @@ def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
         data = segments[0]
         try:
             sent = sock.send(data)
-        except BlockingIOError:
+        except WOULD_BLOCK:
             return False
         cursor.sent = sent
         if sent == len(data):
@@ -69,17 +78,26 @@ def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
         segment = segments[cursor.index]
         try:
             if type(segment) is bytes:
-                more_follows = _MSG_MORE if cursor.index + 1 < count else 0
                 view = segment if cursor.offset == 0 else memoryview(segment)[cursor.offset:]
-                sent = sock.send(view, more_follows)
+                if tls:
+                    sent = sock.send(view)  # SSLSocket.send takes no flags
+                else:
+                    sent = sock.send(view, _MSG_MORE if cursor.index + 1 < count else 0)
                 remaining = len(segment) - cursor.offset
+            elif tls:
+                remaining = segment.count - cursor.offset
+                chunk = os.pread(segment.fd, min(remaining, TLS_CHUNK),
+                                 segment.offset + cursor.offset)
+                if not chunk:
+                    raise FileShrank(f"file ended {remaining} bytes early")
+                sent = sock.send(chunk)
             else:
                 remaining = segment.count - cursor.offset
                 sent = os.sendfile(fileno, segment.fd, segment.offset + cursor.offset,
                                    min(remaining, SENDFILE_CHUNK))
                 if sent == 0:
                     raise FileShrank(f"file ended {remaining} bytes early")
-        except BlockingIOError:
+        except WOULD_BLOCK:
             return False
         cursor.sent += sent
         budget -= sent

@@ -9,11 +9,14 @@ from __future__ import annotations
 import errno
 import os
 import resource as rlimit
+import signal
 import socket
+import ssl
 import sys
 
 from .logs import LogSink
 from .responder import Site
+from .service import inherited_listener
 
 
 class StartupError(Exception):
@@ -72,12 +75,24 @@ def bind_listener(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
     return sock
 
 
-def url_for(sock: socket.socket) -> str:
+def url_for(sock: socket.socket, scheme: str = "http") -> str:
     """The URL a browser would use for a bound socket."""
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/"
+    return f"{scheme}://{host}:{port}/"
+
+
+def make_tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    """A server TLS context with the ssl module's recommended settings, TLS 1.2 at least."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load the TLS certificate/key: {exc}") from None
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def serve(config, *, banner=None, listener: socket.socket | None = None, ready=None) -> int:
@@ -90,17 +105,30 @@ def serve(config, *, banner=None, listener: socket.socket | None = None, ready=N
         from .workers import Supervisor
         return Supervisor(config).run(banner)
     soft, _ = raise_fd_limit()
+    tls = make_tls_context(config.certfile, config.keyfile) if config.certfile else None
+    if listener is None:
+        # systemd socket activation (sd_listen_fds(3)): serve the socket we were handed.
+        listener = inherited_listener()
     if listener is None:
         listener = bind_listener(config.host, config.port, config.backlog)
+    # --certfile alone makes the main port HTTPS; with --tls-port, HTTP and HTTPS side by side.
+    listeners = [(listener, tls if config.tls_port is None else None)]
+    if tls is not None and config.tls_port is not None:
+        try:
+            listeners.append((bind_listener(config.host, config.tls_port, config.backlog), tls))
+        except StartupError:
+            listener.close()
+            raise
     site = Site(config)
-    logs = LogSink(access=not config.quiet, log_dir=config.log_dir)
-    url = url_for(listener)
+    logs = LogSink(access=not config.quiet, log_dir=config.log_dir, access_file=config.access_log)
+    urls = [url_for(sock, "https" if context else "http") for sock, context in listeners]
+    url = " and ".join(urls)
     if config.mode == "threaded":
         from .threaded import ThreadedServer
-        engine = ThreadedServer(config, site, logs, listener)
+        engine = ThreadedServer(config, site, logs, listeners)
     else:
         from .reactor import Reactor
-        engine = Reactor(config, site, logs, listener)
+        engine = Reactor(config, site, logs, listeners)
     text = f"Serving {site.real_root} at {url} (mode: {config.mode}); press Ctrl+C to stop"
     if banner is not None:
         banner(text)
@@ -113,6 +141,8 @@ def serve(config, *, banner=None, listener: socket.socket | None = None, ready=N
         import threading
         if threading.current_thread() is threading.main_thread():
             engine.install_signal_handlers()
+            # logrotate's convention: SIGUSR1 reopens the log files (at the next flush).
+            signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
         if ready is not None:
             ready(engine)
         status = engine.run()

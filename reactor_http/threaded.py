@@ -9,6 +9,7 @@ waits in the kernel backlog instead of exhausting memory.
 from __future__ import annotations
 
 import logging
+import selectors
 import signal
 import socket
 import threading
@@ -19,7 +20,8 @@ from . import sending
 from .logs import FLUSH_INTERVAL, escape
 from .parser import Limits
 from .protocol import ConnState, HeadParser, HttpConnection
-from .reactor import LINGER_MAX_BYTES, LINGER_TIMEOUT, RECV_SIZE, format_peer
+from .stats import LockedStats
+from .reactor import LINGER_MAX_BYTES, LINGER_TIMEOUT, RECV_SIZE, as_listeners, format_peer
 
 log = logging.getLogger("reactor_http")
 
@@ -30,16 +32,22 @@ POLL_INTERVAL = 0.2
 class ThreadedServer:
     """Accept on a blocking socket and hand each connection to its own thread."""
 
-    def __init__(self, config, site, logs, listener: socket.socket):
+    def __init__(self, config, site, logs, listener):
         self.config = config
         self.site = site
         self.logs = logs
-        self.listener = listener
+        self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
+        self.stats = LockedStats(config, "threaded", self._connection_states)
         self.slots = threading.BoundedSemaphore(config.max_threads)
         self.stop_event = threading.Event()
         self.active: dict[socket.socket, HttpConnection] = {}
         self.active_lock = threading.Lock()
+
+    def _connection_states(self):
+        """The state of every live connection (for the status page, on demand only)."""
+        with self.active_lock:
+            return [proto.state for proto in self.active.values()]
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -52,31 +60,44 @@ class ThreadedServer:
         """Accept until stopped, then drain; return the exit status."""
         flusher = threading.Thread(target=self._flush_loop, name="log-flusher", daemon=True)
         flusher.start()
-        self.listener.settimeout(POLL_INTERVAL)
+        waiter = selectors.DefaultSelector()
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+            waiter.register(listener.sock, selectors.EVENT_READ, listener)
         try:
             while not self.stop_event.is_set():
                 if not self.slots.acquire(timeout=POLL_INTERVAL):
                     continue  # all threads busy: new connections wait in the backlog
-                try:
-                    sock, address = self.listener.accept()
-                except (TimeoutError, socket.timeout):
+                if not self._accept_one(waiter):
                     self.slots.release()
-                    continue
-                except OSError as exc:
-                    self.slots.release()
-                    if self.stop_event.is_set():
-                        break
-                    log.warning("accept failed (%s); retrying shortly", exc.strerror)
-                    self.stop_event.wait(0.5)
-                    continue
-                thread = threading.Thread(target=self._serve_connection, args=(sock, address),
-                                          name=f"conn-{format_peer(address)}", daemon=True)
-                thread.start()
         finally:
-            self.listener.close()
+            waiter.close()
+            for listener in self.listeners:
+                listener.sock.close()
             self._drain()
             self.logs.flush()
         return 0
+
+    def _accept_one(self, waiter: selectors.BaseSelector) -> bool:
+        """Wait briefly for a connection on any listener; start its thread. True if one was."""
+        for key, _ in waiter.select(POLL_INTERVAL):
+            listener = key.data
+            try:
+                sock, address = listener.sock.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if not self.stop_event.is_set():
+                    log.warning("accept failed (%s); retrying shortly", exc.strerror)
+                    self.stop_event.wait(0.5)
+                return False
+            sock.setblocking(True)
+            thread = threading.Thread(target=self._serve_connection,
+                                      args=(sock, address, listener.tls),
+                                      name=f"conn-{format_peer(address)}", daemon=True)
+            thread.start()
+            return True
+        return False
 
     def _flush_loop(self) -> None:
         while not self.stop_event.wait(FLUSH_INTERVAL):
@@ -100,10 +121,20 @@ class ThreadedServer:
                         _shutdown_quietly(sock, socket.SHUT_RDWR)
             time.sleep(0.05)
 
-    def _serve_connection(self, sock: socket.socket, address) -> None:
+    def _serve_connection(self, sock: socket.socket, address, tls=None) -> None:
         """One connection's whole life, on this thread."""
         peer = format_peer(address)
-        proto = HttpConnection(self.site, parser=self.parser)
+        if tls is not None:
+            # The handshake, on this thread, bounded like a request head (slowloris guard).
+            sock.settimeout(self.config.header_timeout)
+            try:
+                sock = tls.wrap_socket(sock, server_side=True)
+            except (OSError, ValueError):
+                sock.close()
+                self.slots.release()
+                return
+        proto = HttpConnection(self.site, parser=self.parser, stats=self.stats,
+                               peer=address[0] if isinstance(address, tuple) else "")
         with self.active_lock:
             self.active[sock] = proto
         if self.logs.connection_enabled:
@@ -184,7 +215,8 @@ class ThreadedServer:
         finally:
             plan.close()
         exchange = proto.exchange
-        self.logs.access(peer.rsplit(":", 1)[0].strip("[]"), exchange.request_line,
+        self.logs.access(exchange.client or peer.rsplit(":", 1)[0].strip("[]"),
+                         exchange.request_line,
                          exchange.status, exchange.body_bytes)
         if self.logs.connection_enabled:
             self.logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status}')

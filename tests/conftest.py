@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SITE = REPO / "site"
 MODES = ("reactor", "threaded")
-_BANNER = re.compile(rb"at http://(\[[^\]]+\]|[^:/]+):(\d+)/")
+_BANNER = re.compile(rb"at https?://(\[[^\]]+\]|[^:/]+):(\d+)/")
 
 
 class ServerProcess:

@@ -78,6 +78,9 @@ def serve_all(conn: HttpConnection, data: bytes, now: float = NOW) -> list:
 # ---- the transition table -----------------------------------------------------------------------
 
 EXPECTED_TRANSITIONS = {
+    (S.HANDSHAKING, E.HANDSHAKE_DONE): S.IDLE,
+    (S.HANDSHAKING, E.EOF): S.CLOSED,
+    (S.HANDSHAKING, E.TIMEOUT): S.CLOSED,
     (S.IDLE, E.DATA): S.READING_HEAD,
     (S.IDLE, E.EOF): S.CLOSED,
     (S.IDLE, E.TIMEOUT): S.CLOSED,
@@ -90,11 +93,13 @@ EXPECTED_TRANSITIONS = {
     (S.READING_BODY, E.RESPONSE_READY): S.WRITING_HEAD,
     (S.READING_BODY, E.EOF): S.CLOSED,
     (S.READING_BODY, E.TIMEOUT): S.WRITING_HEAD,
+    (S.WRITING_HEAD, E.DATA): S.WRITING_HEAD,
     (S.WRITING_HEAD, E.HEAD_SENT): S.SENDING_BODY,
     (S.WRITING_HEAD, E.DONE_IDLE): S.IDLE,
     (S.WRITING_HEAD, E.DONE_PIPELINED): S.READING_HEAD,
     (S.WRITING_HEAD, E.DONE_CLOSE): S.CLOSING,
     (S.WRITING_HEAD, E.TIMEOUT): S.CLOSED,
+    (S.SENDING_BODY, E.DATA): S.SENDING_BODY,
     (S.SENDING_BODY, E.DONE_IDLE): S.IDLE,
     (S.SENDING_BODY, E.DONE_PIPELINED): S.READING_HEAD,
     (S.SENDING_BODY, E.DONE_CLOSE): S.CLOSING,
@@ -118,8 +123,28 @@ def test_closed_is_terminal():
 
 
 def test_interest_sets_partition_the_live_states():
-    assert READ_STATES | WRITE_STATES == set(ConnState) - {S.CLOSED}
+    # HANDSHAKING waits on whatever the TLS library asks for (read or write), so the engine
+    # decides its interest; every other live state has a fixed one.
+    assert READ_STATES | WRITE_STATES == set(ConnState) - {S.CLOSED, S.HANDSHAKING}
     assert not READ_STATES & WRITE_STATES
+
+
+def test_a_tls_connection_starts_handshaking_then_serves(site):
+    conn = HttpConnection(site, tls=True)
+    assert conn.state is S.HANDSHAKING
+    with pytest.raises(ProtocolViolation):
+        conn.receive(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.handshake_done()
+    assert conn.state is S.IDLE
+    conn.receive(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert conn.next_plan(0.0).status in (200, 404)
+
+
+def test_a_handshake_timeout_closes_with_its_reason(site):
+    conn = HttpConnection(site, tls=True)
+    assert conn.timeout(10.0) is None
+    assert conn.state is S.CLOSED
+    assert conn.close_reason_text == "TLS handshake timeout"
 
 
 @pytest.mark.parametrize("state, event", [
