@@ -1,0 +1,777 @@
+"""Pure unit tests of the semantics: responder.respond, resource and headers, with a temp folder.
+
+No sockets: requests are built with parser.parse_head from raw bytes, responses are inspected as
+values (status, fields, body segments), and file regions are read back with os.pread.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import time
+
+import pytest
+
+from reactor_http import headers, resource, responder
+from reactor_http.config import Config
+from reactor_http.messages import FileRegion
+from reactor_http.parser import parse_head
+
+NOW = time.time()
+PAST = "Sun, 06 Nov 1994 08:49:37 GMT"
+FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
+ABC = b"abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def request(target: str, method: str = "GET", version: str = "HTTP/1.1", **fields):
+    """A Request built by the real parser; field names use '_' for '-'."""
+    lines = [f"{method} {target} {version}", "Host: example.test"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in fields.items()]
+    raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    parsed = parse_head(raw)
+    assert parsed is not None
+    req, consumed = parsed
+    assert consumed == len(raw)
+    return req
+
+
+def field(response, name: str):
+    """The value of a response field (case-insensitive), or None; fields must not repeat."""
+    values = [v for n, v in response.headers if n.lower() == name.lower()]
+    assert len(values) <= 1, (name, response.headers)
+    return values[0] if values else None
+
+
+def body_of(response) -> bytes:
+    """The body bytes a plan would send, reading file regions back; closes the response's fd."""
+    parts = []
+    try:
+        for segment in response.segments:
+            if isinstance(segment, FileRegion):
+                parts.append(os.pread(segment.fd, segment.count, segment.offset))
+            else:
+                parts.append(segment)
+    finally:
+        if response.fd is not None:
+            os.close(response.fd)
+            response.fd = None
+    data = b"".join(parts)
+    assert len(data) == response.body_length
+    return data
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A small site: files, a folder with index, a folder without, a precompressed pair."""
+    (tmp_path / "abc.txt").write_bytes(ABC)
+    (tmp_path / "big.bin").write_bytes(bytes(range(256)) * 400)  # 102400 bytes: not cached
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "index.html").write_text("<p>sub</p>")
+    (tmp_path / "list").mkdir()
+    (tmp_path / "list" / "b.txt").write_text("b")
+    (tmp_path / "list" / "A dir").mkdir()
+    (tmp_path / "app.js").write_text("console.log(1)\n" * 10)
+    (tmp_path / "app.js.br").write_bytes(b"BROTLI")
+    (tmp_path / "app.js.gz").write_bytes(b"GZIPPED!")
+    return tmp_path
+
+
+def make_site(root, **options):
+    return responder.Site(Config(root=str(root), **options).validate())
+
+
+@pytest.fixture
+def site(root):
+    return make_site(root)
+
+
+def respond(site, *args, **kwargs):
+    return responder.respond(request(*args, **kwargs), site, NOW)
+
+
+# ---- plain GET / HEAD -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["/abc.txt", "/big.bin"])
+def test_get_file_fields_and_body(site, root, target):
+    response = respond(site, target)
+    expected = (root / target[1:]).read_bytes()
+    assert response.status == 200
+    st = os.stat(root / target[1:])
+    assert field(response, "Content-Length") == str(len(expected))
+    assert field(response, "ETag") == resource.strong_etag(st)
+    assert field(response, "Last-Modified") == headers.format_http_date(st.st_mtime)
+    assert field(response, "Accept-Ranges") == "bytes"
+    assert body_of(response) == expected
+
+
+def test_large_file_body_is_a_file_region_not_bytes(site):
+    response = respond(site, "/big.bin")
+    assert [type(s) for s in response.segments] == [FileRegion]
+    assert response.fd is not None
+    body_of(response)
+
+
+@pytest.mark.parametrize("target", ["/abc.txt", "/big.bin", "/empty.txt", "/list/", "/nope"])
+def test_head_has_get_fields_and_no_body(site, target):
+    get = respond(site, target)
+    head = respond(site, target, method="HEAD")
+    body_of(get)
+    assert head.status == get.status
+    assert head.segments == [] and head.body_length == 0
+    assert head.headers == get.headers
+    body_of(head)
+
+
+def test_empty_file(site):
+    response = respond(site, "/empty.txt")
+    assert response.status == 200
+    assert field(response, "Content-Length") == "0"
+    assert body_of(response) == b""
+
+
+def test_query_string_is_ignored(site):
+    response = respond(site, "/abc.txt?x=1&y=../../etc/passwd")
+    assert response.status == 200 and body_of(response) == ABC
+
+
+def test_absolute_form_target(site):
+    response = respond(site, "http://example.test/abc.txt")
+    assert response.status == 200 and body_of(response) == ABC
+    assert respond(site, "HTTP://example.test").status == 200  # no path names "/": a listing
+
+
+@pytest.mark.parametrize("target", [
+    "/../abc.txt", "/%2e%2e/abc.txt", "/sub/..%2F..%2Fabc.txt", "/abc.txt%00", "/a%5cb",
+    "/abc.txt/", "/%ff", "/.hidden", "/nope.txt"])
+def test_not_found(site, root, target):
+    (root / ".hidden").write_text("secret")
+    response = respond(site, target)
+    assert response.status == 404
+    assert b"secret" not in body_of(response)
+
+
+def test_directory_without_slash_redirects_keeping_the_query(site):
+    response = respond(site, "/sub?a=1")
+    assert response.status == 301
+    assert field(response, "Location") == "/sub/?a=1"
+
+
+def test_directory_serves_index(site):
+    response = respond(site, "/sub/")
+    assert response.status == 200
+    assert field(response, "Content-Type") == "text/html; charset=utf-8"
+    assert body_of(response) == b"<p>sub</p>"
+
+
+def test_listing_folders_first_with_parent_link(site):
+    response = respond(site, "/list/")
+    assert response.status == 200
+    page = body_of(response).decode()
+    assert '<a href="../">' in page
+    assert page.index('href="A%20dir/"') < page.index('href="b.txt"')
+
+
+def test_root_listing_has_no_parent_link(tmp_path):
+    (tmp_path / "x.txt").write_text("x")
+    page = body_of(respond(make_site(tmp_path), "/")).decode()
+    assert 'href="x.txt"' in page and 'href="../"' not in page
+
+
+def test_listing_escapes_names(site, root):
+    (root / "list" / 'a <b>&"c.txt').write_text("x")
+    page = body_of(respond(site, "/list/")).decode()
+    assert "<b>" not in page
+    assert "a &lt;b&gt;&amp;&quot;c.txt" in page
+    assert 'href="a%20%3Cb%3E%26%22c.txt"' in page
+
+
+def test_listing_refreshes_when_the_folder_changes(site, root):
+    before = body_of(respond(site, "/list/"))
+    (root / "list" / "new.txt").write_text("n")
+    os.utime(root / "list", ns=(0, os.stat(root / "list").st_mtime_ns + 10**9))
+    after = body_of(respond(site, "/list/"))
+    assert b"new.txt" not in before and b"new.txt" in after
+
+
+def test_no_listing_gives_404(root):
+    assert respond(make_site(root, listing=False), "/list/").status == 404
+
+
+# ---- methods ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "TRACE"])
+def test_known_methods_get_405_with_allow(site, method):
+    response = respond(site, "/abc.txt", method=method)
+    assert response.status == 405
+    assert "GET" in field(response, "Allow") and "HEAD" in field(response, "Allow")
+
+
+def test_unknown_method_gets_501(site):
+    assert respond(site, "/abc.txt", method="BREW").status == 501
+
+
+@pytest.mark.parametrize("target", ["*", "/abc.txt"])
+def test_options(site, target):
+    response = respond(site, target, method="OPTIONS")
+    assert response.status == 204
+    assert {m.strip() for m in field(response, "Allow").split(",")} >= {"GET", "HEAD", "OPTIONS"}
+    assert response.segments == []
+
+
+def test_get_star_is_400(site):
+    assert respond(site, "*").status == 400
+
+
+# ---- conditional requests (RFC 9110 section 13) --------------------------------------------
+
+def _etag(root, name="abc.txt"):
+    return resource.strong_etag(os.stat(root / name))
+
+
+def test_if_none_match_304_carries_validators(root):
+    site = make_site(root, max_age=60)
+    etag = _etag(root)
+    response = respond(site, "/abc.txt", If_None_Match=etag)
+    assert response.status == 304
+    assert response.segments == [] and response.fd is None
+    assert field(response, "ETag") == etag
+    assert field(response, "Last-Modified")
+    assert field(response, "Cache-Control") == "public, max-age=60"
+    assert field(response, "Content-Length") is None
+
+
+@pytest.mark.parametrize("value", ['"nope", {etag}', "*", "W/{etag}", ' {etag} '])
+def test_if_none_match_lists_star_and_weak_comparison(site, root, value):
+    etag = _etag(root)
+    assert respond(site, "/abc.txt", If_None_Match=value.format(etag=etag)).status == 304
+
+
+def test_if_none_match_other_tag_is_200(site):
+    response = respond(site, "/abc.txt", If_None_Match='"other"')
+    assert response.status == 200 and body_of(response) == ABC
+
+
+def test_if_none_match_takes_precedence_over_if_modified_since(site):
+    # The tag does not match, so the (otherwise satisfied) date must be ignored.
+    response = respond(site, "/abc.txt", If_None_Match='"other"', If_Modified_Since=FUTURE)
+    assert response.status == 200
+    body_of(response)
+
+
+def test_if_modified_since(site, root):
+    last_mod = headers.format_http_date(os.stat(root / "abc.txt").st_mtime)
+    assert respond(site, "/abc.txt", If_Modified_Since=last_mod).status == 304
+    assert respond(site, "/abc.txt", If_Modified_Since=FUTURE).status == 304
+    assert respond(site, "/abc.txt", method="HEAD", If_Modified_Since=FUTURE).status == 304
+    assert respond(site, "/abc.txt", If_Modified_Since=PAST).status == 200
+
+
+@pytest.mark.parametrize("value", ["yesterday", "Fri, 01 Jan 2100 00:00:00", "", "1234567890"])
+def test_invalid_if_modified_since_is_ignored(site, value):
+    assert respond(site, "/abc.txt", If_Modified_Since=value).status == 200
+
+
+def test_if_match(site, root):
+    etag = _etag(root)
+    assert respond(site, "/abc.txt", If_Match=etag).status == 200
+    assert respond(site, "/abc.txt", If_Match=f'"x", {etag}').status == 200
+    assert respond(site, "/abc.txt", If_Match="*").status == 200
+    assert respond(site, "/abc.txt", If_Match='"other"').status == 412
+    # If-Match uses the strong comparison: a weak tag never matches (RFC 9110 section 13.1.1).
+    assert respond(site, "/abc.txt", If_Match="W/" + etag).status == 412
+
+
+def test_if_unmodified_since(site):
+    assert respond(site, "/abc.txt", If_Unmodified_Since=FUTURE).status == 200
+    assert respond(site, "/abc.txt", If_Unmodified_Since=PAST).status == 412
+    assert respond(site, "/abc.txt", If_Unmodified_Since="garbage").status == 200
+
+
+def test_precondition_order(site, root):
+    """RFC 9110 section 13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else IMS."""
+    etag = _etag(root)
+    # Step 1 before step 3: a failing If-Match wins over a matching If-None-Match.
+    assert respond(site, "/abc.txt", If_Match='"x"', If_None_Match=etag).status == 412
+    # If-Unmodified-Since is not evaluated when If-Match is present.
+    assert respond(site, "/abc.txt", If_Match=etag, If_Unmodified_Since=PAST).status == 200
+    # A passing If-Match then a matching If-None-Match gives 304 for GET.
+    assert respond(site, "/abc.txt", If_Match=etag, If_None_Match=etag).status == 304
+    # Step 2 before step 4.
+    assert respond(site, "/abc.txt", If_Unmodified_Since=PAST,
+                   If_Modified_Since=FUTURE).status == 412
+
+
+def test_412_head_has_no_body(site):
+    response = respond(site, "/abc.txt", method="HEAD", If_Match='"x"')
+    assert response.status == 412 and response.segments == []
+
+
+def test_preconditions_ignored_for_404(site):
+    assert respond(site, "/nope", If_Match='"x"').status == 404
+
+
+# ---- ranges (RFC 9110 section 14) ---------------------------------------------------------
+
+@pytest.mark.parametrize("value, size, expected", [
+    ("bytes=0-4", 10, [(0, 4)]),
+    ("bytes=5-", 10, [(5, 9)]),
+    ("bytes=-3", 10, [(7, 9)]),
+    ("bytes=-30", 10, [(0, 9)]),
+    ("bytes=0-100", 10, [(0, 9)]),
+    ("bytes=9-9", 10, [(9, 9)]),
+    ("BYTES = 1-2", 10, [(1, 2)]),
+    ("bytes=0-1, 4-5", 10, [(0, 1), (4, 5)]),
+    ("bytes=4-5,0-1", 10, [(0, 1), (4, 5)]),
+    ("bytes=0-3,2-5", 10, [(0, 5)]),           # overlapping: merged
+    ("bytes=0-1,2-3", 10, [(0, 3)]),           # adjacent: merged
+    ("bytes=0-,0-,0-", 10, [(0, 9)]),          # no amplification
+    ("bytes=0-1,,4-5", 10, [(0, 1), (4, 5)]),  # empty list elements
+    ("bytes=0-1,20-30", 10, [(0, 1)]),          # unsatisfiable parts dropped
+    ("bytes=10-", 10, []),
+    ("bytes=10-20", 10, []),
+    ("bytes=-0", 10, []),
+    ("bytes=0-", 0, []),
+    ("bytes=-5", 0, []),
+    ("bytes=5-2", 10, None),
+    ("bytes=a-b", 10, None),
+    ("bytes=1", 10, None),
+    ("bytes=-", 10, None),
+    ("bytes=--1", 10, None),
+    ("bytes=1-2-3", 10, None),
+    ("bytes=+1-2", 10, None),
+    ("bytes=\u00b2-3", 10, None),
+    ("items=0-1", 10, None),
+    ("bytes 0-1", 10, None),
+    ("", 10, None),
+    ("bytes=4294967296-4294967299", 5 << 30, [(4294967296, 4294967299)]),
+])
+def test_parse_range(value, size, expected):
+    assert resource.parse_range(value, size) == expected
+
+
+def test_parse_range_refuses_too_many_parts():
+    many = "bytes=" + ",".join(f"{i * 2}-{i * 2}" for i in range(17))
+    assert resource.parse_range(many, 100, 16) is None
+    assert len(resource.parse_range(many, 100, 17)) == 17
+
+
+def test_single_range_from_cache_and_from_file(site, root):
+    small = respond(site, "/abc.txt", Range="bytes=2-5")
+    assert small.status == 206
+    assert field(small, "Content-Range") == f"bytes 2-5/{len(ABC)}"
+    assert field(small, "Content-Length") == "4"
+    assert body_of(small) == ABC[2:6]
+    data = (root / "big.bin").read_bytes()
+    large = respond(site, "/big.bin", Range="bytes=-1000")
+    assert large.status == 206
+    assert field(large, "Content-Range") == f"bytes {len(data) - 1000}-{len(data) - 1}/{len(data)}"
+    assert isinstance(large.segments[0], FileRegion)
+    assert large.segments[0].offset == len(data) - 1000
+    assert body_of(large) == data[-1000:]
+
+
+def parse_multipart(content_type: str, body: bytes):
+    """(content-type, content-range, bytes) for each part of a multipart/byteranges body."""
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    boundary = content_type.split("boundary=", 1)[1].encode()
+    assert body.endswith(b"\r\n--" + boundary + b"--\r\n")
+    chunks = body.split(b"--" + boundary)
+    assert chunks[0] in (b"", b"\r\n")
+    assert chunks[-1] == b"--\r\n"
+    parts = []
+    for chunk in chunks[1:-1]:
+        assert chunk.startswith(b"\r\n") and chunk.endswith(b"\r\n")
+        head, _, data = chunk[2:-2].partition(b"\r\n\r\n")
+        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n"))
+        parts.append((fields[b"Content-Type"].decode(), fields[b"Content-Range"].decode(), data))
+    return parts
+
+
+@pytest.mark.parametrize("name", ["abc.txt", "big.bin"])
+def test_multipart_byteranges(site, root, name):
+    data = (root / name).read_bytes()
+    response = respond(site, "/" + name, Range="bytes=0-2, 10-12, -4")
+    assert response.status == 206
+    assert field(response, "Content-Range") is None
+    body = body_of(response)
+    assert field(response, "Content-Length") == str(len(body))
+    parts = parse_multipart(field(response, "Content-Type"), body)
+    size = len(data)
+    assert [(r, d) for _, r, d in parts] == [
+        (f"bytes 0-2/{size}", data[0:3]), (f"bytes 10-12/{size}", data[10:13]),
+        (f"bytes {size - 4}-{size - 1}/{size}", data[-4:])]
+    assert {t for t, _, _ in parts} == {resource.content_type(name)}
+
+
+def test_unsatisfiable_range_is_416(site):
+    response = respond(site, "/abc.txt", Range="bytes=100-")
+    assert response.status == 416
+    assert field(response, "Content-Range") == f"bytes */{len(ABC)}"
+    body_of(response)
+
+
+def test_invalid_range_is_ignored(site):
+    response = respond(site, "/abc.txt", Range="bytes=5-2")
+    assert response.status == 200 and body_of(response) == ABC
+
+
+def test_head_with_range_gets_200_fields(site):
+    response = respond(site, "/abc.txt", method="HEAD", Range="bytes=0-1")
+    assert response.status == 200
+    assert field(response, "Content-Length") == str(len(ABC))
+    assert field(response, "Content-Range") is None
+
+
+def test_if_range(site, root):
+    etag = _etag(root)
+    last_mod = headers.format_http_date(os.stat(root / "abc.txt").st_mtime)
+    assert respond(site, "/abc.txt", Range="bytes=0-1", If_Range=etag).status == 206
+    assert respond(site, "/abc.txt", Range="bytes=0-1", If_Range=last_mod).status == 206
+    assert respond(site, "/abc.txt", Range="bytes=0-1", If_Range='"stale"').status == 200
+    assert respond(site, "/abc.txt", Range="bytes=0-1", If_Range="W/" + etag).status == 200
+    assert respond(site, "/abc.txt", Range="bytes=0-1", If_Range=PAST).status == 200
+    # If-Range without Range changes nothing.
+    assert respond(site, "/abc.txt", If_Range='"stale"').status == 200
+
+
+# ---- precompressed siblings --------------------------------------------------------------
+
+@pytest.mark.parametrize("accept, coding, data", [
+    ("br, gzip", "br", b"BROTLI"),
+    ("gzip", "gzip", b"GZIPPED!"),
+    ("br;q=0, gzip", "gzip", b"GZIPPED!"),
+    ("gzip;q=0, br;q=0", None, None),
+    ("*", "br", b"BROTLI"),
+    ("*, br;q=0", "gzip", b"GZIPPED!"),
+    ("identity", None, None),
+    (None, None, None),
+])
+def test_precompressed_negotiation(site, root, accept, coding, data):
+    fields = {"Accept_Encoding": accept} if accept is not None else {}
+    response = respond(site, "/app.js", **fields)
+    assert response.status == 200
+    assert field(response, "Content-Encoding") == coding
+    assert field(response, "Vary") == "Accept-Encoding"
+    assert field(response, "Content-Type") == "text/javascript; charset=utf-8"
+    expected = data if data is not None else (root / "app.js").read_bytes()
+    name = {"br": "app.js.br", "gzip": "app.js.gz", None: "app.js"}[coding]
+    assert field(response, "ETag") == _etag(root, name)
+    assert field(response, "Content-Length") == str(len(expected))
+    assert body_of(response) == expected
+
+
+def test_precompressed_head_length(site):
+    response = respond(site, "/app.js", method="HEAD", Accept_Encoding="br")
+    assert field(response, "Content-Length") == str(len(b"BROTLI"))
+    assert response.segments == []
+
+
+def test_stale_sibling_is_ignored(site, root):
+    st = os.stat(root / "app.js")
+    for name in ("app.js.br", "app.js.gz"):
+        os.utime(root / name, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    response = respond(site, "/app.js", Accept_Encoding="br, gzip")
+    assert field(response, "Content-Encoding") is None
+    assert body_of(response) == (root / "app.js").read_bytes()
+
+
+def test_no_vary_without_sibling(site):
+    response = respond(site, "/abc.txt", Accept_Encoding="br")
+    assert field(response, "Vary") is None and field(response, "Content-Encoding") is None
+
+
+def test_range_applies_to_the_encoded_representation(site):
+    response = respond(site, "/app.js", Accept_Encoding="br", Range="bytes=1-3")
+    assert response.status == 206
+    assert field(response, "Content-Range") == "bytes 1-3/6"
+    assert body_of(response) == b"ROT"
+
+
+def test_416_of_precompressed_does_not_claim_an_encoding(site):
+    """The 416 body is our plain HTML page: labelled `br`, clients would fail to decode it."""
+    response = respond(site, "/app.js", Accept_Encoding="br", Range="bytes=100-")
+    assert response.status == 416
+    assert field(response, "Content-Range") == "bytes */6"
+    assert field(response, "Content-Encoding") is None
+    assert field(response, "Vary") == "Accept-Encoding"
+    assert body_of(response).startswith(b"<!DOCTYPE html>")
+
+
+# ---- options -----------------------------------------------------------------------------
+
+def test_max_age_and_immutable(root):
+    assert field(respond(make_site(root, max_age=3600), "/abc.txt"), "Cache-Control") == \
+        "public, max-age=3600"
+    assert field(respond(make_site(root, max_age=60, immutable=True), "/abc.txt"),
+                 "Cache-Control") == "public, max-age=60, immutable"
+    assert field(respond(make_site(root), "/abc.txt"), "Cache-Control") is None
+
+
+def test_cors(root):
+    site = make_site(root, cors=True)
+    assert field(respond(site, "/abc.txt"), "Access-Control-Allow-Origin") == "*"
+    pre = respond(site, "/abc.txt", method="OPTIONS", Origin="https://a.example",
+                  Access_Control_Request_Method="GET",
+                  Access_Control_Request_Headers="X-Token, range")
+    assert pre.status == 204
+    assert field(pre, "Access-Control-Allow-Origin") == "*"
+    assert "GET" in field(pre, "Access-Control-Allow-Methods")
+    assert field(pre, "Access-Control-Allow-Headers") == "X-Token, range"
+    assert field(respond(make_site(root), "/abc.txt"), "Access-Control-Allow-Origin") is None
+
+
+def test_spa(root):
+    (root / "index.html").write_text("<p>app</p>")
+    site = make_site(root, spa=True)
+    response = respond(site, "/some/route")
+    assert response.status == 200 and body_of(response) == b"<p>app</p>"
+    assert respond(site, "/missing.js").status == 404
+    assert respond(make_site(root), "/some/route").status == 404
+
+
+def test_custom_404_page(site, root):
+    (root / "404.html").write_text("<p>custom missing</p>")
+    response = respond(site, "/nope")
+    assert response.status == 404
+    assert body_of(response) == b"<p>custom missing</p>"
+    head = respond(site, "/nope", method="HEAD")
+    assert head.status == 404 and head.segments == []
+    assert field(head, "Content-Length") == str(len(b"<p>custom missing</p>"))
+
+
+def test_dotfiles(root):
+    (root / ".env").write_text("SECRET")
+    (root / ".well-known").mkdir()
+    (root / ".well-known" / "security.txt").write_text("contact")
+    deny = make_site(root)
+    assert respond(deny, "/.env").status == 404
+    assert respond(deny, "/%2eenv").status == 404
+    assert respond(deny, "/.well-known/security.txt").status == 200
+    assert b".env" not in body_of(respond(deny, "/"))
+    allow = make_site(root, dotfiles="allow")
+    assert body_of(respond(allow, "/.env")) == b"SECRET"
+
+
+def test_symlinks(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "outside.txt").write_text("outside")
+    (root / "inside.txt").write_text("inside")
+    (root / "in-link").symlink_to(root / "inside.txt")
+    (root / "out-link").symlink_to(tmp_path / "outside.txt")
+    (root / "out-dir").symlink_to(tmp_path, target_is_directory=True)
+    site = make_site(root)
+    assert body_of(respond(site, "/in-link")) == b"inside"
+    assert respond(site, "/out-link").status == 404
+    assert respond(site, "/out-dir/outside.txt").status == 404
+    assert b"out-link" not in body_of(respond(site, "/"))
+    follow = make_site(root, follow_symlinks=True)
+    assert body_of(respond(follow, "/out-link")) == b"outside"
+
+
+def test_sibling_root_prefix_is_not_inside(tmp_path):
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www2").mkdir()
+    (tmp_path / "www2" / "x.txt").write_text("x")
+    (tmp_path / "www" / "link").symlink_to(tmp_path / "www2", target_is_directory=True)
+    assert respond(make_site(tmp_path / "www"), "/link/x.txt").status == 404
+
+
+# ---- resource helpers ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, expected", [
+    ("/", ([], True)),
+    ("/a/b", (["a", "b"], False)),
+    ("/a//./b/", (["a", "b"], True)),
+    ("/%61%20b", (["a b"], False)),
+    ("/caf%C3%A9", (["caf\u00e9"], False)),
+    ("/a%2Fb", (["a", "b"], False)),
+    ("/.well-known/x", ([".well-known", "x"], False)),
+])
+def test_decode_segments(path, expected):
+    assert resource.decode_segments(path, allow_dotfiles=False) == expected
+
+
+@pytest.mark.parametrize("path", [
+    "/..", "/a/../b", "/%2e%2e/x", "/%2E%2E", "/a%2f..%2fb", "/a%00b", "/a%5Cb", "/a\\b",
+    "/%C0%AE%C0%AE/x", "/%ff", "/a%0ab", "/a%7fb", "/.git/config", "/x/.env"])
+def test_decode_segments_refuses(path):
+    with pytest.raises(resource.NotFound):
+        resource.decode_segments(path, allow_dotfiles=False)
+
+
+def test_decode_segments_dotfiles_allowed():
+    assert resource.decode_segments("/.env", allow_dotfiles=True) == ([".env"], False)
+    with pytest.raises(resource.NotFound):
+        resource.decode_segments("/..", allow_dotfiles=True)
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("/a?b=c", ("/a", "b=c")),
+    ("/a", ("/a", "")),
+    ("http://h/a?q", ("/a", "q")),
+    ("http://h:8080", ("/", "")),
+    ("https://h?q", ("/", "?q"[1:])),
+    ("*", None),
+    ("h/a", None),
+])
+def test_split_target(target, expected):
+    assert resource.split_target(target) == expected
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("a.html", "text/html; charset=utf-8"),
+    ("a.txt", "text/plain; charset=utf-8"),
+    ("a.css", "text/css; charset=utf-8"),
+    ("a.js", "text/javascript; charset=utf-8"),
+    ("a.mjs", "text/javascript; charset=utf-8"),
+    ("a.json", "application/json; charset=utf-8"),
+    ("a.map", "application/json; charset=utf-8"),
+    ("a.svg", "image/svg+xml; charset=utf-8"),
+    ("a.wasm", "application/wasm"),
+    ("a.webp", "image/webp"),
+    ("a.avif", "image/avif"),
+    ("a.woff2", "font/woff2"),
+    ("a.png", "image/png"),
+    ("A.PNG", "image/png"),
+    ("a.unknownext", "application/octet-stream"),
+    ("Makefile", "application/octet-stream"),
+    ("a.js.br", "application/x-brotli"),
+])
+def test_content_type(name, expected):
+    assert resource.content_type(name) == expected
+
+
+def test_strong_etag_is_stable_and_changes_with_the_file(root):
+    first = resource.strong_etag(os.stat(root / "abc.txt"))
+    assert first == resource.strong_etag(os.stat(root / "abc.txt"))
+    assert first.startswith('"') and first.endswith('"') and not first.startswith("W/")
+    (root / "abc.txt").write_bytes(ABC + b"!")
+    assert resource.strong_etag(os.stat(root / "abc.txt")) != first
+
+
+# ---- headers -------------------------------------------------------------------------------
+
+EPOCH_1994 = 784111777
+
+
+@pytest.mark.parametrize("value", [
+    "Sun, 06 Nov 1994 08:49:37 GMT",      # IMF-fixdate
+    "Sunday, 06-Nov-94 08:49:37 GMT",     # obsolete RFC 850
+    "Sun Nov  6 08:49:37 1994",           # ANSI C asctime()
+    "  Sun, 06 Nov 1994 08:49:37 GMT ",
+])
+def test_parse_http_date_formats(value):
+    assert headers.parse_http_date(value) == EPOCH_1994
+
+
+@pytest.mark.parametrize("value", [
+    "", "garbage", "Sun, 06 Nov 1994 08:49:37", "Sun, 06 Nov 1994 08:49:37 UTC",
+    "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 32 Nov 1994 08:49:37 GMT",
+    "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Nov 1994 08:60:00 GMT",
+    "Sun, 6 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-1994 08:49:37 GMT",
+    "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 31 Nov 1994 08:49:37 GMT",
+    "Sun, 00 Nov 1994 08:49:37 GMT",
+])
+def test_parse_http_date_invalid(value):
+    assert headers.parse_http_date(value) is None
+
+
+def test_rfc850_two_digit_year_window():
+    this_year = time.gmtime().tm_year
+    far = (this_year + 60) % 100
+    parsed = headers.parse_http_date(f"Monday, 01-Jan-{far:02d} 00:00:00 GMT")
+    assert time.gmtime(parsed).tm_year == this_year + 60 - 100
+    near = (this_year + 1) % 100
+    parsed = headers.parse_http_date(f"Monday, 01-Jan-{near:02d} 00:00:00 GMT")
+    assert time.gmtime(parsed).tm_year == this_year + 1
+
+
+def test_format_http_date_round_trips():
+    text = headers.format_http_date(EPOCH_1994)
+    assert text == "Sun, 06 Nov 1994 08:49:37 GMT"
+    assert headers.parse_http_date(text) == EPOCH_1994
+    now = int(NOW)
+    assert headers.parse_http_date(headers.format_http_date(now)) == now
+    assert calendar.timegm(time.gmtime(now)) == now
+
+
+@pytest.mark.parametrize("version, connection, expected", [
+    ((1, 1), None, True), ((1, 1), "close", False), ((1, 1), "Keep-Alive", True),
+    ((1, 1), "foo, Close", False), ((1, 0), None, False), ((1, 0), "keep-alive", True),
+    ((1, 0), "Keep-Alive, Upgrade", True), ((1, 0), "keep-alive, close", False),
+])
+def test_wants_keep_alive(version, connection, expected):
+    assert headers.wants_keep_alive(version, connection) is expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, {}), ("", {}), ("gzip", {"gzip": 1.0}), ("GZip;q=0.5, br", {"gzip": 0.5, "br": 1.0}),
+    ("br;q=0", {"br": 0.0}), ("br; q=0.000", {"br": 0.0}), ("br;q=2", {"br": 0.0}),
+    ("br;q=nan", {"br": 0.0}), ("br;q=x", {"br": 0.0}), ("*;q=0.1", {"*": 0.1}),
+])
+def test_quality_values(value, expected):
+    assert headers.quality_values(value) == expected
+
+
+def test_comma_list():
+    assert headers.comma_list(' a , ,b,"c" ,') == ["a", "b", '"c"']
+    assert headers.comma_list(None) == []
+
+
+def test_error_page_never_echoes_request_data(site):
+    response = respond(site, "/%3Cscript%3E")
+    assert response.status == 404
+    assert b"script" not in body_of(response)
+
+
+# ---- the small-file response cache (fast path) --------------------------------------------
+
+def test_cached_response_notices_a_changed_file(site, root):
+    assert body_of(respond(site, "/abc.txt")) == ABC
+    (root / "abc.txt").write_bytes(b"changed, same path")
+    response = respond(site, "/abc.txt")
+    assert body_of(response) == b"changed, same path"
+    assert field(response, "ETag") == _etag(root)
+    (root / "abc.txt").unlink()
+    assert respond(site, "/abc.txt").status == 404
+
+
+def test_cached_response_head_then_get(site):
+    head = respond(site, "/abc.txt", method="HEAD")
+    assert head.segments == [] and field(head, "Content-Length") == str(len(ABC))
+    assert body_of(respond(site, "/abc.txt")) == ABC
+    assert respond(site, "/abc.txt", method="HEAD").segments == []
+
+
+def test_cached_response_notices_a_removed_sibling(site, root):
+    assert body_of(respond(site, "/app.js", Accept_Encoding="br")) == b"BROTLI"
+    (root / "app.js.br").unlink()
+    response = respond(site, "/app.js", Accept_Encoding="br")
+    assert field(response, "Content-Encoding") is None
+    assert body_of(response) == (root / "app.js").read_bytes()
+
+
+def test_cached_response_keys_on_accept_encoding(site):
+    assert body_of(respond(site, "/app.js", Accept_Encoding="gzip")) == b"GZIPPED!"
+    assert body_of(respond(site, "/app.js", Accept_Encoding="br")) == b"BROTLI"
+    assert field(respond(site, "/app.js"), "Content-Encoding") is None
+
+
+def test_conditionals_bypass_the_cache(site, root):
+    body_of(respond(site, "/abc.txt"))
+    assert respond(site, "/abc.txt", If_None_Match=_etag(root)).status == 304
+    assert respond(site, "/abc.txt", Range="bytes=0-0").status == 206
+
+
+def test_fifo_is_not_served_and_does_not_block(site, root):
+    os.mkfifo(root / "pipe")
+    assert respond(site, "/pipe").status == 404
+    assert b"pipe" not in body_of(respond(site, "/"))
+
+
+def test_empty_file_ranges_are_416(site):
+    response = respond(site, "/empty.txt", Range="bytes=0-0")
+    assert response.status == 416
+    assert field(response, "Content-Range") == "bytes */0"

@@ -1,0 +1,261 @@
+"""Issue 2, item 3: the HTTP semantics of the core over real sockets, in both engines.
+
+Uses the shared `server` fixture (a server per engine over a copy of site/); tests that need a
+modified site build their own under tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from conftest import SITE, exchange, get, read_response
+
+IMF_FIXDATE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d GMT")
+
+
+def assert_closed(sock):
+    """The server closes the connection (EOF or reset, not a timeout)."""
+    sock.settimeout(5)
+    try:
+        assert sock.recv(65536) == b""
+    except ConnectionResetError:
+        pass
+
+
+def send_and_read(server, raw: bytes, head_only: bool = False):
+    """Send raw bytes, read one response, and report whether the server then closed."""
+    with server.connect() as sock:
+        sock.sendall(raw)
+        response = read_response(sock, bytearray(), head_only)
+        sock.settimeout(5)
+        try:
+            closed = sock.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+    return response, closed
+
+
+@pytest.mark.parametrize("name, ctype", [
+    ("index.html", "text/html; charset=utf-8"), ("abc.txt", "text/plain; charset=utf-8"),
+    ("style.css", "text/css; charset=utf-8"), ("test.png", "image/png")])
+def test_get_200_fields(server, name, ctype):
+    data = (SITE / name).read_bytes()
+    response = get(server, "/" + name)
+    assert response.status == 200 and response.reason == "OK"
+    assert response.body == data
+    assert response.headers["content-type"] == ctype
+    assert response.headers["content-length"] == str(len(data))
+    assert IMF_FIXDATE.fullmatch(response.headers["date"])
+    assert IMF_FIXDATE.fullmatch(response.headers["last-modified"])
+    assert response.headers["server"].startswith("reactor_http/")
+
+
+def test_head_same_headers_no_body(server):
+    get_response = get(server, "/test.png")
+    with server.connect() as sock:
+        sock.sendall(b"HEAD /test.png HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        buffer = bytearray()
+        head = read_response(sock, buffer, head_only=True)
+        after = read_response(sock, buffer)
+    # The next response starts right after the HEAD response's head: no body bytes in between.
+    assert after.status == 200 and after.body == (SITE / "abc.txt").read_bytes()
+    assert head.status == 200
+    skip = {"date", "connection", "keep-alive"}
+    assert {k: v for k, v in head.headers.items() if k not in skip} == \
+        {k: v for k, v in get_response.headers.items() if k not in skip}
+
+
+def test_if_modified_since_304(server):
+    last_mod = get(server, "/abc.txt").headers["last-modified"]
+    response = get(server, "/abc.txt", {"If-Modified-Since": last_mod})
+    assert response.status == 304 and response.body == b""
+    assert "content-length" not in response.headers or response.headers["content-length"] == "0"
+    newer = get(server, "/abc.txt", {"If-Modified-Since": "Thu, 01 Jan 1970 00:00:01 GMT"})
+    assert newer.status == 200
+
+
+def test_if_modified_since_older_than_the_file(make_server, mode, tmp_path):
+    (tmp_path / "f.txt").write_text("new")
+    when = time.time() - 3600
+    srv = make_server(tmp_path, mode, "--quiet")
+    before = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(when))
+    assert get(srv, "/f.txt", {"If-Modified-Since": before}).status == 200
+    os.utime(tmp_path / "f.txt", (when - 10, when - 10))
+    assert get(srv, "/f.txt", {"If-Modified-Since": before}).status == 304
+
+
+def test_404_small_html(server):
+    response = get(server, "/no/such/file.html")
+    assert response.status == 404
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert b"404" in response.body and len(response.body) < 1024
+    assert b"no/such" not in response.body
+
+
+def test_directory_index_and_redirect(server):
+    index = get(server, "/sub/")
+    assert index.status == 200
+    assert index.body == (SITE / "sub" / "index.html").read_bytes()
+    redirect = get(server, "/sub")
+    assert redirect.status == 301
+    assert redirect.headers["location"] == "/sub/"
+    root = get(server, "/")
+    assert root.body == (SITE / "index.html").read_bytes()
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_known_method_405(server, method):
+    response = get(server, "/abc.txt", {"Content-Length": "0"}, method=method)
+    assert response.status == 405
+    allowed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert {"GET", "HEAD"} <= allowed and not allowed & {"POST", "PUT", "DELETE"}
+
+
+def test_405_with_body_keeps_the_connection_in_sync(server):
+    """The body of a refused POST is read and discarded, not taken for the next request."""
+    with server.connect() as sock:
+        sock.sendall(b"POST /abc.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\n\r\n"
+                     b"GET /evil HTTP/1.1\r\nX: y\r\n"
+                     b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        buffer = bytearray()
+        assert read_response(sock, buffer).status == 405
+        assert read_response(sock, buffer).body == (SITE / "abc.txt").read_bytes()
+
+
+def test_unknown_method_501(server):
+    assert get(server, "/abc.txt", method="FROB").status == 501
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /abc.txt\r\n\r\n",
+    b"GET  /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /abc.txt HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
+    b"GET /abc.txt HTTP/1.1\r\n\r\n",                    # HTTP/1.1 without Host
+    b"GET /abc.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+])
+def test_malformed_400_and_close(server, raw):
+    response, closed = send_and_read(server, raw)
+    assert response.status == 400
+    assert response.headers["connection"] == "close"
+    assert closed
+
+
+@pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"])
+def test_other_major_version_505(server, version):
+    response, closed = send_and_read(server, f"GET /abc.txt {version}\r\nHost: x\r\n\r\n".encode())
+    assert response.status == 505 and closed
+
+
+def test_higher_minor_version_answered_as_11(server):
+    response = exchange(server, b"GET /abc.txt HTTP/1.2\r\nHost: x\r\n\r\n")
+    assert response.status == 200  # read_response checks the status line says HTTP/1.1
+    assert response.headers["connection"] == "keep-alive"
+
+
+def test_http10_without_host_is_fine(server):
+    response, closed = send_and_read(server, b"GET /abc.txt HTTP/1.0\r\n\r\n")
+    assert response.status == 200 and closed
+
+
+def test_file_with_trailing_slash_404(server):
+    assert get(server, "/abc.txt/").status == 404
+
+
+def test_percent_decoding_and_query(server):
+    assert get(server, "/space%20name.txt").body == b"spaces\n"
+    assert get(server, "/%61bc.txt?x=%2e%2e/../&y").body == (SITE / "abc.txt").read_bytes()
+
+
+@pytest.mark.parametrize("path", [
+    "/../etc/passwd", "/..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/sub/../../etc/passwd",
+    "/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", "/sub/%2e%2e/%2e%2e/etc/passwd", "/..%5c..%5cetc/passwd",
+    "/.env", "/abc.txt%00.png"])
+def test_nothing_outside_root(server, path):
+    response = get(server, path)
+    assert response.status in (400, 404)
+    assert b"root:" not in response.body and b"SECRET" not in response.body
+
+
+def test_symlink_outside_root_404(make_server, mode, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "ok.txt").write_text("ok")
+    (root / "inside").symlink_to(root / "ok.txt")
+    (root / "escape").symlink_to(tmp_path / "secret.txt")
+    (root / "escape-dir").symlink_to(tmp_path, target_is_directory=True)
+    srv = make_server(root, mode, "--quiet")
+    assert get(srv, "/inside").body == b"ok"
+    assert get(srv, "/escape").status == 404
+    assert get(srv, "/escape-dir/secret.txt").status == 404
+
+
+# ---- keep-alive (RFC 9112 section 9.3) -----------------------------------------------------
+
+def test_http11_persists_with_keep_alive_header(server):
+    with server.connect() as sock:
+        buffer = bytearray()
+        for _ in range(3):
+            sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = read_response(sock, buffer)
+            assert response.status == 200
+            assert response.headers["connection"] == "keep-alive"
+            assert response.headers["keep-alive"] == "timeout=5, max=100"
+
+
+def test_http11_close(server):
+    response, closed = send_and_read(server, b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n"
+                                             b"Connection: close\r\n\r\n")
+    assert response.headers["connection"] == "close" and closed
+    assert "keep-alive" not in response.headers
+
+
+def test_http10_closes_unless_keep_alive(server):
+    response, closed = send_and_read(server, b"GET /abc.txt HTTP/1.0\r\n\r\n")
+    assert closed and response.headers["connection"] == "close"
+    with server.connect() as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /abc.txt HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        first = read_response(sock, buffer)
+        assert first.headers["connection"] == "keep-alive"
+        assert first.headers["keep-alive"] == "timeout=5, max=100"
+        sock.sendall(b"HEAD /abc.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        assert read_response(sock, buffer, head_only=True).status == 200
+        sock.sendall(b"GET /abc.txt HTTP/1.0\r\n\r\n")
+        assert read_response(sock, buffer).status == 200
+        assert_closed(sock)
+
+
+def test_error_responses_keep_the_connection(server):
+    """404 and 405 are ordinary answers: the connection persists."""
+    with server.connect() as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer).status == 404
+        sock.sendall(b"DELETE /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer).status == 405
+        sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer).status == 200
+
+
+def test_bad_request_after_good_one_closes(server):
+    with server.connect() as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
+        assert read_response(sock, buffer).status == 200
+        assert read_response(sock, buffer).status == 400
+        assert_closed(sock)
+
+
+def test_binary_body_exact(server):
+    response = exchange(server, b"GET /test.png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert response.body == (SITE / "test.png").read_bytes()
