@@ -1,0 +1,196 @@
+"""Live counters of one engine and the `--status PATH` answer built from them.
+
+Pure: no sockets, no threads of its own. An engine owns one `Stats` and hands it to every
+`HttpConnection`, which records each response when it has gone out and each timeout when its
+timer fires. Connections by state are not counted as they move: the engine gives a function
+listing its live connections' states, called only when someone asks for the status, so serving
+a request costs a few additions and nothing ever scans the connection table per request.
+
+The answer is JSON by default and the Prometheus text exposition format (version 0.0.4) when the
+client prefers `text/plain` (RFC 9110 section 12.5.1, Accept with q-values). It is given only to
+clients in the allow-list (loopback unless --status-allow says otherwise); everyone else gets what
+the path would be without --status, usually a 404, so the page's existence is not revealed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from . import __version__
+from .addresses import LOOPBACK, address_in, forwarded_client
+from .headers import quality_values
+from .protocol import ConnState
+from .responder import Response
+
+# Timeout kinds, by the state a connection was in when its timer fired (both engines).
+TIMEOUT_KIND = {
+    ConnState.HANDSHAKING: "handshake",
+    ConnState.IDLE: "idle",
+    ConnState.READING_HEAD: "header",
+    ConnState.READING_BODY: "header",
+    ConnState.WRITING_HEAD: "send",
+    ConnState.SENDING_BODY: "send",
+    ConnState.CLOSING: "linger",
+}
+TIMEOUT_KINDS = ("idle", "header", "send", "linger", "handshake")
+JSON_TYPE = "application/json"
+# Prometheus text exposition format 0.0.4 (what every Prometheus server scrapes).
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Stats:
+    """Counters of one engine (one process); `snapshot()` adds the on-demand ones."""
+
+    def __init__(self, config, mode: str, connection_states=None, started: float | None = None):
+        self.mode = mode
+        self.status_path = config.status_path
+        self.allow = tuple(config.status_allow) or LOOPBACK
+        self.trusted_proxies = tuple(config.trust_proxy)
+        self.worker = config.worker  # (slot, of) in a --workers child, else None
+        self.connection_states = connection_states or (lambda: ())
+        self.pid = os.getpid()
+        self.started = time.monotonic() if started is None else started
+        self.started_wall = time.time()
+        self.requests = 0
+        self.bytes_sent = 0
+        self.responses: dict[int, int] = {}
+        self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
+
+    def response_done(self, status: int, body_bytes: int) -> None:
+        """One response has gone out completely."""
+        self.requests += 1
+        self.bytes_sent += body_bytes
+        self.responses[status] = self.responses.get(status, 0) + 1
+
+    def timed_out(self, state: ConnState) -> None:
+        """A connection's timer fired while it was in `state`."""
+        kind = TIMEOUT_KIND.get(state, state.value)
+        self.timeouts[kind] = self.timeouts.get(kind, 0) + 1
+
+    # ---- the status page -----------------------------------------------------------------------
+
+    def answer(self, request, peer: str, now: float) -> Response | None:
+        """The status response if `request` asks for it and may see it; else None."""
+        if request.target.partition("?")[0] != self.status_path or \
+                request.method not in ("GET", "HEAD"):
+            return None
+        client = peer
+        if self.trusted_proxies and address_in(peer, self.trusted_proxies):
+            # Behind a local proxy every request comes from loopback: judge the real client.
+            client = forwarded_client(request.fields.get("x-forwarded-for"), peer)
+        if not address_in(client, self.allow):
+            return None
+        snapshot = self.snapshot(now)
+        if wants_prometheus(request.fields.get("accept")):
+            body, content_type = render_prometheus(snapshot), PROMETHEUS_TYPE
+        else:
+            body, content_type = render_json(snapshot), JSON_TYPE
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                   ("Cache-Control", "no-store"), ("Vary", "Accept")]
+        if request.method == "HEAD":
+            return Response(200, headers)
+        return Response(200, headers, [body], len(body))
+
+    def snapshot(self, now: float) -> dict:
+        """Every counter as plain values (connections by state are tallied now)."""
+        states = dict.fromkeys((state.value for state in ConnState if state is not
+                                ConnState.CLOSED), 0)
+        for state in self.connection_states():
+            states[state.value] = states.get(state.value, 0) + 1
+        snapshot = {
+            "server": "reactor_http", "version": __version__, "pid": self.pid,
+            "mode": self.mode, "uptime_seconds": round(max(now - self.started, 0.0), 3),
+            "start_time_seconds": round(self.started_wall, 3),
+            "connections": states, "requests_total": self.requests,
+            "sent_body_bytes_total": self.bytes_sent,
+            "responses": {str(status): count for status, count in sorted(self.responses.items())},
+            "timeouts": dict(self.timeouts),
+        }
+        if self.worker is not None:
+            slot, of = self.worker
+            # Counters are this worker's own: each process keeps its own Stats.
+            snapshot["worker"] = {"slot": slot, "workers": of, "pid": self.pid,
+                                  "supervisor_pid": os.getppid(), "scope": "this worker only"}
+        return snapshot
+
+
+class LockedStats(Stats):
+    """Stats updated from many threads (the threaded engine): each update under one lock."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+
+    def response_done(self, status: int, body_bytes: int) -> None:
+        with self._lock:
+            super().response_done(status, body_bytes)
+
+    def timed_out(self, state: ConnState) -> None:
+        with self._lock:
+            super().timed_out(state)
+
+    def snapshot(self, now: float) -> dict:
+        with self._lock:
+            return super().snapshot(now)
+
+
+def wants_prometheus(accept: str | None) -> bool:
+    """True if the client prefers text/plain to application/json (no Accept: JSON)."""
+    if not accept:
+        return False
+    prefs = quality_values(accept)
+
+    def quality(media_type: str) -> float:
+        kind = media_type.split("/", 1)[0]
+        for key in (media_type, f"{kind}/*", "*/*"):
+            if key in prefs:
+                return prefs[key]
+        return 0.0
+
+    return quality("text/plain") > quality("application/json")
+
+
+def render_json(snapshot: dict) -> bytes:
+    """The snapshot as a JSON document."""
+    return (json.dumps(snapshot, indent=1, sort_keys=False) + "\n").encode("utf-8")
+
+
+def _label(value) -> str:
+    """A Prometheus label value, escaped (backslash, quote, newline)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(snapshot: dict) -> bytes:
+    """The snapshot in the Prometheus text exposition format 0.0.4."""
+    lines = []
+
+    def metric(name: str, kind: str, help_text: str, samples) -> None:
+        lines.append(f"# HELP reactor_http_{name} {help_text}")
+        lines.append(f"# TYPE reactor_http_{name} {kind}")
+        for labels, value in samples:
+            text = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
+            lines.append(f"reactor_http_{name}{{{text}}} {value}" if text else
+                         f"reactor_http_{name} {value}")
+
+    info = {"version": snapshot["version"], "mode": snapshot["mode"], "pid": snapshot["pid"]}
+    if "worker" in snapshot:
+        info["worker"] = snapshot["worker"]["slot"]
+    metric("info", "gauge", "Which process answered (value is always 1).", [(info, 1)])
+    metric("uptime_seconds", "gauge", "Seconds since this process started serving.",
+           [({}, snapshot["uptime_seconds"])])
+    metric("start_time_seconds", "gauge", "Start time, seconds since the Unix epoch.",
+           [({}, snapshot["start_time_seconds"])])
+    metric("connections", "gauge", "Open connections by protocol state.",
+           [({"state": state}, count) for state, count in snapshot["connections"].items()])
+    metric("requests_total", "counter", "Responses sent completely.",
+           [({}, snapshot["requests_total"])])
+    metric("sent_body_bytes_total", "counter", "Body bytes of responses sent completely.",
+           [({}, snapshot["sent_body_bytes_total"])])
+    metric("responses_total", "counter", "Responses sent completely, by status code.",
+           [({"code": code}, count) for code, count in snapshot["responses"].items()])
+    metric("timeouts_total", "counter", "Connection timers that fired, by kind.",
+           [({"kind": kind}, count) for kind, count in snapshot["timeouts"].items()])
+    return ("\n".join(lines) + "\n").encode("utf-8")
