@@ -4,6 +4,11 @@ Nothing here waits on the disk per request: lines go into a list, and `flush()` 
 the reactor calls it on a timer and at exit, the threaded engine from a flusher thread. Bytes that
 came from a client are escaped (control characters, quotes, backslashes, non-ASCII) so a request
 cannot forge log lines or terminal escapes.
+
+With `--access-log FILE` access lines also go to FILE, opened with O_APPEND so several worker
+processes can share it (each flush is one write(2), which O_APPEND positions atomically).
+`request_reopen()` (the SIGUSR1 handler, logrotate's convention) only sets a flag: the next flush
+closes FILE and opens the name again, so a handler never waits for the lock a flush holds.
 """
 
 from __future__ import annotations
@@ -38,8 +43,12 @@ class LogSink:
     """Buffers access lines (stdout) and connection-log lines (daily files) until `flush`."""
 
     def __init__(self, *, access: bool = True, log_dir: str | None = None,
-                 stream=None, name: str = "reactor_http"):
-        self.access_enabled = access
+                 stream=None, name: str = "reactor_http", access_file: str | None = None):
+        self.access_stdout = access
+        self.access_file = access_file
+        self.access_enabled = access or access_file is not None
+        self._access_fd = -1
+        self.reopen_requested = False
         self.log_dir = log_dir
         self.connection_enabled = log_dir is not None
         self.stream = stream if stream is not None else sys.stdout
@@ -52,7 +61,29 @@ class LogSink:
         self.last_flush = time.monotonic()
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)
+        if access_file is not None:
+            self._access_fd = open_access_file(access_file)
 
+    def request_reopen(self) -> None:
+        """Ask the next flush to reopen the log files (async-signal-safe: sets a flag only)."""
+        self.reopen_requested = True
+
+    def _reopen_locked(self) -> None:
+        """Close and reopen --access-log by name (logrotate has renamed the old file)."""
+        self.reopen_requested = False
+        if self.access_file is not None:
+            try:
+                fd = open_access_file(self.access_file)
+            except OSError as exc:
+                print(f"reactor_http: cannot reopen access log {self.access_file!r}: "
+                      f"{exc.strerror}; still writing to the old file", file=sys.stderr)
+            else:
+                os.close(self._access_fd)
+                self._access_fd = fd
+        # The connection log is opened by name at every flush, so it follows a rename by itself.
+        if self.log_dir is not None:
+            self._connection.append((time.time(), f"Reopened log files (SIGUSR1, pid "
+                                                  f"{os.getpid()})"))
 
     def _clf_timestamp(self, now: float) -> str:
         """[day/Mon/year:HH:MM:SS +0000], formatted once per second."""
@@ -91,14 +122,23 @@ class LogSink:
 
     def _flush_locked(self) -> None:
         self.last_flush = time.monotonic()
+        if self.reopen_requested:
+            self._reopen_locked()
         if self._access:
             text = "".join(self._access)
             self._access.clear()
-            try:
-                self.stream.write(text)
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed stdout must not take the server down
+            if self.access_stdout:
+                try:
+                    self.stream.write(text)
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass  # a closed stdout must not take the server down
+            if self._access_fd >= 0:
+                try:
+                    _write_all(self._access_fd, text.encode("utf-8", "replace"))
+                except OSError as exc:
+                    print(f"reactor_http: cannot write access log: {exc.strerror}",
+                          file=sys.stderr)
         if self._connection:
             by_file: dict[str, list[str]] = {}
             for stamp, message in self._connection:
@@ -118,3 +158,15 @@ class LogSink:
     def due(self, now_monotonic: float) -> bool:
         """True when the flush interval has passed."""
         return now_monotonic - self.last_flush >= FLUSH_INTERVAL
+
+
+def open_access_file(path: str) -> int:
+    """Open (or create) an access log for appending; raises OSError."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """write(2) until all of `data` is out (a regular file takes it in one call)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

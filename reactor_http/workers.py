@@ -15,7 +15,8 @@ The parent holds the port (a bound socket, listening only in the inherited case,
 means one port for everyone), restarts a worker that dies (with exponential back-off, so a crash
 loop cannot spin), forwards SIGTERM/SIGINT for a graceful stop of all workers, and on SIGHUP
 replaces workers one at a time: a new one has said it is listening before the old one is told
-to stop.
+to stop. SIGUSR1 (log rotation) is forwarded to every worker, each of which reopens its logs.
+With systemd socket activation the parent serves the inherited socket the shared way.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ READY_TIMEOUT = 10.0
 KILL_GRACE = 3.0
 
 
-_SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
+_SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
+                       signal.SIGUSR1}
 
 
 @dataclasses.dataclass
@@ -65,6 +67,7 @@ class Supervisor:
         self.restart_at: dict[int, float] = {}
         self.stop_requested = False
         self.reload_requested = False
+        self.reopen_requested = False
         self.holder: socket.socket | None = None
         self.port = config.port
 
@@ -73,10 +76,16 @@ class Supervisor:
     def run(self, banner=None) -> int:
         """Supervise until SIGTERM/SIGINT; return the exit status."""
         from .server import bind_listener, raise_fd_limit, url_for
+        from .service import inherited_listener
         raise_fd_limit()
         config = self.config
-        self.holder = bind_listener(config.host, config.port, config.backlog,
-                                    reuse_port=self.reuse_port, listen=not self.reuse_port)
+        # Socket activation: systemd's socket is already listening; every worker accepts from it.
+        self.holder = inherited_listener()
+        if self.holder is not None:
+            self.reuse_port = False
+        else:
+            self.holder = bind_listener(config.host, config.port, config.backlog,
+                                        reuse_port=self.reuse_port, listen=not self.reuse_port)
         self.port = self.holder.getsockname()[1]
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
@@ -85,6 +94,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGUSR1, self._on_reopen)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         selector = selectors.DefaultSelector()
         selector.register(wake_r, selectors.EVENT_READ)
@@ -103,6 +113,10 @@ class Supervisor:
                 except OSError:
                     pass
                 self._reap()
+                if self.reopen_requested:  # logrotate: each worker reopens its own logs
+                    self.reopen_requested = False
+                    for worker in self.workers.values():
+                        _signal(worker.pid, signal.SIGUSR1)
                 if self.reload_requested:
                     self.reload_requested = False
                     self._replace_all()
@@ -121,6 +135,9 @@ class Supervisor:
     def _on_reload(self, signum, frame) -> None:
         self.reload_requested = True
 
+    def _on_reopen(self, signum, frame) -> None:
+        self.reopen_requested = True
+
     def _spawn(self, slot: int) -> Worker:
         """Fork one worker for `slot`; the pipe tells us when it is listening."""
         ready_r, ready_w = os.pipe()
@@ -130,7 +147,7 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the child never returns from here
             os.close(ready_r)
-            self._worker_main(ready_w, old_mask)
+            self._worker_main(ready_w, old_mask, slot)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(ready_w)
         os.set_blocking(ready_r, False)
@@ -216,7 +233,7 @@ class Supervisor:
 
     # ---- child -------------------------------------------------------------------------------
 
-    def _worker_main(self, ready_w: int, old_mask) -> None:
+    def _worker_main(self, ready_w: int, old_mask, slot: int) -> None:
         """In the forked child: listen, say so, run one reactor, exit."""
         status = 1
         try:
@@ -224,9 +241,13 @@ class Supervisor:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent handles reloads
+            # Until serve() installs the reopen handler (SIGUSR1's default would kill us). The
+            # access log is opened by name after this, so a rotation now is not missed.
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             from .server import bind_listener, serve
-            config = dataclasses.replace(self.config, workers=1, port=self.port)
+            config = dataclasses.replace(self.config, workers=1, port=self.port,
+                                         worker=(slot, self.config.workers))
             if self.reuse_port:
                 self.holder.close()
                 listener = bind_listener(config.host, self.port, config.backlog, reuse_port=True)
