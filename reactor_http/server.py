@@ -13,6 +13,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 
 from .logs import LogSink
 from .responder import Site
@@ -129,6 +130,11 @@ def serve(config, *, banner=None, listener: socket.socket | None = None, ready=N
     else:
         from .reactor import Reactor
         engine = Reactor(config, site, logs, listeners)
+    # Handlers first: once the banner says we serve, a SIGTERM must mean a graceful stop.
+    if threading.current_thread() is threading.main_thread():
+        engine.install_signal_handlers()
+        # logrotate's convention: SIGUSR1 reopens the log files (at the next flush).
+        signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
     text = f"Serving {site.real_root} at {url} (mode: {config.mode}); press Ctrl+C to stop"
     if banner is not None:
         banner(text)
@@ -138,11 +144,6 @@ def serve(config, *, banner=None, listener: socket.socket | None = None, ready=N
     logs.event(f"Server started on {url} (mode: {config.mode}, root: {site.real_root}, "
                f"pid {os.getpid()})")
     try:
-        import threading
-        if threading.current_thread() is threading.main_thread():
-            engine.install_signal_handlers()
-            # logrotate's convention: SIGUSR1 reopens the log files (at the next flush).
-            signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
         if ready is not None:
             ready(engine)
         status = engine.run()

@@ -407,3 +407,16 @@ def test_pipelined_byte_by_byte(server):
         buffer = bytearray()
         assert read_response(sock, buffer).body == ABC
         assert read_response(sock, buffer).body == (SITE / "style.css").read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["reactor", "threaded"])
+def test_sigterm_right_after_the_banner_is_a_graceful_stop(site_copy, mode):
+    # Regression: the banner was printed before the signal handlers were installed, so a
+    # SIGTERM sent as soon as the server said it was serving could kill it (exit -15) with
+    # logs unflushed and the pid file left behind.
+    from conftest import ServerProcess
+    for _ in range(5):
+        server = ServerProcess(site_copy, mode, "--quiet")
+        server.proc.send_signal(signal.SIGTERM)
+        status, _, err = server.stop()
+        assert status == 0, err
