@@ -115,6 +115,25 @@ MEMO_MAX_HEAD = 2048
 MEMO_ENTRIES = 512
 
 
+_KEEP_ALIVE_FIELDS: dict[tuple, bytes] = {}
+
+
+def keep_alive_fields(timeout: float, max_requests: int) -> bytes:
+    """The original's `Connection: keep-alive` + `Keep-Alive: timeout=5, max=100` lines.
+
+    One bytes object per configuration, shared by every connection (so rendered responses can
+    be reused by identity). The timeout is whole seconds, rounded down: a client told less
+    than we wait never reuses a connection we have already closed.
+    """
+    key = (timeout, max_requests)
+    fields = _KEEP_ALIVE_FIELDS.get(key)
+    if fields is None:
+        fields = (f"Connection: keep-alive\r\nKeep-Alive: timeout={int(timeout)}, "
+                  f"max={max_requests}\r\n").encode("ascii")
+        _KEEP_ALIVE_FIELDS[key] = fields
+    return fields
+
+
 class HeadParser:
     """`parse_head` with its results memoised by the exact head bytes.
 
@@ -183,11 +202,7 @@ class HttpConnection:
         self.buffer = bytearray()
         self.requests_served = 0
         self.max_requests = config.max_requests
-        timeout = config.keepalive_timeout
-        timeout_text = str(int(timeout)) if timeout == int(timeout) else str(timeout)
-        # The original's Keep-Alive field, reflecting the configured values.
-        self.keep_alive_fields = (f"Connection: keep-alive\r\nKeep-Alive: timeout={timeout_text}, "
-                                  f"max={config.max_requests}\r\n").encode("ascii")
+        self.keep_alive_fields = keep_alive_fields(config.keepalive_timeout, config.max_requests)
         self.draining = False
         self.close_reason = ""
         self.exchange: Exchange | None = None
@@ -311,14 +326,25 @@ class HttpConnection:
                 self.close_reason = "stop" if self.draining else "max"
         elif not keep_alive and not self.close_reason:
             self.close_reason = "close"
-        head = b"".join((status_line(response.status), SERVER_FIELD, self.site.dates.field(),
-                         response.fields_bytes(),
-                         self.keep_alive_fields if keep_alive else CLOSE_FIELDS, b"\r\n"))
+        date = self.site.dates.field()
+        connection = self.keep_alive_fields if keep_alive else CLOSE_FIELDS
         segments = response.segments
-        if segments and isinstance(segments[0], bytes) and len(segments[0]) <= 65536:
-            segments = [head + segments[0]] + segments[1:]  # one send for head + small body
+        if response.fd is None and len(segments) <= 1:
+            # Head + in-memory body as one bytes object, reused while the Date and Connection
+            # fields are the same objects (cached responses are shared, so this is most hits).
+            wire = response.wire
+            if wire is None or wire[0] is not date or wire[1] is not connection:
+                data = b"".join((status_line(response.status), SERVER_FIELD, date,
+                                 response.fields_bytes(), connection, b"\r\n", *segments))
+                wire = response.wire = (date, connection, data)
+            segments = [wire[2]]
         else:
-            segments = [head] + segments
+            head = b"".join((status_line(response.status), SERVER_FIELD, date,
+                             response.fields_bytes(), connection, b"\r\n"))
+            if segments and type(segments[0]) is bytes and len(segments[0]) <= 65536:
+                segments = [head + segments[0]] + segments[1:]  # one send for head + small body
+            else:
+                segments = [head] + segments
         self.exchange = Exchange(request_line, response.status, response.body_length)
         self._move(event)
         return ResponsePlan(response.status, segments, response.body_length, keep_alive,

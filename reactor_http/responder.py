@@ -47,7 +47,7 @@ class Response:
     after it is built; `fields_bytes()` serialises its fields once.
     """
 
-    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "_fields")
+    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "_fields", "wire")
 
     def __init__(self, status: int, headers: list, segments: list | None = None,
                  body_length: int = 0, fd: int | None = None, close: bool = False):
@@ -58,6 +58,8 @@ class Response:
         self.fd = fd
         self.close = close
         self._fields = None
+        # (Date field, Connection fields, whole response bytes): protocol.py's reuse cache.
+        self.wire = None
 
     def fields_bytes(self) -> bytes:
         """The header fields as CRLF-terminated lines (computed once)."""

@@ -41,6 +41,9 @@ class ThreadedServer:
         self.stats = LockedStats(config, "threaded", self._connection_states)
         self.slots = threading.BoundedSemaphore(config.max_threads)
         self.stop_event = threading.Event()
+        # Set by the signal handler, which must take no lock: Event.set() takes one, and a second
+        # SIGTERM arriving inside the first handler's set() deadlocked the main thread.
+        self.stop_requested = False
         self.active: dict[socket.socket, HttpConnection] = {}
         self.active_lock = threading.Lock()
 
@@ -50,10 +53,16 @@ class ThreadedServer:
             return [proto.state for proto in self.active.values()]
 
     def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM set a flag that the acceptor loop (awake every POLL_INTERVAL) reads."""
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda signum, frame: self.request_stop())
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_requested = True
 
     def request_stop(self) -> None:
+        """Ask the server to stop gracefully (from any thread, not from a signal handler)."""
+        self.stop_requested = True
         self.stop_event.set()
 
     def run(self) -> int:
@@ -65,12 +74,13 @@ class ThreadedServer:
             listener.sock.setblocking(False)
             waiter.register(listener.sock, selectors.EVENT_READ, listener)
         try:
-            while not self.stop_event.is_set():
+            while not self.stop_requested:
                 if not self.slots.acquire(timeout=POLL_INTERVAL):
                     continue  # all threads busy: new connections wait in the backlog
                 if not self._accept_one(waiter):
                     self.slots.release()
         finally:
+            self.stop_event.set()  # connection threads and the flusher see it from here on
             waiter.close()
             for listener in self.listeners:
                 listener.sock.close()
@@ -87,7 +97,7 @@ class ThreadedServer:
             except BlockingIOError:
                 continue
             except OSError as exc:
-                if not self.stop_event.is_set():
+                if not self.stop_requested:
                     log.warning("accept failed (%s); retrying shortly", exc.strerror)
                     self.stop_event.wait(0.5)
                 return False
