@@ -150,4 +150,11 @@ def serve(config, *, banner=None, listener: socket.socket | None = None, ready=N
     finally:
         logs.event("Server stopped")
         logs.flush()
+        if threading.current_thread() is threading.main_thread():
+            # The stop is done. Ignore further SIGTERM/SIGINT: at interpreter exit CPython resets
+            # Python-level handlers to the default action (but leaves SIG_IGN alone), so a
+            # second SIGTERM (systemd, a test, an impatient user) would turn exit 0 into death
+            # by signal while the process is already on its way out.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_IGN)
     return status

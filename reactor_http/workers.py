@@ -123,6 +123,9 @@ class Supervisor:
                 self._restart_due()
             return self._stop_all()
         finally:
+            # As in server.serve: once stopped, a late SIGTERM must not kill us during exit.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_IGN)
             signal.set_wakeup_fd(-1)
             selector.close()
             wake_r.close()
