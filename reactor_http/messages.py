@@ -40,11 +40,8 @@ class Request:
     keep_alive: bool
     # NO_BODY, CHUNKED, or a Content-Length in bytes.
     body_length: int = NO_BODY
-
-    @property
-    def request_line(self) -> str:
-        """The request line as the access log shows it."""
-        return f"{self.method} {self.target} HTTP/{self.version[0]}.{self.version[1]}"
+    # The request line as the access log shows it (built once: parsed requests are memoised).
+    request_line: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,13 +81,17 @@ class ResponsePlan:
 
     `body_length` counts the body bytes the segments carry (zero for HEAD and 304);
     `first_region` is the index of the first FileRegion (-1 if none): once the cursor reaches it,
-    the head is out.
+    the head is out. `request_line` and `client` are what the access log says of it.
     """
 
-    __slots__ = ("status", "segments", "body_length", "keep_alive", "fd", "first_region")
+    __slots__ = ("status", "segments", "body_length", "keep_alive", "fd", "first_region",
+                 "request_line", "client")
 
     def __init__(self, status: int, segments: list, body_length: int, keep_alive: bool,
-                 fd: int | None = None):
+                 fd: int | None = None, request_line: str = "-"):
+        self.request_line = request_line
+        # The client address for the access log ("" = the engine's peer address).
+        self.client = ""
         self.status = status
         self.segments = segments  # list[bytes | FileRegion]
         self.body_length = body_length

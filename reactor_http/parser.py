@@ -185,7 +185,8 @@ def _parse_complete_head(head: bytes, limits: Limits) -> Request:
     _check_host(version, host_count, fields.get("host"))
     body_length = _body_framing(version, fields.get("transfer-encoding"), content_lengths, limits)
     keep_alive = wants_keep_alive(version, fields.get("connection"))
-    return Request(method, target, version, fields, keep_alive, body_length)
+    request_line = f"{method} {target} HTTP/{version[0]}.{version[1]}"
+    return Request(method, target, version, fields, keep_alive, body_length, request_line)
 
 
 def _check_host(version: tuple[int, int], host_count: int, host: str | None) -> None:

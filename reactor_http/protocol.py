@@ -169,19 +169,6 @@ class ProtocolViolation(RuntimeError):
     """A state move that the transition table does not allow: a bug in an engine."""
 
 
-class Exchange:
-    """What the logs need to know about one request/response after it is done."""
-
-    __slots__ = ("request_line", "status", "body_bytes", "client")
-
-    def __init__(self, request_line: str, status: int, body_bytes: int, client: str = ""):
-        self.request_line = request_line
-        self.status = status
-        self.body_bytes = body_bytes
-        # The client address for the access log ("" = the engine's peer address).
-        self.client = client
-
-
 class HttpConnection:
     """One client connection's protocol state. Engines own the socket; this owns the meaning."""
 
@@ -205,7 +192,8 @@ class HttpConnection:
         self.keep_alive_fields = keep_alive_fields(config.keepalive_timeout, config.max_requests)
         self.draining = False
         self.close_reason = ""
-        self.exchange: Exchange | None = None
+        # The last response plan: what the logs say of the request/response just done.
+        self.exchange: ResponsePlan | None = None
         self._discarder: BodyDiscarder | None = None
         self._pending_request = None
         # An exception the responder raised, for the engine to log with its traceback.
@@ -345,10 +333,10 @@ class HttpConnection:
                 segments = [head + segments[0]] + segments[1:]  # one send for head + small body
             else:
                 segments = [head] + segments
-        self.exchange = Exchange(request_line, response.status, response.body_length)
         self._move(event)
-        return ResponsePlan(response.status, segments, response.body_length, keep_alive,
-                            response.fd)
+        plan = self.exchange = ResponsePlan(response.status, segments, response.body_length,
+                                            keep_alive, response.fd, request_line)
+        return plan
 
     def timeout(self, now: float) -> ResponsePlan | None:
         """The state's timer expired: a 408 plan for a half-read request, else nothing."""
@@ -374,7 +362,7 @@ class HttpConnection:
     def response_done(self, plan: ResponsePlan) -> ConnState:
         """The engine has sent the whole plan: persist, serve the next buffered request, or close."""
         if self.stats is not None:
-            self.stats.response_done(plan.status, self.exchange.body_bytes)
+            self.stats.response_done(plan.status, plan.body_length)
         if not plan.keep_alive:
             return self._move(Event.DONE_CLOSE)
         if self.buffer:

@@ -403,6 +403,24 @@ class Reactor:
                     self._log_internal_error(conn)
                 if plan is None:
                     return
+                segments = plan.segments
+                if len(segments) == 1:
+                    # Head and in-memory body in one bytes object (most responses): one send,
+                    # and a cursor only if the kernel did not take it all.
+                    data = segments[0]
+                    try:
+                        sent = sock.send(data)
+                    except sending.WOULD_BLOCK:
+                        sent = 0
+                    if sent == len(data):
+                        self._complete(conn, plan)
+                        if proto.state is not ConnState.READING_HEAD:
+                            return
+                        continue
+                    conn.plan = plan
+                    conn.cursor = cursor = sending.Cursor()
+                    cursor.offset = cursor.sent = sent
+                    return
                 conn.plan = plan
                 conn.cursor = sending.Cursor()
             done = sending.send_available(sock, plan, conn.cursor, tls=conn.tls)
@@ -425,7 +443,7 @@ class Reactor:
         logs = self.logs
         if logs.access_enabled:
             logs.access(exchange.client or conn.host, exchange.request_line, exchange.status,
-                        exchange.body_bytes)
+                        exchange.body_length)
         if logs.connection_enabled:
             self.logs.event(f"{conn.peer} \"{escape(exchange.request_line)}\" -> "
                             f"{exchange.status}")

@@ -227,7 +227,7 @@ class ThreadedServer:
         exchange = proto.exchange
         self.logs.access(exchange.client or peer.rsplit(":", 1)[0].strip("[]"),
                          exchange.request_line,
-                         exchange.status, exchange.body_bytes)
+                         exchange.status, exchange.body_length)
         if self.logs.connection_enabled:
             self.logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status}')
         return proto.response_done(plan)
