@@ -109,9 +109,9 @@ def wrk_command(url: str, connections: int, duration_s: int, threads: int = 1,
 
 
 def run_wrk(url: str, connections: int, duration_s: int, close: bool = False,
-            max_requests: int = 0, cpu: int | None = None) -> LoadResult:
-    """Run wrk once (one thread: it has one CPU to itself) and parse its report."""
-    command = wrk_command(url, connections, duration_s, threads=1, close=close,
+            max_requests: int = 0, cpu: int | None = None, threads: int = 1) -> LoadResult:
+    """Run wrk once and parse its report (one thread by default: it has one CPU to itself)."""
+    command = wrk_command(url, connections, duration_s, threads=threads, close=close,
                           max_requests_per_thread=max_requests, cpu=cpu)
     proc = subprocess.run(command, capture_output=True, text=True,
                           timeout=duration_s + WRK_GRACE_S)

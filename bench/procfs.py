@@ -65,6 +65,16 @@ def cpu_seconds(pid: int, include_children: bool = True) -> float | None:
     return total_ticks / CLOCK_TICKS if seen else None
 
 
+def cpu_seconds_by_pid(pid: int) -> dict:
+    """{pid: user + system CPU seconds} for pid and each of its live descendants."""
+    out = {}
+    for p in process_tree(pid):
+        fields = _stat_fields(p)
+        if fields is not None:
+            out[p] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
 def _vm_rss_kib(pid: int) -> int | None:
     try:
         with open(PROC / str(pid) / "status") as f:

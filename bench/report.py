@@ -89,8 +89,9 @@ def _flag(summary: dict, scenario) -> str:
     return "; ".join(reasons)
 
 
-def summarize(records: list, scenarios: list, servers: list) -> list:
-    """Per scenario: per server summary, its flag and its ratio to the reactor."""
+def summarize(records: list, scenarios: list, servers: list, reference: str = REFERENCE) -> list:
+    """Per scenario: per server summary, its flag and its ratio to the reference
+    (the reactor; bench/scaling.py passes reactor-1w). The key stays ratio_to_reactor."""
     out = []
     for scenario in scenarios:
         field, label, higher_better = primary_metric(scenario)
@@ -102,11 +103,11 @@ def summarize(records: list, scenarios: list, servers: list) -> list:
             summary = _summarize_idle(runs) if scenario.kind == IDLE else _summarize_load(runs)
             summary["flag"] = _flag(summary, scenario)
             per_server[name] = summary
-        reference = per_server.get(REFERENCE, {}).get(field)
+        ref_value = per_server.get(reference, {}).get(field)
         for summary in per_server.values():
             value = summary.get(field)
-            summary["ratio_to_reactor"] = (value / reference
-                                           if value is not None and reference else None)
+            summary["ratio_to_reactor"] = (value / ref_value
+                                           if value is not None and ref_value else None)
         out.append({"key": scenario.key, "title": scenario.title, "kind": scenario.kind,
                     "group": scenario.group, "connections": scenario.connections,
                     "path": scenario.path, "close": scenario.close,

@@ -35,6 +35,7 @@ class BenchContext:
     loader: str            # "wrk" or "python"
     work_dir: Path
     out: object = sys.stdout
+    wrk_threads: int = 1   # bench/scaling.py: 2 unpinned threads
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _run_wrk_step(step: Step, server: RunningServer, ctx: BenchContext) -> dict:
     if ctx.loader == "wrk":
         result = loadgen.run_wrk(server.url + s.path, s.connections, ctx.profile.wrk_duration_s,
                                  close=s.close, max_requests=ctx.profile.wrk_request_cap,
-                                 cpu=ctx.load_cpu)
+                                 cpu=ctx.load_cpu, threads=ctx.wrk_threads)
     else:
         cap = ctx.profile.wrk_request_cap or PY_LOADER_MAX_REQUESTS
         result = loadgen.run_python_load(HOST, server.port, s.path, min(s.connections, 16),

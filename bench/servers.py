@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import http.client
 import importlib.util
+import os
 import shutil
 import signal
 import socket
@@ -91,14 +92,21 @@ def _reactor_http_available() -> bool:
         importlib.util.find_spec("reactor_http") is not None
 
 
-def _reactor_http_command(mode: str) -> Callable[[LaunchContext], list]:
+def _reactor_http_command(mode: str, workers: int = 1) -> Callable[[LaunchContext], list]:
+    """reactor_http's command; workers > 1 adds `--workers N` (a supervisor and N reactors)."""
     def command(ctx: LaunchContext) -> list:
         return [sys.executable, "-m", "reactor_http", "--root", str(ctx.root),
                 "--host", HOST, "--port", str(ctx.port), "--mode", mode, "--quiet",
                 "--keepalive-timeout", str(KEEPALIVE_TIMEOUT_S),
                 "--max-requests", str(MAX_REQUESTS_PER_CONNECTION),
-                "--max-connections", str(MAX_CONNECTIONS)]
+                "--max-connections", str(MAX_CONNECTIONS)] + \
+            (["--workers", str(workers)] if workers != 1 else [])
     return command
+
+
+def reactor_http_command(mode: str = "reactor", workers: int = 1) -> Callable[[LaunchContext], list]:
+    """Public name of the reactor_http command builder (bench/scaling.py uses it)."""
+    return _reactor_http_command(mode, workers)
 
 
 def _http_server_command(ctx: LaunchContext) -> list:
@@ -117,15 +125,24 @@ def _find_binary(name: str) -> str | None:
          if p.exists()), None)
 
 
-def nginx_config(ctx: LaunchContext) -> str:
-    """One worker, sendfile on, access log off, everything under ctx.workdir."""
+def nginx_config(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False) -> str:
+    """One worker, sendfile on, access log off, everything under ctx.workdir.
+
+    workers > 1: a master process (it serves nothing) and that many workers;
+    as root the workers keep root's user, since the bench site lives in a
+    private (0700) temporary directory. reuse_port: one listening socket per
+    worker (SO_REUSEPORT) instead of one shared socket (nginx's default).
+    """
     w = ctx.workdir
     mime = Path("/etc/nginx/mime.types")
     types = f"include {mime};" if mime.exists() else ""
+    master = "off" if workers == 1 else "on"
+    user = "user root;\n" if workers != 1 and hasattr(os, "geteuid") and os.geteuid() == 0 else ""
+    listen_opts = " reuseport" if reuse_port else ""
     return f"""# written by bench/servers.py
 daemon off;
-master_process off;
-worker_processes 1;
+master_process {master};
+{user}worker_processes {workers};
 worker_rlimit_nofile {MAX_CONNECTIONS + 1000};
 pid {w}/nginx.pid;
 error_log {w}/nginx-error.log warn;
@@ -148,7 +165,7 @@ http {{
     uwsgi_temp_path {w}/uwsgi;
     scgi_temp_path {w}/scgi;
     server {{
-        listen {HOST}:{ctx.port} backlog=4096;
+        listen {HOST}:{ctx.port} backlog=4096{listen_opts};
         root {ctx.root};
         index index.html;
     }}
@@ -156,12 +173,21 @@ http {{
 """
 
 
-def _nginx_command(ctx: LaunchContext) -> list:
+def _nginx_command(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False) -> list:
     conf = ctx.workdir / "nginx.conf"
-    conf.write_text(nginx_config(ctx))
+    conf.write_text(nginx_config(ctx, workers, reuse_port))
     # -e: error log before the config is read (else /var/log/nginx is tried).
     return [_find_binary("nginx"), "-p", str(ctx.workdir), "-c", str(conf),
             "-e", str(ctx.workdir / "nginx-error.log")]
+
+
+def nginx_command(workers: int = 1, reuse_port: bool = False) -> Callable[[LaunchContext], list]:
+    """The nginx command builder for `workers` worker processes (bench/scaling.py)."""
+    return lambda ctx: _nginx_command(ctx, workers, reuse_port)
+
+
+def nginx_available() -> bool:
+    return _find_binary("nginx") is not None
 
 
 def lighttpd_config(ctx: LaunchContext) -> str:

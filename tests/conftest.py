@@ -160,6 +160,31 @@ def get(server: ServerProcess, path: str, headers: dict | None = None, method: s
     return exchange(server, head.encode("latin-1"), head_only=(method == "HEAD"))
 
 
+def assert_closed(sock: socket.socket, timeout: float = 5.0, expect_nothing: bool = True) -> bytes:
+    """The server closes the connection (EOF or reset) before `timeout`; return what came first.
+
+    With `expect_nothing`, no byte at all may arrive first; otherwise no further response may.
+    """
+    sock.settimeout(timeout)
+    rest = b""
+    try:
+        for _ in range(1000):
+            data = sock.recv(65536)
+            if not data:
+                break
+            rest += data
+        else:
+            pytest.fail("server kept sending")
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        pytest.fail(f"connection not closed within {timeout} s (got {rest[:100]!r})")
+    if expect_nothing:
+        assert rest == b"", rest[:200]
+    assert b"HTTP/1.1" not in rest, rest[:200]
+    return rest
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
     """Poll `predicate` until it is true or `timeout` passes; return its last value."""
     deadline = time.monotonic() + timeout

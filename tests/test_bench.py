@@ -235,3 +235,70 @@ def test_smoke_run_with_reactor_and_threaded(tmp_path):
     _check_smoke_results(data, ["reactor", "threaded"])
     small = next(s for s in data["scenarios"] if s["key"] == "small-keepalive-c4")
     assert small["servers"]["reactor"]["ratio_to_reactor"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- bench/scaling.py (workers)
+
+def test_scaling_specs_add_workers_only_to_the_2_worker_variants(tmp_path):
+    from bench import scaling
+    ctx = servers.LaunchContext(root=tmp_path, port=12345, workdir=tmp_path)
+    commands = {spec.name: spec.command(ctx) for spec in scaling.build_specs(reuse_port=False)}
+    assert "--workers" not in commands["reactor-1w"]
+    assert commands["reactor-2w"][-2:] == ["--workers", "2"]
+    assert commands["reactor-1w"] == servers.SPECS["reactor"].command(ctx)
+    one = servers.nginx_config(ctx)
+    assert one == servers.nginx_config(ctx, workers=1)  # the default is unchanged
+    assert "master_process off;" in one and "reuseport" not in one
+    two = servers.nginx_config(ctx, workers=2, reuse_port=True)
+    for needle in ("master_process on;", "worker_processes 2;", "backlog=4096 reuseport;"):
+        assert needle in two
+
+
+def test_scaling_summary_gives_ratios_factors_and_worker_split():
+    from bench import scaling
+    scenario = scenarios.Scenario("s", "small", scenarios.WRK, connections=64)
+    records = []
+    for name, rps, errors, split in (("reactor-1w", 100, 0, [0.5]),
+                                     ("reactor-2w", 150, 0, [0.45, 0.3]),
+                                     ("nginx-1w", 400, 0, [0.5]),
+                                     ("nginx-2w", 600, 3, [0.6, 0.2])):
+        record = _record("s", name, rps, errors=errors)
+        record.result.update(load_cpu_s=0.4, worker_cpu_s=split)
+        records.append(record)
+    order = [v.name for v in scaling.VARIANTS]
+    [summary] = scaling.summarize(records, [scenario], order)
+    assert summary["servers"]["nginx-1w"]["ratio_to_reference"] == pytest.approx(4.0)
+    assert summary["scaling"]["reactor-2w"]["rps_factor"] == pytest.approx(1.5)
+    assert summary["scaling"]["nginx-2w"]["flagged"] is True
+    assert summary["servers"]["nginx-2w"]["worker_split"] == pytest.approx([0.75, 0.25])
+    assert summary["servers"]["reactor-1w"]["load_cpu_share"] == pytest.approx(0.4)
+    markdown = scaling.render_markdown({"profile": "test", "notes": scaling.NOTES}, [summary])
+    assert "| reactor-2w | 150 | 1.50x | 1.50x |" in markdown
+    assert "75% / 25%" in markdown and "FLAGGED" in markdown
+
+
+@pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
+@pytest.mark.skipif(not reactor_http_runnable(), reason="reactor_http is not runnable yet")
+def test_scaling_smoke_run(tmp_path):
+    names = ["reactor-1w", "reactor-2w"]
+    bases = "reactor"
+    if servers.nginx_available():
+        names += ["nginx-1w", "nginx-2w"]
+        bases = "reactor,nginx"
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "bench.scaling", "--smoke", "--servers", bases,
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "scaling.json").read_text())
+    assert "2w/1w" in (out / "scaling.md").read_text()
+    [scenario] = data["scenarios"]
+    assert set(scenario["servers"]) == set(names)
+    assert scenario["servers"]["reactor-1w"]["ratio_to_reference"] == pytest.approx(1.0)
+    for run in data["runs"]:
+        assert run["ok"], run
+        workers = 2 if run["server"].endswith("-2w") else 1
+        assert len(run["result"]["worker_cpu_s"]) == workers
+        assert run["result"]["processes"] == workers + (workers > 1)
+    for name in names:
+        assert f"{name}=0" in data["meta"]["server exit statuses"]  # graceful stop

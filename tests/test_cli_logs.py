@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SITE, get, read_response, recv_until_closed, wait_for
+from conftest import REPO, SITE, assert_closed, get, read_response, recv_until_closed, wait_for
 from reactor_http import __version__, cli
 from reactor_http.logs import connection_log_name, escape
 
@@ -52,14 +52,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
-
-def assert_closed(sock) -> None:
-    """The server closes the connection (EOF or reset, not our 5 s timeout)."""
-    sock.settimeout(5)
-    try:
-        assert sock.recv(65536) == b""
-    except ConnectionResetError:
-        pass
 
 
 def request(path: str = "/abc.txt", close: bool = False) -> bytes:

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+import conftest
+
 from conftest import MODES, read_response, recv_until_closed, wait_for
 
 SECRET = b"TOPSECRET-7c1e9b"
@@ -61,23 +63,8 @@ def req(server, path="/a.txt", *fields: str, method="GET", version="HTTP/1.1",
 
 
 def assert_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
-    """The server closes the connection (EOF or reset) without sending a further response."""
-    sock.settimeout(timeout)
-    rest = b""
-    try:
-        for _ in range(1000):
-            data = sock.recv(65536)
-            if not data:
-                break
-            rest += data
-        else:
-            pytest.fail("server kept sending")
-    except ConnectionResetError:
-        pass
-    except socket.timeout:
-        pytest.fail(f"connection not closed within {timeout} s (got {rest[:100]!r})")
-    assert b"HTTP/1.1" not in rest, rest[:200]
-    return rest
+    """The server closes the connection without sending a further response."""
+    return conftest.assert_closed(sock, timeout, expect_nothing=False)
 
 
 def send_and_read(server, raw: bytes, timeout: float = 5.0):

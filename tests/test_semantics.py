@@ -12,20 +12,12 @@ import time
 
 import pytest
 
-from conftest import SITE, exchange, get, read_response
+from conftest import SITE, assert_closed, exchange, get, read_response
 
 IMF_FIXDATE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"\d{4} \d\d:\d\d:\d\d GMT")
 
-
-def assert_closed(sock):
-    """The server closes the connection (EOF or reset, not a timeout)."""
-    sock.settimeout(5)
-    try:
-        assert sock.recv(65536) == b""
-    except ConnectionResetError:
-        pass
 
 
 def send_and_read(server, raw: bytes, head_only: bool = False):

@@ -13,7 +13,7 @@ import types
 
 import pytest
 
-from conftest import MODES, SITE, ServerProcess, exchange, get, read_response
+from conftest import MODES, SITE, ServerProcess, assert_closed, exchange, get, read_response
 from test_responder_units import parse_multipart
 
 FOUR_GIB = 1 << 32
@@ -104,14 +104,6 @@ def raw_request(method, target, version="HTTP/1.1", **fields) -> bytes:
         f"{name.replace('_', '-')}: {value}" for name, value in fields.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-
-def assert_closed(sock):
-    """The server closes the connection (EOF, not a timeout)."""
-    sock.settimeout(5)
-    try:
-        assert sock.recv(65536) == b""
-    except ConnectionResetError:
-        pass
 
 
 # ---- basics: 200, HEAD, sendfile body ------------------------------------------------------
