@@ -12,6 +12,10 @@ import time
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {name: number for number, name in enumerate(_MONTHS, 1)}
+# Years an HTTP-date may name (the grammar's 4DIGIT, without year 0, which calendar rejects).
+_MIN_YEAR, _MAX_YEAR = 1, 9999
+# OWS = *( SP / HTAB ) (RFC 9110 section 5.6.3).
+_OWS = " \t"
 
 # RFC 9110 section 5.6.7: a recipient accepts all three formats; we only ever send IMF-fixdate.
 _IMF_FIXDATE = re.compile(
@@ -57,18 +61,30 @@ def parse_http_date(value: str) -> int | None:
         fields = (int(year), month_number, int(day), int(hour), int(minute), int(second))
     except ValueError:
         return None
-    # A day the month does not have (31 Feb) is not a valid HTTP-date: timegm would roll it over.
-    if not (1 <= fields[2] <= calendar.monthrange(fields[0], month_number)[1] and
-            fields[3] <= 23 and fields[4] <= 59 and fields[5] <= 60):
+    # Year 0000 matches the grammar (4DIGIT) but names no calendar year: calendar.monthrange
+    # raises for it. Only years the calendar module handles are dates at all.
+    if not _MIN_YEAR <= fields[0] <= _MAX_YEAR:
         return None
-    return calendar.timegm(fields + (0, 0, 0))
+    try:
+        # A day the month does not have (31 Feb) is not a valid HTTP-date: timegm would roll it
+        # over.
+        if not (1 <= fields[2] <= calendar.monthrange(fields[0], month_number)[1] and
+                fields[3] <= 23 and fields[4] <= 59 and fields[5] <= 60):
+            return None
+        return calendar.timegm(fields + (0, 0, 0))
+    except (ValueError, OverflowError):  # client input never raises out of here
+        return None
 
 
 def comma_list(value: str | None) -> list[str]:
-    """Split a list-based field value (RFC 9110 section 5.6.1), dropping empty elements."""
+    """Split a list-based field value (RFC 9110 section 5.6.1), dropping empty elements.
+
+    Elements are trimmed of OWS only, SP and HTAB (section 5.6.3), as the parser does:
+    str.strip() would also drop NBSP (0xA0) and NEL (0x85), which arrive as latin-1 obs-text.
+    """
     if not value:
         return []
-    return [item.strip() for item in value.split(",") if item.strip()]
+    return [trimmed for trimmed in (item.strip(_OWS) for item in value.split(",")) if trimmed]
 
 
 def tokens_lower(value: str | None) -> set[str]:

@@ -30,6 +30,9 @@ _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([
 _FIELD_LINE = re.compile(
     rb"(" + _TOKEN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[\x20\x09\x21-\x7e\x80-\xff]*"
     rb"[\x21-\x7e\x80-\xff])?)?)[ \t]*")
+# The bytes empty lines before a request line can be made of (see skip_empty_lines).
+_CR_LF_RUN = re.compile(rb"[\r\n]*")
+_STRAY_CR = re.compile(rb"\r(?!\n)")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\x09\x20-\x7e\x80-\xff]*)?")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 # OWS = *( SP / HTAB ) (RFC 9110 section 5.6.3). List items are trimmed of OWS only: str.strip()
@@ -63,17 +66,19 @@ DEFAULT_LIMITS = Limits()
 
 
 def skip_empty_lines(buf) -> int:
-    """Count the empty lines before a request line (RFC 9112 section 2.2: ignore them)."""
-    start = 0
-    size = len(buf)
-    while start < size:
-        if buf[start] == 0x0A:
-            start += 1
-        elif buf[start] == 0x0D and start + 1 < size and buf[start + 1] == 0x0A:
-            start += 2
-        else:
-            break
-    return start
+    """Count the bytes of empty lines before a request line (RFC 9112 section 2.2: ignore them).
+
+    An empty line is CRLF or a bare LF; a CR not followed by LF (yet) ends the count. This runs
+    twice per read, so it works at C speed (hundreds of MiB/s, where a Python loop did 9): a
+    single-class regex finds the run of CR/LF bytes, then the first CR in it not followed by LF
+    cuts the run short. (A repeated group, `(?:\\r?\\n)*`, is no faster in `re` than the loop.)
+    """
+    end = _CR_LF_RUN.match(buf).end()
+    if not end:
+        return 0
+    # Searching only up to `end` makes a CR at the run's last byte count as stray too.
+    stray = _STRAY_CR.search(buf, 0, end)
+    return end if stray is None else stray.start()
 
 
 def _find_head_end(buf, start: int, stop: int) -> int:

@@ -3,8 +3,11 @@
 Owns every decision about which bytes on disk a URL path may name. Never touches a socket.
 Nothing outside the root is ever named: segments are decoded and checked one by one (no `..`, no
 NUL, no backslash, dotfiles by policy), and unless `follow_symlinks` is set the real path of what
-we found must lie under the real root *with* a trailing separator, so /srv/www2 cannot pass for
-/srv/www.
+we serve must lie under the real root *with* a trailing separator, so /srv/www2 cannot pass for
+/srv/www. That holds for the requested path (`resolve`) and for every path derived from it, which
+goes through `stat_inside`: a folder's index.html, the --spa index.html, 404.html and the
+precompressed .br/.gz siblings. (A name swapped for a symlink between that check and the open is
+not caught, as with any check-then-open on a path.)
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ _TEXTUAL_TYPES = {"application/json", "application/manifest+json", "application/
                   "image/svg+xml", "text/javascript"}
 # Precompressed siblings we look for, in our order of preference: (coding, suffix).
 PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
+# Range positions with more digits than this (after leading zeros) are past the end of any file
+# (10**18 bytes is about 888 PiB) and are never converted with int(); see parse_range.
+MAX_POSITION_DIGITS = 18
 # Directory names that are dotfiles but public by convention (RFC 8615).
 _PUBLIC_DOT_NAMES = {".well-known"}
 
@@ -161,6 +167,25 @@ def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
     return Found(fs_path, st, False)
 
 
+def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool) -> os.stat_result | None:
+    """The stat of `fs_path` if it is a regular file we may serve; None otherwise.
+
+    For paths the server derives rather than resolves (index.html, 404.html, .br/.gz siblings):
+    unless `follow_symlinks` is set, the file's real path must lie inside the real root, so a
+    symlink in the root cannot expose a file outside it. Symlinks that stay inside still work.
+    """
+    try:
+        st = os.stat(fs_path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    # realpath only after the cheap stat found a file: a missing sibling costs one syscall.
+    if not follow_symlinks and not is_inside(real_root, os.path.realpath(fs_path)):
+        return None
+    return st
+
+
 def open_regular(fs_path: str) -> tuple[int, os.stat_result] | None:
     """Open a regular file for reading and fstat the descriptor we got (not the name).
 
@@ -204,18 +229,28 @@ def parse_range(value: str, size: int, max_ranges: int = 16):
             return None
         if not first_text.isascii() or not last_text.isascii():
             return None
+        # Numbers are compared as digit strings and converted only when short: int() raises on
+        # more than sys.int_max_str_digits (4,300) digits, and no file is 10**18 bytes long.
+        first_digits = first_text.lstrip("0") or "0"
+        last_digits = last_text.lstrip("0") or "0"
         if first_text:
-            first = int(first_text)
-            if last_text and int(last_text) < first:
+            if last_text and _digits_less(last_digits, first_digits):
                 return None  # an invalid range-spec makes the whole header invalid
-            if first >= size:
+            if len(first_digits) > MAX_POSITION_DIGITS or int(first_digits) >= size:
                 # Unsatisfiable on its own (section 14.1.1), also for `N-` with N = size: the
                 # 416 is how `curl -C -` learns a download is already complete.
                 continue
-            last = int(last_text) if last_text else size - 1
-            ranges.append((first, min(last, size - 1)))
+            first = int(first_digits)
+            if not last_text or len(last_digits) > MAX_POSITION_DIGITS:
+                last = size - 1  # a last-byte-pos past the end means the end (14.1.2)
+            else:
+                last = min(int(last_digits), size - 1)
+            ranges.append((first, last))
         else:
-            suffix = int(last_text)
+            if len(last_digits) > MAX_POSITION_DIGITS:
+                suffix = size  # a suffix longer than the file is the whole file (14.1.2)
+            else:
+                suffix = int(last_digits)
             if suffix == 0 or size == 0:
                 continue
             ranges.append((max(0, size - suffix), size - 1))
@@ -228,6 +263,11 @@ def parse_range(value: str, size: int, max_ranges: int = 16):
     if len(merged) > max_ranges:
         return None
     return merged
+
+
+def _digits_less(a: str, b: str) -> bool:
+    """Is the number written `a` less than `b`? (Digit strings without leading zeros.)"""
+    return (len(a), a) < (len(b), b)
 
 
 def coalesce_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -9,7 +9,7 @@ the options users ask for. It never touches a socket and never sends; connection
 from __future__ import annotations
 
 import os
-import stat
+import threading
 import urllib.parse
 
 from . import resource
@@ -33,8 +33,12 @@ MAX_RANGES = 16
 # scratch after this long (seconds) anyway, which bounds how late we notice a precompressed
 # sibling appearing or a symlink changing without the file's identity changing.
 FAST_PATH_TTL = 1.0
-# Cached small-file responses kept (entries); the oldest go first beyond it.
-FAST_PATH_ENTRIES = 4096
+# Cached small-file responses kept (entries); the oldest go first beyond it. Each entry's body is
+# shared with the small-file cache, but once sent it may also hold protocol.py's rendered copy of
+# the whole response (Response.wire: head + body, up to 16 KiB), so 1,024 entries bound that
+# extra memory to about 16 MiB. Keys are paths without the query (see _fast_key), so
+# `/app.js?v=1`, `?v=2`, ... share one entry.
+FAST_PATH_ENTRIES = 1024
 # Requests carrying any of these fields take the full path (conditionals and ranges).
 _FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
                                "if-modified-since", "if-unmodified-since"})
@@ -67,27 +71,26 @@ class Response:
             self._fields = encode_fields(self.headers)
         return self._fields
 
-    def get(self, name: str) -> str | None:
-        """The value of the first field called `name` (case-insensitive), or None."""
-        lowered = name.lower()
-        for field_name, value in self.headers:
-            if field_name.lower() == lowered:
-                return value
-        return None
-
 
 class Site:
-    """What the responder keeps between requests: the configuration, the real root and caches."""
+    """What the responder keeps between requests: the configuration, the real root and caches.
+
+    One Site serves every thread of the threaded engine. Cache hits are plain dict lookups
+    (atomic under the GIL, no lock); every mutation of a cache (insert, evict, invalidate, and
+    the small-file byte count) happens under `_lock`, so two threads can never both evict the
+    same key or lose an update of the count.
+    """
 
     def __init__(self, config):
         self.config = config
         self.real_root = os.path.realpath(config.root)
         self.dates = DateCache()
         self.allow_dotfiles = config.dotfiles == "allow"
+        self._lock = threading.Lock()
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
         self._listings: dict[str, tuple[tuple, bytes]] = {}
-        # (target, Accept-Encoding) -> (checks, expires, GET response, HEAD response), where
+        # (URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD response), where
         # checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
         self.cache_control = None
@@ -97,6 +100,10 @@ class Site:
                 self.cache_control += ", immutable"
         elif config.immutable:
             self.cache_control = "public, max-age=31536000, immutable"
+
+    def derived_stat(self, fs_path: str) -> os.stat_result | None:
+        """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it."""
+        return resource.stat_inside(self.real_root, fs_path, self.config.follow_symlinks)
 
     def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
         """The bytes of a small regular file, from memory if its identity is unchanged."""
@@ -123,18 +130,21 @@ class Site:
 
     def _remember_small_file(self, fs_path: str, identity: tuple, data: bytes) -> None:
         """Cache file bytes, evicting the oldest entries beyond the byte budget."""
-        old = self._small_files.pop(fs_path, None)
-        if old is not None:
-            self._small_file_bytes -= len(old[1])
-        while self._small_files and self._small_file_bytes + len(data) > SMALL_FILE_CACHE_BYTES:
-            _, (_, evicted) = _pop_oldest(self._small_files)
-            self._small_file_bytes -= len(evicted)
-        self._small_files[fs_path] = (identity, data)
-        self._small_file_bytes += len(data)
+        with self._lock:
+            old = self._small_files.pop(fs_path, None)
+            if old is not None:
+                self._small_file_bytes -= len(old[1])
+            while self._small_file_bytes + len(data) > SMALL_FILE_CACHE_BYTES:
+                popped = _pop_oldest(self._small_files)
+                if popped is None:
+                    break
+                self._small_file_bytes -= len(popped[1][1])
+            self._small_files[fs_path] = (identity, data)
+            self._small_file_bytes += len(data)
 
     def cached_response(self, request: Request, now: float) -> Response | None:
         """A cached answer for a plain GET/HEAD of a small file, if still valid."""
-        key = (request.target, request.fields.get("accept-encoding"))
+        key = _fast_key(request)
         entry = self._fast.get(key)
         if entry is None:
             return None
@@ -149,18 +159,25 @@ class Site:
                     break
             else:
                 return head_response if request.method == "HEAD" else get_response
-        del self._fast[key]
+        with self._lock:
+            if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
+                del self._fast[key]
         return None
 
     def remember_response(self, request: Request, now: float, checks: tuple,
                           response: Response) -> None:
         """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests."""
-        if len(self._fast) >= FAST_PATH_ENTRIES:
-            _pop_oldest(self._fast)
+        key = _fast_key(request)
+        if key is None:
+            return
         head_response = Response(200, response.headers, [], 0)
         get_response = Response(200, response.headers, response.segments, response.body_length)
-        key = (request.target, request.fields.get("accept-encoding"))
-        self._fast[key] = (checks, now + FAST_PATH_TTL, get_response, head_response)
+        entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
+        with self._lock:
+            while key not in self._fast and len(self._fast) >= FAST_PATH_ENTRIES:
+                if _pop_oldest(self._fast) is None:
+                    break
+            self._fast[key] = entry
 
     def listing(self, fs_dir: str, st: os.stat_result, url_path: str) -> bytes:
         """The HTML listing of a directory, rebuilt only when the directory changed."""
@@ -171,16 +188,37 @@ class Site:
         body = resource.listing_html(self.real_root, fs_dir, url_path,
                                      allow_dotfiles=self.allow_dotfiles,
                                      follow_symlinks=self.config.follow_symlinks)
-        if len(self._listings) >= LISTING_CACHE_ENTRIES:
-            _pop_oldest(self._listings)
-        self._listings[fs_dir] = (identity, body)
+        with self._lock:
+            while fs_dir not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
+                if _pop_oldest(self._listings) is None:
+                    break
+            self._listings[fs_dir] = (identity, body)
         return body
 
 
+def _fast_key(request: Request) -> tuple | None:
+    """The fast-path cache key: the URL path *without* the query, and Accept-Encoding.
+
+    The responder ignores the query, so keying on the whole target would let `/f.js?v=0`,
+    `?v=1`, ... each fill an entry with the same answer. None for targets that name no path.
+    """
+    split = resource.split_target(request.target)
+    if split is None:
+        return None
+    return split[0], request.fields.get("accept-encoding")
+
+
 def _pop_oldest(cache: dict):
-    """Remove and return the first-inserted (key, value) of a dict."""
-    key = next(iter(cache))
-    return key, cache.pop(key)
+    """Remove and return the first-inserted (key, value) of a dict; None if there is none.
+
+    Callers hold the Site lock; even so, an empty dict or a key gone meanwhile is not an error.
+    """
+    try:
+        key = next(iter(cache))
+    except (StopIteration, RuntimeError):  # RuntimeError: the dict changed while iterating
+        return None
+    value = cache.pop(key, None)
+    return None if value is None else (key, value)
 
 
 def _identity(st: os.stat_result) -> tuple:
@@ -237,11 +275,8 @@ def respond(request: Request, site: Site, now: float) -> Response:
         return error_response(301, head_only=head_only, extra=[("Location", found.location)])
     if found.is_dir:
         index = os.path.join(found.fs_path, "index.html")
-        try:
-            index_st = os.stat(index)
-        except OSError:
-            index_st = None
-        if index_st is not None and stat.S_ISREG(index_st.st_mode):
+        index_st = site.derived_stat(index)
+        if index_st is not None:
             return _serve_file(request, site, index, index_st, now if plain else None)
         if not site.config.listing:
             return _not_found(request, site, path)
@@ -293,39 +328,32 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
         last = path.rstrip("/").rsplit("/", 1)[-1]
         if "." not in last:
             index = os.path.join(root, "index.html")
-            try:
-                index_st = os.stat(index)
-            except OSError:
-                index_st = None
-            if index_st is not None and stat.S_ISREG(index_st.st_mode):
+            index_st = site.derived_stat(index)
+            if index_st is not None:
                 return _serve_file(request, site, index, index_st)
     custom = os.path.join(root, "404.html")
-    try:
-        custom_st = os.stat(custom)
-    except OSError:
-        custom_st = None
-    if custom_st is not None and stat.S_ISREG(custom_st.st_mode):
+    custom_st = site.derived_stat(custom)
+    if custom_st is not None:
         body = site.small_file(custom, custom_st)
         if body is not None:
             return _bytes_response(404, "text/html; charset=utf-8", body, head_only, _cors(site))
     return error_response(404, head_only=head_only, extra=_cors(site))
 
 
-def _choose_encoding(request: Request, fs_path: str, st: os.stat_result):
+def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_result):
     """Pick a precompressed sibling the client accepts: (coding, path, stat) or None.
 
     Also reports whether any sibling exists, since then every response varies on
-    Accept-Encoding (as nginx gzip_static and Caddy's precompressed do).
+    Accept-Encoding (as nginx gzip_static and Caddy's precompressed do). A sibling that is not
+    a regular file inside the root (a symlink out of it, without --follow-symlinks) does not
+    exist for us.
     """
     accepted = quality_values(request.fields.get("accept-encoding"))
     has_sibling = False
     chosen = None
     for coding, suffix in resource.PRECOMPRESSED:
-        try:
-            sibling_st = os.stat(fs_path + suffix)
-        except OSError:
-            continue
-        if not stat.S_ISREG(sibling_st.st_mode) or sibling_st.st_mtime_ns < st.st_mtime_ns:
+        sibling_st = site.derived_stat(fs_path + suffix)
+        if sibling_st is None or sibling_st.st_mtime_ns < st.st_mtime_ns:
             continue  # an older sibling is stale: never serve it
         has_sibling = True
         q = accepted.get(coding, accepted.get("*", 0.0))
@@ -396,7 +424,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     With `cache_now` (a plain GET/HEAD), a small file's 200 is remembered for the fast path.
     """
     head_only = request.method == "HEAD"
-    chosen, has_sibling = _choose_encoding(request, fs_path, st)
+    chosen, has_sibling = _choose_encoding(request, site, fs_path, st)
     ctype = resource.content_type(fs_path)
     extra = []
     if chosen is not None:
@@ -415,8 +443,34 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     if data is None:
         opened = resource.open_regular(rep_path)
         if opened is None:
-            return _not_found(request, site, "/")
+            # Gone or unreadable since our stat: a plain 404. Not _not_found(), which under --spa
+            # serves index.html, so an index.html that stats but cannot be opened would recurse
+            # without end, and a file that vanished would turn into the app page with a 200.
+            return error_response(404, head_only=head_only, extra=_cors(site))
         fd, rep_st = opened  # headers describe the file we actually opened
+    # From here the fd is ours until a Response takes it: close it on every other way out,
+    # including an exception raised while evaluating the request's conditionals and ranges.
+    try:
+        response = _file_response(request, site, fs_path, st, rep_path, rep_st, data, fd,
+                                  ctype, extra, cache_now)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+    if fd is not None and response.fd is None:
+        os.close(fd)  # 304, 412 and 416 do not send the file
+    return response
+
+
+def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_result,
+                   rep_path: str, rep_st: os.stat_result, data: bytes | None, fd: int | None,
+                   ctype: str, extra: list, cache_now: float | None) -> Response:
+    """The answer for a representation we hold as `data` or as the open `fd`.
+
+    Never closes `fd`: a response that sends the file carries it, and _serve_file closes it
+    otherwise.
+    """
+    head_only = request.method == "HEAD"
     size = rep_st.st_size
     etag = resource.strong_etag(rep_st)
     last_mod = resource.last_modified(rep_st)
@@ -424,8 +478,6 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
 
     outcome = _preconditions(request, etag, int(rep_st.st_mtime))
     if outcome is not None:
-        if fd is not None:
-            os.close(fd)
         if outcome == 304:
             return Response(304, validators + extra)
         return error_response(412, head_only=head_only)
@@ -437,8 +489,6 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
             _if_range_allows(request, etag, last_mod):
         ranges = resource.parse_range(range_header, size, MAX_RANGES)
     if ranges == []:
-        if fd is not None:
-            os.close(fd)
         # The 416 body is our own HTML page, not the encoded file: it must not claim the coding.
         plain = [item for item in extra if item[0] != "Content-Encoding"]
         return error_response(416, extra=[("Content-Range", f"bytes */{size}")] + plain)
