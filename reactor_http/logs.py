@@ -1,27 +1,41 @@
 """Access lines (Common Log Format) and the original's dated connection log, buffered.
 
-Nothing here waits on the disk per request: lines go into a list, and `flush()` writes them out;
-the reactor calls it on a timer and at exit, the threaded engine from a flusher thread. Bytes that
-came from a client are escaped (control characters, quotes, backslashes, non-ASCII) so a request
-cannot forge log lines or terminal escapes.
+The engines never wait on log output: `access()` and `event()` only append to a list under a lock
+that is never held during I/O. A background writer thread owned by the sink (`start()`, or lazily
+on the first line) swaps the lists out every FLUSH_INTERVAL and writes them, so a stdout that does
+not drain (a paused terminal, `| less`, journald backpressure) stalls that thread only. While it is
+stuck, at most MAX_BUFFERED_LINES wait per log; further lines are dropped and counted, and a note
+saying how many goes out where they are missing once writing resumes. `flush()` (at exit) waits
+for everything to be written, but only for EXIT_FLUSH_TIMEOUT. Bytes that came from a client are
+escaped (control characters, quotes, backslashes, non-ASCII) so a request cannot forge log lines or
+terminal escapes.
 
 With `--access-log FILE` access lines also go to FILE, opened with O_APPEND so several worker
 processes can share it (each flush is one write(2), which O_APPEND positions atomically).
-`request_reopen()` (the SIGUSR1 handler, logrotate's convention) only sets a flag: the next flush
-closes FILE and opens the name again, so a handler never waits for the lock a flush holds.
+`request_reopen()` (the SIGUSR1 handler, logrotate's convention) only sets a flag: the writer's next
+round closes FILE and opens the name again, so a handler never waits for a lock.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import select
 import sys
 import threading
 import time
 
-# How often buffered lines are written out (seconds).
+# How often the writer thread writes buffered lines out (seconds).
 FLUSH_INTERVAL = 1.0
-# Buffered lines beyond which `write` flushes at once (bounds memory under a flood).
+# Lines each log may hold while waiting for the writer (bounds memory when output is stuck: about
+# 2 MB of access lines); beyond it lines are dropped and counted.
 MAX_BUFFERED_LINES = 10_000
+# Buffered lines at which the writer is woken before its interval (a flood: keep batches moderate
+# and the buffer far from the drop limit).
+WAKE_LINES = MAX_BUFFERED_LINES // 4
+# How long `flush()` waits for the writer by default (seconds): at exit, a stdout that never drains
+# must not hang the shutdown; what is still unwritten then is lost.
+EXIT_FLUSH_TIMEOUT = 3.0
 _ESCAPES = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7f, 0x100))}
 _ESCAPES[ord('"')] = '\\"'
 _ESCAPES[ord("\\")] = "\\\\"
@@ -40,7 +54,8 @@ def connection_log_name(epoch_seconds: float) -> str:
 
 
 class LogSink:
-    """Buffers access lines (stdout) and connection-log lines (daily files) until `flush`."""
+    """Buffers access lines (stdout, --access-log) and connection-log lines (daily files); a
+    background writer thread writes them out (see the module docstring)."""
 
     def __init__(self, *, access: bool = True, log_dir: str | None = None,
                  stream=None, name: str = "reactor_http", access_file: str | None = None):
@@ -52,23 +67,56 @@ class LogSink:
         self.log_dir = log_dir
         self.connection_enabled = log_dir is not None
         self.stream = stream if stream is not None else sys.stdout
+        # The real stdout is written with os.write on its descriptor: a writer stuck in a write
+        # then holds no lock of sys.stdout's, which interpreter exit would wait for (and abort).
+        self._stream_fd = _stdout_fd(self.stream) if stream is None else -1
         self.name = name
         self._access: list[str] = []
         self._connection: list[tuple[float, str]] = []
+        # Lines dropped because the buffer was full; reported by the next write.
+        self.dropped_access = 0
+        self.dropped_connection = 0
+        # Guards the buffers and counters only: held for an append or a swap, never during I/O.
         self._lock = threading.Lock()
+        # Serializes writers (the writer thread; a flush without one): files, fds, reopening.
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._writer_pid = 0
+        # Flush requests handed to the writer, and the last one it has completed.
+        self._done = threading.Condition(threading.Lock())
+        self._requested = 0
+        self._completed = 0
+        self._rounds = 0
+        self._stalled_round = -1  # writer round a timed-out flush saw: do not wait on it twice
         self._clf_second = -1
         self._clf_time = ""
-        self.last_flush = time.monotonic()
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)
         if access_file is not None:
             self._access_fd = open_access_file(access_file)
 
+    def start(self) -> None:
+        """Start the writer thread (daemon) if it is not running in this process; idempotent."""
+        with self._done:
+            if self._writer is not None and self._writer_pid == os.getpid():
+                return
+            if self._stream_fd >= 0:
+                try:
+                    self.stream.flush()  # the banner, before anything goes to the descriptor
+                except (OSError, ValueError):
+                    pass
+            self._writer_pid = os.getpid()
+            self._writer = threading.Thread(target=self._writer_loop, name="log-writer",
+                                            daemon=True)
+            self._writer.start()
+
     def request_reopen(self) -> None:
-        """Ask the next flush to reopen the log files (async-signal-safe: sets a flag only)."""
+        """Ask the writer's next round to reopen the log files (async-signal-safe: sets a flag
+        only; waking the writer would take a lock the interrupted code may hold)."""
         self.reopen_requested = True
 
-    def _reopen_locked(self) -> None:
+    def _reopen(self) -> None:
         """Close and reopen --access-log by name (logrotate has renamed the old file)."""
         self.reopen_requested = False
         if self.access_file is not None:
@@ -80,10 +128,11 @@ class LogSink:
             else:
                 os.close(self._access_fd)
                 self._access_fd = fd
-        # The connection log is opened by name at every flush, so it follows a rename by itself.
+        # The connection log is opened by name at every write, so it follows a rename by itself.
         if self.log_dir is not None:
-            self._connection.append((time.time(), f"Reopened log files (SIGUSR1, pid "
-                                                  f"{os.getpid()})"))
+            with self._lock:
+                self._connection.append((time.time(), f"Reopened log files (SIGUSR1, pid "
+                                                      f"{os.getpid()})"))
 
     def _clf_timestamp(self, now: float) -> str:
         """[day/Mon/year:HH:MM:SS +0000], formatted once per second."""
@@ -96,68 +145,135 @@ class LogSink:
         return self._clf_time
 
     def access(self, peer: str, request_line: str, status: int, body_bytes: int) -> None:
-        """Record one request in Common Log Format."""
+        """Record one request in Common Log Format (never waits for output)."""
         if not self.access_enabled:
             return
         line = (f'{peer} - - {self._clf_timestamp(time.time())} "{escape(request_line)}" '
                 f'{status} {body_bytes if body_bytes else "-"}\n')
+        if self._writer is None:
+            self.start()
         with self._lock:
+            pending = len(self._access)
+            if pending >= MAX_BUFFERED_LINES:
+                self.dropped_access += 1
+                return
             self._access.append(line)
-            if len(self._access) > MAX_BUFFERED_LINES:
-                self._flush_locked()
+        if pending == WAKE_LINES:
+            self._wake.set()
 
     def event(self, message: str) -> None:
-        """Record one line in the dated connection log (if --log-dir was given)."""
+        """Record one line in the dated connection log, if --log-dir was given (never waits)."""
         if self.log_dir is None:
             return
+        if self._writer is None:
+            self.start()
         with self._lock:
+            pending = len(self._connection)
+            if pending >= MAX_BUFFERED_LINES:
+                self.dropped_connection += 1
+                return
             self._connection.append((time.time(), message))
-            if len(self._connection) > MAX_BUFFERED_LINES:
-                self._flush_locked()
+        if pending == WAKE_LINES:
+            self._wake.set()
 
-    def flush(self) -> None:
-        """Write everything buffered."""
-        with self._lock:
-            self._flush_locked()
+    def flush(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> bool:
+        """Have the writer write everything recorded so far; wait at most `timeout` seconds.
 
-    def _flush_locked(self) -> None:
-        self.last_flush = time.monotonic()
-        if self.reopen_requested:
-            self._reopen_locked()
-        if self._access:
-            text = "".join(self._access)
-            self._access.clear()
-            if self.access_stdout:
-                try:
+        True once written. False if the writer is stuck (the lines stay buffered for it); a
+        later flush then returns at once while the writer is still stuck in the same write, so
+        the engine's and the server's flushes at exit do not each wait out the timeout.
+        """
+        self.start()
+        with self._done:
+            if self._stalled_round == self._rounds and self._completed < self._requested:
+                return False
+            self._requested += 1
+            target = self._requested
+            self._wake.set()
+            if self._done.wait_for(lambda: self._completed >= target, timeout):
+                return True
+            self._stalled_round = self._rounds
+            return False
+
+    def _writer_loop(self) -> None:
+        """The writer thread: every FLUSH_INTERVAL, or when woken, write what is buffered."""
+        while True:
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()  # before reading the target: a later request wakes us again
+            with self._done:
+                target = self._requested
+            try:
+                self.write_pending()
+            except Exception as exc:  # the writer must outlive any one bad write
+                print(f"reactor_http: log writer error: {exc!r}", file=sys.stderr)
+            with self._done:
+                self._rounds += 1
+                self._completed = max(self._completed, target)
+                self._done.notify_all()
+
+    def write_pending(self) -> None:
+        """Write out everything buffered, on the calling thread (the writer thread's work)."""
+        with self._write_lock:
+            if self.reopen_requested:
+                self._reopen()
+            with self._lock:  # swap the buffers; write outside the lock
+                access, self._access = self._access, []
+                connection, self._connection = self._connection, []
+                dropped_access, self.dropped_access = self.dropped_access, 0
+                dropped_connection, self.dropped_connection = self.dropped_connection, 0
+            if dropped_access:  # where the lines are missing: after the ones kept
+                access.append(f"{self.name}: {dropped_access} access log lines dropped "
+                              f"(log output was blocked)\n")
+            if dropped_connection:
+                connection.append((time.time(), f"{dropped_connection} connection log lines "
+                                                 f"dropped (log output was blocked)"))
+            if access:
+                self._write_access("".join(access))
+            if connection:
+                self._write_connection(connection)
+
+    def _write_access(self, text: str) -> None:
+        if self.access_stdout:
+            try:
+                if self._stream_fd >= 0:
+                    encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                    _write_all(self._stream_fd, text.encode(encoding, "replace"))
+                else:
                     self.stream.write(text)
                     self.stream.flush()
-                except (OSError, ValueError):
-                    pass  # a closed stdout must not take the server down
-            if self._access_fd >= 0:
-                try:
-                    _write_all(self._access_fd, text.encode("utf-8", "replace"))
-                except OSError as exc:
-                    print(f"reactor_http: cannot write access log: {exc.strerror}",
-                          file=sys.stderr)
-        if self._connection:
-            by_file: dict[str, list[str]] = {}
-            for stamp, message in self._connection:
-                t = time.localtime(stamp)
-                millis = int((stamp % 1) * 1000)
-                line = (f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d},{millis:03d} "
-                        f"{self.name} INFO {message}\n")
-                by_file.setdefault(connection_log_name(stamp), []).append(line)
-            self._connection.clear()
-            for name, lines in by_file.items():
-                try:
-                    with open(os.path.join(self.log_dir, name), "a", encoding="utf-8") as file:
-                        file.writelines(lines)
-                except OSError as exc:
-                    print(f"reactor_http: cannot write connection log: {exc}", file=sys.stderr)
+            except (OSError, ValueError):
+                pass  # a closed stdout must not take the server down
+        if self._access_fd >= 0:
+            try:
+                _write_all(self._access_fd, text.encode("utf-8", "replace"))
+            except OSError as exc:
+                print(f"reactor_http: cannot write access log: {exc.strerror}",
+                      file=sys.stderr)
 
-    def due(self, now_monotonic: float) -> bool:
-        """True when the flush interval has passed."""
-        return now_monotonic - self.last_flush >= FLUSH_INTERVAL
+    def _write_connection(self, entries: list[tuple[float, str]]) -> None:
+        by_file: dict[str, list[str]] = {}
+        for stamp, message in entries:
+            t = time.localtime(stamp)
+            millis = int((stamp % 1) * 1000)
+            line = (f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d},{millis:03d} "
+                    f"{self.name} INFO {message}\n")
+            by_file.setdefault(connection_log_name(stamp), []).append(line)
+        for name, lines in by_file.items():
+            try:
+                with open(os.path.join(self.log_dir, name), "a", encoding="utf-8") as file:
+                    file.writelines(lines)
+            except OSError as exc:
+                print(f"reactor_http: cannot write connection log: {exc}", file=sys.stderr)
+
+
+def _stdout_fd(stream) -> int:
+    """The descriptor behind `stream` if it is the process's stdout, else -1 (use write())."""
+    if stream is not sys.__stdout__:
+        return -1
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return -1
 
 
 def open_access_file(path: str) -> int:
@@ -166,7 +282,11 @@ def open_access_file(path: str) -> int:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    """write(2) until all of `data` is out (a regular file takes it in one call)."""
+    """write(2) until all of `data` is out (a regular file takes it in one call; a pipe someone
+    made non-blocking is waited for, on the writer thread)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [], FLUSH_INTERVAL)

@@ -71,10 +71,6 @@ def encode_fields(headers) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
 
 
-def render_head(status: int, headers) -> bytes:
-    """A whole response head from a status and (name, value) pairs."""
-    return status_line(status) + encode_fields(headers) + b"\r\n"
-
 
 class ResponsePlan:
     """What an engine sends for one request: segments in order, plus what to close afterwards.

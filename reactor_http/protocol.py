@@ -99,6 +99,10 @@ READ_STATES = frozenset({S.IDLE, S.READING_HEAD, S.READING_BODY, S.CLOSING})
 WRITE_STATES = frozenset({S.WRITING_HEAD, S.SENDING_BODY})
 
 CLOSE_FIELDS = b"Connection: close\r\n"
+# Bodies up to this size (bytes) are kept rendered together with their head (Response.wire),
+# so a hit is one send of one object; larger ones are sent as head + body with sendmsg, and
+# are not copied again (a 64 KiB copy per response per second per variant adds up).
+WIRE_CACHE_MAX_BODY = 16 * 1024
 
 # Why a connection ended, as the connection log says it.
 CLOSE_REASONS = {
@@ -285,7 +289,8 @@ class HttpConnection:
                 response = respond(request, self.site, now)
         except Exception as exc:  # a bug in the semantics costs this request a 500, not the loop
             self.internal_error = exc
-            return self._error_plan(500, now, request.request_line)
+            return self._error_plan(500, now, request.request_line,
+                                    head_only=request.method == "HEAD")
         keep_alive = request.keep_alive and not response.close
         plan = self._finish(response, keep_alive, request.request_line, now,
                             Event.RESPONSE_READY)
@@ -295,14 +300,15 @@ class HttpConnection:
         return plan
 
     def _error_plan(self, status: int, now: float, request_line: str,
-                    event: Event = Event.RESPONSE_READY) -> ResponsePlan:
+                    event: Event = Event.RESPONSE_READY, head_only: bool = False) -> ResponsePlan:
         """A protocol error: answer with `status`, then close (framing can no longer be trusted)."""
         if not self.close_reason:
             self.close_reason = "error"
         self.buffer.clear()
         self._discarder = None
         self._pending_request = None
-        return self._finish(error_response(status), False, request_line, now, event)
+        return self._finish(error_response(status, head_only=head_only), False, request_line,
+                            now, event)
 
     def _finish(self, response: Response, keep_alive: bool, request_line: str,
                 now: float, event: Event) -> ResponsePlan:
@@ -317,7 +323,8 @@ class HttpConnection:
         date = self.site.dates.field()
         connection = self.keep_alive_fields if keep_alive else CLOSE_FIELDS
         segments = response.segments
-        if response.fd is None and len(segments) <= 1:
+        if response.fd is None and len(segments) <= 1 and \
+                (not segments or len(segments[0]) <= WIRE_CACHE_MAX_BODY):
             # Head + in-memory body as one bytes object, reused while the Date and Connection
             # fields are the same objects (cached responses are shared, so this is most hits).
             wire = response.wire
@@ -329,10 +336,7 @@ class HttpConnection:
         else:
             head = b"".join((status_line(response.status), SERVER_FIELD, date,
                              response.fields_bytes(), connection, b"\r\n"))
-            if segments and type(segments[0]) is bytes and len(segments[0]) <= 65536:
-                segments = [head + segments[0]] + segments[1:]  # one send for head + small body
-            else:
-                segments = [head] + segments
+            segments = [head] + segments  # a larger body goes out with the head in one sendmsg
         self._move(event)
         plan = self.exchange = ResponsePlan(response.status, segments, response.body_length,
                                             keep_alive, response.fd, request_line)
@@ -344,7 +348,9 @@ class HttpConnection:
             self.stats.timed_out(self.state)
         if self.state in (ConnState.READING_HEAD, ConnState.READING_BODY):
             self.close_reason = "timeout"
-            return self._error_plan(408, now, "-", Event.TIMEOUT)
+            pending = self._pending_request
+            return self._error_plan(408, now, pending.request_line if pending else "-",
+                                    Event.TIMEOUT)
         if not self.close_reason:
             self.close_reason = {ConnState.IDLE: "idle", ConnState.CLOSING: "close",
                                  ConnState.HANDSHAKING: "handshake"}.get(self.state, "send")

@@ -37,7 +37,7 @@ ACCEPT_PAUSE = 0.5
 LINGER_TIMEOUT = 2.0
 # Bytes we read and drop while lingering before giving up on a chatty peer.
 LINGER_MAX_BYTES = 256 * 1024
-# Longest select() wait (seconds): the log flush interval.
+# Longest select() wait (seconds): the loop re-checks its flags at least this often.
 MAX_WAIT = 1.0
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
@@ -109,7 +109,7 @@ class Reactor:
         self.conns: set[Conn] = set()
         self.listening = False
         self.accept_paused_until = 0.0
-        self.emfile_logged = False
+        self.emfile_logged = False  # an accept error was logged; quiet until an accept succeeds
         self.stop_requested = False
         self.stopping = False
         self.drain_deadline = 0.0
@@ -126,6 +126,10 @@ class Reactor:
         }
         self.queues = list({id(q): q for q in self.queue_for.values()}.values())
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+        # Non-blocking from the start: request_stop() may come from any thread, with or
+        # without signal handlers, and draining the wakeup bytes must never block the loop.
+        self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
 
     def _connection_states(self):
         """The state of every live connection (for the status page, on demand only)."""
@@ -135,8 +139,6 @@ class Reactor:
 
     def install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM request a graceful stop; the wakeup socket interrupts select()."""
-        self._wakeup_r.setblocking(False)
-        self._wakeup_w.setblocking(False)
         signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
@@ -157,6 +159,7 @@ class Reactor:
         for listener in self.listeners:
             listener.sock.setblocking(False)
         self.selector.register(self._wakeup_r, READ, None)
+        self.logs.start()  # log output is written on the sink's thread, never on this one
         self._resume_accepting()
         try:
             while True:
@@ -179,7 +182,7 @@ class Reactor:
         return 0
 
     def _loop_once(self, now: float) -> None:
-        """One select() and everything it woke, then timers and logs."""
+        """One select() and everything it woke, then timers."""
         events = self.selector.select(self._wait_time(now))
         now = time.monotonic()
         for key, mask in events:
@@ -198,11 +201,9 @@ class Reactor:
         if not self.listening and not self.stopping and now >= self.accept_paused_until and \
                 len(self.conns) < self.config.max_connections:
             self._resume_accepting()
-        if self.logs.due(now):
-            self.logs.flush()
 
     def _wait_time(self, now: float) -> float:
-        """Seconds until the nearest deadline, capped by the log flush interval."""
+        """Seconds until the nearest deadline, capped by MAX_WAIT."""
         wait = MAX_WAIT
         for queue in self.queues:
             deadline = queue.next_deadline()
@@ -286,9 +287,13 @@ class Reactor:
                     self._pause_accepting()
                     self.accept_paused_until = now + ACCEPT_PAUSE
                     return
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
-                    continue
-                raise
+                # Anything else is the pending network error of one connection, which accept(2)
+                # passes through; its man page says to treat those like EAGAIN: skip it.
+                if exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM) and \
+                        not self.emfile_logged:
+                    log.warning("accept failed (%s); skipping that connection", exc.strerror)
+                    self.emfile_logged = True
+                continue
             self.emfile_logged = False
             sock.setblocking(False)
             try:
@@ -403,24 +408,8 @@ class Reactor:
                     self._log_internal_error(conn)
                 if plan is None:
                     return
-                segments = plan.segments
-                if len(segments) == 1:
-                    # Head and in-memory body in one bytes object (most responses): one send,
-                    # and a cursor only if the kernel did not take it all.
-                    data = segments[0]
-                    try:
-                        sent = sock.send(data)
-                    except sending.WOULD_BLOCK:
-                        sent = 0
-                    if sent == len(data):
-                        self._complete(conn, plan)
-                        if proto.state is not ConnState.READING_HEAD:
-                            return
-                        continue
-                    conn.plan = plan
-                    conn.cursor = cursor = sending.Cursor()
-                    cursor.offset = cursor.sent = sent
-                    return
+                # The connection owns the plan (and any file it holds) before the first send,
+                # so an error in that send still closes the file with the connection.
                 conn.plan = plan
                 conn.cursor = sending.Cursor()
             done = sending.send_available(sock, plan, conn.cursor, tls=conn.tls)
@@ -461,17 +450,15 @@ class Reactor:
             self._close(conn, conn.proto.close_reason)
             return
         queue = self.queue_for[state]
-        # A new state or a new request starts its timer afresh. Within one state: the header
-        # timer runs from a request's first byte and the linger timer from our close, so more
-        # bytes never extend them; the send timer restarts only when bytes actually went out.
-        if queue is not conn.queue or state is not start_state or \
-                conn.proto.requests_served != start_served:
+        # A new kind of wait or a new request starts its timer afresh. Otherwise: the header
+        # timer runs from a request's first byte to the end of its body (as in the threaded
+        # engine) and the linger timer from our close, so trickled bytes never extend them;
+        # the send timer restarts only when bytes actually went out.
+        if queue is not conn.queue or conn.proto.requests_served != start_served:
             self._arm(conn, queue, now)
         elif state in WRITE_STATES:
             if conn.cursor is not None and conn.cursor.sent != start_sent:
                 self._arm(conn, queue, now)
-        elif state is ConnState.READING_BODY or state is ConnState.IDLE:
-            self._arm(conn, queue, now)
         if state is ConnState.HANDSHAKING:
             mask = WRITE if conn.want_write else READ
         else:

@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 
-from .messages import FileRegion, ResponsePlan
+from .messages import ResponsePlan
 
 # Bytes one sendfile call may move; the kernel stops earlier when the socket buffer is full.
 SENDFILE_CHUNK = 1 << 20
@@ -79,10 +79,22 @@ def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
         try:
             if type(segment) is bytes:
                 view = segment if cursor.offset == 0 else memoryview(segment)[cursor.offset:]
+                following = cursor.index + 1
                 if tls:
                     sent = sock.send(view)  # SSLSocket.send takes no flags
+                elif following < count and type(segments[following]) is bytes:
+                    # Head and a larger in-memory body: one sendmsg, no concatenation copy.
+                    buffers = [view]
+                    while following < count and type(segments[following]) is bytes:
+                        buffers.append(segments[following])
+                        following += 1
+                    sent = sock.sendmsg(buffers, (), _MSG_MORE if following < count else 0)
+                    cursor.sent += sent
+                    budget -= sent
+                    _skip(cursor, segments, sent)
+                    continue
                 else:
-                    sent = sock.send(view, _MSG_MORE if cursor.index + 1 < count else 0)
+                    sent = sock.send(view, _MSG_MORE if following < count else 0)
                 remaining = len(segment) - cursor.offset
             elif tls:
                 remaining = segment.count - cursor.offset
@@ -109,10 +121,16 @@ def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
     return True
 
 
-def head_is_out(plan: ResponsePlan, cursor: Cursor) -> bool:
-    """True once every leading bytes segment is sent and a file region is next."""
-    return cursor.index < len(plan.segments) and \
-        isinstance(plan.segments[cursor.index], FileRegion)
+def _skip(cursor: Cursor, segments: list, sent: int) -> None:
+    """Move the cursor past `sent` bytes of consecutive bytes segments."""
+    while sent:
+        left = len(segments[cursor.index]) - cursor.offset
+        if sent < left:
+            cursor.offset += sent
+            return
+        sent -= left
+        cursor.index += 1
+        cursor.offset = 0
 
 
 def send_blocking(sock: socket.socket, plan: ResponsePlan, on_head_sent=None) -> int:

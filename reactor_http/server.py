@@ -133,7 +133,7 @@ def serve(config, *, banner=None, listener: socket.socket | None = None, ready=N
     # Handlers first: once the banner says we serve, a SIGTERM must mean a graceful stop.
     if threading.current_thread() is threading.main_thread():
         engine.install_signal_handlers()
-        # logrotate's convention: SIGUSR1 reopens the log files (at the next flush).
+        # logrotate's convention: SIGUSR1 reopens the log files (the log writer's next round).
         signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
     text = f"Serving {site.real_root} at {url} (mode: {config.mode}); press Ctrl+C to stop"
     if banner is not None:

@@ -17,7 +17,7 @@ import time
 import traceback
 
 from . import sending
-from .logs import FLUSH_INTERVAL, escape
+from .logs import escape
 from .parser import Limits
 from .protocol import ConnState, HeadParser, HttpConnection
 from .stats import LockedStats
@@ -67,8 +67,7 @@ class ThreadedServer:
 
     def run(self) -> int:
         """Accept until stopped, then drain; return the exit status."""
-        flusher = threading.Thread(target=self._flush_loop, name="log-flusher", daemon=True)
-        flusher.start()
+        self.logs.start()  # the sink's writer thread writes the logs out
         waiter = selectors.DefaultSelector()
         for listener in self.listeners:
             listener.sock.setblocking(False)
@@ -80,7 +79,7 @@ class ThreadedServer:
                 if not self._accept_one(waiter):
                     self.slots.release()
         finally:
-            self.stop_event.set()  # connection threads and the flusher see it from here on
+            self.stop_event.set()  # connection threads see it from here on
             waiter.close()
             for listener in self.listeners:
                 listener.sock.close()
@@ -109,26 +108,25 @@ class ThreadedServer:
             return True
         return False
 
-    def _flush_loop(self) -> None:
-        while not self.stop_event.wait(FLUSH_INTERVAL):
-            self.logs.flush()
-
     def _drain(self) -> None:
-        """Stop: wake idle connections so they close, let in-flight ones finish within the bound."""
+        """Stop: wake idle keep-alive connections so they close; the rest finish within the bound.
+
+        A fresh connection (nothing served yet) is not idle: its request is on its way, and it
+        is answered with Connection: close. Only the read side is shut, so a request that raced
+        in after the state was read still gets its response written.
+        """
         self.logs.event("Stopping: no longer accepting connections")
         deadline = time.monotonic() + self.config.drain_timeout
         with self.active_lock:
-            for sock, proto in self.active.items():
+            for proto in self.active.values():
                 proto.draining = True
-                if proto.state is ConnState.IDLE:
-                    _shutdown_quietly(sock, socket.SHUT_RDWR)
         while time.monotonic() < deadline:
             with self.active_lock:
                 if not self.active:
                     return
                 for sock, proto in self.active.items():
-                    if proto.state is ConnState.IDLE:
-                        _shutdown_quietly(sock, socket.SHUT_RDWR)
+                    if proto.state is ConnState.IDLE and proto.requests_served:
+                        _shutdown_quietly(sock, socket.SHUT_RD)
             time.sleep(0.05)
 
     def _serve_connection(self, sock: socket.socket, address, tls=None) -> None:
@@ -177,7 +175,8 @@ class ThreadedServer:
         config = self.config
         head_deadline = 0.0
         while True:
-            if self.stop_event.is_set() and proto.state is ConnState.IDLE:
+            if self.stop_event.is_set() and proto.state is ConnState.IDLE and \
+                    proto.requests_served:
                 proto.abort("stop")
                 return
             # Timers: idle wait, or what is left of the head deadline (slowloris guard).
