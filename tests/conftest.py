@@ -185,6 +185,23 @@ def assert_closed(sock: socket.socket, timeout: float = 5.0, expect_nothing: boo
     return rest
 
 
+def body_of(response) -> bytes:
+    """The body bytes a responder Response would send, file regions read back; closes its fd."""
+    from reactor_http.messages import FileRegion
+    parts = []
+    try:
+        for segment in response.segments:
+            if isinstance(segment, FileRegion):
+                parts.append(os.pread(segment.fd, segment.count, segment.offset))
+            else:
+                parts.append(segment)
+    finally:
+        if response.fd is not None:
+            os.close(response.fd)
+            response.fd = None
+    return b"".join(parts)
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
     """Poll `predicate` until it is true or `timeout` passes; return its last value."""
     deadline = time.monotonic() + timeout

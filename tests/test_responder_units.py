@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+import conftest
+
 from reactor_http import headers, resource, responder
 from reactor_http.config import Config
 from reactor_http.messages import FileRegion
@@ -43,19 +45,8 @@ def field(response, name: str):
 
 
 def body_of(response) -> bytes:
-    """The body bytes a plan would send, reading file regions back; closes the response's fd."""
-    parts = []
-    try:
-        for segment in response.segments:
-            if isinstance(segment, FileRegion):
-                parts.append(os.pread(segment.fd, segment.count, segment.offset))
-            else:
-                parts.append(segment)
-    finally:
-        if response.fd is not None:
-            os.close(response.fd)
-            response.fd = None
-    data = b"".join(parts)
+    """The body bytes a plan would send; checks they match the declared body length."""
+    data = conftest.body_of(response)
     assert len(data) == response.body_length
     return data
 

@@ -16,10 +16,9 @@ import time
 
 import pytest
 
-from conftest import get, wait_for
+from conftest import body_of, get, wait_for
 from reactor_http import headers, parser, resource, responder
 from reactor_http.config import Config
-from reactor_http.messages import FileRegion
 from reactor_http.parser import parse_head
 
 HUGE = "9" * 5000  # longer than Python's int max str digits (4,300)
@@ -41,22 +40,6 @@ def make_site(root, **options):
 
 def respond(site, *args, **kwargs):
     return responder.respond(request(*args, **kwargs), site, time.monotonic())
-
-
-def body_of(response) -> bytes:
-    """The body bytes a plan would send; closes the response's descriptor."""
-    parts = []
-    try:
-        for segment in response.segments:
-            if isinstance(segment, FileRegion):
-                parts.append(os.pread(segment.fd, segment.count, segment.offset))
-            else:
-                parts.append(segment)
-    finally:
-        if response.fd is not None:
-            os.close(response.fd)
-            response.fd = None
-    return b"".join(parts)
 
 
 def field(response, name: str):
