@@ -32,6 +32,11 @@ RECV_SIZE = 65536
 ACCEPT_BATCH = 64
 # After EMFILE/ENFILE on accept, stop accepting this long (seconds) instead of spinning.
 ACCEPT_PAUSE = 0.5
+# accept() errors that belong to one connection only: accept(2) passes a new connection's
+# pending network error through and says to treat it like EAGAIN, so we skip that connection.
+CONNECTION_ACCEPT_ERRORS = frozenset({
+    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
+    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
 # After our last response, wait this long (seconds) for the peer to close before we do, so it
 # reads our answer instead of a reset (the "lingering close" of Apache and nginx).
 LINGER_TIMEOUT = 2.0
@@ -109,7 +114,9 @@ class Reactor:
         self.conns: set[Conn] = set()
         self.listening = False
         self.accept_paused_until = 0.0
-        self.emfile_logged = False  # an accept error was logged; quiet until an accept succeeds
+        # An accept error was logged; quiet until an accept succeeds.
+        self.emfile_logged = False
+        self.accept_error_logged = False
         self.stop_requested = False
         self.stopping = False
         self.drain_deadline = 0.0
@@ -287,14 +294,17 @@ class Reactor:
                     self._pause_accepting()
                     self.accept_paused_until = now + ACCEPT_PAUSE
                     return
-                # Anything else is the pending network error of one connection, which accept(2)
-                # passes through; its man page says to treat those like EAGAIN: skip it.
-                if exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM) and \
-                        not self.emfile_logged:
-                    log.warning("accept failed (%s); skipping that connection", exc.strerror)
-                    self.emfile_logged = True
-                continue
-            self.emfile_logged = False
+                if exc.errno in CONNECTION_ACCEPT_ERRORS:
+                    continue  # one connection's error, which accept(2) says to treat as EAGAIN
+                # Anything else may repeat on every call (EINVAL, EBADF): pause, never spin.
+                if not self.accept_error_logged:
+                    log.warning("accept failed (%s): pausing accepts for %.1f s",
+                                exc.strerror, ACCEPT_PAUSE)
+                    self.accept_error_logged = True
+                self._pause_accepting()
+                self.accept_paused_until = now + ACCEPT_PAUSE
+                return
+            self.emfile_logged = self.accept_error_logged = False
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -454,7 +464,8 @@ class Reactor:
         # timer runs from a request's first byte to the end of its body (as in the threaded
         # engine) and the linger timer from our close, so trickled bytes never extend them;
         # the send timer restarts only when bytes actually went out.
-        if queue is not conn.queue or conn.proto.requests_served != start_served:
+        if queue is not conn.queue or conn.proto.requests_served != start_served or \
+                (start_state is ConnState.HANDSHAKING and state is not start_state):
             self._arm(conn, queue, now)
         elif state in WRITE_STATES:
             if conn.cursor is not None and conn.cursor.sent != start_sent:

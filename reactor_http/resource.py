@@ -44,8 +44,8 @@ _TEXTUAL_TYPES = {"application/json", "application/manifest+json", "application/
 # Precompressed siblings we look for, in our order of preference: (coding, suffix).
 PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
 # Range positions with more digits than this (after leading zeros) are past the end of any file
-# (10**18 bytes is about 888 PiB) and are never converted with int(); see parse_range.
-MAX_POSITION_DIGITS = 18
+# (st_size is at most 2**63 - 1, which has 19 digits) and are never converted with int().
+MAX_POSITION_DIGITS = 19
 # Directory names that are dotfiles but public by convention (RFC 8615).
 _PUBLIC_DOT_NAMES = {".well-known"}
 

@@ -137,11 +137,16 @@ def send_blocking(sock: socket.socket, plan: ResponsePlan, on_head_sent=None) ->
     """Send a whole plan on a blocking socket (with a timeout); return the bytes sent."""
     total = 0
     head_reported = False
+    pending: list[bytes] = []  # consecutive bytes segments go out in one sendall
     for segment in plan.segments:
         if type(segment) is bytes:
-            sock.sendall(segment)
-            total += len(segment)
+            pending.append(segment)
             continue
+        if pending:
+            data = b"".join(pending)
+            pending.clear()
+            sock.sendall(data)
+            total += len(data)
         if not head_reported and on_head_sent is not None:
             on_head_sent()
             head_reported = True
@@ -150,4 +155,8 @@ def send_blocking(sock: socket.socket, plan: ResponsePlan, on_head_sent=None) ->
         total += sent
         if sent < segment.count:
             raise FileShrank(f"file ended {segment.count - sent} bytes early")
+    if pending:
+        data = b"".join(pending)
+        sock.sendall(data)
+        total += len(data)
     return total

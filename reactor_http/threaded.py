@@ -251,7 +251,12 @@ class ThreadedServer:
 
 
 def _shutdown_quietly(sock: socket.socket, how: int) -> None:
+    """shutdown(2) on the raw socket, ignoring errors.
+
+    The base-class method on purpose: SSLSocket.shutdown() also drops the TLS state, after
+    which a response written by the connection's thread would go out in clear text.
+    """
     try:
-        sock.shutdown(how)
+        socket.socket.shutdown(sock, how)
     except OSError:
         pass

@@ -163,3 +163,52 @@ def test_a_500_to_head_has_no_body(monkeypatch, site_copy):
     head, _, body = wire.partition(b"\r\n\r\n")
     assert body == b""
     assert b"Content-Length: " in head
+
+
+def test_a_persistent_accept_error_pauses_accepting_instead_of_spinning(site_copy):
+    # An error that repeats on every accept() (EINVAL on a listener shut down elsewhere, EBADF)
+    # was skipped and retried ACCEPT_BATCH times per loop turn, forever: a spinning loop.
+    from reactor_http.config import Config
+    from reactor_http.logs import LogSink
+    from reactor_http.reactor import Listener, Reactor
+    from reactor_http.responder import Site
+
+    class BrokenListener:
+        def __init__(self):
+            self.calls = 0
+
+        def accept(self):
+            self.calls += 1
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+    config = Config(root=str(site_copy), port=0, quiet=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    reactor = Reactor(config, Site(config), LogSink(access=False), listener)
+    try:
+        broken = BrokenListener()
+        reactor._accept(Listener(broken), 100.0)
+        assert broken.calls == 1
+        assert reactor.accept_paused_until > 100.0
+    finally:
+        reactor.selector.close()
+        listener.close()
+
+
+def test_send_blocking_sends_a_head_and_body_in_one_call():
+    # The threaded engine sent a 16-64 KiB in-memory body as two sends (head, then body).
+    from reactor_http import sending
+    from reactor_http.messages import ResponsePlan
+
+    class RecordingSocket:
+        def __init__(self):
+            self.calls = []
+
+        def sendall(self, data):
+            self.calls.append(bytes(data))
+
+    sock = RecordingSocket()
+    plan = ResponsePlan(200, [b"HEAD\r\n\r\n", b"x" * 40000], 40000, True)
+    assert sending.send_blocking(sock, plan) == 40008
+    assert sock.calls == [b"HEAD\r\n\r\n" + b"x" * 40000]

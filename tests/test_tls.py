@@ -159,3 +159,31 @@ def test_missing_certificate_is_a_one_line_error(site_copy, tmp_path):
         capture_output=True, text=True, timeout=20, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_draining_a_tls_connection_keeps_it_encrypted(certificate):
+    # SSLSocket.shutdown() drops the TLS state, so a response written after the threaded
+    # engine's drain shut the read side went out in clear text. The drain must shut only the
+    # raw socket's read side and leave TLS in place.
+    from reactor_http.threaded import _shutdown_quietly
+    cert, key = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(str(cert), str(key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    result = {}
+
+    def client():
+        with tls_connect(port, cert) as sock:
+            result["data"] = sock.recv(100)
+
+    import threading
+    thread = threading.Thread(target=client)
+    thread.start()
+    raw, _ = listener.accept()
+    with server_context.wrap_socket(raw, server_side=True) as tls:
+        _shutdown_quietly(tls, socket.SHUT_RD)
+        tls.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+    thread.join(10)
+    listener.close()
+    assert result["data"] == b"HTTP/1.1 200 OK\r\n\r\n"
