@@ -30,7 +30,8 @@ log = logging.getLogger("reactor_http")
 RECV_SIZE = 65536
 # Connections accepted per readiness event, so one burst cannot starve established clients.
 ACCEPT_BATCH = 64
-# After EMFILE/ENFILE on accept, stop accepting this long (seconds) instead of spinning.
+# After EMFILE/ENFILE (or any error that may repeat) on accept, stop accepting this long
+# (seconds) instead of spinning.
 ACCEPT_PAUSE = 0.5
 # accept() errors that belong to one connection only: accept(2) passes a new connection's
 # pending network error through and says to treat it like EAGAIN, so we skip that connection.
@@ -115,7 +116,6 @@ class Reactor:
         self.listening = False
         self.accept_paused_until = 0.0
         # An accept error was logged; quiet until an accept succeeds.
-        self.emfile_logged = False
         self.accept_error_logged = False
         self.stop_requested = False
         self.stopping = False
@@ -286,17 +286,10 @@ class Reactor:
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    if not self.emfile_logged:
-                        log.warning("accept failed (%s): pausing accepts for %.1f s",
-                                    exc.strerror, ACCEPT_PAUSE)
-                        self.emfile_logged = True
-                    self._pause_accepting()
-                    self.accept_paused_until = now + ACCEPT_PAUSE
-                    return
                 if exc.errno in CONNECTION_ACCEPT_ERRORS:
                     continue  # one connection's error, which accept(2) says to treat as EAGAIN
-                # Anything else may repeat on every call (EINVAL, EBADF): pause, never spin.
+                # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or an error
+                # that may repeat on every call (EINVAL, EBADF): pause briefly, never spin.
                 if not self.accept_error_logged:
                     log.warning("accept failed (%s): pausing accepts for %.1f s",
                                 exc.strerror, ACCEPT_PAUSE)
@@ -304,7 +297,7 @@ class Reactor:
                 self._pause_accepting()
                 self.accept_paused_until = now + ACCEPT_PAUSE
                 return
-            self.emfile_logged = self.accept_error_logged = False
+            self.accept_error_logged = False
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

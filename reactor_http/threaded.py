@@ -21,7 +21,8 @@ from .logs import escape
 from .parser import Limits
 from .protocol import ConnState, HeadParser, HttpConnection
 from .stats import LockedStats
-from .reactor import LINGER_MAX_BYTES, LINGER_TIMEOUT, RECV_SIZE, as_listeners, format_peer
+from .reactor import (ACCEPT_PAUSE, CONNECTION_ACCEPT_ERRORS, LINGER_MAX_BYTES, LINGER_TIMEOUT,
+                      RECV_SIZE, as_listeners, format_peer)
 
 log = logging.getLogger("reactor_http")
 
@@ -44,6 +45,7 @@ class ThreadedServer:
         # Set by the signal handler, which must take no lock: Event.set() takes one, and a second
         # SIGTERM arriving inside the first handler's set() deadlocked the main thread.
         self.stop_requested = False
+        self.accept_error_logged = False
         self.active: dict[socket.socket, HttpConnection] = {}
         self.active_lock = threading.Lock()
 
@@ -96,10 +98,17 @@ class ThreadedServer:
             except BlockingIOError:
                 continue
             except OSError as exc:
-                if not self.stop_requested:
-                    log.warning("accept failed (%s); retrying shortly", exc.strerror)
-                    self.stop_event.wait(0.5)
+                if self.stop_requested:
+                    return False
+                if exc.errno in CONNECTION_ACCEPT_ERRORS:
+                    continue  # one connection's error, which accept(2) says to treat as EAGAIN
+                if not self.accept_error_logged:  # once, until an accept succeeds again
+                    log.warning("accept failed (%s): pausing accepts for %.1f s",
+                                exc.strerror, ACCEPT_PAUSE)
+                    self.accept_error_logged = True
+                self.stop_event.wait(ACCEPT_PAUSE)
                 return False
+            self.accept_error_logged = False
             sock.setblocking(True)
             thread = threading.Thread(target=self._serve_connection,
                                       args=(sock, address, listener.tls),

@@ -14,6 +14,23 @@ import pytest
 from conftest import MODES, ServerProcess, read_response, wait_for
 
 
+@pytest.fixture
+def bare_reactor(site_copy):
+    """A Reactor over a real listening socket, never run: for calling its handlers directly."""
+    from reactor_http.config import Config
+    from reactor_http.logs import LogSink
+    from reactor_http.reactor import Reactor
+    from reactor_http.responder import Site
+    config = Config(root=str(site_copy), port=0, quiet=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    reactor = Reactor(config, Site(config), LogSink(access=False), listener)
+    yield reactor
+    reactor.selector.close()
+    listener.close()
+
+
 def reset_close(sock: socket.socket) -> None:
     """Close with RST (SO_LINGER 0), as a client that vanishes does."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -114,13 +131,10 @@ def test_request_stop_works_off_the_main_thread(site_copy):
     assert not thread.is_alive()
 
 
-def test_an_unexpected_accept_error_does_not_stop_the_reactor(site_copy):
+def test_an_unexpected_accept_error_does_not_stop_the_reactor(bare_reactor):
     # accept(2) passes pending network errors through (ENETDOWN, EHOSTUNREACH...); its man page
     # says to treat them like EAGAIN. They used to be re-raised and end the loop.
-    from reactor_http.config import Config
-    from reactor_http.logs import LogSink
-    from reactor_http.reactor import Listener, Reactor
-    from reactor_http.responder import Site
+    from reactor_http.reactor import Listener
 
     class FailingSocket:
         def __init__(self):
@@ -132,18 +146,9 @@ def test_an_unexpected_accept_error_does_not_stop_the_reactor(site_copy):
                 raise OSError(errno.ENETDOWN, "Network is down")
             raise BlockingIOError
 
-    config = Config(root=str(site_copy), port=0, quiet=True)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    reactor = Reactor(config, Site(config), LogSink(access=False), listener)
-    try:
-        failing = FailingSocket()
-        reactor._accept(Listener(failing), 0.0)
-        assert failing.calls == 2  # the error was skipped and accepting went on
-    finally:
-        reactor.selector.close()
-        listener.close()
+    failing = FailingSocket()
+    bare_reactor._accept(Listener(failing), 0.0)
+    assert failing.calls == 2  # the error was skipped and accepting went on
 
 
 def test_a_500_to_head_has_no_body(monkeypatch, site_copy):
@@ -165,13 +170,10 @@ def test_a_500_to_head_has_no_body(monkeypatch, site_copy):
     assert b"Content-Length: " in head
 
 
-def test_a_persistent_accept_error_pauses_accepting_instead_of_spinning(site_copy):
+def test_a_persistent_accept_error_pauses_accepting_instead_of_spinning(bare_reactor):
     # An error that repeats on every accept() (EINVAL on a listener shut down elsewhere, EBADF)
     # was skipped and retried ACCEPT_BATCH times per loop turn, forever: a spinning loop.
-    from reactor_http.config import Config
-    from reactor_http.logs import LogSink
-    from reactor_http.reactor import Listener, Reactor
-    from reactor_http.responder import Site
+    from reactor_http.reactor import Listener
 
     class BrokenListener:
         def __init__(self):
@@ -181,19 +183,10 @@ def test_a_persistent_accept_error_pauses_accepting_instead_of_spinning(site_cop
             self.calls += 1
             raise OSError(errno.EINVAL, "Invalid argument")
 
-    config = Config(root=str(site_copy), port=0, quiet=True)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    reactor = Reactor(config, Site(config), LogSink(access=False), listener)
-    try:
-        broken = BrokenListener()
-        reactor._accept(Listener(broken), 100.0)
-        assert broken.calls == 1
-        assert reactor.accept_paused_until > 100.0
-    finally:
-        reactor.selector.close()
-        listener.close()
+    broken = BrokenListener()
+    bare_reactor._accept(Listener(broken), 100.0)
+    assert broken.calls == 1
+    assert bare_reactor.accept_paused_until > 100.0
 
 
 def test_send_blocking_sends_a_head_and_body_in_one_call():
@@ -212,3 +205,61 @@ def test_send_blocking_sends_a_head_and_body_in_one_call():
     plan = ResponsePlan(200, [b"HEAD\r\n\r\n", b"x" * 40000], 40000, True)
     assert sending.send_blocking(sock, plan) == 40008
     assert sock.calls == [b"HEAD\r\n\r\n" + b"x" * 40000]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used."""
+    import os
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_out_of_descriptors_on_accept_logs_once_pauses_and_recovers(site_copy, mode):
+    # Issue 4: EMFILE on accept -> log once, pause accepting briefly, no busy loop, recover
+    # when descriptors free. The server runs with a hard limit of 48 descriptors.
+    import resource as rlimit
+
+    def low_limit():
+        rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (48, 48))
+
+    import subprocess
+    import sys
+    from conftest import REPO, _BANNER
+    import os
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor_http", "--root", str(site_copy), "--port", "0",
+         "--mode", mode, "--quiet", "--keepalive-timeout", "60", "--max-threads", "200"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=low_limit)
+    held = []
+    try:
+        port = int(_BANNER.search(proc.stdout.readline()).group(2))
+        for _ in range(60):  # more connections than the server has descriptors for
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            held.append(sock)
+        time.sleep(1.0)  # the server hits EMFILE and pauses
+        before = cpu_seconds(proc.pid)
+        time.sleep(1.5)
+        used = cpu_seconds(proc.pid) - before
+        assert used < 0.5, f"{used:.2f} CPU seconds in 1.5 s: a busy loop"
+        for sock in held:
+            sock.close()
+        held.clear()
+
+        def answered() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    return read_response(sock, bytearray()).status == 200
+            except OSError:
+                return False
+
+        assert wait_for(answered, timeout=15)
+    finally:
+        for sock in held:
+            sock.close()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    warnings = [line for line in err.decode().splitlines() if "accept failed" in line]
+    assert len(warnings) == 1, warnings
