@@ -12,6 +12,7 @@ at exit, and on SIGTERM/SIGINT).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -177,6 +178,23 @@ def start_all(pool, specs, site, work_dir, server_cpu, meta, log) -> dict:
     return running
 
 
+@contextlib.contextmanager
+def workspace(prefix: str, keep_temp: bool, meta: dict, log):
+    """A temp dir and a ServerPool; on exit every server started is stopped (its exit status
+    recorded in `meta`) and the dir removed unless `keep_temp`."""
+    work_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    pool = servers.ServerPool()
+    try:
+        yield work_dir, pool
+    finally:
+        statuses = pool.close()
+        if keep_temp:
+            log(f"kept {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        meta["server exit statuses"] = ", ".join(f"{k}={v}" for k, v in statuses.items())
+
+
 def _stop_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds through finally: servers get stopped
 
@@ -204,31 +222,23 @@ def main(argv=None) -> int:
         log("locust is not installed: skipping the locust scenario (pip install locust)")
 
     meta = machine_meta(profile, loader, server_cpu, load_cpu, argv)
-    work_dir = Path(tempfile.mkdtemp(prefix="reactor-http-bench-"))
-    pool = servers.ServerPool()
     try:
-        log(f"building the bench site in {work_dir} ...")
-        site = build_site(work_dir, large_size=profile.large_size)
-        running = start_all(pool, specs, site, work_dir / "servers", server_cpu, meta, log)
-        if not running:
-            log("no server started")
-            return 2
-        order = [s.name for s in specs if s.name in running]
-        scenario_list = scenarios.build_scenarios(profile, with_locust=with_locust)
-        plan = scenarios.build_plan(scenario_list, order, profile)
-        log(f"{len(plan)} steps, profile {profile.name}, servers: {', '.join(order)}")
-        ctx = runner.BenchContext(profile, site, load_cpu, loader, work_dir)
-        records = runner.execute(plan, running, ctx)
+        with workspace("reactor-http-bench-", args.keep_temp, meta, log) as (work_dir, pool):
+            log(f"building the bench site in {work_dir} ...")
+            site = build_site(work_dir, large_size=profile.large_size)
+            running = start_all(pool, specs, site, work_dir / "servers", server_cpu, meta, log)
+            if not running:
+                log("no server started")
+                return 2
+            order = [s.name for s in specs if s.name in running]
+            scenario_list = scenarios.build_scenarios(profile, with_locust=with_locust)
+            plan = scenarios.build_plan(scenario_list, order, profile)
+            log(f"{len(plan)} steps, profile {profile.name}, servers: {', '.join(order)}")
+            ctx = runner.BenchContext(profile, site, load_cpu, loader, work_dir)
+            records = runner.execute(plan, running, ctx)
     except KeyboardInterrupt:
         log("\ninterrupted: stopping the servers this bench started")
         return 130
-    finally:
-        statuses = pool.close()
-        if args.keep_temp:
-            log(f"kept {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    meta["server exit statuses"] = ", ".join(f"{k}={v}" for k, v in statuses.items())
 
     summaries = report.summarize(records, scenario_list, order)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -318,38 +316,32 @@ def main(argv=None) -> int:
                          "one shared listening socket (reactor_http uses SO_REUSEPORT only "
                          "with net.ipv4.tcp_migrate_req=1; nginx-2w is set up alike)")
     meta["notes"] = NOTES + meta["notes"]
-    work_dir = Path(tempfile.mkdtemp(prefix="reactor-http-scaling-"))
-    pool = servers.ServerPool()
     try:
-        log(f"building the bench site in {work_dir} ...")
-        site = build_site(work_dir, large_size=profile.large_size)
-        running = cli.start_all(pool, specs, site, work_dir / "servers", None, meta, log)
-        for name, server in list(running.items()):
-            try:
-                wait_for_workers(server, workers[name])
-            except RuntimeError as exc:
-                log(f"dropping {name}: {exc}")
-                meta["notes"].append(f"{name} dropped: {exc}")
-                del running[name]
-        if not running:
-            log("no server started")
-            return 2
-        order = [s.name for s in specs if s.name in running]
-        scenario_list = scenarios.build_scenarios(profile, with_locust=False)
-        plan = scenarios.build_plan(scenario_list, order, profile)
-        log(f"{len(plan)} steps, profile {profile.name}, servers: {', '.join(order)}")
-        ctx = runner.BenchContext(profile, site, None, "wrk", work_dir, wrk_threads=WRK_THREADS)
-        records = execute(plan, running, workers, ctx)
+        with cli.workspace("reactor-http-scaling-", args.keep_temp, meta, log) as \
+                (work_dir, pool):
+            log(f"building the bench site in {work_dir} ...")
+            site = build_site(work_dir, large_size=profile.large_size)
+            running = cli.start_all(pool, specs, site, work_dir / "servers", None, meta, log)
+            for name, server in list(running.items()):
+                try:
+                    wait_for_workers(server, workers[name])
+                except RuntimeError as exc:
+                    log(f"dropping {name}: {exc}")
+                    meta["notes"].append(f"{name} dropped: {exc}")
+                    del running[name]
+            if not running:
+                log("no server started")
+                return 2
+            order = [s.name for s in specs if s.name in running]
+            scenario_list = scenarios.build_scenarios(profile, with_locust=False)
+            plan = scenarios.build_plan(scenario_list, order, profile)
+            log(f"{len(plan)} steps, profile {profile.name}, servers: {', '.join(order)}")
+            ctx = runner.BenchContext(profile, site, None, "wrk", work_dir,
+                                      wrk_threads=WRK_THREADS)
+            records = execute(plan, running, workers, ctx)
     except KeyboardInterrupt:
         log("\ninterrupted: stopping the servers this bench started")
         return 130
-    finally:
-        statuses = pool.close()
-        if args.keep_temp:
-            log(f"kept {work_dir}")
-        else:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    meta["server exit statuses"] = ", ".join(f"{k}={v}" for k, v in statuses.items())
 
     summaries = summarize(records, scenario_list, order, variants)
     args.out.mkdir(parents=True, exist_ok=True)
