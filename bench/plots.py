@@ -45,6 +45,14 @@ def _line_plot(ax, series: dict, xlabel: str, ylabel: str, logx: bool = True):
     ax.legend(fontsize="small")
 
 
+def _save(plt, fig, path: Path) -> bool:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_rps_vs_connections(plt, summaries, path: Path) -> bool:
     series = _series(summaries, "small-keepalive", "rps")
     if not series:
@@ -52,10 +60,7 @@ def plot_rps_vs_connections(plt, summaries, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     _line_plot(ax, series, "keep-alive connections", "requests/s (1 KiB file)")
     ax.set_title("Requests per second vs connections")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def plot_latency(plt, summaries, path: Path) -> bool:
@@ -69,10 +74,7 @@ def plot_latency(plt, summaries, path: Path) -> bool:
     for ax in (left, right):
         ax.set_yscale("log")
     fig.suptitle("Latency, 1 KiB file (wrk)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def plot_idle_rss(plt, summaries, path: Path) -> bool:
@@ -87,10 +89,7 @@ def plot_idle_rss(plt, summaries, path: Path) -> bool:
     if latency:
         _line_plot(right, latency, "idle keep-alive connections", "fresh request (ms, median)")
     right.set_title("A fresh request's latency meanwhile")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def plot_large_mbps(plt, summaries, path: Path) -> bool:
@@ -106,10 +105,7 @@ def plot_large_mbps(plt, summaries, path: Path) -> bool:
     ax.set_ylabel("MB/s")
     ax.set_title(scenario["title"])
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 PLOTS = (
