@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from . import __version__
+from ._version import __version__
 from .config import Config
 from .logs import open_access_file
 from .server import StartupError, serve

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from . import __version__
+from ._version import __version__
 
 SERVER_NAME = f"reactor_http/{__version__}"
 

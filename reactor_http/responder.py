@@ -12,7 +12,7 @@ import os
 import threading
 import urllib.parse
 
-from . import resource
+from . import filesystem
 from .headers import DateCache, comma_list, parse_http_date, quality_values
 from .messages import REASONS, FileRegion, Request, encode_fields
 
@@ -27,7 +27,7 @@ SMALL_FILE_MAX = 64 * 1024
 SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
 # Directory listings kept in memory (entries), refreshed when the folder's mtime changes.
 LISTING_CACHE_ENTRIES = 256
-# At most this many parts in a multipart/byteranges answer (see resource.parse_range).
+# At most this many parts in a multipart/byteranges answer (see filesystem.parse_range).
 MAX_RANGES = 16
 # A cached small-file response is re-validated by one os.stat per request, and rebuilt from
 # scratch after this long (seconds) anyway, which bounds how late we notice a precompressed
@@ -103,7 +103,7 @@ class Site:
 
     def derived_stat(self, fs_path: str) -> os.stat_result | None:
         """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it."""
-        return resource.stat_inside(self.real_root, fs_path, self.config.follow_symlinks)
+        return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks)
 
     def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
         """The bytes of a small regular file, from memory if its identity is unchanged."""
@@ -111,7 +111,7 @@ class Site:
         cached = self._small_files.get(fs_path)
         if cached is not None and cached[0] == identity:
             return cached[1]
-        opened = resource.open_regular(fs_path)
+        opened = filesystem.open_regular(fs_path)
         if opened is None:
             return None
         fd, st_open = opened
@@ -185,7 +185,7 @@ class Site:
         cached = self._listings.get(fs_dir)
         if cached is not None and cached[0] == identity:
             return cached[1]
-        body = resource.listing_html(self.real_root, fs_dir, url_path,
+        body = filesystem.listing_html(self.real_root, fs_dir, url_path,
                                      allow_dotfiles=self.allow_dotfiles,
                                      follow_symlinks=self.config.follow_symlinks)
         with self._lock:
@@ -202,7 +202,7 @@ def _fast_key(request: Request) -> tuple | None:
     The responder ignores the query, so keying on the whole target would let `/f.js?v=0`,
     `?v=1`, ... each fill an entry with the same answer. None for targets that name no path.
     """
-    split = resource.split_target(request.target)
+    split = filesystem.split_target(request.target)
     if split is None:
         return None
     return split[0], request.fields.get("accept-encoding")
@@ -258,7 +258,7 @@ def respond(request: Request, site: Site, now: float) -> Response:
         if method in KNOWN_METHODS:
             return error_response(405, extra=[("Allow", ALLOWED_METHODS)])
         return error_response(501)
-    split = resource.split_target(request.target)
+    split = filesystem.split_target(request.target)
     if split is None:
         if method == "OPTIONS" and request.target == "*":
             return _options(request, site)
@@ -267,11 +267,11 @@ def respond(request: Request, site: Site, now: float) -> Response:
     if method == "OPTIONS":
         return _options(request, site)
     try:
-        found = resource.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
+        found = filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
                                  follow_symlinks=site.config.follow_symlinks, query=query)
-    except resource.NotFound:
+    except filesystem.NotFound:
         return _not_found(request, site, path)
-    if isinstance(found, resource.Redirect):
+    if isinstance(found, filesystem.Redirect):
         return error_response(301, head_only=head_only, extra=[("Location", found.location)])
     if found.is_dir:
         index = os.path.join(found.fs_path, "index.html")
@@ -351,7 +351,7 @@ def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_res
     accepted = quality_values(request.fields.get("accept-encoding"))
     has_sibling = False
     chosen = None
-    for coding, suffix in resource.PRECOMPRESSED:
+    for coding, suffix in filesystem.PRECOMPRESSED:
         sibling_st = site.derived_stat(fs_path + suffix)
         if sibling_st is None or sibling_st.st_mtime_ns < st.st_mtime_ns:
             continue  # an older sibling is stale: never serve it
@@ -425,7 +425,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     """
     head_only = request.method == "HEAD"
     chosen, has_sibling = _choose_encoding(request, site, fs_path, st)
-    ctype = resource.content_type(fs_path)
+    ctype = filesystem.content_type(fs_path)
     extra = []
     if chosen is not None:
         coding, rep_path, rep_st = chosen
@@ -441,7 +441,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     data = site.small_file(rep_path, rep_st) if rep_st.st_size <= SMALL_FILE_MAX else None
     fd = None
     if data is None:
-        opened = resource.open_regular(rep_path)
+        opened = filesystem.open_regular(rep_path)
         if opened is None:
             # Gone or unreadable since our stat: a plain 404. Not _not_found(), which under --spa
             # serves index.html, so an index.html that stats but cannot be opened would recurse
@@ -472,8 +472,8 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
     """
     head_only = request.method == "HEAD"
     size = rep_st.st_size
-    etag = resource.strong_etag(rep_st)
-    last_mod = resource.last_modified(rep_st)
+    etag = filesystem.strong_etag(rep_st)
+    last_mod = filesystem.last_modified(rep_st)
     validators = [("Last-Modified", last_mod), ("ETag", etag)]
 
     outcome = _preconditions(request, etag, int(rep_st.st_mtime))
@@ -487,7 +487,7 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
     # Range is defined for GET only (RFC 9110 section 14.2): HEAD gets the 200 fields.
     if range_header is not None and request.method == "GET" and \
             _if_range_allows(request, etag, last_mod):
-        ranges = resource.parse_range(range_header, size, MAX_RANGES)
+        ranges = filesystem.parse_range(range_header, size, MAX_RANGES)
     if ranges == []:
         # The 416 body is our own HTML page, not the encoded file: it must not claim the coding.
         plain = [item for item in extra if item[0] != "Content-Encoding"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-import resource as rlimit
+import resource
 import signal
 import socket
 import ssl
@@ -26,14 +26,14 @@ class StartupError(Exception):
 
 def raise_fd_limit() -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE to the hard limit; return (soft, hard) now in force."""
-    soft, hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)
-    if hard == rlimit.RLIM_INFINITY:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
         target = max(soft, 1 << 20)
     else:
         target = hard
     if soft < target:
         try:
-            rlimit.setrlimit(rlimit.RLIMIT_NOFILE, (target, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
         except (ValueError, OSError):
             pass

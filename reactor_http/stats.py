@@ -19,7 +19,7 @@ import os
 import threading
 import time
 
-from . import __version__
+from ._version import __version__
 from .addresses import LOOPBACK, address_in, forwarded_client
 from .headers import quality_values
 from .protocol import ConnState

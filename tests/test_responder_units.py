@@ -1,4 +1,4 @@
-"""Pure unit tests of the semantics: responder.respond, resource and headers, with a temp folder.
+"""Pure unit tests of the semantics: responder.respond, filesystem and headers, with a temp folder.
 
 No sockets: requests are built with parser.parse_head from raw bytes, responses are inspected as
 values (status, fields, body segments), and file regions are read back with os.pread.
@@ -14,7 +14,7 @@ import pytest
 
 import conftest
 
-from reactor_http import headers, resource, responder
+from reactor_http import filesystem, headers, responder
 from reactor_http.config import Config
 from reactor_http.messages import FileRegion
 from reactor_http.parser import parse_head
@@ -90,7 +90,7 @@ def test_get_file_fields_and_body(site, root, target):
     assert response.status == 200
     st = os.stat(root / target[1:])
     assert field(response, "Content-Length") == str(len(expected))
-    assert field(response, "ETag") == resource.strong_etag(st)
+    assert field(response, "ETag") == filesystem.strong_etag(st)
     assert field(response, "Last-Modified") == headers.format_http_date(st.st_mtime)
     assert field(response, "Accept-Ranges") == "bytes"
     assert body_of(response) == expected
@@ -217,7 +217,7 @@ def test_get_star_is_400(site):
 # ---- conditional requests (RFC 9110 section 13) --------------------------------------------
 
 def _etag(root, name="abc.txt"):
-    return resource.strong_etag(os.stat(root / name))
+    return filesystem.strong_etag(os.stat(root / name))
 
 
 def test_if_none_match_304_carries_validators(root):
@@ -338,13 +338,13 @@ def test_preconditions_ignored_for_404(site):
     ("bytes=4294967296-4294967299", 5 << 30, [(4294967296, 4294967299)]),
 ])
 def test_parse_range(value, size, expected):
-    assert resource.parse_range(value, size) == expected
+    assert filesystem.parse_range(value, size) == expected
 
 
 def test_parse_range_refuses_too_many_parts():
     many = "bytes=" + ",".join(f"{i * 2}-{i * 2}" for i in range(17))
-    assert resource.parse_range(many, 100, 16) is None
-    assert len(resource.parse_range(many, 100, 17)) == 17
+    assert filesystem.parse_range(many, 100, 16) is None
+    assert len(filesystem.parse_range(many, 100, 17)) == 17
 
 
 def test_single_range_from_cache_and_from_file(site, root):
@@ -392,7 +392,7 @@ def test_multipart_byteranges(site, root, name):
     assert [(r, d) for _, r, d in parts] == [
         (f"bytes 0-2/{size}", data[0:3]), (f"bytes 10-12/{size}", data[10:13]),
         (f"bytes {size - 4}-{size - 1}/{size}", data[-4:])]
-    assert {t for t, _, _ in parts} == {resource.content_type(name)}
+    assert {t for t, _, _ in parts} == {filesystem.content_type(name)}
 
 
 def test_unsatisfiable_range_is_416(site):
@@ -569,7 +569,7 @@ def test_sibling_root_prefix_is_not_inside(tmp_path):
     assert respond(make_site(tmp_path / "www"), "/link/x.txt").status == 404
 
 
-# ---- resource helpers ---------------------------------------------------------------------
+# ---- filesystem helpers ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, expected", [
     ("/", ([], True)),
@@ -581,21 +581,21 @@ def test_sibling_root_prefix_is_not_inside(tmp_path):
     ("/.well-known/x", ([".well-known", "x"], False)),
 ])
 def test_decode_segments(path, expected):
-    assert resource.decode_segments(path, allow_dotfiles=False) == expected
+    assert filesystem.decode_segments(path, allow_dotfiles=False) == expected
 
 
 @pytest.mark.parametrize("path", [
     "/..", "/a/../b", "/%2e%2e/x", "/%2E%2E", "/a%2f..%2fb", "/a%00b", "/a%5Cb", "/a\\b",
     "/%C0%AE%C0%AE/x", "/%ff", "/a%0ab", "/a%7fb", "/.git/config", "/x/.env"])
 def test_decode_segments_refuses(path):
-    with pytest.raises(resource.NotFound):
-        resource.decode_segments(path, allow_dotfiles=False)
+    with pytest.raises(filesystem.NotFound):
+        filesystem.decode_segments(path, allow_dotfiles=False)
 
 
 def test_decode_segments_dotfiles_allowed():
-    assert resource.decode_segments("/.env", allow_dotfiles=True) == ([".env"], False)
-    with pytest.raises(resource.NotFound):
-        resource.decode_segments("/..", allow_dotfiles=True)
+    assert filesystem.decode_segments("/.env", allow_dotfiles=True) == ([".env"], False)
+    with pytest.raises(filesystem.NotFound):
+        filesystem.decode_segments("/..", allow_dotfiles=True)
 
 
 @pytest.mark.parametrize("target, expected", [
@@ -608,7 +608,7 @@ def test_decode_segments_dotfiles_allowed():
     ("h/a", None),
 ])
 def test_split_target(target, expected):
-    assert resource.split_target(target) == expected
+    assert filesystem.split_target(target) == expected
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -631,15 +631,15 @@ def test_split_target(target, expected):
     ("a.js.br", "application/x-brotli"),
 ])
 def test_content_type(name, expected):
-    assert resource.content_type(name) == expected
+    assert filesystem.content_type(name) == expected
 
 
 def test_strong_etag_is_stable_and_changes_with_the_file(root):
-    first = resource.strong_etag(os.stat(root / "abc.txt"))
-    assert first == resource.strong_etag(os.stat(root / "abc.txt"))
+    first = filesystem.strong_etag(os.stat(root / "abc.txt"))
+    assert first == filesystem.strong_etag(os.stat(root / "abc.txt"))
     assert first.startswith('"') and first.endswith('"') and not first.startswith("W/")
     (root / "abc.txt").write_bytes(ABC + b"!")
-    assert resource.strong_etag(os.stat(root / "abc.txt")) != first
+    assert filesystem.strong_etag(os.stat(root / "abc.txt")) != first
 
 
 # ---- headers -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Regression tests for the code review's findings in the semantic core.
 
-Covers responder.py, resource.py, headers.py and parser.py. Each test failed before its fix:
+Covers responder.py, filesystem.py, headers.py and parser.py. Each test failed before its fix:
 (2) client input that raised ValueError (a 500 and a leaked descriptor), (3) symlinks escaping
 the root through derived paths, (5) the fast-path cache keyed on the query string, (6) races in
 the Site caches, (7) SPA recursion on an open failure, (9) a Python-speed blank-line skipper, and
@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import body_of, get, wait_for
-from reactor_http import headers, parser, resource, responder
+from reactor_http import filesystem, headers, parser, responder
 from reactor_http.config import Config
 from reactor_http.parser import parse_head
 
@@ -67,7 +67,7 @@ def own_fds() -> int:
     ("bytes=1" + "0" * 5000 + "-" + HUGE, None),
 ], ids=lambda case: case[:40] if isinstance(case, str) else None)
 def test_parse_range_handles_overlong_numbers_without_int(value, expected):
-    assert resource.parse_range(value, 100) == expected
+    assert filesystem.parse_range(value, 100) == expected
 
 
 @pytest.mark.parametrize("value", [
@@ -120,7 +120,7 @@ def test_serve_file_closes_its_fd_when_evaluation_raises(tmp_path, monkeypatch, 
 def test_serve_file_closes_its_fd_when_parse_range_raises(tmp_path, monkeypatch):
     (tmp_path / "big.bin").write_bytes(b"x" * BIG)
     site = make_site(tmp_path)
-    monkeypatch.setattr(resource, "parse_range", lambda *a, **k: 1 // 0)
+    monkeypatch.setattr(filesystem, "parse_range", lambda *a, **k: 1 // 0)
     before = own_fds()
     for _ in range(5):
         with pytest.raises(ZeroDivisionError):
@@ -214,14 +214,14 @@ def test_follow_symlinks_serves_derived_paths_outside(escape_root):
 
 def test_stat_inside(escape_root):
     real_root = os.path.realpath(escape_root)
-    inside = resource.stat_inside(real_root, os.path.join(real_root, "real.html"), False)
+    inside = filesystem.stat_inside(real_root, os.path.join(real_root, "real.html"), False)
     assert inside is not None and inside.st_size == len("<p>real</p>")
-    assert resource.stat_inside(real_root, os.path.join(real_root, "inside/index.html"), False)
-    assert resource.stat_inside(real_root, os.path.join(real_root, "404.html"), False) is None
-    assert resource.stat_inside(real_root, os.path.join(real_root, "404.html"), True) is not None
-    assert resource.stat_inside(real_root, os.path.join(real_root, "sub"), False) is None
-    assert resource.stat_inside(real_root, os.path.join(real_root, "nope"), False) is None
-    assert resource.stat_inside(real_root, os.path.join(real_root, "a\x00b"), False) is None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "inside/index.html"), False)
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "404.html"), False) is None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "404.html"), True) is not None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "sub"), False) is None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "nope"), False) is None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "a\x00b"), False) is None
 
 
 def test_symlinked_derived_paths_over_sockets(make_server, mode, escape_root):
@@ -338,7 +338,7 @@ def test_pop_oldest_tolerates_an_empty_or_shrunk_cache():
 def test_spa_index_that_cannot_be_opened_is_a_plain_404(tmp_path, monkeypatch):
     (tmp_path / "index.html").write_text("<p>app</p>")
     site = make_site(tmp_path, spa=True)
-    monkeypatch.setattr(resource, "open_regular", lambda path: None)
+    monkeypatch.setattr(filesystem, "open_regular", lambda path: None)
     for method in ("GET", "HEAD"):
         response = respond(site, "/some/route", method=method)
         assert response.status == 404
@@ -350,8 +350,8 @@ def test_file_vanishing_before_open_is_a_404_not_the_spa_page(tmp_path, monkeypa
     (tmp_path / "big.bin").write_bytes(b"x" * BIG)
     (tmp_path / "small.txt").write_text("small")
     site = make_site(tmp_path, spa=True)
-    real_open = resource.open_regular
-    monkeypatch.setattr(resource, "open_regular",
+    real_open = filesystem.open_regular
+    monkeypatch.setattr(filesystem, "open_regular",
                         lambda path: None if path.endswith((".bin", ".txt")) else real_open(path))
     for target in ("/big.bin", "/small.txt"):
         response = respond(site, target)
