@@ -7,6 +7,7 @@ sorted with no heap and no scan. Pure: the caller passes the clock.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 
 
@@ -35,6 +36,10 @@ class DeadlineQueue:
     def disarm(self, key) -> None:
         """Forget `key` if it is armed."""
         self._entries.pop(key, None)
+
+    def oldest(self, count: int) -> list:
+        """Up to `count` keys with the earliest deadlines, oldest first (nothing is removed)."""
+        return list(itertools.islice(self._entries, count))
 
     def next_deadline(self) -> float | None:
         """The earliest deadline, or None if nothing is armed."""

@@ -100,6 +100,13 @@ class ResponsePlan:
                     self.first_region = index
                     break
 
+    def body_sent(self, sent: int) -> int:
+        """Body bytes among the first `sent` bytes of the plan (for a response cut short)."""
+        total = 0
+        for segment in self.segments:
+            total += len(segment) if type(segment) is bytes else segment.count
+        return max(0, min(sent - (total - self.body_length), self.body_length))
+
     def close(self) -> None:
         """Release the file descriptor the plan owns, once."""
         if self.fd is not None:

@@ -5,9 +5,12 @@ next response plan, reports when the head and the body have gone out, and report
 state change goes through `_move(event)`, which looks the move up in `TRANSITIONS`; a move missing
 from the table is a bug and raises (as in h11's _state.py).
 
-This module is also the one owner of the keep-alive decision (RFC 9112 section 9.3): it writes the
-decision into the response head (Connection / Keep-Alive) and into the plan, and nowhere else is
-it changed.
+This module is also the one owner of every lifecycle decision (h11's rule): keep-alive (RFC 9112
+section 9.3), written into the response head (Connection / Keep-Alive) and into the plan and
+changed nowhere else; the lingering close (bytes drained in CLOSING, its byte budget, its end); who
+is closed at once and who finishes first on a graceful stop; which connection may be closed to
+admit a new one at the connection cap; and what a plain-HTTP client on the HTTPS port is told.
+Engines only carry these decisions out.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
     (S.HANDSHAKING, E.HANDSHAKE_DONE): S.IDLE,
     (S.HANDSHAKING, E.EOF): S.CLOSED,
     (S.HANDSHAKING, E.TIMEOUT): S.CLOSED,
+    (S.HANDSHAKING, E.RESPONSE_READY): S.WRITING_HEAD,  # plain HTTP on the HTTPS port: a 400
     (S.IDLE, E.DATA): S.READING_HEAD,
     (S.IDLE, E.EOF): S.CLOSED,
     (S.IDLE, E.TIMEOUT): S.CLOSED,
@@ -110,7 +114,23 @@ CLOSE_REASONS = {
     "close": "connection: close", "error": "error", "timeout": "request timeout",
     "handshake": "TLS handshake timeout", "tls": "TLS error",
     "send": "send timeout", "reset": "connection reset", "stop": "server stopping",
+    "evicted": "longest idle, closed to admit a new connection at the connection cap",
+    "plaintext": "plain HTTP on the HTTPS port", "drain": "drain timeout",
 }
+
+# After our last response, wait this long (seconds) for the peer to close before we do, so it
+# reads our answer instead of a reset (the "lingering close" of Apache and nginx; nginx's
+# lingering_time is 30 s, lingering_timeout 5 s: we keep it short, the answer is already out).
+LINGER_TIMEOUT = 2.0
+# Bytes we read and drop while lingering before giving up on a chatty peer (nginx reads on for
+# lingering_time; a budget bounds the work a peer can make us do).
+LINGER_MAX_BYTES = 256 * 1024
+# On a graceful stop, a keep-alive connection answered less than this long ago (seconds) may
+# have its next request already on the wire: it gets this long to arrive (and be answered with
+# Connection: close) before the connection is closed. One idle for longer is closed at once.
+STOP_GRACE = 0.25
+# Body of the 400 for a plain-HTTP request on the HTTPS port (nginx answers its 497 so too).
+PLAINTEXT_BODY = (b"400 Bad Request: this port speaks HTTPS. Use an https:// URL.\n")
 
 
 # Heads up to this many bytes are memoised by HeadParser (clients repeat the same heads).
@@ -123,7 +143,7 @@ _KEEP_ALIVE_FIELDS: dict[tuple, bytes] = {}
 
 
 def keep_alive_fields(timeout: float, max_requests: int) -> bytes:
-    """The original's `Connection: keep-alive` + `Keep-Alive: timeout=5, max=100` lines.
+    """The seed design's `Connection: keep-alive` + `Keep-Alive: timeout=5, max=100` lines.
 
     One bytes object per configuration, shared by every connection (so rendered responses can
     be reused by identity). The timeout is whole seconds, rounded down: a client told less
@@ -178,7 +198,8 @@ class HttpConnection:
 
     __slots__ = ("state", "site", "limits", "parser", "buffer", "requests_served", "max_requests",
                  "keep_alive_fields", "draining", "close_reason", "exchange", "_discarder",
-                 "_pending_request", "internal_error", "stats", "peer", "trust_forwarded")
+                 "_pending_request", "internal_error", "stats", "peer", "trust_forwarded",
+                 "lingered", "idle_since")
 
     def __init__(self, site: Site, limits: Limits | None = None,
                  parser: HeadParser | None = None, tls: bool = False, stats=None,
@@ -207,6 +228,10 @@ class HttpConnection:
         # The direct peer's address as accept() gave it, and whether it is a --trust-proxy.
         self.peer = peer
         self.trust_forwarded = bool(config.trust_proxy) and address_in(peer, config.trust_proxy)
+        # Bytes drained while lingering in CLOSING (bounded by LINGER_MAX_BYTES).
+        self.lingered = 0
+        # When the last response went out (engine clock); None until one has.
+        self.idle_since: float | None = None
 
     def _move(self, event: Event) -> ConnState:
         """Apply one event through the transition table."""
@@ -226,9 +251,13 @@ class HttpConnection:
             self._move(Event.EOF)
             return
         # Raises in a state that must not be fed (a TLS handshake in progress, a closed one).
-        self._move(Event.DATA)
-        if self.state is not ConnState.CLOSING:  # while closing, bytes are drained and dropped
-            self.buffer += data
+        if self._move(Event.DATA) is ConnState.CLOSING:
+            # Lingering: bytes are drained and dropped, up to a budget.
+            self.lingered += len(data)
+            if self.lingered > LINGER_MAX_BYTES:
+                self._move(Event.ABORT)
+            return
+        self.buffer += data
 
     def next_plan(self, now: float) -> ResponsePlan | None:
         """The next response to send, if a whole request (and its body) is buffered."""
@@ -352,8 +381,11 @@ class HttpConnection:
             return self._error_plan(408, now, pending.request_line if pending else "-",
                                     Event.TIMEOUT)
         if not self.close_reason:
-            self.close_reason = {ConnState.IDLE: "idle", ConnState.CLOSING: "close",
-                                 ConnState.HANDSHAKING: "handshake"}.get(self.state, "send")
+            if self.draining and self.state is ConnState.IDLE:
+                self.close_reason = "stop"
+            else:
+                self.close_reason = {ConnState.IDLE: "idle", ConnState.CLOSING: "close",
+                                     ConnState.HANDSHAKING: "handshake"}.get(self.state, "send")
         self._move(Event.TIMEOUT)
         return None
 
@@ -365,10 +397,56 @@ class HttpConnection:
         """The engine has sent the head; file regions follow."""
         self._move(Event.HEAD_SENT)
 
-    def response_done(self, plan: ResponsePlan) -> ConnState:
+    def plaintext_on_tls(self, now: float) -> ResponsePlan:
+        """The TLS handshake met a plain-HTTP request: a 400 saying so, sent in clear, then close.
+
+        The engine sends this plan on the TCP socket under the failed TLS one.
+        """
+        self.close_reason = "plaintext"
+        response = Response(400, [("Content-Type", "text/plain; charset=utf-8"),
+                                  ("Content-Length", str(len(PLAINTEXT_BODY)))],
+                            [PLAINTEXT_BODY], len(PLAINTEXT_BODY))
+        return self._finish(response, False, "-", now, Event.RESPONSE_READY)
+
+    def begin_stop(self, now: float) -> float | None:
+        """A graceful stop began: how long this connection may still wait idle for a request.
+
+        Every response from now on says Connection: close. Returns None when the connection
+        keeps its usual timers within the drain bound: it has something buffered, is mid-request
+        or mid-response, or is fresh (its first request is on its way). Otherwise it is idle
+        between requests: 0 if it should be closed now, or STOP_GRACE if it was answered less
+        than that long ago, since its next request may already be on the wire. The engine reads
+        what the kernel holds before it closes anything.
+        """
+        self.draining = True
+        if self.state is not ConnState.IDLE or self.buffer or self.idle_since is None:
+            return None
+        if now - self.idle_since < STOP_GRACE:
+            return STOP_GRACE
+        return 0.0
+
+    @property
+    def evictable(self) -> bool:
+        """True if closing this connection loses nothing: idle between requests, nothing held.
+
+        At the connection cap, the longest-idle such connection is closed to admit a new one
+        (as nginx does at worker_connections); a fresh connection that has not sent its first
+        request yet, and one mid-request or mid-response, never are.
+        """
+        return self.state is ConnState.IDLE and self.requests_served > 0 and not self.buffer
+
+    def evict(self) -> None:
+        """Close this idle connection to admit a new one at the connection cap."""
+        if self.stats is not None:
+            self.stats.evicted_one()
+        self.close_reason = "evicted"
+        self._move(Event.ABORT)
+
+    def response_done(self, plan: ResponsePlan, now: float = 0.0) -> ConnState:
         """The engine has sent the whole plan: persist, serve the next buffered request, or close."""
         if self.stats is not None:
             self.stats.response_done(plan.status, plan.body_length)
+        self.idle_since = now
         if not plan.keep_alive:
             return self._move(Event.DONE_CLOSE)
         if self.buffer:
@@ -377,8 +455,6 @@ class HttpConnection:
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once (I/O error, reset, server stop)."""
-        if reason in ("send", "handshake") and self.stats is not None:
-            self.stats.timed_out(self.state)  # the threaded engine's socket timeouts
         if not self.close_reason or reason in ("reset", "error"):
             self.close_reason = reason
         self._move(Event.ABORT)

@@ -3,46 +3,35 @@
 Owns the socket side of the state machine in protocol.py: accepting in bounded batches, reading,
 sending plans (try the syscall first, wait for writability only on EAGAIN), selector interest
 derived from the protocol state and changed only when it differs, one deadline queue per timeout
-kind, half-close and linger, and the graceful stop. Semantics live in protocol/responder.
+kind, and carrying out the protocol's lifecycle decisions (linger, stop, eviction at the cap).
+Semantics live in protocol/responder; what both engines do alike lives in engine.py.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
 import selectors
 import signal
 import socket
 import ssl
+import threading
 import time
-import traceback
 
 from . import sending
 from .deadlines import DeadlineQueue
-from .logs import escape
-from .protocol import READ_STATES, WRITE_STATES, ConnState, HeadParser, HttpConnection
+from .engine import (HANDSHAKE_DONE, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
+                     ConnectionLog, Listener, as_listeners, close_reason_for, format_peer,
+                     handshake_step, is_plaintext_on_tls, peer_host, plain_socket,
+                     prepare_accepted)
 from .parser import Limits
+from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, READ_STATES, STOP_GRACE, WRITE_STATES,
+                       ConnState, HeadParser, HttpConnection)
 from .stats import Stats
 
-log = logging.getLogger("reactor_http")
-
-# Bytes asked of one recv: a request head fits many times over (nginx reads 1 KiB, then 8 KiB).
-RECV_SIZE = 65536
 # Connections accepted per readiness event, so one burst cannot starve established clients.
 ACCEPT_BATCH = 64
-# After EMFILE/ENFILE (or any error that may repeat) on accept, stop accepting this long
-# (seconds) instead of spinning.
-ACCEPT_PAUSE = 0.5
-# accept() errors that belong to one connection only: accept(2) passes a new connection's
-# pending network error through and says to treat it like EAGAIN, so we skip that connection.
-CONNECTION_ACCEPT_ERRORS = frozenset({
-    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
-    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
-# After our last response, wait this long (seconds) for the peer to close before we do, so it
-# reads our answer instead of a reset (the "lingering close" of Apache and nginx).
-LINGER_TIMEOUT = 2.0
-# Bytes we read and drop while lingering before giving up on a chatty peer.
-LINGER_MAX_BYTES = 256 * 1024
+# At the connection cap, this many of the longest-idle connections are looked at for one that
+# may be closed to admit a new one (fresh connections waiting for a first request are skipped).
+EVICT_SCAN = 64
 # Longest select() wait (seconds): the loop re-checks its flags at least this often.
 MAX_WAIT = 1.0
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -51,54 +40,20 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 class Conn:
     """The reactor's view of one client: its socket, protocol state, plan in progress, timer."""
 
-    __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "lingered",
-                 "tls", "want_write")
+    __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "tls",
+                 "want_write")
 
     def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False):
         self.sock = sock
         self.tls = tls
         self.want_write = False  # TLS handshake waiting to write
         self.peer = format_peer(address)
-        self.host = address[0] if isinstance(address, tuple) else str(address)
+        self.host = peer_host(address)
         self.proto = proto
         self.plan = None
         self.cursor = None
         self.mask = READ
         self.queue: DeadlineQueue | None = None
-        self.lingered = 0
-
-
-def format_peer(address) -> str:
-    """host:port for IPv4, [host]:port for IPv6, as logs show a peer."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return str(address)
-
-
-class Listener:
-    """A listening socket and, for HTTPS, the TLS context its connections are wrapped in."""
-
-    __slots__ = ("sock", "tls")
-
-    def __init__(self, sock: socket.socket, tls: ssl.SSLContext | None = None):
-        self.sock = sock
-        self.tls = tls
-
-
-def as_listeners(listener) -> list[Listener]:
-    """Accept one socket, or a list of sockets / (socket, ssl_context) pairs."""
-    if isinstance(listener, socket.socket):
-        return [Listener(listener)]
-    result = []
-    for item in listener:
-        if isinstance(item, Listener):
-            result.append(item)
-        elif isinstance(item, tuple):
-            result.append(Listener(*item))
-        else:
-            result.append(Listener(item))
-    return result
 
 
 class Reactor:
@@ -108,6 +63,7 @@ class Reactor:
         self.config = config
         self.site = site
         self.logs = logs
+        self.clog = ConnectionLog(logs, "New connection from")
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
         self.stats = Stats(config, "reactor", self._connection_states)
@@ -115,16 +71,16 @@ class Reactor:
         self.conns: set[Conn] = set()
         self.listening = False
         self.accept_paused_until = 0.0
-        # An accept error was logged; quiet until an accept succeeds.
-        self.accept_error_logged = False
+        self.accept_errors = AcceptErrors()
         self.stop_requested = False
         self.stopping = False
         self.drain_deadline = 0.0
         header = DeadlineQueue("header", config.header_timeout)
         send = DeadlineQueue("send", config.send_timeout)
+        self.idle_queue = DeadlineQueue("idle", config.keepalive_timeout)
         self.queue_for = {
             ConnState.HANDSHAKING: header,  # a TLS handshake must finish as fast as a head
-            ConnState.IDLE: DeadlineQueue("idle", config.keepalive_timeout),
+            ConnState.IDLE: self.idle_queue,
             ConnState.READING_HEAD: header,
             ConnState.READING_BODY: header,
             ConnState.WRITING_HEAD: send,
@@ -137,6 +93,7 @@ class Reactor:
         # without signal handlers, and draining the wakeup bytes must never block the loop.
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
+        self._wakeup_installed = False
 
     def _connection_states(self):
         """The state of every live connection (for the status page, on demand only)."""
@@ -147,6 +104,7 @@ class Reactor:
     def install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM request a graceful stop; the wakeup socket interrupts select()."""
         signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
+        self._wakeup_installed = True
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
 
@@ -178,11 +136,16 @@ class Reactor:
                 self._loop_once(now)
         finally:
             for conn in list(self.conns):
-                self._close(conn, "stop")
+                self._close(conn, "drain")  # still busy when the drain bound ran out
             self._pause_accepting()
             for listener in self.listeners:
                 listener.sock.close()
             self.selector.close()
+            if self._wakeup_installed and threading.current_thread() is threading.main_thread():
+                # Before the socket closes: a later signal must not write to a closed (or
+                # reused) descriptor, which Python reports as an ignored exception.
+                signal.set_wakeup_fd(-1)
+                self._wakeup_installed = False
             self._wakeup_r.close()
             self._wakeup_w.close()
             self.logs.flush()
@@ -206,7 +169,7 @@ class Reactor:
                     conn.queue = None
                     self._on_timeout(conn, now)
         if not self.listening and not self.stopping and now >= self.accept_paused_until and \
-                len(self.conns) < self.config.max_connections:
+                (len(self.conns) < self.config.max_connections or self._evictable() is not None):
             self._resume_accepting()
 
     def _wait_time(self, now: float) -> float:
@@ -230,7 +193,7 @@ class Reactor:
             pass
 
     def _begin_stop(self, now: float) -> None:
-        """Stop accepting, drop idle connections, give in-flight ones the drain bound."""
+        """Stop accepting; answer what has arrived; close idle connections; drain the rest."""
         self.stopping = True
         self.drain_deadline = now + self.config.drain_timeout
         # Connections the kernel already queued for us get their answer: with SO_REUSEPORT
@@ -248,16 +211,20 @@ class Reactor:
         for listener in self.listeners:
             listener.sock.close()
         self.logs.event("Stopping: no longer accepting connections")
-        for conn in list(self.conns):
-            conn.proto.draining = True
-        for conn in list(self.conns):
-            if conn.proto.state is ConnState.IDLE:
-                # A request may be waiting unread (a fresh connection always has one coming):
-                # read first, and close only connections with nothing to answer.
-                self._handle(conn, READ, now)
-                if conn in self.conns and conn.proto.state is ConnState.IDLE and \
-                        conn.proto.requests_served > 0:
-                    conn.proto.abort("stop")
+        # An idle connection answered just before the stop waits only STOP_GRACE for a request
+        # on its way; one idle for longer is closed, once what the kernel holds has been read.
+        stop_queue = DeadlineQueue("stop", STOP_GRACE)
+        self.queues.append(stop_queue)
+        decisions = [(conn, conn.proto.begin_stop(now)) for conn in list(self.conns)]
+        for conn, wait in decisions:
+            if wait is None:
+                continue  # it finishes what it is doing (or its first request), then closes
+            # Bytes the kernel already holds are a request to answer (with Connection: close).
+            self._handle(conn, READ, now)
+            if conn in self.conns and conn.proto.state is ConnState.IDLE:
+                if wait:
+                    self._arm(conn, stop_queue, now)
+                else:
                     self._close(conn, "stop")
 
     # ---- accepting ---------------------------------------------------------------------------
@@ -274,50 +241,51 @@ class Reactor:
                 self.selector.unregister(listener.sock)
             self.listening = False
 
+    def _evictable(self) -> Conn | None:
+        """The longest-idle connection that may be closed to admit a new one, if any."""
+        for conn in self.idle_queue.oldest(EVICT_SCAN):
+            if conn.proto.evictable:
+                return conn
+        return None
+
     def _accept(self, listener: Listener, now: float) -> None:
         """Accept a bounded batch of connections, until the backlog is empty or we are full."""
         limit = self.config.max_connections
         for _ in range(ACCEPT_BATCH):
+            victim = None
             if len(self.conns) >= limit:
-                self._pause_accepting()  # the kernel backlog holds the rest until a slot frees
-                return
+                # At the cap: the longest-idle keep-alive connection makes room (as nginx
+                # does), once a newcomer is really there; with none idle, the kernel backlog
+                # holds the rest for now.
+                victim = None if self.stopping else self._evictable()
+                if victim is None:
+                    self._pause_accepting()
+                    return
             try:
                 sock, address = listener.sock.accept()
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in CONNECTION_ACCEPT_ERRORS:
-                    continue  # one connection's error, which accept(2) says to treat as EAGAIN
-                # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or an error
-                # that may repeat on every call (EINVAL, EBADF): pause briefly, never spin.
-                if not self.accept_error_logged:
-                    log.warning("accept failed (%s): pausing accepts for %.1f s",
-                                exc.strerror, ACCEPT_PAUSE)
-                    self.accept_error_logged = True
-                self._pause_accepting()
-                self.accept_paused_until = now + ACCEPT_PAUSE
-                return
-            self.accept_error_logged = False
-            sock.setblocking(False)
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-            if listener.tls is not None:
-                try:
-                    sock = listener.tls.wrap_socket(sock, server_side=True,
-                                                    do_handshake_on_connect=False)
-                except (OSError, ValueError):
-                    sock.close()
-                    continue
-            proto = HttpConnection(self.site, parser=self.parser, tls=listener.tls is not None,
-                                   stats=self.stats, peer=address[0])
-            conn = Conn(sock, address, proto, listener.tls is not None)
+                if self.accept_errors.must_pause(exc):
+                    self._pause_accepting()
+                    self.accept_paused_until = now + ACCEPT_PAUSE
+                    return
+                continue
+            self.accept_errors.succeeded()
+            if victim is not None:
+                victim.proto.evict()
+                self._close(victim, "evicted")
+            sock = prepare_accepted(sock, listener, blocking=False)
+            if sock is None:
+                continue
+            tls = listener.tls is not None
+            proto = HttpConnection(self.site, parser=self.parser, tls=tls, stats=self.stats,
+                                   peer=peer_host(address))
+            conn = Conn(sock, address, proto, tls)
             self.conns.add(conn)
             self.selector.register(sock, READ, conn)
             self._arm(conn, self.queue_for[proto.state], now)
-            if self.logs.connection_enabled:
-                self.logs.event(f"[+] New connection from {conn.peer}")
+            self.clog.opened(conn.peer)
 
     # ---- per-connection events ---------------------------------------------------------------
 
@@ -329,52 +297,50 @@ class Reactor:
         start_sent = conn.cursor.sent if conn.cursor is not None else -1
         try:
             if start_state is ConnState.HANDSHAKING:
-                self._handshake(conn)
-                if proto.state is ConnState.HANDSHAKING:
+                if not self._handshake(conn, now):
                     self._settle(conn, now, start_state, start_served, start_sent)
                     return
-                mask = READ  # the request may have arrived with the client's Finished
+                # The request may have arrived with the client's Finished; a plain-HTTP client
+                # has a 400 to be sent.
+                mask = READ if proto.state is ConnState.IDLE else WRITE
             if mask & READ:
-                if not self._read(conn, now):
+                if not self._read(conn):
                     return
             if mask & WRITE or (mask & READ and proto.state in READ_STATES):
                 self._advance(conn, now)
-        except sending.PEER_GONE:
-            self._abort(conn, "reset")
-            return
-        except ssl.SSLError:
-            # A client that cannot speak TLS (or speaks plain HTTP to the HTTPS port).
-            self._abort(conn, "tls")
-            return
-        except sending.FileShrank as exc:
-            log.warning("%s: %s; closing the connection", conn.peer, exc)
-            self._abort(conn, "error")
-            return
-        except OSError as exc:
-            if exc.errno in sending.PEER_GONE_ERRNOS:
-                self._abort(conn, "reset")
-                return
-            self._crash(conn, exc)
-            return
-        except Exception as exc:  # the loop must outlive any one connection's bug
-            self._crash(conn, exc)
+        except Exception as exc:  # the loop must outlive any one connection's failure or bug
+            reason = close_reason_for(exc)
+            if reason is None:
+                self.clog.crash(conn.peer, exc)
+                reason = "error"
+            self._abort(conn, reason)
             return
         self._settle(conn, now, start_state, start_served, start_sent)
 
-    def _handshake(self, conn: Conn) -> None:
-        """One non-blocking step of the TLS handshake; interest follows what it waits for."""
+    def _handshake(self, conn: Conn, now: float) -> bool:
+        """One non-blocking TLS handshake step; True once the connection can move on."""
         try:
-            conn.sock.do_handshake()
-        except ssl.SSLWantReadError:
+            step = handshake_step(conn.sock)
+        except ssl.SSLError as exc:
+            if not is_plaintext_on_tls(exc):
+                raise
+            # Plain HTTP on the HTTPS port: answer in plain text on the TCP socket underneath.
+            self.selector.unregister(conn.sock)
+            conn.sock = plain_socket(conn.sock)
+            conn.tls = False
+            self.selector.register(conn.sock, conn.mask, conn)
+            self.clog.plaintext_on_tls(conn.peer)
+            conn.plan = conn.proto.plaintext_on_tls(now)
+            conn.cursor = sending.Cursor()
+            return True
+        if step == HANDSHAKE_DONE:
             conn.want_write = False
-            return
-        except ssl.SSLWantWriteError:
-            conn.want_write = True
-            return
-        conn.want_write = False
-        conn.proto.handshake_done()
+            conn.proto.handshake_done()
+            return True
+        conn.want_write = step == HANDSHAKE_WRITE
+        return False
 
-    def _read(self, conn: Conn, now: float) -> bool:
+    def _read(self, conn: Conn) -> bool:
         """recv once into the protocol; False if the connection is gone."""
         sock = conn.sock
         try:
@@ -386,14 +352,7 @@ class Reactor:
         except sending.WOULD_BLOCK:
             return True
         proto = conn.proto
-        if proto.state is ConnState.CLOSING:
-            conn.lingered += len(data)
-            if not data or conn.lingered > LINGER_MAX_BYTES:
-                proto.abort("close")
-                self._close(conn, proto.close_reason)
-                return False
-            return True
-        proto.receive(data)
+        proto.receive(data)  # in CLOSING the protocol drains and counts the lingering bytes
         if proto.state is ConnState.CLOSED:
             self._close(conn, proto.close_reason)
             return False
@@ -408,7 +367,8 @@ class Reactor:
             if plan is None:
                 plan = proto.next_plan(now)
                 if proto.internal_error is not None:
-                    self._log_internal_error(conn)
+                    exc, proto.internal_error = proto.internal_error, None
+                    self.clog.internal_error(conn.peer, exc)
                 if plan is None:
                     return
                 # The connection owns the plan (and any file it holds) before the first send,
@@ -421,25 +381,17 @@ class Reactor:
                 proto.head_sent()
             if not done:
                 return
-            self._complete(conn, plan)
+            self._complete(conn, plan, now)
             if proto.state is not ConnState.READING_HEAD:
                 return
 
-    def _complete(self, conn: Conn, plan) -> None:
+    def _complete(self, conn: Conn, plan, now: float) -> None:
         """A plan is fully sent: log it, release its file, move the protocol on."""
         conn.plan = None
         conn.cursor = None
         plan.close()
-        proto = conn.proto
-        exchange = proto.exchange
-        logs = self.logs
-        if logs.access_enabled:
-            logs.access(exchange.client or conn.host, exchange.request_line, exchange.status,
-                        exchange.body_length)
-        if logs.connection_enabled:
-            self.logs.event(f"{conn.peer} \"{escape(exchange.request_line)}\" -> "
-                            f"{exchange.status}")
-        if proto.response_done(plan) is ConnState.CLOSING:
+        self.clog.exchange(conn.peer, conn.host, plan)
+        if conn.proto.response_done(plan, now) is ConnState.CLOSING:
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -480,16 +432,12 @@ class Reactor:
     def _on_timeout(self, conn: Conn, now: float) -> None:
         """A connection's timer expired: 408 for a half-read request, otherwise close."""
         proto = conn.proto
-        if conn.plan is not None:
-            conn.plan.close()
-            conn.plan = None
         start_state = proto.state
         plan = proto.timeout(now)
         if plan is None:
             self._close(conn, proto.close_reason)
             return
-        if self.logs.connection_enabled:
-            self.logs.event(f"{conn.peer} request head not complete in time -> 408")
+        self.clog.timed_out_head(conn.peer)
         conn.plan = plan
         conn.cursor = sending.Cursor()
         try:
@@ -505,35 +453,31 @@ class Reactor:
         conn.proto.abort(reason)
         self._close(conn, conn.proto.close_reason)
 
-    def _crash(self, conn: Conn, exc: BaseException) -> None:
-        log.error("unexpected error on connection %s; closing it:\n%s", conn.peer,
-                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        self._abort(conn, "error")
-
-    def _log_internal_error(self, conn: Conn) -> None:
-        exc = conn.proto.internal_error
-        conn.proto.internal_error = None
-        log.error("error while answering %s (sent 500):\n%s", conn.peer,
-                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
     def _close(self, conn: Conn, reason: str) -> None:
-        """Unregister and close a connection, its file, and its timer: exactly once."""
+        """Unregister and close a connection, its file, and its timer: exactly once.
+
+        A response cut short (reset, send timeout, the drain bound) still gets its access
+        line, with the body bytes that went out.
+        """
         if conn not in self.conns:
             return
         self.conns.discard(conn)
         if conn.queue is not None:
             conn.queue.disarm(conn)
             conn.queue = None
-        if conn.plan is not None:
-            conn.plan.close()
+        proto = conn.proto
+        if proto.state is not ConnState.CLOSED:
+            proto.abort(reason or "close")
+        plan = conn.plan
+        if plan is not None:
             conn.plan = None
+            sent = conn.cursor.sent if conn.cursor is not None else 0
+            self.clog.cut(conn.peer, conn.host, plan, plan.body_sent(sent),
+                          CLOSE_REASONS.get(reason, proto.close_reason_text))
+            plan.close()
         try:
             self.selector.unregister(conn.sock)
         except (KeyError, ValueError):
             pass
         conn.sock.close()
-        if conn.proto.state is not ConnState.CLOSED:
-            conn.proto.abort(reason or "close")
-        if self.logs.connection_enabled:
-            self.logs.event(f"[-] Disconnected {conn.peer} "
-                            f"({conn.proto.close_reason_text})")
+        self.clog.closed(conn.peer, proto.close_reason_text)

@@ -6,7 +6,7 @@ a chunk refused with SSLWantWriteError is re-read and re-sent unchanged on the n
 
 Two ways to execute a `ResponsePlan`: `send_available` for the reactor's non-blocking sockets
 (send what the kernel takes now, keep the cursor, report whether more remains) and
-`send_blocking` for the threaded engine's blocking sockets with a timeout (`socket.sendfile`).
+`send_blocking` for the threaded engine's blocking sockets with a timeout.
 A sendfile that returns 0 before its count means the file shrank: the Content-Length promise can
 no longer be kept, so we raise `FileShrank` and the engine closes the connection.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import ssl
 
@@ -133,30 +134,76 @@ def _skip(cursor: Cursor, segments: list, sent: int) -> None:
         cursor.offset = 0
 
 
-def send_blocking(sock: socket.socket, plan: ResponsePlan, on_head_sent=None) -> int:
-    """Send a whole plan on a blocking socket (with a timeout); return the bytes sent."""
-    total = 0
-    head_reported = False
+def send_blocking(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
+                  on_head_sent=None, tls: bool = False) -> None:
+    """Send a whole plan on a blocking socket with a timeout; `cursor.sent` counts what went out.
+
+    Raises TimeoutError when the peer accepts nothing for the socket's timeout, PEER_GONE
+    errors, and FileShrank. File regions go out with os.sendfile from an explicit offset in
+    bounded chunks, waiting for writability with the socket's timeout (as socket.sendfile does,
+    but counting as it goes, so a response cut short is logged with the bytes really sent);
+    over TLS they are read with os.pread and sent through the SSL object.
+    """
     pending: list[bytes] = []  # consecutive bytes segments go out in one sendall
+    head_reported = False
     for segment in plan.segments:
         if type(segment) is bytes:
             pending.append(segment)
             continue
         if pending:
-            data = b"".join(pending)
-            pending.clear()
-            sock.sendall(data)
-            total += len(data)
+            _sendall(sock, pending, cursor)
         if not head_reported and on_head_sent is not None:
             on_head_sent()
             head_reported = True
-        with os.fdopen(segment.fd, "rb", buffering=0, closefd=False) as file:
-            sent = sock.sendfile(file, segment.offset, segment.count)
-        total += sent
-        if sent < segment.count:
-            raise FileShrank(f"file ended {segment.count - sent} bytes early")
+        if tls:
+            _send_region_tls(sock, segment, cursor)
+        else:
+            _send_region(sock, segment, cursor)
     if pending:
-        data = b"".join(pending)
-        sock.sendall(data)
-        total += len(data)
-    return total
+        _sendall(sock, pending, cursor)
+
+
+def _sendall(sock: socket.socket, pending: list, cursor: Cursor) -> None:
+    """sendall the joined bytes segments, then count them."""
+    data = pending[0] if len(pending) == 1 else b"".join(pending)
+    pending.clear()
+    sock.sendall(data)
+    cursor.sent += len(data)
+
+
+def _send_region(sock: socket.socket, region, cursor: Cursor) -> None:
+    """os.sendfile a region on a socket with a timeout, waiting for writability as needed."""
+    timeout = sock.gettimeout()
+    fileno = sock.fileno()
+    offset = region.offset
+    remaining = region.count
+    poller = None
+    while remaining:
+        try:
+            sent = os.sendfile(fileno, region.fd, offset, min(remaining, SENDFILE_CHUNK))
+        except BlockingIOError:
+            if poller is None:
+                poller = select.poll()
+                poller.register(fileno, select.POLLOUT)
+            if not poller.poll(None if timeout is None else timeout * 1000):
+                raise TimeoutError("send timed out") from None
+            continue
+        if sent == 0:
+            raise FileShrank(f"file ended {remaining} bytes early")
+        offset += sent
+        remaining -= sent
+        cursor.sent += sent
+
+
+def _send_region_tls(sock: socket.socket, region, cursor: Cursor) -> None:
+    """Read a region in TLS_CHUNK pieces and sendall each through the SSL object."""
+    offset = region.offset
+    remaining = region.count
+    while remaining:
+        chunk = os.pread(region.fd, min(remaining, TLS_CHUNK), offset)
+        if not chunk:
+            raise FileShrank(f"file ended {remaining} bytes early")
+        sock.sendall(chunk)
+        offset += len(chunk)
+        remaining -= len(chunk)
+        cursor.sent += len(chunk)

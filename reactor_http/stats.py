@@ -58,6 +58,8 @@ class Stats:
         self.bytes_sent = 0
         self.responses: dict[int, int] = {}
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
+        # Idle keep-alive connections closed to admit new ones at the connection cap.
+        self.evicted = 0
 
     def response_done(self, status: int, body_bytes: int) -> None:
         """One response has gone out completely."""
@@ -69,6 +71,10 @@ class Stats:
         """A connection's timer fired while it was in `state`."""
         kind = TIMEOUT_KIND.get(state, state.value)
         self.timeouts[kind] = self.timeouts.get(kind, 0) + 1
+
+    def evicted_one(self) -> None:
+        """An idle keep-alive connection was closed to admit a new one."""
+        self.evicted += 1
 
     # ---- the status page -----------------------------------------------------------------------
 
@@ -108,6 +114,7 @@ class Stats:
             "sent_body_bytes_total": self.bytes_sent,
             "responses": {str(status): count for status, count in sorted(self.responses.items())},
             "timeouts": dict(self.timeouts),
+            "evicted_idle_total": self.evicted,
         }
         if self.worker is not None:
             slot, of = self.worker
@@ -131,6 +138,10 @@ class LockedStats(Stats):
     def timed_out(self, state: ConnState) -> None:
         with self._lock:
             super().timed_out(state)
+
+    def evicted_one(self) -> None:
+        with self._lock:
+            super().evicted_one()
 
     def snapshot(self, now: float) -> dict:
         with self._lock:
@@ -193,4 +204,7 @@ def render_prometheus(snapshot: dict) -> bytes:
            [({"code": code}, count) for code, count in snapshot["responses"].items()])
     metric("timeouts_total", "counter", "Connection timers that fired, by kind.",
            [({"kind": kind}, count) for kind, count in snapshot["timeouts"].items()])
+    metric("evicted_idle_total", "counter",
+           "Idle keep-alive connections closed to admit new ones at the connection cap.",
+           [({}, snapshot["evicted_idle_total"])])
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -1,33 +1,53 @@
-"""The threaded engine: one thread per connection on a blocking socket, as the original did.
+"""The threaded engine: one thread per connection on a blocking socket, as the seed design did.
 
 It exists to be compared with the reactor, so it shares everything but the I/O: the same
-`HttpConnection` state machine, parser, responder and plans, and `sending.send_blocking`.
+`HttpConnection` state machine (TLS handshake, linger, stop and eviction decisions included),
+parser, responder and plans, `sending.send_blocking`, and engine.py's policies and log lines.
 Threads are bounded by `max_threads`: the acceptor takes a slot before it accepts, so overload
-waits in the kernel backlog instead of exhausting memory.
+waits in the kernel backlog instead of exhausting memory; at the cap, the longest-idle keep-alive
+connection is closed to admit a client waiting in the backlog.
 """
 
 from __future__ import annotations
 
-import logging
+import os
+import select
 import selectors
 import signal
 import socket
+import ssl
 import threading
 import time
-import traceback
 
 from . import sending
-from .logs import escape
+from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, Listener,
+                     as_listeners, close_reason_for, format_peer, is_plaintext_on_tls, peer_host,
+                     plain_socket, prepare_accepted)
 from .parser import Limits
-from .protocol import ConnState, HeadParser, HttpConnection
+from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, STOP_GRACE, ConnState, HeadParser,
+                       HttpConnection)
 from .stats import LockedStats
-from .reactor import (ACCEPT_PAUSE, CONNECTION_ACCEPT_ERRORS, LINGER_MAX_BYTES, LINGER_TIMEOUT,
-                      RECV_SIZE, as_listeners, format_peer)
-
-log = logging.getLogger("reactor_http")
 
 # How often the acceptor looks up from accept() to notice a stop request (seconds).
 POLL_INTERVAL = 0.2
+# After the drain bound, how long cut connections' threads get to log and close (seconds).
+CUT_GRACE = 1.0
+_READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+
+
+class ThreadConn:
+    """One connection as its thread sees it: socket, protocol, the plan being sent."""
+
+    __slots__ = ("sock", "proto", "peer", "host", "tls", "plan", "cursor")
+
+    def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool):
+        self.sock = sock
+        self.proto = proto
+        self.peer = format_peer(address)
+        self.host = peer_host(address)
+        self.tls = tls
+        self.plan = None
+        self.cursor = None
 
 
 class ThreadedServer:
@@ -37,6 +57,7 @@ class ThreadedServer:
         self.config = config
         self.site = site
         self.logs = logs
+        self.clog = ConnectionLog(logs, "New thread started for", ", killing thread")
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
         self.stats = LockedStats(config, "threaded", self._connection_states)
@@ -45,14 +66,19 @@ class ThreadedServer:
         # Set by the signal handler, which must take no lock: Event.set() takes one, and a second
         # SIGTERM arriving inside the first handler's set() deadlocked the main thread.
         self.stop_requested = False
-        self.accept_error_logged = False
-        self.active: dict[socket.socket, HttpConnection] = {}
+        # Past the drain bound: connections still open are cut, and say so.
+        self.drain_expired = False
+        self.accept_errors = AcceptErrors()
+        self.active: dict[HttpConnection, ThreadConn] = {}
+        self.evicting: set[HttpConnection] = set()
         self.active_lock = threading.Lock()
+        # Readable once a stop begins: every idle wait polls it beside its socket.
+        self._stop_r, self._stop_w = os.pipe()
 
     def _connection_states(self):
         """The state of every live connection (for the status page, on demand only)."""
         with self.active_lock:
-            return [proto.state for proto in self.active.values()]
+            return [proto.state for proto in self.active]
 
     def install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM set a flag that the acceptor loop (awake every POLL_INTERVAL) reads."""
@@ -67,6 +93,8 @@ class ThreadedServer:
         self.stop_requested = True
         self.stop_event.set()
 
+    # ---- accepting ---------------------------------------------------------------------------
+
     def run(self) -> int:
         """Accept until stopped, then drain; return the exit status."""
         self.logs.start()  # the sink's writer thread writes the logs out
@@ -76,12 +104,17 @@ class ThreadedServer:
             waiter.register(listener.sock, selectors.EVENT_READ, listener)
         try:
             while not self.stop_requested:
-                if not self.slots.acquire(timeout=POLL_INTERVAL):
-                    continue  # all threads busy: new connections wait in the backlog
+                if not self.slots.acquire(blocking=False):
+                    # Every thread is busy. A client waiting in the backlog takes the place of
+                    # the longest-idle keep-alive connection, if there is one.
+                    if waiter.select(POLL_INTERVAL):
+                        self._evict_one()
+                    if not self.slots.acquire(timeout=POLL_INTERVAL):
+                        continue  # new connections wait in the backlog
                 if not self._accept_one(waiter):
                     self.slots.release()
         finally:
-            self.stop_event.set()  # connection threads see it from here on
+            self.stop_event.set()
             waiter.close()
             for listener in self.listeners:
                 listener.sock.close()
@@ -100,108 +133,155 @@ class ThreadedServer:
             except OSError as exc:
                 if self.stop_requested:
                     return False
-                if exc.errno in CONNECTION_ACCEPT_ERRORS:
-                    continue  # one connection's error, which accept(2) says to treat as EAGAIN
-                if not self.accept_error_logged:  # once, until an accept succeeds again
-                    log.warning("accept failed (%s): pausing accepts for %.1f s",
-                                exc.strerror, ACCEPT_PAUSE)
-                    self.accept_error_logged = True
-                self.stop_event.wait(ACCEPT_PAUSE)
-                return False
-            self.accept_error_logged = False
-            sock.setblocking(True)
+                if self.accept_errors.must_pause(exc):
+                    self.stop_event.wait(ACCEPT_PAUSE)
+                    return False
+                continue
+            self.accept_errors.succeeded()
             thread = threading.Thread(target=self._serve_connection,
-                                      args=(sock, address, listener.tls),
+                                      args=(sock, address, listener),
                                       name=f"conn-{format_peer(address)}", daemon=True)
             thread.start()
             return True
         return False
 
-    def _drain(self) -> None:
-        """Stop: wake idle keep-alive connections so they close; the rest finish within the bound.
-
-        A fresh connection (nothing served yet) is not idle: its request is on its way, and it
-        is answered with Connection: close. Only the read side is shut, so a request that raced
-        in after the state was read still gets its response written.
-        """
-        self.logs.event("Stopping: no longer accepting connections")
-        deadline = time.monotonic() + self.config.drain_timeout
+    def _evict_one(self) -> None:
+        """Wake the longest-idle evictable connection's thread so that it closes."""
         with self.active_lock:
-            for proto in self.active.values():
-                proto.draining = True
+            candidates = [conn for proto, conn in self.active.items()
+                          if proto.evictable and proto not in self.evicting]
+            if not candidates:
+                return
+            victim = min(candidates, key=lambda conn: conn.proto.idle_since)
+            self.evicting.add(victim.proto)
+        # Its idle wait sees end-of-file and closes the connection as evicted.
+        _shutdown_quietly(victim.sock, socket.SHUT_RD)
+
+    # ---- stopping ----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Stop: wake every idle wait; connections finish within the drain bound, then are cut."""
+        self.logs.event("Stopping: no longer accepting connections")
+        os.write(self._stop_w, b"\0")  # never read: stays readable for every idle wait
+        deadline = time.monotonic() + self.config.drain_timeout
+        if self._wait_idle_threads(deadline):
+            return
+        self.drain_expired = True
+        with self.active_lock:
+            for conn in self.active.values():
+                _shutdown_quietly(conn.sock, socket.SHUT_RDWR)
+        self._wait_idle_threads(time.monotonic() + CUT_GRACE)
+
+    def _wait_idle_threads(self, deadline: float) -> bool:
+        """Wait until no connection is open, or the deadline; True if none is."""
         while time.monotonic() < deadline:
             with self.active_lock:
                 if not self.active:
-                    return
-                for sock, proto in self.active.items():
-                    if proto.state is ConnState.IDLE and proto.requests_served:
-                        _shutdown_quietly(sock, socket.SHUT_RD)
-            time.sleep(0.05)
+                    return True
+            time.sleep(0.02)
+        return False
 
-    def _serve_connection(self, sock: socket.socket, address, tls=None) -> None:
-        """One connection's whole life, on this thread."""
-        peer = format_peer(address)
-        if tls is not None:
-            # The handshake, on this thread, bounded like a request head (slowloris guard).
-            sock.settimeout(self.config.header_timeout)
-            try:
-                sock = tls.wrap_socket(sock, server_side=True)
-            except (OSError, ValueError):
-                sock.close()
-                self.slots.release()
-                return
-        proto = HttpConnection(self.site, parser=self.parser, stats=self.stats,
-                               peer=address[0] if isinstance(address, tuple) else "")
-        with self.active_lock:
-            self.active[sock] = proto
-        if self.logs.connection_enabled:
-            self.logs.event(f"[+] New thread started for {peer}")
+    # ---- one connection ----------------------------------------------------------------------
+
+    def _serve_connection(self, sock: socket.socket, address, listener: Listener) -> None:
+        """One connection's whole life, on this thread: from accept to CLOSED."""
+        conn = None
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._converse(sock, proto, peer)
-        except sending.FileShrank as exc:
-            log.warning("%s: %s; closing the connection", peer, exc)
-            proto.abort("error")
-        except (TimeoutError, socket.timeout):
-            proto.abort("send")
-        except (ConnectionError, OSError):
-            proto.abort("reset")
-        except Exception as exc:
-            log.error("unexpected error on connection %s; closing it:\n%s", peer,
-                      "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-            proto.abort("error")
-        finally:
+            sock = prepare_accepted(sock, listener, blocking=True)
+            if sock is None:
+                return
+            tls = listener.tls is not None
+            proto = HttpConnection(self.site, parser=self.parser, tls=tls, stats=self.stats,
+                                   peer=peer_host(address))
+            conn = ThreadConn(sock, address, proto, tls)
             with self.active_lock:
-                self.active.pop(sock, None)
-            sock.close()
-            if self.logs.connection_enabled:
-                self.logs.event(f"[-] Disconnected {peer}, killing thread "
-                                f"({proto.close_reason_text})")
+                self.active[proto] = conn
+            self.clog.opened(conn.peer)
+            try:
+                if proto.state is ConnState.HANDSHAKING:
+                    self._handshake(conn)
+                if proto.state is not ConnState.CLOSED:
+                    self._converse(conn)
+            except (TimeoutError, socket.timeout):
+                if proto.state is not ConnState.CLOSED:
+                    proto.timeout(time.monotonic())  # a send timeout: counted as the reactor does
+            except Exception as exc:
+                reason = "drain" if self.drain_expired else close_reason_for(exc)
+                if reason is None:
+                    self.clog.crash(conn.peer, exc)
+                    reason = "error"
+                proto.abort(reason)
+        finally:
+            if conn is not None:
+                self._finish(conn)
             self.slots.release()
 
-    def _converse(self, sock: socket.socket, proto: HttpConnection, peer: str) -> None:
+    def _finish(self, conn: ThreadConn) -> None:
+        """Log a response cut short, close the socket, forget the connection."""
+        proto = conn.proto
+        if proto.state is not ConnState.CLOSED:
+            proto.abort("drain" if self.drain_expired else "close")
+        plan = conn.plan
+        if plan is not None:
+            conn.plan = None
+            sent = conn.cursor.sent if conn.cursor is not None else 0
+            self.clog.cut(conn.peer, conn.host, plan, plan.body_sent(sent),
+                          CLOSE_REASONS.get(proto.close_reason, proto.close_reason_text))
+            plan.close()
+        with self.active_lock:
+            self.active.pop(proto, None)
+            self.evicting.discard(proto)
+        conn.sock.close()
+        self.clog.closed(conn.peer, proto.close_reason_text)
+
+    def _handshake(self, conn: ThreadConn) -> None:
+        """The TLS handshake, bounded like a request head (slowloris guard)."""
+        proto = conn.proto
+        conn.sock.settimeout(self.config.header_timeout)
+        try:
+            conn.sock.do_handshake()
+        except (TimeoutError, socket.timeout):
+            proto.timeout(time.monotonic())
+            return
+        except ssl.SSLError as exc:
+            if not is_plaintext_on_tls(exc):
+                raise
+            # Plain HTTP on the HTTPS port: answer in plain text on the TCP socket underneath.
+            with self.active_lock:
+                conn.sock = plain_socket(conn.sock)
+            conn.tls = False
+            self.clog.plaintext_on_tls(conn.peer)
+            if self._send(conn, proto.plaintext_on_tls(time.monotonic())) is ConnState.CLOSING:
+                self._linger(conn)
+            return
+        proto.handshake_done()
+
+    def _converse(self, conn: ThreadConn) -> None:
         """Read requests and send responses until the protocol says the connection ends."""
         config = self.config
+        proto = conn.proto
+        sock = conn.sock
         head_deadline = 0.0
         while True:
-            if self.stop_event.is_set() and proto.state is ConnState.IDLE and \
-                    proto.requests_served:
-                proto.abort("stop")
-                return
-            # Timers: idle wait, or what is left of the head deadline (slowloris guard).
-            if proto.state is ConnState.IDLE:
-                sock.settimeout(config.keepalive_timeout)
-            else:
+            was_idle = proto.state is ConnState.IDLE
+            if was_idle:
+                if not self._wait_idle(conn):
+                    return
+                sock.settimeout(config.header_timeout)
+            else:  # what is left of the head deadline (slowloris guard)
                 sock.settimeout(max(head_deadline - time.monotonic(), 0.001))
             try:
                 data = sock.recv(RECV_SIZE)
             except (TimeoutError, socket.timeout):
                 plan = proto.timeout(time.monotonic())
                 if plan is not None:
-                    self._send(sock, proto, plan, peer)
-                    self._linger(sock)
+                    self.clog.timed_out_head(conn.peer)
+                    if self._send(conn, plan) is ConnState.CLOSING:
+                        self._linger(conn)
                 return
-            was_idle = proto.state is ConnState.IDLE
+            if not data and proto in self.evicting:
+                proto.evict()
+                return
             proto.receive(data)
             if proto.state is ConnState.CLOSED:
                 return
@@ -211,52 +291,87 @@ class ThreadedServer:
                 plan = proto.next_plan(time.monotonic())
                 if proto.internal_error is not None:
                     exc, proto.internal_error = proto.internal_error, None
-                    log.error("error while answering %s (sent 500):\n%s", peer,
-                              "".join(traceback.format_exception(type(exc), exc,
-                                                                 exc.__traceback__)))
+                    self.clog.internal_error(conn.peer, exc)
                 if plan is None:
                     break
-                state = self._send(sock, proto, plan, peer)
+                state = self._send(conn, plan)
                 if state is ConnState.CLOSING:
-                    self._linger(sock)
+                    self._linger(conn)
                     return
                 if state is ConnState.READING_HEAD:
                     head_deadline = time.monotonic() + config.header_timeout
                 else:
                     break
 
-    def _send(self, sock: socket.socket, proto: HttpConnection, plan, peer: str):
-        """Send a plan with the send timeout; log it; return the protocol's next state."""
-        sock.settimeout(self.config.send_timeout)
-        try:
-            sending.send_blocking(sock, plan, on_head_sent=proto.head_sent)
-        finally:
-            plan.close()
-        exchange = proto.exchange
-        self.logs.access(exchange.client or peer.rsplit(":", 1)[0].strip("[]"),
-                         exchange.request_line,
-                         exchange.status, exchange.body_length)
-        if self.logs.connection_enabled:
-            self.logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status}')
-        return proto.response_done(plan)
+    def _wait_idle(self, conn: ThreadConn) -> bool:
+        """Wait for the next request; True if the socket is readable, else the connection ended.
 
-    def _linger(self, sock: socket.socket) -> None:
-        """Half-close and drain briefly so the peer reads our last response, not a reset."""
+        Also wakes for a graceful stop: what has already arrived is answered, a connection
+        answered less than STOP_GRACE ago gets that long for a request on its way, and the
+        protocol decides which connection is closed at once.
+        """
+        proto = conn.proto
+        sock = conn.sock
+        if conn.tls and sock.pending():
+            return True
+        poller = select.poll()
+        poller.register(sock, _READABLE)
+        poller.register(self._stop_r, select.POLLIN)
+        ready = poller.poll(self.config.keepalive_timeout * 1000)
+        if not ready:
+            proto.timeout(time.monotonic())
+            return False
+        sock_fd = sock.fileno()
+        if any(fd == sock_fd for fd, _ in ready):
+            return True
+        # Stopping.
+        wait = proto.begin_stop(time.monotonic())
+        poller.unregister(self._stop_r)
+        if poller.poll(0):
+            return True  # a request has arrived: answered, with Connection: close
+        if wait is None:  # fresh: its first request is on its way (bounded by the drain)
+            wait = self.config.keepalive_timeout
+        elif not wait:
+            proto.abort("stop")
+            return False
+        if poller.poll(wait * 1000):
+            return True
+        proto.timeout(time.monotonic())  # idle while stopping: closed as "server stopping"
+        return False
+
+    def _send(self, conn: ThreadConn, plan) -> ConnState:
+        """Send a plan with the send timeout; log it; return the protocol's next state."""
+        conn.sock.settimeout(self.config.send_timeout)
+        conn.plan = plan
+        conn.cursor = sending.Cursor()
+        sending.send_blocking(conn.sock, plan, conn.cursor, on_head_sent=conn.proto.head_sent,
+                              tls=conn.tls)
+        conn.plan = None
+        plan.close()
+        self.clog.exchange(conn.peer, conn.host, plan)
+        return conn.proto.response_done(plan, time.monotonic())
+
+    def _linger(self, conn: ThreadConn) -> None:
+        """Half-close and let the protocol drain the peer until it closes or the timer ends."""
+        proto = conn.proto
+        sock = conn.sock
         _shutdown_quietly(sock, socket.SHUT_WR)
         deadline = time.monotonic() + LINGER_TIMEOUT
-        drained = 0
-        try:
-            while drained <= LINGER_MAX_BYTES:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                sock.settimeout(remaining)
+        while proto.state is ConnState.CLOSING:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                proto.timeout(time.monotonic())
+                return
+            sock.settimeout(remaining)
+            try:
                 data = sock.recv(RECV_SIZE)
-                if not data:
-                    return
-                drained += len(data)
-        except OSError:
-            return
+            except (TimeoutError, socket.timeout):
+                proto.timeout(time.monotonic())
+                return
+            except OSError:
+                proto.abort("reset")
+                return
+            proto.receive(data)
 
 
 def _shutdown_quietly(sock: socket.socket, how: int) -> None:

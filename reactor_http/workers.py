@@ -29,6 +29,10 @@ import socket
 import sys
 import time
 
+from .engine import Listener
+from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
+from .service import inherited_listener
+
 # A worker that dies sooner than this after starting counts as a crash for the back-off (s).
 QUICK_DEATH = 1.0
 # Back-off before restarting a crashing worker: doubles from FIRST up to MAX (seconds).
@@ -57,10 +61,16 @@ class Worker:
 
 
 class Supervisor:
-    """Start, watch, restart, replace and stop the worker processes."""
+    """Start, watch, restart, replace and stop the worker processes.
 
-    def __init__(self, config):
+    `worker_body(config, listeners, ready=...)` is what each worker runs (server.run_engine):
+    handed in, so that this module imports nothing of the start-up code that imports it.
+    """
+
+    def __init__(self, config, worker_body):
         self.config = config
+        self.worker_body = worker_body
+        self.tls = None
         self.reuse_port = hasattr(socket, "SO_REUSEPORT") and kernel_migrates_requests()
         self.workers: dict[int, Worker] = {}
         self.crashes: dict[int, int] = {}
@@ -75,10 +85,10 @@ class Supervisor:
 
     def run(self, banner=None) -> int:
         """Supervise until SIGTERM/SIGINT; return the exit status."""
-        from .server import bind_listener, raise_fd_limit, url_for
-        from .service import inherited_listener
         raise_fd_limit()
         config = self.config
+        # Loaded once, here: a bad certificate stops us with one line before any worker starts.
+        self.tls = make_tls_context(config.certfile, config.keyfile) if config.certfile else None
         # Socket activation: systemd's socket is already listening; every worker accepts from it.
         self.holder = inherited_listener()
         if self.holder is not None:
@@ -102,7 +112,8 @@ class Supervisor:
             self._spawn(slot)
         if banner is not None:
             root = os.path.realpath(config.root)
-            banner(f"Serving {root} at {url_for(self.holder)} (mode: reactor, "
+            scheme = "https" if self.tls is not None else "http"
+            banner(f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
                    f"{config.workers} workers); press Ctrl+C to stop")
         try:
             while not self.stop_requested:
@@ -248,20 +259,19 @@ class Supervisor:
             # access log is opened by name after this, so a rotation now is not missed.
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            from .server import bind_listener, serve
-            config = dataclasses.replace(self.config, workers=1, port=self.port,
+            config = dataclasses.replace(self.config, port=self.port,
                                          worker=(slot, self.config.workers))
             if self.reuse_port:
                 self.holder.close()
-                listener = bind_listener(config.host, self.port, config.backlog, reuse_port=True)
+                sock = bind_listener(config.host, self.port, config.backlog, reuse_port=True)
             else:
-                listener = self.holder
+                sock = self.holder
 
             def ready(engine) -> None:
                 os.write(ready_w, b"1")
                 os.close(ready_w)
 
-            status = serve(config, listener=listener, ready=ready)
+            status = self.worker_body(config, [Listener(sock, self.tls)], ready=ready)
         except BaseException as exc:  # never let a child fall back into the parent's loop
             print(f"reactor_http: worker failed: {exc!r}", file=sys.stderr, flush=True)
         finally:

@@ -182,11 +182,16 @@ def test_client_that_stops_reading_is_dropped_after_the_send_timeout(make_server
     assert send_and_read(server, req(server))[0].status == 200
 
 
-@pytest.mark.parametrize("mode, option", [("reactor", "--max-connections"),
-                                          ("threaded", "--max-threads")])
-def test_connection_limit_queues_the_next_client_until_a_slot_frees(make_server, hroot, mode,
-                                                                    option):
-    server = make_server(hroot, mode, "--quiet", option, "5", "--keepalive-timeout", "30")
+CAP_OPTIONS = [("reactor", "--max-connections"), ("threaded", "--max-threads")]
+
+
+@pytest.mark.parametrize("mode, option", CAP_OPTIONS)
+def test_at_the_connection_cap_the_longest_idle_connection_makes_room(make_server, hroot, mode,
+                                                                      option, tmp_path):
+    # As nginx at worker_connections: a new client must not wait for a keep-alive timeout.
+    logs = tmp_path / "logs"
+    server = make_server(hroot, mode, "--quiet", option, "5", "--keepalive-timeout", "60",
+                         "--log-dir", str(logs))
     held = []
     try:
         for _ in range(5):
@@ -194,19 +199,50 @@ def test_connection_limit_queues_the_next_client_until_a_slot_frees(make_server,
             sock.sendall(req(server, close=False))
             assert read_response(sock, bytearray()).status == 200
             held.append(sock)
+        newcomer = server.connect()
+        newcomer.sendall(req(server))
+        response = read_response(newcomer, bytearray())  # served long before any timeout
+        assert response.status == 200 and response.body == b"hello a\n"
+        newcomer.close()
+        held[0].settimeout(10)
+        assert held[0].recv(1) == b""  # the longest-idle connection was the one closed
+        for sock in held[1:]:           # the others are still served
+            sock.sendall(req(server, close=False))
+            assert read_response(sock, bytearray()).status == 200
+    finally:
+        for sock in held:
+            sock.close()
+    status, _, err = server.stop()
+    assert status == 0, err
+    text = "".join(path.read_text() for path in logs.iterdir())
+    assert "closed to admit a new connection at the connection cap" in text, text
+
+
+@pytest.mark.parametrize("mode, option", CAP_OPTIONS)
+def test_at_the_cap_with_no_idle_connection_the_next_client_waits(make_server, hroot, mode,
+                                                                  option):
+    # Connections mid-request are never closed to make room: the newcomer waits in the backlog.
+    server = make_server(hroot, mode, "--quiet", option, "5", "--header-timeout", "60")
+    busy = []
+    try:
+        for _ in range(5):
+            sock = server.connect()
+            sock.sendall(b"GET /a.txt HTTP/1.1\r\n")  # a head in progress
+            busy.append(sock)
         waiting = server.connect()           # the kernel backlog takes it
         waiting.sendall(req(server))
         waiting.settimeout(0.5)
         with pytest.raises(socket.timeout):
-            waiting.recv(1)                  # not served while every slot is taken
-        held.pop().close()                   # a slot frees...
+            waiting.recv(1)                  # not served while every slot is busy
+        busy[0].sendall(b"Host: x\r\nConnection: close\r\n\r\n")
+        assert read_response(busy[0], bytearray()).status == 200  # the busy one was kept
+        busy.pop(0).close()                  # a slot frees...
         waiting.settimeout(10)
         response = read_response(waiting, bytearray())
         assert response.status == 200        # ...and the queued client is served
-        assert response.body == b"hello a\n"
         waiting.close()
     finally:
-        for sock in held:
+        for sock in busy:
             sock.close()
 
 

@@ -203,7 +203,9 @@ def test_send_blocking_sends_a_head_and_body_in_one_call():
 
     sock = RecordingSocket()
     plan = ResponsePlan(200, [b"HEAD\r\n\r\n", b"x" * 40000], 40000, True)
-    assert sending.send_blocking(sock, plan) == 40008
+    cursor = sending.Cursor()
+    sending.send_blocking(sock, plan, cursor)
+    assert cursor.sent == 40008
     assert sock.calls == [b"HEAD\r\n\r\n" + b"x" * 40000]
 
 

@@ -187,3 +187,14 @@ def test_draining_a_tls_connection_keeps_it_encrypted(certificate):
     thread.join(10)
     listener.close()
     assert result["data"] == b"HTTP/1.1 200 OK\r\n\r\n"
+
+
+def test_a_plain_http_request_to_the_https_port_gets_a_400(https_server):
+    # As nginx's 497: say in plain text that the port speaks HTTPS, instead of a silent close.
+    with socket.create_connection(("127.0.0.1", https_server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = read_response(sock, bytearray())
+        assert response.status == 400
+        assert b"HTTPS" in response.body
+        assert response.headers["connection"] == "close"
+        assert sock.recv(1) == b""

@@ -1,0 +1,229 @@
+"""The engine layer: what both I/O drivers (reactor.py, threaded.py) do the same way.
+
+Owns the socket-side policies that do not depend on the I/O model: listening sockets and their TLS
+contexts, how an accepted socket is prepared, which accept() errors skip one connection and which
+pause accepting (logged once), one TLS handshake step and what a plain-HTTP client on the HTTPS
+port is told, how a failed connection's exception becomes a close reason, and every log line an
+engine writes about a connection (opened, exchange done, exchange cut short, closed, errors).
+
+Must not decide HTTP semantics or move the state machine: that is protocol.py's. Neither engine
+imports the other; both import this.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+import traceback
+
+from . import sending
+from .logs import escape
+
+log = logging.getLogger("reactor_http")
+
+# Bytes asked of one recv: a request head fits many times over (nginx reads 1 KiB, then 8 KiB).
+RECV_SIZE = 65536
+# After EMFILE/ENFILE (or any accept error that may repeat) stop accepting this long (seconds)
+# instead of spinning on the same error.
+ACCEPT_PAUSE = 0.5
+# accept() errors that belong to one connection only: accept(2) passes a new connection's
+# pending network error through and says to treat it like EAGAIN, so we skip that connection.
+CONNECTION_ACCEPT_ERRORS = frozenset({
+    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
+    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
+# OpenSSL's reasons for a handshake that began with a plain HTTP request (nginx answers 497).
+PLAINTEXT_REASONS = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
+
+
+class Listener:
+    """A listening socket and, for HTTPS, the TLS context its connections are wrapped in."""
+
+    __slots__ = ("sock", "tls")
+
+    def __init__(self, sock: socket.socket, tls: ssl.SSLContext | None = None):
+        self.sock = sock
+        self.tls = tls
+
+
+def as_listeners(listener) -> list[Listener]:
+    """Accept one socket, or a list of sockets / (socket, ssl_context) pairs / Listeners."""
+    if isinstance(listener, socket.socket):
+        return [Listener(listener)]
+    result = []
+    for item in listener:
+        if isinstance(item, Listener):
+            result.append(item)
+        elif isinstance(item, tuple):
+            result.append(Listener(*item))
+        else:
+            result.append(Listener(item))
+    return result
+
+
+def format_peer(address) -> str:
+    """host:port for IPv4, [host]:port for IPv6, as logs show a peer."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)
+
+
+def peer_host(address) -> str:
+    """The peer's address without the port (what the access log and --trust-proxy use)."""
+    return address[0] if isinstance(address, tuple) else str(address)
+
+
+class AcceptErrors:
+    """The accept-error policy: skip one connection's error, pause on the rest, log once."""
+
+    __slots__ = ("logged",)
+
+    def __init__(self) -> None:
+        # An error was logged; quiet until an accept succeeds again.
+        self.logged = False
+
+    def must_pause(self, exc: OSError) -> bool:
+        """True if accepting must pause for ACCEPT_PAUSE; False to skip this connection."""
+        if exc.errno in CONNECTION_ACCEPT_ERRORS:
+            return False  # one connection's error, which accept(2) says to treat as EAGAIN
+        # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or an error that may
+        # repeat on every call (EINVAL, EBADF): pause briefly, never spin.
+        if not self.logged:
+            log.warning("accept failed (%s): pausing accepts for %.1f s",
+                        exc.strerror, ACCEPT_PAUSE)
+            self.logged = True
+        return True
+
+    def succeeded(self) -> None:
+        """An accept worked: the next error is news again."""
+        self.logged = False
+
+
+def prepare_accepted(sock: socket.socket, listener: Listener, blocking: bool):
+    """Set blocking mode and TCP_NODELAY; wrap for TLS (handshake not started). None if gone."""
+    sock.setblocking(blocking)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    if listener.tls is None:
+        return sock
+    try:
+        return listener.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    except (OSError, ValueError):
+        sock.close()
+        return None
+
+
+# What one handshake step needs next.
+HANDSHAKE_DONE, HANDSHAKE_READ, HANDSHAKE_WRITE = 0, 1, 2
+
+
+def handshake_step(sock: ssl.SSLSocket) -> int:
+    """One TLS handshake step: HANDSHAKE_DONE, or what to wait for. Raises ssl.SSLError."""
+    try:
+        sock.do_handshake()
+    except ssl.SSLWantReadError:
+        return HANDSHAKE_READ
+    except ssl.SSLWantWriteError:
+        return HANDSHAKE_WRITE
+    return HANDSHAKE_DONE
+
+
+def is_plaintext_on_tls(exc: BaseException) -> bool:
+    """True if a TLS handshake failed because the client spoke plain HTTP."""
+    return isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) in PLAINTEXT_REASONS
+
+
+def plain_socket(sock: ssl.SSLSocket) -> socket.socket:
+    """The TCP socket under a failed TLS socket, to answer a plain-HTTP client in plain text."""
+    timeout = sock.gettimeout()
+    raw = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    raw.settimeout(timeout)
+    return raw
+
+
+def close_reason_for(exc: BaseException) -> str | None:
+    """The close reason for an exception raised while serving a connection; None for a bug."""
+    if isinstance(exc, sending.PEER_GONE):
+        return "reset"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "send"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"  # a client that cannot speak TLS
+    if isinstance(exc, sending.FileShrank):
+        log.warning("%s; closing the connection", exc)
+        return "error"
+    if isinstance(exc, OSError) and exc.errno in sending.PEER_GONE_ERRNOS:
+        return "reset"
+    return None
+
+
+def format_exception(exc: BaseException) -> str:
+    """A traceback as text, for one log record."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class ConnectionLog:
+    """Every line an engine writes about a connection, in one place.
+
+    `opened_text` is how the engine announces a connection in the dated connection log: the
+    threaded engine keeps the seed design's "[+] New thread started for <peer>".
+    """
+
+    __slots__ = ("logs", "opened_text", "closed_suffix")
+
+    def __init__(self, logs, opened_text: str, closed_suffix: str = ""):
+        self.logs = logs
+        self.opened_text = opened_text
+        self.closed_suffix = closed_suffix
+
+    def opened(self, peer: str) -> None:
+        """A connection was accepted."""
+        if self.logs.connection_enabled:
+            self.logs.event(f"[+] {self.opened_text} {peer}")
+
+    def exchange(self, peer: str, host: str, exchange) -> None:
+        """A response has gone out whole: its access line and connection-log line."""
+        logs = self.logs
+        if logs.access_enabled:
+            logs.access(exchange.client or host, exchange.request_line, exchange.status,
+                        exchange.body_length)
+        if logs.connection_enabled:
+            logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status}')
+
+    def cut(self, peer: str, host: str, exchange, body_sent: int, reason_text: str) -> None:
+        """A response started but did not finish: log it with the body bytes that went out."""
+        logs = self.logs
+        if logs.access_enabled:
+            logs.access(exchange.client or host, exchange.request_line, exchange.status,
+                        body_sent)
+        if logs.connection_enabled:
+            logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status} cut after '
+                       f'{body_sent} of {exchange.body_length} body bytes ({reason_text})')
+
+    def timed_out_head(self, peer: str) -> None:
+        """A request head or body did not arrive in time: a 408 goes out."""
+        if self.logs.connection_enabled:
+            self.logs.event(f"{peer} request head not complete in time -> 408")
+
+    def closed(self, peer: str, reason_text: str) -> None:
+        """A connection is gone."""
+        if self.logs.connection_enabled:
+            self.logs.event(f"[-] Disconnected {peer}{self.closed_suffix} ({reason_text})")
+
+    def internal_error(self, peer: str, exc: BaseException) -> None:
+        """The responder raised: the client got a 500; the traceback goes to the error log."""
+        log.error("error while answering %s (sent 500):\n%s", peer, format_exception(exc))
+
+    def crash(self, peer: str, exc: BaseException) -> None:
+        """A bug while serving a connection: it is closed, the server goes on."""
+        log.error("unexpected error on connection %s; closing it:\n%s", peer,
+                  format_exception(exc))
+
+    def plaintext_on_tls(self, peer: str) -> None:
+        """A plain-HTTP client reached the HTTPS port."""
+        if self.logs.connection_enabled:
+            self.logs.event(f"{peer} sent plain HTTP to the HTTPS port -> 400")

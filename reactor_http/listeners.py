@@ -1,0 +1,119 @@
+"""Listening sockets: bind, TLS context, descriptor limit, URL (gunicorn's `sock.py`).
+
+Used by the single-process start-up (server.py) and by the supervisor (workers.py) alike, so
+neither imports the other. Errors a user can fix (a port in use, an unreadable certificate) are
+raised as `StartupError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+import socket
+import ssl
+
+from .engine import Listener
+from .service import inherited_listener
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why in one line."""
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return (soft, hard) now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        target = max(soft, 1 << 20)
+    else:
+        target = hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
+def bind_listener(host: str, port: int, backlog: int, *, reuse_port: bool = False,
+                  listen: bool = True) -> socket.socket:
+    """A listening TCP socket on host:port (IPv6 if the host is an IPv6 address).
+
+    With `reuse_port`, several processes may bind the same port and the kernel spreads
+    connections among their listening sockets (SO_REUSEPORT); `listen=False` only holds the port.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    family, socktype, proto, _, address = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+            try:  # `--host ::` serves IPv4 too where the system allows dual-stack
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except OSError:
+                pass
+        sock.bind(address)
+        if listen:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use") from None
+        if exc.errno == errno.EACCES:
+            raise StartupError(f"permission denied to listen on {host}:{port}") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def url_for(sock: socket.socket, scheme: str = "http") -> str:
+    """The URL a browser would use for a bound socket."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}/"
+
+
+def make_tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    """A server TLS context with the ssl module's recommended settings, TLS 1.2 at least."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load the TLS certificate/key: {exc}") from None
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def open_listeners(config) -> list[Listener]:
+    """The configured listening sockets: inherited (socket activation) or bound, HTTP/HTTPS.
+
+    --certfile alone makes the main port HTTPS; with --tls-port, HTTP and HTTPS side by side.
+    """
+    tls = make_tls_context(config.certfile, config.keyfile) if config.certfile else None
+    # systemd socket activation (sd_listen_fds(3)): serve the socket we were handed.
+    sock = inherited_listener()
+    if sock is None:
+        sock = bind_listener(config.host, config.port, config.backlog)
+    listeners = [Listener(sock, tls if config.tls_port is None else None)]
+    if tls is not None and config.tls_port is not None:
+        try:
+            listeners.append(Listener(bind_listener(config.host, config.tls_port,
+                                                    config.backlog), tls))
+        except StartupError:
+            sock.close()
+            raise
+    return listeners
+
+
+def listeners_url(listeners) -> str:
+    """What the start-up line says: each listener's URL, with its scheme."""
+    return " and ".join(url_for(item.sock, "https" if item.tls else "http")
+                        for item in listeners)
