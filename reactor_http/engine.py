@@ -117,18 +117,23 @@ def prepare_accepted(sock: socket.socket, listener: Listener, blocking: bool):
         return None
 
 
-# What one handshake step needs next.
-HANDSHAKE_DONE, HANDSHAKE_READ, HANDSHAKE_WRITE = 0, 1, 2
+# What one handshake step needs next; HANDSHAKE_EOF: the client closed during the handshake.
+HANDSHAKE_DONE, HANDSHAKE_READ, HANDSHAKE_WRITE, HANDSHAKE_EOF = 0, 1, 2, 3
 
 
 def handshake_step(sock: ssl.SSLSocket) -> int:
-    """One TLS handshake step: HANDSHAKE_DONE, or what to wait for. Raises ssl.SSLError."""
+    """One TLS handshake step: HANDSHAKE_DONE, HANDSHAKE_EOF, or what to wait for.
+
+    Raises ssl.SSLError for a client that does not speak TLS.
+    """
     try:
         sock.do_handshake()
     except ssl.SSLWantReadError:
         return HANDSHAKE_READ
     except ssl.SSLWantWriteError:
         return HANDSHAKE_WRITE
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        return HANDSHAKE_EOF
     return HANDSHAKE_DONE
 
 

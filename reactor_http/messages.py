@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 
 from ._version import __version__
 
@@ -31,12 +32,16 @@ CHUNKED = -1
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Request:
-    """One parsed request head. Field names are lower-case; repeated fields are comma-joined."""
+    """One parsed request head. Field names are lower-case; repeated fields are comma-joined.
+
+    Immutable in fact: the dataclass is frozen and `fields` is a read-only mapping, since parsed
+    requests are memoised and shared between connections.
+    """
 
     method: str
     target: str
     version: tuple[int, int]
-    fields: dict[str, str]
+    fields: Mapping[str, str]
     keep_alive: bool
     # NO_BODY, CHUNKED, or a Content-Length in bytes.
     body_length: int = NO_BODY

@@ -15,6 +15,7 @@ everywhere (request line, fields, chunk lines), as nginx and h11 do; a CR anywhe
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 
 from . import errors
 from .headers import wants_keep_alive
@@ -191,7 +192,9 @@ def _parse_complete_head(head: bytes, limits: Limits) -> Request:
     body_length = _body_framing(version, fields.get("transfer-encoding"), content_lengths, limits)
     keep_alive = wants_keep_alive(version, fields.get("connection"))
     request_line = f"{method} {target} HTTP/{version[0]}.{version[1]}"
-    return Request(method, target, version, fields, keep_alive, body_length, request_line)
+    # Read-only: memoised Requests are shared between connections (protocol.HeadParser).
+    return Request(method, target, version, MappingProxyType(fields), keep_alive, body_length,
+                   request_line)
 
 
 def _check_host(version: tuple[int, int], host_count: int, host: str | None) -> None:

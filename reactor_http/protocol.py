@@ -76,7 +76,9 @@ TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
     (S.READING_BODY, E.RESPONSE_READY): S.WRITING_HEAD,
     (S.READING_BODY, E.EOF): S.CLOSED,
     (S.READING_BODY, E.TIMEOUT): S.WRITING_HEAD,
-    (S.WRITING_HEAD, E.DATA): S.WRITING_HEAD,     # pipelined bytes wait in the buffer
+    # Neither engine reads while a response is going out (pipelined bytes wait in the kernel:
+    # backpressure); a sans-I/O driver that does may feed them, and they wait in the buffer.
+    (S.WRITING_HEAD, E.DATA): S.WRITING_HEAD,
     (S.WRITING_HEAD, E.HEAD_SENT): S.SENDING_BODY,
     (S.WRITING_HEAD, E.DONE_IDLE): S.IDLE,
     (S.WRITING_HEAD, E.DONE_PIPELINED): S.READING_HEAD,
@@ -187,6 +189,22 @@ class HeadParser:
                 self._memo.clear()
             self._memo[key] = parsed
         return parsed
+
+
+def record_transitions(rows: set) -> None:
+    """From now on, add every (state, event) move any connection makes to `rows`.
+
+    A diagnostic for the test suite's check that every row of TRANSITIONS is reached over real
+    sockets (server.py turns it on when REACTOR_HTTP_TRACE_TRANSITIONS names a file). It wraps
+    the one method every move goes through; without it, nothing is recorded and nothing is paid.
+    """
+    move = HttpConnection._move
+
+    def recording_move(self, event):
+        rows.add((self.state, event))
+        return move(self, event)
+
+    HttpConnection._move = recording_move
 
 
 class ProtocolViolation(RuntimeError):

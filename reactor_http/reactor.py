@@ -18,7 +18,7 @@ import time
 
 from . import sending
 from .deadlines import DeadlineQueue
-from .engine import (HANDSHAKE_DONE, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
+from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
                      ConnectionLog, Listener, as_listeners, close_reason_for, format_peer,
                      handshake_step, is_plaintext_on_tls, peer_host, plain_socket,
                      prepare_accepted)
@@ -34,6 +34,9 @@ ACCEPT_BATCH = 64
 EVICT_SCAN = 64
 # Longest select() wait (seconds): the loop re-checks its flags at least this often.
 MAX_WAIT = 1.0
+# Seconds between two heartbeats (when a supervisor asked for them): well inside any sane
+# --worker-timeout, and no per-request cost.
+HEARTBEAT_INTERVAL = 1.0
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -59,8 +62,11 @@ class Conn:
 class Reactor:
     """The selectors loop serving one or more listening sockets (HTTP and HTTPS)."""
 
-    def __init__(self, config, site, logs, listener):
+    def __init__(self, config, site, logs, listener, heartbeat=None):
         self.config = config
+        # Called about once a second while the loop turns (the supervisor's liveness check).
+        self.heartbeat = heartbeat
+        self.next_heartbeat = 0.0
         self.site = site
         self.logs = logs
         self.clog = ConnectionLog(logs, "New connection from")
@@ -168,6 +174,9 @@ class Reactor:
                 for conn in queue.pop_expired(now):
                     conn.queue = None
                     self._on_timeout(conn, now)
+        if self.heartbeat is not None and now >= self.next_heartbeat:
+            self.next_heartbeat = now + HEARTBEAT_INTERVAL
+            self.heartbeat()
         if not self.listening and not self.stopping and now >= self.accept_paused_until and \
                 (len(self.conns) < self.config.max_connections or self._evictable() is not None):
             self._resume_accepting()
@@ -303,10 +312,13 @@ class Reactor:
                 # The request may have arrived with the client's Finished; a plain-HTTP client
                 # has a 400 to be sent.
                 mask = READ if proto.state is ConnState.IDLE else WRITE
-            if mask & READ:
+            # Only a waiting-to-read state reads: epoll reports errors on a writing socket as
+            # readable too, and its send then meets the error.
+            if mask & READ and proto.state in READ_STATES:
                 if not self._read(conn):
                     return
-            if mask & WRITE or (mask & READ and proto.state in READ_STATES):
+                self._advance(conn, now)
+            elif mask & WRITE:
                 self._advance(conn, now)
         except Exception as exc:  # the loop must outlive any one connection's failure or bug
             reason = close_reason_for(exc)
@@ -337,6 +349,9 @@ class Reactor:
             conn.want_write = False
             conn.proto.handshake_done()
             return True
+        if step == HANDSHAKE_EOF:
+            conn.proto.receive(b"")  # the client closed: CLOSED, settled by the caller
+            return False
         conn.want_write = step == HANDSHAKE_WRITE
         return False
 

@@ -14,6 +14,7 @@ import threading
 
 from .listeners import StartupError, listeners_url, open_listeners, raise_fd_limit
 from .logs import LogSink
+from .protocol import record_transitions
 from .responder import Site
 from .workers import Supervisor
 
@@ -36,11 +37,21 @@ def serve(config, *, banner=None, ready=None) -> int:
     return run_engine(config, listeners, banner=banner, ready=ready)
 
 
-def run_engine(config, listeners, *, banner=None, ready=None) -> int:
+# Names a file: every (state, event) move the protocol makes is written there at exit, for the
+# test suite's transition coverage check (protocol.record_transitions). Unset: nothing is done.
+TRACE_ENV = "REACTOR_HTTP_TRACE_TRANSITIONS"
+
+
+def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) -> int:
     """Serve `listeners` with the configured engine in this process until stopped.
 
-    The body of a single-process server and of every --workers child alike.
+    The body of a single-process server and of every --workers child alike; `heartbeat()` is
+    called about once a second while the reactor's loop turns (the supervisor's liveness check).
     """
+    trace_path = os.environ.get(TRACE_ENV)
+    rows: set = set()
+    if trace_path:
+        record_transitions(rows)
     site = Site(config)
     logs = LogSink(access=not config.quiet, log_dir=config.log_dir, access_file=config.access_log)
     url = listeners_url(listeners)
@@ -49,7 +60,7 @@ def run_engine(config, listeners, *, banner=None, ready=None) -> int:
         engine = ThreadedServer(config, site, logs, listeners)
     else:
         from .reactor import Reactor
-        engine = Reactor(config, site, logs, listeners)
+        engine = Reactor(config, site, logs, listeners, heartbeat=heartbeat)
     main_thread = threading.current_thread() is threading.main_thread()
     # Handlers first: once the banner says we serve, a SIGTERM must mean a graceful stop.
     if main_thread:
@@ -65,6 +76,8 @@ def run_engine(config, listeners, *, banner=None, ready=None) -> int:
             ready(engine)
         status = engine.run()
     finally:
+        if trace_path:
+            write_transitions(trace_path, rows)
         logs.event("Server stopped")
         logs.flush()
         if main_thread:
@@ -75,3 +88,10 @@ def run_engine(config, listeners, *, banner=None, ready=None) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_IGN)
     return status
+
+
+def write_transitions(path: str, rows: set) -> None:
+    """Append the recorded (state, event) moves to `path`, one `STATE EVENT` line each."""
+    with open(path, "a", encoding="ascii") as file:
+        file.writelines(f"{state.name} {event.name}\n" for state, event in sorted(
+            rows, key=lambda row: (row[0].name, row[1].name)))

@@ -243,6 +243,9 @@ class ThreadedServer:
         except (TimeoutError, socket.timeout):
             proto.timeout(time.monotonic())
             return
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            proto.receive(b"")  # the client closed during the handshake
+            return
         except ssl.SSLError as exc:
             if not is_plaintext_on_tls(exc):
                 raise
