@@ -1,13 +1,17 @@
 """The filesystem side: safe resolution under the root, file facts, content types, ranges, listings.
 
 Owns every decision about which bytes on disk a URL path may name. Never touches a socket.
-Nothing outside the root is ever named: segments are decoded and checked one by one (no `..`, no
-NUL, no backslash, dotfiles by policy), and unless `follow_symlinks` is set the real path of what
-we serve must lie under the real root *with* a trailing separator, so /srv/www2 cannot pass for
-/srv/www. That holds for the requested path (`resolve`) and for every path derived from it, which
-goes through `stat_inside`: a folder's index.html, the --spa index.html, 404.html and the
-precompressed .br/.gz siblings. (A name swapped for a symlink between that check and the open is
-not caught, as with any check-then-open on a path.)
+A URL path is first normalised (`normalize_path`): percent-decoded (`%2F` too, as nginx does, so
+an encoded slash separates segments like a plain one), checked (no NUL, no backslash, no control
+character), then dot-segments are removed as RFC 3986 section 5.2.4 describes and repeated slashes
+merged (nginx's `merge_slashes`). A path whose `..` would climb above the root is refused
+(`BadPath`, a 400 as in nginx), never clamped. Dotfiles are refused by policy on the segments
+that remain. Only then is the path mapped onto the root, and unless `follow_symlinks` is set the
+real path of what we serve must lie under the real root *with* a trailing separator, so /srv/www2
+cannot pass for /srv/www: that containment check stays the last guard. It holds for the requested
+path (`resolve`) and for every path derived from it, which goes through `stat_inside`: a folder's
+index.html, the --spa index.html, 404.html and the precompressed .br/.gz siblings. (A name swapped
+for a symlink between that check and the open is not caught, as with any check-then-open.)
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class NotFound(Exception):
     """The URL path names nothing we may serve."""
 
 
+class BadPath(Exception):
+    """The URL path climbs above the root once its dot-segments are removed (answered 400)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Redirect:
     """A directory asked for without its trailing slash: 301 to `location`."""
@@ -71,6 +79,7 @@ class Found:
     fs_path: str
     st: os.stat_result
     is_dir: bool
+    url_path: str = "/"  # the normalised, decoded URL path (a listing's title)
 
 
 def content_type(fs_path: str) -> str:
@@ -115,29 +124,59 @@ def split_target(target: str) -> tuple[str, str] | None:
     return None
 
 
-def decode_segments(path: str, allow_dotfiles: bool) -> tuple[list[str], bool]:
-    """Percent-decode a URL path into safe segments; raise NotFound for anything suspicious.
+def normalize_path(path: str) -> tuple[list[str], bool]:
+    """Percent-decode a URL path and remove its dot-segments: (segments, trailing_slash).
 
-    Returns (segments, trailing_slash). Empty segments (`//`) and `.` collapse; `..` is refused
-    outright rather than resolved, so no arithmetic on segments can ever climb out of the root.
+    Raises NotFound for bytes that are not UTF-8 and for NUL, backslash or control characters
+    anywhere in the decoded path (even in a segment a `..` later removes), and BadPath when a
+    `..` would climb above the root. Follows RFC 3986 section 5.2.4 on the decoded path, with
+    empty segments (`//`) merged away: `/a/./b/../c` is ["a", "c"], and a path ending in `.`
+    or `..` names a folder (`/a/..` is the root, with its trailing slash).
     """
     raw = urllib.parse.unquote_to_bytes(path)
     try:
         decoded = raw.decode("utf-8")  # strict: overlong forms and stray bytes fail here
     except UnicodeDecodeError:
         raise NotFound("path is not UTF-8") from None
-    if "\x00" in decoded or "\\" in decoded:
-        raise NotFound("NUL or backslash in path")
-    segments = []
-    for segment in decoded.split("/"):
-        if segment in ("", "."):
-            continue
-        if segment == ".." or any(ord(ch) < 0x20 or ch == "\x7f" for ch in segment):
-            raise NotFound("unsafe path segment")
-        if segment[0] == "." and not allow_dotfiles and segment not in _PUBLIC_DOT_NAMES:
-            raise NotFound("dotfile")
-        segments.append(segment)
-    return segments, decoded.endswith("/")
+    if "\\" in decoded or (not decoded.isprintable() and _has_control(decoded)):
+        raise NotFound("NUL, control character or backslash in path")
+    segments: list[str] = []
+    parts = decoded.split("/")
+    for segment in parts:
+        if segment == "..":
+            if not segments:
+                raise BadPath("path climbs above the root")
+            segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    trailing_slash = parts[-1] in ("", ".", "..")
+    return segments, trailing_slash
+
+
+def _has_control(text: str) -> bool:
+    """Does `text` hold a C0 control character (NUL included) or DEL?"""
+    return any(ord(ch) < 0x20 or ch == "\x7f" for ch in text)
+
+
+def canonical_path(segments: list[str], trailing_slash: bool) -> str:
+    """The decoded URL path that `normalize_path` results stand for, e.g. "/a/b/" or "/"."""
+    if not segments:
+        return "/"
+    return "/" + "/".join(segments) + ("/" if trailing_slash else "")
+
+
+def decode_segments(path: str, allow_dotfiles: bool) -> tuple[list[str], bool]:
+    """Normalise a URL path into segments we may map onto the root: (segments, trailing_slash).
+
+    Raises what `normalize_path` raises, and NotFound for a dotfile segment when dotfiles are
+    not allowed (checked on the segments that remain, `.well-known` excepted).
+    """
+    segments, trailing_slash = normalize_path(path)
+    if not allow_dotfiles:
+        for segment in segments:
+            if segment[0] == "." and segment not in _PUBLIC_DOT_NAMES:
+                raise NotFound("dotfile")
+    return segments, trailing_slash
 
 
 def is_inside(real_root: str, candidate: str) -> bool:
@@ -147,7 +186,10 @@ def is_inside(real_root: str, candidate: str) -> bool:
 
 def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
             follow_symlinks: bool = False, query: str = ""):
-    """Map a URL path to a Found file or directory, or a Redirect; raise NotFound otherwise."""
+    """Map a URL path to a Found file or directory, or a Redirect.
+
+    Raises NotFound, or BadPath for a path that climbs above the root.
+    """
     segments, trailing_slash = decode_segments(path, allow_dotfiles)
     fs_path = os.path.join(real_root, *segments)
     try:
@@ -158,13 +200,13 @@ def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
         raise NotFound("symlink leads outside the root")
     if stat.S_ISDIR(st.st_mode):
         if not trailing_slash and segments:
-            location = urllib.parse.quote("/" + "/".join(segments) + "/")
+            location = urllib.parse.quote(canonical_path(segments, True))
             return Redirect(location + ("?" + query if query else ""))
-        return Found(fs_path, st, True)
+        return Found(fs_path, st, True, canonical_path(segments, True))
     if not stat.S_ISREG(st.st_mode) or trailing_slash:
         # RFC 3986: "/abc.txt/" names a child of a file, which cannot exist.
         raise NotFound("not a regular file")
-    return Found(fs_path, st, False)
+    return Found(fs_path, st, False, canonical_path(segments, False))
 
 
 def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool) -> os.stat_result | None:

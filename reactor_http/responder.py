@@ -1,6 +1,6 @@
 """HTTP semantics for a static site: one request in, one `Response` (head fields + body plan) out.
 
-`respond(request, site, now)` decides methods, redirects, 200/206/304/404/405/412/416/501,
+`respond(request, site, now)` decides methods, redirects, 200/206/304/400/404/405/412/416/501,
 conditional requests (RFC 9110 section 13), ranges (section 14), precompressed representations and
 the options users ask for. It never touches a socket and never sends; connection management
 (Connection, Keep-Alive) belongs to protocol.py, which adds those fields.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import urllib.parse
 
 from . import filesystem
 from .headers import DateCache, comma_list, parse_http_date, quality_values
@@ -25,7 +24,7 @@ KNOWN_METHODS = frozenset({
 SMALL_FILE_MAX = 64 * 1024
 # Total bytes of small files kept in memory; the oldest entries go first beyond it.
 SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
-# Directory listings kept in memory (entries), refreshed when the folder's mtime changes.
+# Directory listings kept in memory (entries), rebuilt when the folder's stat changes.
 LISTING_CACHE_ENTRIES = 256
 # At most this many parts in a multipart/byteranges answer (see filesystem.parse_range).
 MAX_RANGES = 16
@@ -36,8 +35,8 @@ FAST_PATH_TTL = 1.0
 # Cached small-file responses kept (entries); the oldest go first beyond it. Each entry's body is
 # shared with the small-file cache, but once sent it may also hold protocol.py's rendered copy of
 # the whole response (Response.wire: head + body, up to 16 KiB), so 1,024 entries bound that
-# extra memory to about 16 MiB. Keys are paths without the query (see _fast_key), so
-# `/app.js?v=1`, `?v=2`, ... share one entry.
+# extra memory to about 16 MiB. Keys are normalised paths without the query (see _fast_key),
+# so `/app.js?v=1`, `?v=2`, `/x/../app.js`, `//app.js` ... share one entry.
 FAST_PATH_ENTRIES = 1024
 # Requests carrying any of these fields take the full path (conditionals and ranges).
 _FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
@@ -90,8 +89,8 @@ class Site:
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
         self._listings: dict[str, tuple[tuple, bytes]] = {}
-        # (URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD response), where
-        # checks are the (path, identity) pairs whose stat must be unchanged.
+        # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
+        # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
         self.cache_control = None
         if config.max_age is not None:
@@ -142,9 +141,8 @@ class Site:
             self._small_files[fs_path] = (identity, data)
             self._small_file_bytes += len(data)
 
-    def cached_response(self, request: Request, now: float) -> Response | None:
-        """A cached answer for a plain GET/HEAD of a small file, if still valid."""
-        key = _fast_key(request)
+    def cached_response(self, key: tuple, method: str, now: float) -> Response | None:
+        """A cached answer for a plain GET/HEAD of a small file (see _fast_key), if still valid."""
         entry = self._fast.get(key)
         if entry is None:
             return None
@@ -158,18 +156,15 @@ class Site:
                 if _identity(st) != identity:
                     break
             else:
-                return head_response if request.method == "HEAD" else get_response
+                return head_response if method == "HEAD" else get_response
         with self._lock:
             if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
                 del self._fast[key]
         return None
 
-    def remember_response(self, request: Request, now: float, checks: tuple,
+    def remember_response(self, key: tuple, now: float, checks: tuple,
                           response: Response) -> None:
         """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests."""
-        key = _fast_key(request)
-        if key is None:
-            return
         head_response = Response(200, response.headers, [], 0)
         get_response = Response(200, response.headers, response.segments, response.body_length)
         entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
@@ -180,7 +175,10 @@ class Site:
             self._fast[key] = entry
 
     def listing(self, fs_dir: str, st: os.stat_result, url_path: str) -> bytes:
-        """The HTML listing of a directory, rebuilt only when the directory changed."""
+        """The HTML listing of a directory, rebuilt only when the directory changed.
+
+        Keyed by the folder path: `url_path` is normalised, so one folder has one title.
+        """
         identity = _identity(st)
         cached = self._listings.get(fs_dir)
         if cached is not None and cached[0] == identity:
@@ -196,16 +194,22 @@ class Site:
         return body
 
 
-def _fast_key(request: Request) -> tuple | None:
-    """The fast-path cache key: the URL path *without* the query, and Accept-Encoding.
+def _fast_key(path: str, request: Request) -> tuple | None:
+    """The fast-path cache key: the *normalised* URL path without the query, and Accept-Encoding.
 
     The responder ignores the query, so keying on the whole target would let `/f.js?v=0`,
-    `?v=1`, ... each fill an entry with the same answer. None for targets that name no path.
+    `?v=1`, ... each fill an entry with the same answer; normalising first means `/a/../b`,
+    `//b` and `/%62` share the entry of `/b` instead of each filling one. A path without `%`,
+    `//` or `/.` is already its own normal form (decoding and dot-segment removal leave it
+    unchanged), so the common case costs three substring tests. None for a path that cannot
+    be normalised (it is refused before anything is cached).
     """
-    split = filesystem.split_target(request.target)
-    if split is None:
-        return None
-    return split[0], request.fields.get("accept-encoding")
+    if "%" in path or "//" in path or "/." in path:
+        try:
+            path = filesystem.canonical_path(*filesystem.normalize_path(path))
+        except (filesystem.NotFound, filesystem.BadPath):
+            return None
+    return path, request.fields.get("accept-encoding")
 
 
 def _pop_oldest(cache: dict):
@@ -249,16 +253,19 @@ def respond(request: Request, site: Site, now: float) -> Response:
     """Decide the response to one parsed request."""
     method = request.method
     head_only = method == "HEAD"
-    plain = (method == "GET" or head_only) and request.fields.keys().isdisjoint(_FULL_PATH_FIELDS)
-    if plain:
-        cached = site.cached_response(request, now)
-        if cached is not None:
-            return cached
+    split = filesystem.split_target(request.target)
+    cache_key = None
+    if split is not None and (method == "GET" or head_only) and \
+            request.fields.keys().isdisjoint(_FULL_PATH_FIELDS):
+        cache_key = _fast_key(split[0], request)
+        if cache_key is not None:
+            cached = site.cached_response(cache_key, method, now)
+            if cached is not None:
+                return cached
     if method not in ("GET", "HEAD", "OPTIONS"):
         if method in KNOWN_METHODS:
             return error_response(405, extra=[("Allow", ALLOWED_METHODS)])
         return error_response(501)
-    split = filesystem.split_target(request.target)
     if split is None:
         if method == "OPTIONS" and request.target == "*":
             return _options(request, site)
@@ -269,26 +276,32 @@ def respond(request: Request, site: Site, now: float) -> Response:
     try:
         found = filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
                                  follow_symlinks=site.config.follow_symlinks, query=query)
+        if isinstance(found, filesystem.Redirect):
+            return error_response(301, head_only=head_only, extra=[("Location", found.location)])
+        cache = (cache_key, now) if cache_key is not None else None
+        if found.is_dir:
+            return _serve_folder(request, site, found, cache, now)
+        return _serve_file(request, site, found.fs_path, found.st, cache)
+    except filesystem.BadPath:
+        # A `..` above the root is a malformed request, not a missing file (nginx answers 400).
+        return error_response(400, close=True, head_only=head_only)
     except filesystem.NotFound:
         return _not_found(request, site, path)
-    if isinstance(found, filesystem.Redirect):
-        return error_response(301, head_only=head_only, extra=[("Location", found.location)])
-    if found.is_dir:
-        index = os.path.join(found.fs_path, "index.html")
-        index_st = site.derived_stat(index)
-        if index_st is not None:
-            return _serve_file(request, site, index, index_st, now if plain else None)
-        if not site.config.listing:
-            return _not_found(request, site, path)
-        body = site.listing(found.fs_path, found.st, _display_path(path))
-        return _bytes_response(200, "text/html; charset=utf-8", body, head_only,
-                               [("Cache-Control", "no-cache")] + _cors(site))
-    return _serve_file(request, site, found.fs_path, found.st, now if plain else None)
 
 
-def _display_path(path: str) -> str:
-    """The decoded URL path shown as a listing's title (escaped later)."""
-    return urllib.parse.unquote(path, errors="replace")
+def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: tuple | None,
+                  now: float) -> Response:
+    """A folder: its index.html, else its listing, else 404."""
+    head_only = request.method == "HEAD"
+    index = os.path.join(found.fs_path, "index.html")
+    index_st = site.derived_stat(index)
+    if index_st is not None:
+        return _serve_file(request, site, index, index_st, cache)
+    if not site.config.listing:
+        raise filesystem.NotFound("no index.html and listings are off")
+    body = site.listing(found.fs_path, found.st, found.url_path)
+    return _bytes_response(200, "text/html; charset=utf-8", body, head_only,
+                           [("Cache-Control", "no-cache")] + _cors(site))
 
 
 def _bytes_response(status, ctype, body, head_only, extra=()) -> Response:
@@ -418,10 +431,10 @@ def _if_range_allows(request: Request, etag: str, last_mod: str) -> bool:
 
 
 def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
-                cache_now: float | None = None) -> Response:
+                cache: tuple | None = None) -> Response:
     """200/206/304/412/416 for a regular file (or its precompressed sibling).
 
-    With `cache_now` (a plain GET/HEAD), a small file's 200 is remembered for the fast path.
+    With `cache` (fast-path key, now) for a plain GET/HEAD, a small file's 200 is remembered.
     """
     head_only = request.method == "HEAD"
     chosen, has_sibling = _choose_encoding(request, site, fs_path, st)
@@ -452,7 +465,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     # including an exception raised while evaluating the request's conditionals and ranges.
     try:
         response = _file_response(request, site, fs_path, st, rep_path, rep_st, data, fd,
-                                  ctype, extra, cache_now)
+                                  ctype, extra, cache)
     except BaseException:
         if fd is not None:
             os.close(fd)
@@ -464,7 +477,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
 
 def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_result,
                    rep_path: str, rep_st: os.stat_result, data: bytes | None, fd: int | None,
-                   ctype: str, extra: list, cache_now: float | None) -> Response:
+                   ctype: str, extra: list, cache: tuple | None) -> Response:
     """The answer for a representation we hold as `data` or as the open `fd`.
 
     Never closes `fd`: a response that sends the file carries it, and _serve_file closes it
@@ -502,12 +515,12 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
         headers = common + [("Content-Length", str(size))] + tail
         segments = [] if head_only or size == 0 else [piece(0, size)]
         response = Response(200, headers, segments, 0 if head_only else size, fd)
-        if cache_now is not None and data is not None:
+        if cache is not None and data is not None:
             checks = ((fs_path, _identity(st)),)
             if rep_path != fs_path:
                 checks += ((rep_path, _identity(rep_st)),)
             full = Response(200, headers, [data] if size else [], size)
-            site.remember_response(request, cache_now, checks, full)
+            site.remember_response(cache[0], cache[1], checks, full)
         return response
     if len(ranges) == 1:
         first, last = ranges[0]

@@ -133,8 +133,7 @@ def test_absolute_form_target(site):
 
 
 @pytest.mark.parametrize("target", [
-    "/../abc.txt", "/%2e%2e/abc.txt", "/sub/..%2F..%2Fabc.txt", "/abc.txt%00", "/a%5cb",
-    "/abc.txt/", "/%ff", "/.hidden", "/nope.txt"])
+    "/abc.txt%00", "/a%5cb", "/abc.txt/", "/%ff", "/.hidden", "/nope.txt"])
 def test_not_found(site, root, target):
     (root / ".hidden").write_text("secret")
     response = respond(site, target)
@@ -585,7 +584,7 @@ def test_decode_segments(path, expected):
 
 
 @pytest.mark.parametrize("path", [
-    "/..", "/a/../b", "/%2e%2e/x", "/%2E%2E", "/a%2f..%2fb", "/a%00b", "/a%5Cb", "/a\\b",
+    "/a%00b", "/a%5Cb", "/a\\b",
     "/%C0%AE%C0%AE/x", "/%ff", "/a%0ab", "/a%7fb", "/.git/config", "/x/.env"])
 def test_decode_segments_refuses(path):
     with pytest.raises(filesystem.NotFound):
@@ -594,7 +593,7 @@ def test_decode_segments_refuses(path):
 
 def test_decode_segments_dotfiles_allowed():
     assert filesystem.decode_segments("/.env", allow_dotfiles=True) == ([".env"], False)
-    with pytest.raises(filesystem.NotFound):
+    with pytest.raises(filesystem.BadPath):
         filesystem.decode_segments("/..", allow_dotfiles=True)
 
 
