@@ -12,6 +12,7 @@ cannot pass for /srv/www: that containment check stays the last guard. It holds 
 path (`resolve`) and for every path derived from it, which goes through `stat_inside`: a folder's
 index.html, the --spa index.html, 404.html and the precompressed .br/.gz siblings. (A name swapped
 for a symlink between that check and the open is not caught, as with any check-then-open.)
+What exists but may not be opened or listed (EACCES, EPERM) raises `Forbidden` (a 403).
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ class NotFound(Exception):
 
 class BadPath(Exception):
     """The URL path climbs above the root once its dot-segments are removed (answered 400)."""
+
+
+class Forbidden(Exception):
+    """The path names something that exists but may not be opened or listed (answered 403).
+
+    Raised for PermissionError, that is EACCES (mode bits) and EPERM.
+    """
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -188,12 +196,18 @@ def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
             follow_symlinks: bool = False, query: str = ""):
     """Map a URL path to a Found file or directory, or a Redirect.
 
-    Raises NotFound, or BadPath for a path that climbs above the root.
+    Raises NotFound, BadPath (climbs above the root) or Forbidden (a folder on the way may not
+    be searched).
     """
     segments, trailing_slash = decode_segments(path, allow_dotfiles)
     fs_path = os.path.join(real_root, *segments)
     try:
         st = os.stat(fs_path)
+    except PermissionError:
+        # Say 403 only for what lies inside the root: a symlink out of it stays a plain 404.
+        if follow_symlinks or is_inside(real_root, os.path.realpath(fs_path)):
+            raise Forbidden("a folder on the path may not be searched") from None
+        raise NotFound("symlink leads outside the root") from None
     except (OSError, ValueError):
         raise NotFound("no such file") from None
     if not follow_symlinks and segments and not is_inside(real_root, os.path.realpath(fs_path)):
@@ -209,15 +223,22 @@ def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
     return Found(fs_path, st, False, canonical_path(segments, False))
 
 
-def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool) -> os.stat_result | None:
+def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool, *,
+                forbidden: bool = False) -> os.stat_result | None:
     """The stat of `fs_path` if it is a regular file we may serve; None otherwise.
 
     For paths the server derives rather than resolves (index.html, 404.html, .br/.gz siblings):
     unless `follow_symlinks` is set, the file's real path must lie inside the real root, so a
     symlink in the root cannot expose a file outside it. Symlinks that stay inside still work.
+    With `forbidden`, a stat refused for lack of permission raises Forbidden instead of reading
+    as "no such file" (a folder's index.html in a folder that may not be searched).
     """
     try:
         st = os.stat(fs_path)
+    except PermissionError:
+        if forbidden:
+            raise Forbidden("the folder may not be searched") from None
+        return None
     except (OSError, ValueError):
         return None
     if not stat.S_ISREG(st.st_mode):
@@ -232,10 +253,13 @@ def open_regular(fs_path: str) -> tuple[int, os.stat_result] | None:
     """Open a regular file for reading and fstat the descriptor we got (not the name).
 
     O_NONBLOCK keeps a FIFO swapped in after our stat from blocking the loop; the fstat makes the
-    headers describe the file actually opened, even if it was replaced in between.
+    headers describe the file actually opened, even if it was replaced in between. None if it
+    is gone or not a regular file; Forbidden if we may not open it (EACCES, EPERM).
     """
     try:
         fd = os.open(fs_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError:
+        raise Forbidden("the file may not be opened") from None
     except OSError:
         return None
     try:
@@ -335,12 +359,18 @@ def _human_size(size: int) -> str:
 
 def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: bool,
                  follow_symlinks: bool) -> bytes:
-    """An HTML index of a directory: folders first, names escaped and quoted, sizes, mtimes."""
+    """An HTML index of a directory: folders first, names escaped and quoted, sizes, mtimes.
+
+    Raises Forbidden if the folder may not be listed (never an empty 200 listing), NotFound if
+    it is gone. Entries we may not stat are left out, as nginx's autoindex does.
+    """
     entries = []
     try:
         names = os.listdir(fs_dir)
+    except PermissionError:
+        raise Forbidden("the folder may not be listed") from None
     except OSError:
-        names = []
+        raise NotFound("the folder is gone") from None
     for name in names:
         if name.startswith(".") and not allow_dotfiles:
             continue

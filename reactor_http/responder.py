@@ -1,6 +1,6 @@
 """HTTP semantics for a static site: one request in, one `Response` (head fields + body plan) out.
 
-`respond(request, site, now)` decides methods, redirects, 200/206/304/400/404/405/412/416/501,
+`respond(request, site, now)` decides methods, redirects, 200/206/304/400/403/404/405/412/416/501,
 conditional requests (RFC 9110 section 13), ranges (section 14), precompressed representations and
 the options users ask for. It never touches a socket and never sends; connection management
 (Connection, Keep-Alive) belongs to protocol.py, which adds those fields.
@@ -100,9 +100,13 @@ class Site:
         elif config.immutable:
             self.cache_control = "public, max-age=31536000, immutable"
 
-    def derived_stat(self, fs_path: str) -> os.stat_result | None:
-        """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it."""
-        return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks)
+    def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
+        """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.
+
+        With `forbidden`, a folder that may not be searched raises filesystem.Forbidden.
+        """
+        return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks,
+                                      forbidden=forbidden)
 
     def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
         """The bytes of a small regular file, from memory if its identity is unchanged."""
@@ -178,6 +182,7 @@ class Site:
         """The HTML listing of a directory, rebuilt only when the directory changed.
 
         Keyed by the folder path: `url_path` is normalised, so one folder has one title.
+        Raises filesystem.Forbidden or NotFound (nothing is cached then).
         """
         identity = _identity(st)
         cached = self._listings.get(fs_dir)
@@ -226,8 +231,8 @@ def _pop_oldest(cache: dict):
 
 
 def _identity(st: os.stat_result) -> tuple:
-    """What changes when a file is replaced or modified."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    """What changes when a file is replaced or modified, or its mode or owner changes (ctime)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def error_page(status: int) -> bytes:
@@ -287,6 +292,8 @@ def respond(request: Request, site: Site, now: float) -> Response:
         return error_response(400, close=True, head_only=head_only)
     except filesystem.NotFound:
         return _not_found(request, site, path)
+    except filesystem.Forbidden:
+        return error_response(403, head_only=head_only, extra=_cors(site))
 
 
 def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: tuple | None,
@@ -294,7 +301,7 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: 
     """A folder: its index.html, else its listing, else 404."""
     head_only = request.method == "HEAD"
     index = os.path.join(found.fs_path, "index.html")
-    index_st = site.derived_stat(index)
+    index_st = site.derived_stat(index, forbidden=True)
     if index_st is not None:
         return _serve_file(request, site, index, index_st, cache)
     if not site.config.listing:
@@ -343,11 +350,17 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
             index = os.path.join(root, "index.html")
             index_st = site.derived_stat(index)
             if index_st is not None:
-                return _serve_file(request, site, index, index_st)
+                try:
+                    return _serve_file(request, site, index, index_st)
+                except filesystem.Forbidden:
+                    return error_response(403, head_only=head_only, extra=_cors(site))
     custom = os.path.join(root, "404.html")
     custom_st = site.derived_stat(custom)
     if custom_st is not None:
-        body = site.small_file(custom, custom_st)
+        try:
+            body = site.small_file(custom, custom_st)
+        except filesystem.Forbidden:
+            body = None  # a 404.html we may not read: the built-in page
         if body is not None:
             return _bytes_response(404, "text/html; charset=utf-8", body, head_only, _cors(site))
     return error_response(404, head_only=head_only, extra=_cors(site))
@@ -435,6 +448,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     """200/206/304/412/416 for a regular file (or its precompressed sibling).
 
     With `cache` (fast-path key, now) for a plain GET/HEAD, a small file's 200 is remembered.
+    Raises filesystem.Forbidden if the file may not be opened.
     """
     head_only = request.method == "HEAD"
     chosen, has_sibling = _choose_encoding(request, site, fs_path, st)
@@ -451,16 +465,21 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
         extra.append(("Cache-Control", site.cache_control))
     extra.extend(_cors(site))
 
-    data = site.small_file(rep_path, rep_st) if rep_st.st_size <= SMALL_FILE_MAX else None
-    fd = None
-    if data is None:
-        opened = filesystem.open_regular(rep_path)
-        if opened is None:
-            # Gone or unreadable since our stat: a plain 404. Not _not_found(), which under --spa
-            # serves index.html, so an index.html that stats but cannot be opened would recurse
-            # without end, and a file that vanished would turn into the app page with a 200.
-            return error_response(404, head_only=head_only, extra=_cors(site))
-        fd, rep_st = opened  # headers describe the file we actually opened
+    try:
+        loaded = _load(site, rep_path, rep_st)
+    except filesystem.Forbidden:
+        if chosen is None:
+            raise
+        # A precompressed sibling we may not read is skipped, as nginx's gzip_static does.
+        extra = [item for item in extra if item[0] != "Content-Encoding"]
+        rep_path, rep_st = fs_path, st
+        loaded = _load(site, rep_path, rep_st)
+    if loaded is None:
+        # Gone since our stat: a plain 404. Not _not_found(), which under --spa serves
+        # index.html, so an index.html that stats but cannot be opened would recurse without
+        # end, and a file that vanished would turn into the app page with a 200.
+        return error_response(404, head_only=head_only, extra=_cors(site))
+    data, fd, rep_st = loaded  # with an fd, rep_st describes the file we actually opened
     # From here the fd is ours until a Response takes it: close it on every other way out,
     # including an exception raised while evaluating the request's conditionals and ranges.
     try:
@@ -473,6 +492,21 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     if fd is not None and response.fd is None:
         os.close(fd)  # 304, 412 and 416 do not send the file
     return response
+
+
+def _load(site: Site, path: str, st: os.stat_result):
+    """(bytes, None, st) for a small file, (None, fd, fstat) otherwise; None if it is gone.
+
+    Raises filesystem.Forbidden if the file may not be opened.
+    """
+    data = site.small_file(path, st) if st.st_size <= SMALL_FILE_MAX else None
+    if data is not None:
+        return data, None, st
+    opened = filesystem.open_regular(path)
+    if opened is None:
+        return None
+    fd, st_open = opened
+    return None, fd, st_open
 
 
 def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_result,
