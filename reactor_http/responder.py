@@ -26,6 +26,9 @@ SMALL_FILE_MAX = 64 * 1024
 SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
 # Directory listings kept in memory (entries), rebuilt when the folder's stat changes.
 LISTING_CACHE_ENTRIES = 256
+# A cached listing is rebuilt after this long (seconds) even if the folder's own stat is unchanged:
+# a file modified inside it changes the size and date the listing shows but not the folder.
+LISTING_TTL = 1.0
 # At most this many parts in a multipart/byteranges answer (see filesystem.parse_range).
 MAX_RANGES = 16
 # A cached small-file response is re-validated by one os.stat per request, and rebuilt from
@@ -88,17 +91,20 @@ class Site:
         self._lock = threading.Lock()
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
-        self._listings: dict[str, tuple[tuple, bytes]] = {}
+        # folder path -> (identity, expires, body, weak ETag)
+        self._listings: dict[str, tuple[tuple, float, bytes, str]] = {}
         # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
         # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
+        # No `public`: it would let shared caches store answers to requests that carried
+        # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
         self.cache_control = None
         if config.max_age is not None:
-            self.cache_control = f"public, max-age={config.max_age}"
+            self.cache_control = f"max-age={config.max_age}"
             if config.immutable:
                 self.cache_control += ", immutable"
         elif config.immutable:
-            self.cache_control = "public, max-age=31536000, immutable"
+            self.cache_control = "max-age=31536000, immutable"
 
     def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
         """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.
@@ -178,25 +184,27 @@ class Site:
                     break
             self._fast[key] = entry
 
-    def listing(self, fs_dir: str, st: os.stat_result, url_path: str) -> bytes:
-        """The HTML listing of a directory, rebuilt only when the directory changed.
+    def listing(self, fs_dir: str, st: os.stat_result, url_path: str,
+                now: float) -> tuple[bytes, str]:
+        """The HTML listing of a directory and its weak ETag, rebuilt when it may have changed.
 
         Keyed by the folder path: `url_path` is normalised, so one folder has one title.
         Raises filesystem.Forbidden or NotFound (nothing is cached then).
         """
         identity = _identity(st)
         cached = self._listings.get(fs_dir)
-        if cached is not None and cached[0] == identity:
-            return cached[1]
+        if cached is not None and cached[0] == identity and now < cached[1]:
+            return cached[2], cached[3]
         body = filesystem.listing_html(self.real_root, fs_dir, url_path,
                                      allow_dotfiles=self.allow_dotfiles,
                                      follow_symlinks=self.config.follow_symlinks)
+        etag = filesystem.weak_etag(body)
         with self._lock:
             while fs_dir not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
                 if _pop_oldest(self._listings) is None:
                     break
-            self._listings[fs_dir] = (identity, body)
-        return body
+            self._listings[fs_dir] = (identity, now + LISTING_TTL, body, etag)
+        return body, etag
 
 
 def _fast_key(path: str, request: Request) -> tuple | None:
@@ -298,7 +306,7 @@ def respond(request: Request, site: Site, now: float) -> Response:
 
 def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: tuple | None,
                   now: float) -> Response:
-    """A folder: its index.html, else its listing, else 404."""
+    """A folder: its index.html, else its listing (with a weak ETag), else 404."""
     head_only = request.method == "HEAD"
     index = os.path.join(found.fs_path, "index.html")
     index_st = site.derived_stat(index, forbidden=True)
@@ -306,9 +314,17 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: 
         return _serve_file(request, site, index, index_st, cache)
     if not site.config.listing:
         raise filesystem.NotFound("no index.html and listings are off")
-    body = site.listing(found.fs_path, found.st, found.url_path)
-    return _bytes_response(200, "text/html; charset=utf-8", body, head_only,
-                           [("Cache-Control", "no-cache")] + _cors(site))
+    body, etag = site.listing(found.fs_path, found.st, found.url_path, now)
+    # no-cache: caches may store the listing but must revalidate it, which the ETag allows.
+    extra = [("ETag", etag), ("Cache-Control", "no-cache")] + _cors(site)
+    # No Last-Modified (a folder's mtime misses changes to its files), so only If-None-Match
+    # and If-Match apply (RFC 9110 sections 13.1.3 and 13.1.4 ignore dates then).
+    outcome = _preconditions(request, etag, None)
+    if outcome == 304:
+        return Response(304, extra)
+    if outcome is not None:
+        return error_response(outcome, head_only=head_only)
+    return _bytes_response(200, "text/html; charset=utf-8", body, head_only, extra)
 
 
 def _bytes_response(status, ctype, body, head_only, extra=()) -> Response:
@@ -403,8 +419,11 @@ def _etag_matches(header: str, etag: str, weak: bool) -> bool:
     return False
 
 
-def _preconditions(request: Request, etag: str, mtime: int) -> int | None:
-    """Evaluate conditional fields in the order of RFC 9110 section 13.2.2: 412, 304 or None."""
+def _preconditions(request: Request, etag: str, mtime: int | None) -> int | None:
+    """Evaluate conditional fields in the order of RFC 9110 section 13.2.2: 412, 304 or None.
+
+    `mtime` None means the resource has no modification date: date conditions are ignored.
+    """
     fields = request.fields
     safe = request.method in ("GET", "HEAD")
     if_match = fields.get("if-match")
@@ -413,7 +432,7 @@ def _preconditions(request: Request, etag: str, mtime: int) -> int | None:
             return 412
     else:
         since = fields.get("if-unmodified-since")
-        if since is not None:
+        if since is not None and mtime is not None:
             date = parse_http_date(since)
             if date is not None and mtime > date:
                 return 412
@@ -425,7 +444,7 @@ def _preconditions(request: Request, etag: str, mtime: int) -> int | None:
         # If-Modified-Since is ignored when If-None-Match is present (section 13.1.3), when the
         # method is not GET/HEAD, and when the date is invalid.
         since = fields.get("if-modified-since")
-        if since is not None:
+        if since is not None and mtime is not None:
             date = parse_http_date(since)
             if date is not None and mtime <= date:
                 return 304

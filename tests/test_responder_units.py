@@ -227,7 +227,7 @@ def test_if_none_match_304_carries_validators(root):
     assert response.segments == [] and response.fd is None
     assert field(response, "ETag") == etag
     assert field(response, "Last-Modified")
-    assert field(response, "Cache-Control") == "public, max-age=60"
+    assert field(response, "Cache-Control") == "max-age=60"
     assert field(response, "Content-Length") is None
 
 
@@ -492,9 +492,9 @@ def test_416_of_precompressed_does_not_claim_an_encoding(site):
 
 def test_max_age_and_immutable(root):
     assert field(respond(make_site(root, max_age=3600), "/abc.txt"), "Cache-Control") == \
-        "public, max-age=3600"
+        "max-age=3600"
     assert field(respond(make_site(root, max_age=60, immutable=True), "/abc.txt"),
-                 "Cache-Control") == "public, max-age=60, immutable"
+                 "Cache-Control") == "max-age=60, immutable"
     assert field(respond(make_site(root), "/abc.txt"), "Cache-Control") is None
 
 

@@ -166,7 +166,7 @@ def test_if_none_match_304(servers):
         assert response.body == b""
         assert response.headers["etag"] == etag
         assert response.headers["last-modified"] and response.headers["date"]
-    assert response.headers["cache-control"] == "public, max-age=600, immutable"
+    assert response.headers["cache-control"] == "max-age=600, immutable"
 
 
 def test_304_has_no_body_on_keep_alive(srv, servers):
@@ -408,7 +408,7 @@ def test_stale_sibling_ignored(srv):
 
 def test_max_age_immutable(servers):
     assert get(servers.opts, "/abc.txt").headers["cache-control"] == \
-        "public, max-age=600, immutable"
+        "max-age=600, immutable"
     assert "cache-control" not in get(servers.plain, "/abc.txt").headers
 
 
