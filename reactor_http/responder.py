@@ -1,6 +1,6 @@
 """HTTP semantics for a static site: one request in, one `Response` (head fields + body plan) out.
 
-`respond(request, site, now)` decides methods, redirects, 200/206/304/404/405/412/416/501,
+`respond(request, site, now)` decides methods, redirects, 200/206/304/400/403/404/405/412/416/501,
 conditional requests (RFC 9110 section 13), ranges (section 14), precompressed representations and
 the options users ask for. It never touches a socket and never sends; connection management
 (Connection, Keep-Alive) belongs to protocol.py, which adds those fields.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import urllib.parse
 
 from . import filesystem
 from .headers import DateCache, comma_list, parse_http_date, quality_values
@@ -25,8 +24,11 @@ KNOWN_METHODS = frozenset({
 SMALL_FILE_MAX = 64 * 1024
 # Total bytes of small files kept in memory; the oldest entries go first beyond it.
 SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
-# Directory listings kept in memory (entries), refreshed when the folder's mtime changes.
+# Directory listings kept in memory (entries), rebuilt when the folder's stat changes.
 LISTING_CACHE_ENTRIES = 256
+# A cached listing is rebuilt after this long (seconds) even if the folder's own stat is unchanged:
+# a file modified inside it changes the size and date the listing shows but not the folder.
+LISTING_TTL = 1.0
 # At most this many parts in a multipart/byteranges answer (see filesystem.parse_range).
 MAX_RANGES = 16
 # A cached small-file response is re-validated by one os.stat per request, and rebuilt from
@@ -36,8 +38,8 @@ FAST_PATH_TTL = 1.0
 # Cached small-file responses kept (entries); the oldest go first beyond it. Each entry's body is
 # shared with the small-file cache, but once sent it may also hold protocol.py's rendered copy of
 # the whole response (Response.wire: head + body, up to 16 KiB), so 1,024 entries bound that
-# extra memory to about 16 MiB. Keys are paths without the query (see _fast_key), so
-# `/app.js?v=1`, `?v=2`, ... share one entry.
+# extra memory to about 16 MiB. Keys are normalised paths without the query (see _fast_key),
+# so `/app.js?v=1`, `?v=2`, `/x/../app.js`, `//app.js` ... share one entry.
 FAST_PATH_ENTRIES = 1024
 # Requests carrying any of these fields take the full path (conditionals and ranges).
 _FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
@@ -89,21 +91,28 @@ class Site:
         self._lock = threading.Lock()
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
-        self._listings: dict[str, tuple[tuple, bytes]] = {}
-        # (URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD response), where
-        # checks are the (path, identity) pairs whose stat must be unchanged.
+        # folder path -> (identity, expires, body, weak ETag)
+        self._listings: dict[str, tuple[tuple, float, bytes, str]] = {}
+        # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
+        # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
+        # No `public`: it would let shared caches store answers to requests that carried
+        # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
         self.cache_control = None
         if config.max_age is not None:
-            self.cache_control = f"public, max-age={config.max_age}"
+            self.cache_control = f"max-age={config.max_age}"
             if config.immutable:
                 self.cache_control += ", immutable"
         elif config.immutable:
-            self.cache_control = "public, max-age=31536000, immutable"
+            self.cache_control = "max-age=31536000, immutable"
 
-    def derived_stat(self, fs_path: str) -> os.stat_result | None:
-        """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it."""
-        return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks)
+    def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
+        """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.
+
+        With `forbidden`, a folder that may not be searched raises filesystem.Forbidden.
+        """
+        return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks,
+                                      forbidden=forbidden)
 
     def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
         """The bytes of a small regular file, from memory if its identity is unchanged."""
@@ -142,9 +151,8 @@ class Site:
             self._small_files[fs_path] = (identity, data)
             self._small_file_bytes += len(data)
 
-    def cached_response(self, request: Request, now: float) -> Response | None:
-        """A cached answer for a plain GET/HEAD of a small file, if still valid."""
-        key = _fast_key(request)
+    def cached_response(self, key: tuple, method: str, now: float) -> Response | None:
+        """A cached answer for a plain GET/HEAD of a small file (see _fast_key), if still valid."""
         entry = self._fast.get(key)
         if entry is None:
             return None
@@ -158,18 +166,15 @@ class Site:
                 if _identity(st) != identity:
                     break
             else:
-                return head_response if request.method == "HEAD" else get_response
+                return head_response if method == "HEAD" else get_response
         with self._lock:
             if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
                 del self._fast[key]
         return None
 
-    def remember_response(self, request: Request, now: float, checks: tuple,
+    def remember_response(self, key: tuple, now: float, checks: tuple,
                           response: Response) -> None:
         """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests."""
-        key = _fast_key(request)
-        if key is None:
-            return
         head_response = Response(200, response.headers, [], 0)
         get_response = Response(200, response.headers, response.segments, response.body_length)
         entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
@@ -179,33 +184,45 @@ class Site:
                     break
             self._fast[key] = entry
 
-    def listing(self, fs_dir: str, st: os.stat_result, url_path: str) -> bytes:
-        """The HTML listing of a directory, rebuilt only when the directory changed."""
+    def listing(self, fs_dir: str, st: os.stat_result, url_path: str,
+                now: float) -> tuple[bytes, str]:
+        """The HTML listing of a directory and its weak ETag, rebuilt when it may have changed.
+
+        Keyed by the folder path: `url_path` is normalised, so one folder has one title.
+        Raises filesystem.Forbidden or NotFound (nothing is cached then).
+        """
         identity = _identity(st)
         cached = self._listings.get(fs_dir)
-        if cached is not None and cached[0] == identity:
-            return cached[1]
+        if cached is not None and cached[0] == identity and now < cached[1]:
+            return cached[2], cached[3]
         body = filesystem.listing_html(self.real_root, fs_dir, url_path,
                                      allow_dotfiles=self.allow_dotfiles,
                                      follow_symlinks=self.config.follow_symlinks)
+        etag = filesystem.weak_etag(body)
         with self._lock:
             while fs_dir not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
                 if _pop_oldest(self._listings) is None:
                     break
-            self._listings[fs_dir] = (identity, body)
-        return body
+            self._listings[fs_dir] = (identity, now + LISTING_TTL, body, etag)
+        return body, etag
 
 
-def _fast_key(request: Request) -> tuple | None:
-    """The fast-path cache key: the URL path *without* the query, and Accept-Encoding.
+def _fast_key(path: str, request: Request) -> tuple | None:
+    """The fast-path cache key: the *normalised* URL path without the query, and Accept-Encoding.
 
     The responder ignores the query, so keying on the whole target would let `/f.js?v=0`,
-    `?v=1`, ... each fill an entry with the same answer. None for targets that name no path.
+    `?v=1`, ... each fill an entry with the same answer; normalising first means `/a/../b`,
+    `//b` and `/%62` share the entry of `/b` instead of each filling one. A path without `%`,
+    `//` or `/.` is already its own normal form (decoding and dot-segment removal leave it
+    unchanged), so the common case costs three substring tests. None for a path that cannot
+    be normalised (it is refused before anything is cached).
     """
-    split = filesystem.split_target(request.target)
-    if split is None:
-        return None
-    return split[0], request.fields.get("accept-encoding")
+    if "%" in path or "//" in path or "/." in path:
+        try:
+            path = filesystem.canonical_path(*filesystem.normalize_path(path))
+        except (filesystem.NotFound, filesystem.BadPath):
+            return None
+    return path, request.fields.get("accept-encoding")
 
 
 def _pop_oldest(cache: dict):
@@ -222,8 +239,8 @@ def _pop_oldest(cache: dict):
 
 
 def _identity(st: os.stat_result) -> tuple:
-    """What changes when a file is replaced or modified."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    """What changes when a file is replaced or modified, or its mode or owner changes (ctime)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def error_page(status: int) -> bytes:
@@ -249,16 +266,19 @@ def respond(request: Request, site: Site, now: float) -> Response:
     """Decide the response to one parsed request."""
     method = request.method
     head_only = method == "HEAD"
-    plain = (method == "GET" or head_only) and request.fields.keys().isdisjoint(_FULL_PATH_FIELDS)
-    if plain:
-        cached = site.cached_response(request, now)
-        if cached is not None:
-            return cached
+    split = filesystem.split_target(request.target)
+    cache_key = None
+    if split is not None and (method == "GET" or head_only) and \
+            request.fields.keys().isdisjoint(_FULL_PATH_FIELDS):
+        cache_key = _fast_key(split[0], request)
+        if cache_key is not None:
+            cached = site.cached_response(cache_key, method, now)
+            if cached is not None:
+                return cached
     if method not in ("GET", "HEAD", "OPTIONS"):
         if method in KNOWN_METHODS:
             return error_response(405, extra=[("Allow", ALLOWED_METHODS)])
         return error_response(501)
-    split = filesystem.split_target(request.target)
     if split is None:
         if method == "OPTIONS" and request.target == "*":
             return _options(request, site)
@@ -269,26 +289,42 @@ def respond(request: Request, site: Site, now: float) -> Response:
     try:
         found = filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
                                  follow_symlinks=site.config.follow_symlinks, query=query)
+        if isinstance(found, filesystem.Redirect):
+            return error_response(301, head_only=head_only, extra=[("Location", found.location)])
+        cache = (cache_key, now) if cache_key is not None else None
+        if found.is_dir:
+            return _serve_folder(request, site, found, cache, now)
+        return _serve_file(request, site, found.fs_path, found.st, cache)
+    except filesystem.BadPath:
+        # A `..` above the root is a malformed request, not a missing file (nginx answers 400).
+        return error_response(400, close=True, head_only=head_only)
     except filesystem.NotFound:
         return _not_found(request, site, path)
-    if isinstance(found, filesystem.Redirect):
-        return error_response(301, head_only=head_only, extra=[("Location", found.location)])
-    if found.is_dir:
-        index = os.path.join(found.fs_path, "index.html")
-        index_st = site.derived_stat(index)
-        if index_st is not None:
-            return _serve_file(request, site, index, index_st, now if plain else None)
-        if not site.config.listing:
-            return _not_found(request, site, path)
-        body = site.listing(found.fs_path, found.st, _display_path(path))
-        return _bytes_response(200, "text/html; charset=utf-8", body, head_only,
-                               [("Cache-Control", "no-cache")] + _cors(site))
-    return _serve_file(request, site, found.fs_path, found.st, now if plain else None)
+    except filesystem.Forbidden:
+        return error_response(403, head_only=head_only, extra=_cors(site))
 
 
-def _display_path(path: str) -> str:
-    """The decoded URL path shown as a listing's title (escaped later)."""
-    return urllib.parse.unquote(path, errors="replace")
+def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: tuple | None,
+                  now: float) -> Response:
+    """A folder: its index.html, else its listing (with a weak ETag), else 404."""
+    head_only = request.method == "HEAD"
+    index = os.path.join(found.fs_path, "index.html")
+    index_st = site.derived_stat(index, forbidden=True)
+    if index_st is not None:
+        return _serve_file(request, site, index, index_st, cache)
+    if not site.config.listing:
+        raise filesystem.NotFound("no index.html and listings are off")
+    body, etag = site.listing(found.fs_path, found.st, found.url_path, now)
+    # no-cache: caches may store the listing but must revalidate it, which the ETag allows.
+    extra = [("ETag", etag), ("Cache-Control", "no-cache")] + _cors(site)
+    # No Last-Modified (a folder's mtime misses changes to its files), so only If-None-Match
+    # and If-Match apply (RFC 9110 sections 13.1.3 and 13.1.4 ignore dates then).
+    outcome = _preconditions(request, etag, None)
+    if outcome == 304:
+        return Response(304, extra)
+    if outcome is not None:
+        return error_response(outcome, head_only=head_only)
+    return _bytes_response(200, "text/html; charset=utf-8", body, head_only, extra)
 
 
 def _bytes_response(status, ctype, body, head_only, extra=()) -> Response:
@@ -330,11 +366,17 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
             index = os.path.join(root, "index.html")
             index_st = site.derived_stat(index)
             if index_st is not None:
-                return _serve_file(request, site, index, index_st)
+                try:
+                    return _serve_file(request, site, index, index_st)
+                except filesystem.Forbidden:
+                    return error_response(403, head_only=head_only, extra=_cors(site))
     custom = os.path.join(root, "404.html")
     custom_st = site.derived_stat(custom)
     if custom_st is not None:
-        body = site.small_file(custom, custom_st)
+        try:
+            body = site.small_file(custom, custom_st)
+        except filesystem.Forbidden:
+            body = None  # a 404.html we may not read: the built-in page
         if body is not None:
             return _bytes_response(404, "text/html; charset=utf-8", body, head_only, _cors(site))
     return error_response(404, head_only=head_only, extra=_cors(site))
@@ -377,8 +419,11 @@ def _etag_matches(header: str, etag: str, weak: bool) -> bool:
     return False
 
 
-def _preconditions(request: Request, etag: str, mtime: int) -> int | None:
-    """Evaluate conditional fields in the order of RFC 9110 section 13.2.2: 412, 304 or None."""
+def _preconditions(request: Request, etag: str, mtime: int | None) -> int | None:
+    """Evaluate conditional fields in the order of RFC 9110 section 13.2.2: 412, 304 or None.
+
+    `mtime` None means the resource has no modification date: date conditions are ignored.
+    """
     fields = request.fields
     safe = request.method in ("GET", "HEAD")
     if_match = fields.get("if-match")
@@ -387,7 +432,7 @@ def _preconditions(request: Request, etag: str, mtime: int) -> int | None:
             return 412
     else:
         since = fields.get("if-unmodified-since")
-        if since is not None:
+        if since is not None and mtime is not None:
             date = parse_http_date(since)
             if date is not None and mtime > date:
                 return 412
@@ -399,7 +444,7 @@ def _preconditions(request: Request, etag: str, mtime: int) -> int | None:
         # If-Modified-Since is ignored when If-None-Match is present (section 13.1.3), when the
         # method is not GET/HEAD, and when the date is invalid.
         since = fields.get("if-modified-since")
-        if since is not None:
+        if since is not None and mtime is not None:
             date = parse_http_date(since)
             if date is not None and mtime <= date:
                 return 304
@@ -418,10 +463,11 @@ def _if_range_allows(request: Request, etag: str, last_mod: str) -> bool:
 
 
 def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
-                cache_now: float | None = None) -> Response:
+                cache: tuple | None = None) -> Response:
     """200/206/304/412/416 for a regular file (or its precompressed sibling).
 
-    With `cache_now` (a plain GET/HEAD), a small file's 200 is remembered for the fast path.
+    With `cache` (fast-path key, now) for a plain GET/HEAD, a small file's 200 is remembered.
+    Raises filesystem.Forbidden if the file may not be opened.
     """
     head_only = request.method == "HEAD"
     chosen, has_sibling = _choose_encoding(request, site, fs_path, st)
@@ -438,21 +484,26 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
         extra.append(("Cache-Control", site.cache_control))
     extra.extend(_cors(site))
 
-    data = site.small_file(rep_path, rep_st) if rep_st.st_size <= SMALL_FILE_MAX else None
-    fd = None
-    if data is None:
-        opened = filesystem.open_regular(rep_path)
-        if opened is None:
-            # Gone or unreadable since our stat: a plain 404. Not _not_found(), which under --spa
-            # serves index.html, so an index.html that stats but cannot be opened would recurse
-            # without end, and a file that vanished would turn into the app page with a 200.
-            return error_response(404, head_only=head_only, extra=_cors(site))
-        fd, rep_st = opened  # headers describe the file we actually opened
+    try:
+        loaded = _load(site, rep_path, rep_st)
+    except filesystem.Forbidden:
+        if chosen is None:
+            raise
+        # A precompressed sibling we may not read is skipped, as nginx's gzip_static does.
+        extra = [item for item in extra if item[0] != "Content-Encoding"]
+        rep_path, rep_st = fs_path, st
+        loaded = _load(site, rep_path, rep_st)
+    if loaded is None:
+        # Gone since our stat: a plain 404. Not _not_found(), which under --spa serves
+        # index.html, so an index.html that stats but cannot be opened would recurse without
+        # end, and a file that vanished would turn into the app page with a 200.
+        return error_response(404, head_only=head_only, extra=_cors(site))
+    data, fd, rep_st = loaded  # with an fd, rep_st describes the file we actually opened
     # From here the fd is ours until a Response takes it: close it on every other way out,
     # including an exception raised while evaluating the request's conditionals and ranges.
     try:
         response = _file_response(request, site, fs_path, st, rep_path, rep_st, data, fd,
-                                  ctype, extra, cache_now)
+                                  ctype, extra, cache)
     except BaseException:
         if fd is not None:
             os.close(fd)
@@ -462,9 +513,24 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     return response
 
 
+def _load(site: Site, path: str, st: os.stat_result):
+    """(bytes, None, st) for a small file, (None, fd, fstat) otherwise; None if it is gone.
+
+    Raises filesystem.Forbidden if the file may not be opened.
+    """
+    data = site.small_file(path, st) if st.st_size <= SMALL_FILE_MAX else None
+    if data is not None:
+        return data, None, st
+    opened = filesystem.open_regular(path)
+    if opened is None:
+        return None
+    fd, st_open = opened
+    return None, fd, st_open
+
+
 def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_result,
                    rep_path: str, rep_st: os.stat_result, data: bytes | None, fd: int | None,
-                   ctype: str, extra: list, cache_now: float | None) -> Response:
+                   ctype: str, extra: list, cache: tuple | None) -> Response:
     """The answer for a representation we hold as `data` or as the open `fd`.
 
     Never closes `fd`: a response that sends the file carries it, and _serve_file closes it
@@ -502,12 +568,12 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
         headers = common + [("Content-Length", str(size))] + tail
         segments = [] if head_only or size == 0 else [piece(0, size)]
         response = Response(200, headers, segments, 0 if head_only else size, fd)
-        if cache_now is not None and data is not None:
+        if cache is not None and data is not None:
             checks = ((fs_path, _identity(st)),)
             if rep_path != fs_path:
                 checks += ((rep_path, _identity(rep_st)),)
             full = Response(200, headers, [data] if size else [], size)
-            site.remember_response(request, cache_now, checks, full)
+            site.remember_response(cache[0], cache[1], checks, full)
         return response
     if len(ranges) == 1:
         first, last = ranges[0]

@@ -27,7 +27,8 @@ _BANNER = re.compile(rb"at https?://(\[[^\]]+\]|[^:/]+):(\d+)/")
 class ServerProcess:
     """A running server subprocess: its port, its process, and helpers to talk to it."""
 
-    def __init__(self, root: Path, mode: str, *args: str, env=None, cwd=None):
+    def __init__(self, root: Path, mode: str, *args: str, env=None, cwd=None, popen_kwargs=None):
+        """Start the server; `popen_kwargs` go to Popen (e.g. user= or preexec_fn=)."""
         self.root = Path(root)
         self.mode = mode
         command = [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0",
@@ -38,7 +39,7 @@ class ServerProcess:
         if env:
             full_env.update(env)
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=full_env, cwd=cwd or REPO)
+                                     env=full_env, cwd=cwd or REPO, **(popen_kwargs or {}))
         line = self.proc.stdout.readline()
         match = _BANNER.search(line)
         if not match:

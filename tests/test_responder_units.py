@@ -133,8 +133,7 @@ def test_absolute_form_target(site):
 
 
 @pytest.mark.parametrize("target", [
-    "/../abc.txt", "/%2e%2e/abc.txt", "/sub/..%2F..%2Fabc.txt", "/abc.txt%00", "/a%5cb",
-    "/abc.txt/", "/%ff", "/.hidden", "/nope.txt"])
+    "/abc.txt%00", "/a%5cb", "/abc.txt/", "/%ff", "/.hidden", "/nope.txt"])
 def test_not_found(site, root, target):
     (root / ".hidden").write_text("secret")
     response = respond(site, target)
@@ -228,7 +227,7 @@ def test_if_none_match_304_carries_validators(root):
     assert response.segments == [] and response.fd is None
     assert field(response, "ETag") == etag
     assert field(response, "Last-Modified")
-    assert field(response, "Cache-Control") == "public, max-age=60"
+    assert field(response, "Cache-Control") == "max-age=60"
     assert field(response, "Content-Length") is None
 
 
@@ -493,9 +492,9 @@ def test_416_of_precompressed_does_not_claim_an_encoding(site):
 
 def test_max_age_and_immutable(root):
     assert field(respond(make_site(root, max_age=3600), "/abc.txt"), "Cache-Control") == \
-        "public, max-age=3600"
+        "max-age=3600"
     assert field(respond(make_site(root, max_age=60, immutable=True), "/abc.txt"),
-                 "Cache-Control") == "public, max-age=60, immutable"
+                 "Cache-Control") == "max-age=60, immutable"
     assert field(respond(make_site(root), "/abc.txt"), "Cache-Control") is None
 
 
@@ -585,7 +584,7 @@ def test_decode_segments(path, expected):
 
 
 @pytest.mark.parametrize("path", [
-    "/..", "/a/../b", "/%2e%2e/x", "/%2E%2E", "/a%2f..%2fb", "/a%00b", "/a%5Cb", "/a\\b",
+    "/a%00b", "/a%5Cb", "/a\\b",
     "/%C0%AE%C0%AE/x", "/%ff", "/a%0ab", "/a%7fb", "/.git/config", "/x/.env"])
 def test_decode_segments_refuses(path):
     with pytest.raises(filesystem.NotFound):
@@ -594,7 +593,7 @@ def test_decode_segments_refuses(path):
 
 def test_decode_segments_dotfiles_allowed():
     assert filesystem.decode_segments("/.env", allow_dotfiles=True) == ([".env"], False)
-    with pytest.raises(filesystem.NotFound):
+    with pytest.raises(filesystem.BadPath):
         filesystem.decode_segments("/..", allow_dotfiles=True)
 
 
