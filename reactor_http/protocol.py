@@ -21,7 +21,7 @@ from . import errors
 from .addresses import address_in, forwarded_client
 from .messages import NO_BODY, SERVER_FIELD, ResponsePlan, status_line
 from .parser import BodyDiscarder, Limits, parse_head, skip_empty_lines
-from .responder import Response, Site, error_response, respond
+from .responder import Response, Site, error_response, plain_key, respond
 
 
 class ConnState(enum.Enum):
@@ -47,6 +47,9 @@ class Event(enum.Enum):
 
     HANDSHAKE_DONE = "handshake_done"  # TLS: the handshake completed
     DATA = "data"                    # bytes arrived
+    # Compound: bytes arrived that are exactly one whole request, and its response is ready
+    # (DATA + RESPONSE_READY in one move: HttpConnection.take_request).
+    WHOLE_REQUEST = "whole_request"
     HEAD_COMPLETE = "head_complete"  # a request head parsed and its body must be discarded
     RESPONSE_READY = "response_ready"  # a response plan was produced
     HEAD_SENT = "head_sent"          # the head went out and file regions follow
@@ -65,6 +68,7 @@ TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
     (S.HANDSHAKING, E.TIMEOUT): S.CLOSED,
     (S.HANDSHAKING, E.RESPONSE_READY): S.WRITING_HEAD,  # plain HTTP on the HTTPS port: a 400
     (S.IDLE, E.DATA): S.READING_HEAD,
+    (S.IDLE, E.WHOLE_REQUEST): S.WRITING_HEAD,
     (S.IDLE, E.EOF): S.CLOSED,
     (S.IDLE, E.TIMEOUT): S.CLOSED,
     (S.READING_HEAD, E.DATA): S.READING_HEAD,
@@ -160,6 +164,20 @@ def keep_alive_fields(timeout: float, max_requests: int) -> bytes:
     return fields
 
 
+class ParsedHead:
+    """What is memoised for one exact request head: the parse, the answer-cache key, and the
+    last plan built for it (see HttpConnection.take_request)."""
+
+    __slots__ = ("parsed", "cache_key", "last")
+
+    def __init__(self, parsed: tuple):
+        self.parsed = parsed  # (Request, consumed bytes), as parse_head returns it
+        # The responder's answer-cache key (responder.plain_key), or None: not a plain GET/HEAD.
+        self.cache_key = plain_key(parsed[0]) if parsed[0].body_length == NO_BODY else None
+        # (Response, Date field, plan): replaced whole, so threads never see a mixed triple.
+        self.last: tuple | None = None
+
+
 class HeadParser:
     """`parse_head` with its results memoised by the exact head bytes.
 
@@ -173,7 +191,7 @@ class HeadParser:
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self._memo: dict[bytes, tuple] = {}
+        self._memo: dict[bytes, ParsedHead] = {}
 
     def parse(self, buf):
         """Same contract as parser.parse_head."""
@@ -182,13 +200,17 @@ class HeadParser:
             key = bytes(buf[:end + 4])
             hit = self._memo.get(key)
             if hit is not None:
-                return hit
+                return hit.parsed
         parsed = parse_head(buf, self.limits)
         if parsed is not None and end > 0 and parsed[1] == end + 4:
             if len(self._memo) >= MEMO_ENTRIES:
                 self._memo.clear()
-            self._memo[key] = parsed
+            self._memo[key] = ParsedHead(parsed)
         return parsed
+
+    def exact(self, data: bytes) -> ParsedHead | None:
+        """The memo entry if `data` is exactly one head parsed before (nothing more, no less)."""
+        return self._memo.get(data)
 
 
 def record_transitions(rows: set) -> None:
@@ -276,6 +298,41 @@ class HttpConnection:
                 self._move(Event.ABORT)
             return
         self.buffer += data
+
+    def take_request(self, data: bytes, now: float) -> ResponsePlan | None:
+        """IDLE with nothing buffered, `data` just arrived: its plan, if this is the common case.
+
+        A shorter route through the same decisions as receive() + next_plan(), for bytes that
+        are exactly one request head parsed before, a plain GET/HEAD with keep-alive whose
+        answer the responder has cached (validated by stat, as always). The memo gives the
+        Request and its cache key; _finish renders the plan, which is reused while the same
+        Response, Date and Connection fields apply. In every other case it returns None having
+        changed nothing, and the caller takes the usual route.
+        """
+        entry = self.parser._memo.get(data)
+        if entry is None or entry.cache_key is None or self.state is not ConnState.IDLE or \
+                self.buffer or self.draining or self.trust_forwarded or \
+                self.requests_served + 1 >= self.max_requests:
+            return None
+        request = entry.parsed[0]
+        stats = self.stats
+        if not request.keep_alive or (stats is not None and stats.status_path is not None):
+            return None
+        site = self.site
+        response = site.cached_response(entry.cache_key, request.method, now)
+        if response is None or response.close:
+            return None
+        date = site.dates.field()
+        last = entry.last
+        if last is not None and last[0] is response and last[1] is date:
+            self._move(Event.WHOLE_REQUEST)
+            self.requests_served += 1
+            plan = self.exchange = last[2]
+            return plan
+        plan = self._finish(response, True, request.request_line, now, Event.WHOLE_REQUEST)
+        if plan.fd is None:  # a plan holding a descriptor is never shared
+            entry.last = (response, date, plan)
+        return plan
 
     def next_plan(self, now: float) -> ResponsePlan | None:
         """The next response to send, if a whole request (and its body) is buffered."""

@@ -38,6 +38,9 @@ MAX_WAIT = 1.0
 # --worker-timeout, and no per-request cost.
 HEARTBEAT_INTERVAL = 1.0
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+WOULD_BLOCK = sending.WOULD_BLOCK
+IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
+HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
 
 
 class Conn:
@@ -70,9 +73,13 @@ class Reactor:
         self.site = site
         self.logs = logs
         self.clog = ConnectionLog(logs, "New connection from")
+        # Whether a finished exchange writes any log line (checked once per response).
+        self.logging = logs.access_enabled or logs.connection_enabled
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
         self.stats = Stats(config, "reactor", self._connection_states)
+        # Requests answered in one loop turn share one `now`: they may share one stat per file.
+        site.stat_per_instant = True
         self.selector = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.listening = False
@@ -303,7 +310,8 @@ class Reactor:
         proto = conn.proto
         start_state = proto.state
         start_served = proto.requests_served
-        start_sent = conn.cursor.sent if conn.cursor is not None else -1
+        cursor = conn.cursor
+        start_sent = cursor.sent if cursor is not None else -1
         try:
             if start_state is ConnState.HANDSHAKING:
                 if not self._handshake(conn, now):
@@ -315,9 +323,27 @@ class Reactor:
             # Only a waiting-to-read state reads: epoll reports errors on a writing socket as
             # readable too, and its send then meets the error.
             if mask & READ and proto.state in READ_STATES:
-                if not self._read(conn):
-                    return
-                self._advance(conn, now)
+                sock = conn.sock
+                try:
+                    data = sock.recv(RECV_SIZE)
+                    if conn.tls and data:
+                        # Decrypted bytes the SSL object holds do not make the socket readable.
+                        while sock.pending():
+                            data += sock.recv(RECV_SIZE)
+                except WOULD_BLOCK:
+                    data = None
+                if data is not None:
+                    # The common case by its shorter route (one whole known request), else the
+                    # bytes go to the protocol's buffer.
+                    plan = proto.take_request(data, now) if start_state is IDLE else None
+                    if plan is not None:
+                        conn.plan = plan
+                    else:
+                        proto.receive(data)  # in CLOSING it drains and counts lingering bytes
+                        if proto.state is CLOSED:
+                            self._close(conn, proto.close_reason)
+                            return
+                    self._advance(conn, now)
             elif mask & WRITE:
                 self._advance(conn, now)
         except Exception as exc:  # the loop must outlive any one connection's failure or bug
@@ -355,24 +381,6 @@ class Reactor:
         conn.want_write = step == HANDSHAKE_WRITE
         return False
 
-    def _read(self, conn: Conn) -> bool:
-        """recv once into the protocol; False if the connection is gone."""
-        sock = conn.sock
-        try:
-            data = sock.recv(RECV_SIZE)
-            if conn.tls and data:
-                # Decrypted bytes the SSL object holds do not make the socket readable again.
-                while sock.pending():
-                    data += sock.recv(RECV_SIZE)
-        except sending.WOULD_BLOCK:
-            return True
-        proto = conn.proto
-        proto.receive(data)  # in CLOSING the protocol drains and counts the lingering bytes
-        if proto.state is ConnState.CLOSED:
-            self._close(conn, proto.close_reason)
-            return False
-        return True
-
     def _advance(self, conn: Conn, now: float) -> None:
         """Send what is pending, then answer buffered requests in order until we must wait."""
         proto = conn.proto
@@ -389,24 +397,42 @@ class Reactor:
                 # The connection owns the plan (and any file it holds) before the first send,
                 # so an error in that send still closes the file with the connection.
                 conn.plan = plan
-                conn.cursor = sending.Cursor()
-            done = sending.send_available(sock, plan, conn.cursor, tls=conn.tls)
-            if plan.first_region >= 0 and proto.state is ConnState.WRITING_HEAD and \
-                    conn.cursor.index >= plan.first_region:
-                proto.head_sent()
-            if not done:
-                return
+            cursor = conn.cursor
+            segments = plan.segments
+            if cursor is None and len(segments) == 1:
+                # One bytes object (head + small body): try it in one send, no cursor unless
+                # the kernel takes only part of it.
+                data = segments[0]
+                try:
+                    sent = sock.send(data)
+                except WOULD_BLOCK:
+                    sent = 0
+                if sent != len(data):
+                    cursor = conn.cursor = sending.Cursor()
+                    cursor.sent = cursor.offset = sent
+                    return
+            else:
+                if cursor is None:
+                    cursor = conn.cursor = sending.Cursor()
+                done = sending.send_available(sock, plan, cursor, tls=conn.tls)
+                if plan.first_region >= 0 and proto.state is WRITING_HEAD and \
+                        cursor.index >= plan.first_region:
+                    proto.head_sent()
+                if not done:
+                    return
             self._complete(conn, plan, now)
-            if proto.state is not ConnState.READING_HEAD:
+            if proto.state is not READING_HEAD:
                 return
 
     def _complete(self, conn: Conn, plan, now: float) -> None:
         """A plan is fully sent: log it, release its file, move the protocol on."""
         conn.plan = None
         conn.cursor = None
-        plan.close()
-        self.clog.exchange(conn.peer, conn.host, plan)
-        if conn.proto.response_done(plan, now) is ConnState.CLOSING:
+        if plan.fd is not None:
+            plan.close()
+        if self.logging:
+            self.clog.exchange(conn.peer, conn.host, plan)
+        if conn.proto.response_done(plan, now) is CLOSING:
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -415,22 +441,26 @@ class Reactor:
     def _settle(self, conn: Conn, now: float, start_state, start_served: int,
                 start_sent: int) -> None:
         """After a handler: re-arm the state's timer and set selector interest if it changed."""
-        state = conn.proto.state
-        if state is ConnState.CLOSED:
-            self._close(conn, conn.proto.close_reason)
+        proto = conn.proto
+        state = proto.state
+        if state is CLOSED:
+            self._close(conn, proto.close_reason)
             return
         queue = self.queue_for[state]
         # A new kind of wait or a new request starts its timer afresh. Otherwise: the header
         # timer runs from a request's first byte to the end of its body (as in the threaded
         # engine) and the linger timer from our close, so trickled bytes never extend them;
         # the send timer restarts only when bytes actually went out.
-        if queue is not conn.queue or conn.proto.requests_served != start_served or \
-                (start_state is ConnState.HANDSHAKING and state is not start_state):
-            self._arm(conn, queue, now)
+        if queue is not conn.queue or proto.requests_served != start_served or \
+                (start_state is HANDSHAKING and state is not start_state):
+            if conn.queue is not None and conn.queue is not queue:
+                conn.queue.disarm(conn)
+            queue.arm(conn, now)
+            conn.queue = queue
         elif state in WRITE_STATES:
             if conn.cursor is not None and conn.cursor.sent != start_sent:
                 self._arm(conn, queue, now)
-        if state is ConnState.HANDSHAKING:
+        if state is HANDSHAKING:
             mask = WRITE if conn.want_write else READ
         else:
             mask = READ if state in READ_STATES else WRITE

@@ -96,6 +96,11 @@ class Site:
         # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
         # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
+        # Set by an engine whose `now` is one instant per loop turn (the reactor): answer-cache
+        # checks then share one stat per file per turn (see _instant_stat).
+        self.stat_per_instant = False
+        self._stat_instant = -1.0
+        self._stats: dict[str, os.stat_result] = {}
         # No `public`: it would let shared caches store answers to requests that carried
         # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
         self.cache_control = None
@@ -159,11 +164,14 @@ class Site:
         checks, expires, get_response, head_response = entry
         if now < expires:
             for fs_path, identity in checks:
-                try:
-                    st = os.stat(fs_path)
-                except OSError:
-                    break
-                if _identity(st) != identity:
+                if self.stat_per_instant:
+                    st = self._instant_stat(fs_path, now)
+                else:
+                    try:
+                        st = os.stat(fs_path)
+                    except OSError:
+                        st = None
+                if st is None or _identity(st) != identity:
                     break
             else:
                 return head_response if method == "HEAD" else get_response
@@ -171,6 +179,26 @@ class Site:
             if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
                 del self._fast[key]
         return None
+
+    def _instant_stat(self, fs_path: str, now: float) -> os.stat_result | None:
+        """os.stat, shared by the requests answered at the same instant `now` (None: failed).
+
+        The reactor answers every request one select() returned with the same `now`: they
+        arrived together, so one stat per file per loop turn serves them all. A later turn has
+        a later `now` and stats afresh, so a change on disk is seen by every request that
+        arrives after it.
+        """
+        if now != self._stat_instant:
+            self._stat_instant = now
+            self._stats = {}
+        st = self._stats.get(fs_path)
+        if st is None:
+            try:
+                st = os.stat(fs_path)
+            except OSError:
+                return None
+            self._stats[fs_path] = st
+        return st
 
     def remember_response(self, key: tuple, now: float, checks: tuple,
                           response: Response) -> None:
@@ -262,19 +290,34 @@ def error_response(status: int, *, close: bool = False, head_only: bool = False,
     return Response(status, headers, [body], len(body), close=close)
 
 
-def respond(request: Request, site: Site, now: float) -> Response:
-    """Decide the response to one parsed request."""
+def plain_key(request: Request) -> tuple | None:
+    """The answer-cache key of a plain GET/HEAD (see _fast_key); None for any other request.
+
+    Plain: no field that changes the answer beyond path and Accept-Encoding (conditionals,
+    ranges, CORS preflight...). A pure function of the request, so the protocol may memoise it
+    with the parsed head.
+    """
+    method = request.method
+    if (method != "GET" and method != "HEAD") or \
+            not request.fields.keys().isdisjoint(_FULL_PATH_FIELDS):
+        return None
+    split = filesystem.split_target(request.target)
+    if split is None:
+        return None
+    return _fast_key(split[0], request)
+
+
+def respond(request: Request, site: Site, now: float, cache_key: tuple | None = None) -> Response:
+    """Decide the response to one parsed request (`cache_key`: its plain_key, if known)."""
     method = request.method
     head_only = method == "HEAD"
+    if cache_key is None:
+        cache_key = plain_key(request)
+    if cache_key is not None:
+        cached = site.cached_response(cache_key, method, now)
+        if cached is not None:
+            return cached
     split = filesystem.split_target(request.target)
-    cache_key = None
-    if split is not None and (method == "GET" or head_only) and \
-            request.fields.keys().isdisjoint(_FULL_PATH_FIELDS):
-        cache_key = _fast_key(split[0], request)
-        if cache_key is not None:
-            cached = site.cached_response(cache_key, method, now)
-            if cached is not None:
-                return cached
     if method not in ("GET", "HEAD", "OPTIONS"):
         if method in KNOWN_METHODS:
             return error_response(405, extra=[("Allow", ALLOWED_METHODS)])
