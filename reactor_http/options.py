@@ -3,8 +3,9 @@
 `config.Config` takes its fields and defaults from OPTIONS, `cli` builds the argument parser from
 them, `parser.Limits` takes its defaults from them, and README.md's option table is generated
 from them (`python -m reactor_http.options --update README.md`; a test fails when it is stale).
-`problem(option, value)` is the one range check, used by `Config.validate()` and by the argument
-parser's type functions, so the command line and programmatic users get the same message.
+`problem(option, value)` is the one range check: `Config.validate()` makes it for programmatic
+users and the command line alike (argparse's type functions only parse the text), so both get the
+same one-line message naming the --option.
 
 Pure data and small pure functions: imports nothing of this package and nothing heavy, because
 the request parser imports it for its limits.
