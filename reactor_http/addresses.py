@@ -55,14 +55,21 @@ def address_in(host: str, networks: tuple[str, ...]) -> bool:
     return any(address in network for network in parse_networks(tuple(networks)))
 
 
+# What a trusted proxy's unusable X-Forwarded-For stands for: no client address is known. It is
+# what the access log shows (Common Log Format's "-" for a missing field), and it matches no
+# allow-list, so an outside client cannot pass for the proxy (often loopback) by sending garbage.
+UNKNOWN_CLIENT = "-"
+
+
 def forwarded_client(value: str | None, peer: str) -> str:
-    """The client a trusted proxy reports: the last X-Forwarded-For entry, else `peer`.
+    """The client a trusted proxy reports: the last X-Forwarded-For entry.
 
     Each proxy appends the address it received the request from, so the last entry is the one
     our proxy itself saw; entries before it are whatever the client claimed and prove nothing.
-    A malformed last entry falls back to the direct peer (it would otherwise forge log lines).
+    No header at all: the request is the proxy's own, so `peer`. An empty or unparseable last
+    entry: UNKNOWN_CLIENT, never `peer` (that would grant the proxy's access to anyone).
     """
-    if not value:
+    if value is None:
         return peer
     address = parse_address(value.rsplit(",", 1)[-1])
-    return str(address) if address is not None else peer
+    return str(address) if address is not None else UNKNOWN_CLIENT

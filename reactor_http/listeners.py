@@ -1,8 +1,8 @@
 """Listening sockets: bind, TLS context, descriptor limit, URL (gunicorn's `sock.py`).
 
 Used by the single-process start-up (server.py) and by the supervisor (workers.py) alike, so
-neither imports the other. Errors a user can fix (a port in use, an unreadable certificate) are
-raised as `StartupError` with a one-line message.
+neither imports the other. Errors a user can fix are one line: a port in use is a `StartupError`,
+an unusable certificate a ValueError from tls.py.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import resource
 import socket
-import ssl
 
 from .engine import Listener
 from .service import inherited_listener
+from .tls import make_tls_context
 
 
 class StartupError(Exception):
@@ -78,18 +78,6 @@ def url_for(sock: socket.socket, scheme: str = "http") -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}/"
-
-
-def make_tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
-    """A server TLS context with the ssl module's recommended settings, TLS 1.2 at least."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"cannot load the TLS certificate/key: {exc}") from None
-    context.set_alpn_protocols(["http/1.1"])
-    return context
 
 
 def open_listeners(config) -> list[Listener]:

@@ -2,13 +2,14 @@
 
 The engines never wait on log output: `access()` and `event()` only append to a list under a lock
 that is never held during I/O. A background writer thread owned by the sink (`start()`, or lazily
-on the first line) swaps the lists out every FLUSH_INTERVAL and writes them, so a stdout that does
-not drain (a paused terminal, `| less`, journald backpressure) stalls that thread only. While it is
-stuck, at most MAX_BUFFERED_LINES wait per log; further lines are dropped and counted, and a note
-saying how many goes out where they are missing once writing resumes. `flush()` (at exit) waits
-for everything to be written, but only for EXIT_FLUSH_TIMEOUT. Bytes that came from a client are
-escaped (control characters, quotes, backslashes, non-ASCII) so a request cannot forge log lines or
-terminal escapes.
+on the first line) swaps the lists out every FLUSH_INTERVAL (at once for each access line when
+stdout is a terminal) and writes them, so a stdout that does not drain (a paused terminal,
+`| less`, journald backpressure) stalls that thread only. While it is stuck, at most
+MAX_BUFFERED_LINES wait per log; further lines are dropped and counted, and a note saying how many
+goes out where they are missing once writing resumes. `flush()` (at exit) waits for everything to
+be written, but only for EXIT_FLUSH_TIMEOUT. Bytes that came from a client are escaped (control
+characters, quotes, backslashes, non-ASCII) so a request cannot forge log lines or terminal
+escapes.
 
 With `--access-log FILE` access lines also go to FILE, opened with O_APPEND so several worker
 processes can share it (each flush is one write(2), which O_APPEND positions atomically).
@@ -70,6 +71,9 @@ class LogSink:
         # The real stdout is written with os.write on its descriptor: a writer stuck in a write
         # then holds no lock of sys.stdout's, which interpreter exit would wait for (and abort).
         self._stream_fd = _stdout_fd(self.stream) if stream is None else -1
+        # Someone is watching a terminal: each access line is written at once (the writer is
+        # woken per line) instead of within FLUSH_INTERVAL, which suits files and pipes.
+        self.wake_per_line = access and _is_terminal(self.stream)
         self.name = name
         self._access: list[str] = []
         self._connection: list[tuple[float, str]] = []
@@ -158,7 +162,7 @@ class LogSink:
                 self.dropped_access += 1
                 return
             self._access.append(line)
-        if pending == WAKE_LINES:
+        if pending == WAKE_LINES or self.wake_per_line:
             self._wake.set()
 
     def event(self, message: str) -> None:
@@ -274,6 +278,14 @@ def _stdout_fd(stream) -> int:
         return stream.fileno()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return -1
+
+
+def _is_terminal(stream) -> bool:
+    """True if `stream` is a terminal (a closed or odd stream is not)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def open_access_file(path: str) -> int:

@@ -7,6 +7,9 @@ they were meant for us, so no child process can mistake them for its own. The fi
 the HTTP listener; further ones are closed with a warning (one listener per server is the model
 here; run one service per address instead). --host and --port are then ignored.
 
+The pid file (`PidFile`) is written only once the server holds its sockets and removed only by
+the process that wrote it, so a failed second start leaves a running server's file alone.
+
 Start-up code only: nothing here runs per request.
 """
 
@@ -69,28 +72,94 @@ def inherited_listener(environ=None) -> socket.socket | None:
     return sock
 
 
-@contextlib.contextmanager
-def pid_file(path: str | None):
-    """Write our pid to `path` for the duration of the block, then remove it if still ours."""
-    if path is None:
-        yield
-        return
-    pid = os.getpid()
-    temporary = f"{path}.{pid}.tmp"
+class PidFile:
+    """The --pid-file: checked before start-up, written once the server holds its sockets,
+    removed at exit only by the process that wrote it and only while it still names us.
+
+    `check()` early (refuses while the pid in the file is a live process; touches nothing),
+    `write()` right after binding (atomically: a temporary file renamed over the name, so a
+    reader never sees a half-written file), `remove()` at exit. A start that fails in between
+    leaves the file as it found it, so it cannot take a running server's pid file away.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.written_by: int | None = None  # our pid once we wrote the file
+
+    def check(self) -> None:
+        """Raise ValueError if a live server's pid is in the file or the file cannot be written."""
+        pid = self.read()
+        if pid is not None and pid != os.getpid() and process_running(pid):
+            raise ValueError(f"--pid-file {self.path}: a server is already running as pid {pid}")
+        probe = self._temporary()
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(probe)
+        except OSError as exc:
+            raise ValueError(f"cannot write the pid file {self.path!r} (--pid-file): "
+                             f"{exc.strerror}") from None
+
+    def read(self) -> int | None:
+        """The pid in the file; None if there is no file or it is empty. ValueError if the
+        file holds something else (it is not ours to overwrite)."""
+        try:
+            with open(self.path, "rb") as file:
+                text = file.read(64).strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ValueError(f"cannot read the pid file {self.path!r} (--pid-file): "
+                             f"{exc.strerror}") from None
+        if not text:
+            return None
+        if not text.isdigit() or int(text) == 0:  # kill(0, ...) would mean our process group
+            raise ValueError(f"--pid-file {self.path}: the file exists and holds no pid; "
+                             f"remove it or name another file")
+        return int(text)
+
+    def write(self) -> None:
+        """Write our pid (temporary file, then rename); ValueError if that fails."""
+        pid = os.getpid()
+        temporary = self._temporary()
+        try:
+            with open(temporary, "w", encoding="ascii") as file:
+                file.write(f"{pid}\n")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise ValueError(f"cannot write the pid file {self.path!r} (--pid-file): "
+                             f"{exc.strerror}") from None
+        self.written_by = pid
+
+    def remove(self) -> None:
+        """Remove the file if this process wrote it and it still holds our pid (a forked child,
+        or a server started later with the same file, keeps it)."""
+        if self.written_by is None or self.written_by != os.getpid():
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if self.read() == self.written_by:
+                os.unlink(self.path)
+        self.written_by = None
+
+    def _temporary(self) -> str:
+        """A name beside the pid file, unique to this process (same folder: rename is atomic)."""
+        return f"{self.path}.{os.getpid()}.tmp"
+
+
+def process_running(pid: int) -> bool:
+    """True if process `pid` exists and is not a zombie (exited, not yet reaped)."""
     try:
-        with open(temporary, "w", encoding="ascii") as file:
-            file.write(f"{pid}\n")
-        os.replace(temporary, path)  # readers never see a half-written file
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise ValueError(f"cannot write pid file {path!r}: {exc.strerror}") from None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OverflowError:
+        return False
     try:
-        yield
-    finally:
-        if os.getpid() == pid:  # a forked child leaving by an exception must not remove it
-            with contextlib.suppress(OSError, ValueError):
-                with open(path, encoding="ascii") as file:
-                    still_ours = int(file.read().strip() or 0) == pid
-                if still_ours:
-                    os.unlink(path)
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            state = file.read().rsplit(b")", 1)[1].split()[0]  # proc(5): the field after (comm)
+    except (OSError, IndexError):
+        return True
+    return state != b"Z"

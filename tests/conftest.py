@@ -254,3 +254,11 @@ def make_server():
     yield start
     for srv in started:
         srv.stop()
+
+
+def run_cli(*args: str, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m reactor_http ARGS` to completion (for commands that exit by themselves)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "reactor_http", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO, **kwargs)

@@ -1,0 +1,338 @@
+"""Every setting of the server, declared once: flag, kind, default, unit, help and valid range.
+
+`config.Config` takes its fields and defaults from OPTIONS, `cli` builds the argument parser from
+them, `parser.Limits` takes its defaults from them, and README.md's option table is generated
+from them (`python -m reactor_http.options --update README.md`; a test fails when it is stale).
+`problem(option, value)` is the one range check: `Config.validate()` makes it for programmatic
+users and the command line alike (argparse's type functions only parse the text), so both get the
+same one-line message naming the --option.
+
+Pure data and small pure functions: imports nothing of this package and nothing heavy, because
+the request parser imports it for its limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+
+# Kinds of value. A kind fixes the Python type, how a value is checked and how it is described.
+SECONDS = "seconds"      # a finite float (int accepted): a duration in seconds
+WHOLE_SECONDS = "whole seconds"  # an int: a duration sent to clients in whole seconds
+BYTES = "bytes"          # an int: a size in bytes
+COUNT = "count"          # an int: a number of things
+PORT = "port"            # an int: a TCP port, 0 = pick a free one
+CHOICE = "choice"        # one of `choices`
+SWITCH = "switch"        # a bool set by a flag without a value
+TEXT = "text"            # a string: a path, an address, a URL path
+ADDRESSES = "addresses"  # a tuple of strings, one per repetition of the flag
+
+_TYPES = {SECONDS: "float", WHOLE_SECONDS: "int", BYTES: "int", COUNT: "int", PORT: "int",
+          CHOICE: "str", SWITCH: "bool", TEXT: "str", ADDRESSES: "tuple[str, ...]"}
+
+# The longest duration any option accepts (seconds). Every timeout here bounds how long a
+# descriptor, a thread or a stop may be held by one client; past a day that is a leak, not a
+# policy, and such a value is almost always a unit mistake (minutes or milliseconds typed as
+# seconds). inf and nan are refused: nan compares false with everything, so a nan deadline
+# fires at once or never.
+ONE_DAY = 86_400
+# TCP port numbers (RFC 793: 16 bits).
+PORT_MAX = 65_535
+# Cache-Control max-age: RFC 9111 section 1.2.2 tells caches to read larger delta-seconds as
+# 2^31 (about 68 years), so nothing larger means anything.
+MAX_AGE_MAX = 2 ** 31
+
+# --help sections, in the order they are printed (None: the main list).
+GROUPS = (None, "TLS", "connections and limits", "what is served", "logging", "deployment")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its `Config` field, its command-line flag, and the values it takes."""
+
+    name: str                      # the Config field
+    flag: str | None               # the command-line option; None: settable from code only
+    kind: str                      # one of the kinds above
+    default: object                # None: the feature is off unless given
+    help: str                      # the --help text and README's description (no default)
+    group: str | None = None       # the --help section
+    metavar: str | None = None     # the value's name in --help
+    low: int | float | None = None   # smallest valid number
+    high: int | float | None = None  # largest valid number
+    low_open: bool = False         # `low` itself is refused (a zero that means nothing)
+    choices: tuple[str, ...] = ()
+    shown_default: str | None = None  # the default as --help and README say it
+    auto: bool = False             # `auto` is also accepted: one per CPU
+    inverted: bool = False         # the flag turns the setting off (--no-listing)
+
+    @property
+    def annotation(self) -> str:
+        """The field's type as `Config` declares it."""
+        base = _TYPES[self.kind]
+        return f"{base} | None" if self.default is None else base
+
+    @property
+    def label(self) -> str:
+        """How messages name the setting: its flag, or the field for code-only settings."""
+        return self.flag or self.name
+
+
+OPTIONS = (
+    Option("root", "--root", TEXT, ".", "folder to serve", metavar="ROOT",
+           shown_default="the current folder"),
+    Option("host", "--host", TEXT, "127.0.0.1", "address to bind; `::` for IPv6 and IPv4",
+           metavar="HOST"),
+    Option("port", "--port", PORT, 8000, "port to listen on, 0 picks a free one; a bare PORT "
+           "works too, as in `python -m http.server 8080`", metavar="PORT", low=0, high=PORT_MAX),
+    Option("mode", "--mode", CHOICE, "reactor", "I/O engine: one selectors loop, or one thread "
+           "per connection to compare", choices=("reactor", "threaded")),
+    # More reactor processes than this is a typo: each is a full copy of the server.
+    Option("workers", "--workers", COUNT, 1, "reactor processes serving one port, supervised by "
+           "a parent (restart with back-off, SIGHUP replaces them one by one); `auto` = one per "
+           "CPU, 1 = no parent", metavar="N|auto", low=1, high=1024, auto=True),
+    Option("certfile", "--certfile", TEXT, None, "serve HTTPS with this certificate chain "
+           "(TLS 1.2+, the ssl module's recommended ciphers); it may hold the key too",
+           group="TLS", metavar="PEM"),
+    Option("keyfile", "--keyfile", TEXT, None, "the private key, if not in --certfile",
+           group="TLS", metavar="PEM"),
+    Option("tls_port", "--tls-port", PORT, None, "serve HTTPS on this port and plain HTTP on "
+           "--port, side by side", group="TLS", metavar="PORT", low=0, high=PORT_MAX),
+    # Keep-alive idle timeout: the seed design's 5 s (nginx: 75 s, Apache: 5 s); sent to clients
+    # as `Keep-Alive: timeout=N`.
+    Option("keepalive_timeout", "--keepalive-timeout", SECONDS, 5.0, "close idle keep-alive "
+           "connections after this; announced in the Keep-Alive header",
+           group="connections and limits", metavar="SECONDS", low=0, high=ONE_DAY,
+           low_open=True, shown_default="5"),
+    # Requests per connection: the seed design's "max=100" (nginx: 1000). A billion is
+    # unlimited in practice; the value is sent as `Keep-Alive: max=N`.
+    Option("max_requests", "--max-requests", COUNT, 100, "requests per connection, then "
+           "`Connection: close`", group="connections and limits", metavar="N", low=1,
+           high=10 ** 9),
+    # Slowloris guard: a request head must be complete this long after its first byte
+    # (Apache mod_reqtimeout: 20-40 s; nginx client_header_timeout: 60 s).
+    Option("header_timeout", "--header-timeout", SECONDS, 10.0, "slowloris guard: a request "
+           "head must arrive within this, else 408", group="connections and limits",
+           metavar="SECONDS", low=0, high=ONE_DAY, low_open=True, shown_default="10"),
+    # A client that accepts no bytes for this long is dropped (nginx send_timeout: 60 s).
+    Option("send_timeout", "--send-timeout", SECONDS, 30.0, "drop a client that accepts no "
+           "bytes for this long", group="connections and limits", metavar="SECONDS", low=0,
+           high=ONE_DAY, low_open=True, shown_default="30"),
+    # Whole request head, request line included (nginx: 1 KiB + 4 x 8 KiB; h11: 16 KiB). At
+    # least the shortest useful head (`GET / HTTP/1.1`, a Host field, the blank line); at most
+    # 1 MiB, because a head is held whole in memory per connection.
+    Option("max_head_bytes", "--max-head-bytes", BYTES, 8192, "largest request head; larger "
+           "gets 431", group="connections and limits", metavar="BYTES", low=64, high=1 << 20),
+    # Request-target length; longer -> 414 (RFC 9112 section 3 recommends supporting 8000
+    # octets). The target is part of the head, so the head's bound applies.
+    Option("max_target_bytes", "--max-target-bytes", BYTES, 4096, "longest request-target; "
+           "longer gets 414", group="connections and limits", metavar="BYTES", low=1,
+           high=1 << 20),
+    # Header field lines per request (Apache LimitRequestFields: 100). HTTP/1.1 needs Host, so
+    # at least 1; 10,000 fields would not fit in the largest head anyway.
+    Option("max_header_count", "--max-header-count", COUNT, 100, "most header fields in a "
+           "request; more gets 431", group="connections and limits", metavar="N", low=1,
+           high=10_000),
+    # Request bodies are read and discarded up to this size (nginx client_max_body_size:
+    # 1 MiB). 0 refuses every body. Discarding costs bandwidth, not memory: capped at 1 GiB.
+    Option("max_body_bytes", "--max-body-bytes", BYTES, 1 << 20, "largest request body read "
+           "and discarded; larger gets 413", group="connections and limits", metavar="BYTES",
+           low=0, high=1 << 30, shown_default="1 MiB"),
+    # Reactor: stop accepting beyond this many open connections; the kernel backlog holds the
+    # rest. Linux's default ceiling on descriptors per process (fs.nr_open) is 1,048,576.
+    Option("max_connections", "--max-connections", COUNT, 10_000, "reactor: open connections at "
+           "most; at the cap the longest-idle keep-alive connection makes room, and with none "
+           "idle the kernel backlog holds newcomers",
+           group="connections and limits", metavar="N", low=1, high=1 << 20),
+    # Threaded engine: at most this many connection threads. Each reserves a stack; past
+    # 10,000 threads one process spends its time scheduling.
+    Option("max_threads", "--max-threads", COUNT, 256, "threaded: connection threads "
+           "at most; at the cap the longest-idle keep-alive connection makes room, and with "
+           "none idle newcomers wait in the backlog", group="connections and limits", metavar="N", low=1,
+           high=10_000),
+    # Graceful stop: in-flight responses get this long to finish; 0 stops at once.
+    Option("drain_timeout", "--drain-timeout", SECONDS, 5.0, "on SIGTERM/SIGINT, let "
+           "in-flight responses finish this long", group="connections and limits",
+           metavar="SECONDS", low=0, high=ONE_DAY, shown_default="5"),
+    # Listen backlog (the kernel caps it at net.core.somaxconn, itself at most 65535 before
+    # Linux 5.4). No flag: systemd's Backlog= or the default serves every deployment here.
+    Option("backlog", None, COUNT, 1024, "listen backlog", low=1, high=PORT_MAX),
+    Option("listing", "--no-listing", SWITCH, True, "answer 404 for folders without "
+           "index.html instead of listing them", group="what is served", inverted=True),
+    Option("max_age", "--max-age", WHOLE_SECONDS, None, "send `Cache-Control: "
+           "max-age=SECONDS` with files", group="what is served", metavar="SECONDS", low=0,
+           high=MAX_AGE_MAX),
+    Option("immutable", "--immutable", SWITCH, False, "add `immutable` to Cache-Control, for "
+           "fingerprinted assets", group="what is served"),
+    Option("cors", "--cors", SWITCH, False, "send `Access-Control-Allow-Origin: *` and answer "
+           "CORS preflights", group="what is served"),
+    Option("spa", "--spa", SWITCH, False, "single-page app: unknown paths without a file "
+           "extension get /index.html", group="what is served"),
+    Option("dotfiles", "--dotfiles", CHOICE, "deny", "serve names starting with a dot? deny "
+           "makes .git and .env 404; `.well-known` is always public", group="what is served",
+           choices=("deny", "allow")),
+    Option("follow_symlinks", "--follow-symlinks", SWITCH, False, "follow symlinks that lead "
+           "outside the root; by default only those resolving inside it are served",
+           group="what is served"),
+    Option("log_dir", "--log-dir", TEXT, None, "write the dated connection log "
+           "DDMMYYconnectionLog.txt in DIR", group="logging", metavar="DIR"),
+    Option("quiet", "--quiet", SWITCH, False, "no access lines on stdout", group="logging"),
+    # O_APPEND, so workers can share it; reopened on SIGUSR1 for logrotate.
+    Option("access_log", "--access-log", TEXT, None, "also append access lines to FILE; "
+           "SIGUSR1 reopens it, for logrotate", group="logging",
+           metavar="FILE"),
+    Option("pid_file", "--pid-file", TEXT, None, "write the server's pid to FILE once it "
+           "listens; removed at exit; a second start refuses while that pid runs",
+           group="deployment", metavar="FILE"),
+    # Proxies whose X-Forwarded-For we believe: the access log and --status-allow then judge
+    # the client the proxy saw (its last entry) instead of the proxy.
+    Option("trust_proxy", "--trust-proxy", ADDRESSES, (), "a proxy, address or CIDR, "
+           "repeatable, whose X-Forwarded-For is believed: logs and --status-allow see the "
+           "client it reports", group="deployment", metavar="ADDR", shown_default="none"),
+    # Off by default, so a plain static server reveals nothing about itself.
+    Option("status_path", "--status", TEXT, None, "serve live counters at PATH: JSON, or "
+           "Prometheus text when the client asks for text/plain", group="deployment",
+           metavar="PATH", shown_default="off"),
+    Option("status_allow", "--status-allow", ADDRESSES, (), "clients, address or CIDR, "
+           "repeatable, that may read --status; others get 404", group="deployment",
+           metavar="ADDR", shown_default="loopback only"),
+)
+
+BY_NAME = {option.name: option for option in OPTIONS}
+# Every setting's default by Config field name.
+DEFAULTS = {option.name: option.default for option in OPTIONS}
+
+
+def describe(option: Option) -> str:
+    """What values `option` takes, as a message says it ("a whole number from 1 to 100")."""
+    if option.kind == CHOICE:
+        return "one of " + ", ".join(option.choices)
+    if option.kind == SECONDS:
+        what = "a finite number of seconds"
+    elif option.kind == WHOLE_SECONDS:
+        what = "a whole number of seconds"
+    elif option.kind == BYTES:
+        what = "a whole number of bytes"
+    else:
+        what = "a whole number"
+    low, high = _number(option.low), _number(option.high)
+    if option.low_open:
+        span = f"more than {low} and at most {high}"
+    else:
+        span = f"from {low} to {high}"
+    if option.high == ONE_DAY:
+        span += " (1 day)"
+    if option.auto:
+        span += ", or auto"
+    return f"{what}, {span}"
+
+
+def problem(option: Option, value) -> str | None:
+    """Why `value` is not valid for `option` (a message naming it), or None if it is."""
+    if value is None and option.default is None:
+        return None
+    if option.kind == CHOICE:
+        valid = value in option.choices
+    elif option.kind == SECONDS:
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            math.isfinite(value) and _in_range(option, value)
+    elif option.kind in (WHOLE_SECONDS, BYTES, COUNT, PORT):
+        valid = isinstance(value, int) and not isinstance(value, bool) and \
+            _in_range(option, value)
+    else:
+        return None  # paths, addresses and switches are checked where their meaning is known
+    if valid:
+        return None
+    return f"{option.label} must be {describe(option)}, not {_shown(value)!r}"
+
+
+def _in_range(option: Option, value) -> bool:
+    """True if the number `value` lies in the option's bounds."""
+    if option.low is not None and (value < option.low or option.low_open and value == option.low):
+        return False
+    return option.high is None or value <= option.high
+
+
+def _number(value) -> str:
+    """A bound as text: 86400, not 86400.0."""
+    return str(int(value)) if value is not None and value == int(value) else str(value)
+
+
+def _shown(value) -> str:
+    """A refused value as the user typed it: -5, not -5.0; inf and nan as such."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def shown_default(option: Option) -> str:
+    """The default as --help and README show it."""
+    if option.shown_default is not None:
+        return option.shown_default
+    if option.kind == SWITCH:
+        return "off" if option.default is option.inverted else "on"
+    if option.default is None:
+        return "none"
+    return str(option.default)
+
+
+# ---- README.md's option table --------------------------------------------------------------------
+
+README_START = "<!-- options: generated by `python -m reactor_http.options --update README.md` -->"
+README_END = "<!-- end of options -->"
+
+
+def usage_text(option: Option) -> str:
+    """The option as a user types it: `--mode reactor|threaded`, `--port PORT`, `--cors`."""
+    if option.kind == SWITCH:
+        return option.flag
+    if option.kind == CHOICE:
+        return f"{option.flag} {'|'.join(option.choices)}"
+    return f"{option.flag} {option.metavar or option.name.upper()}"
+
+
+def readme_table() -> str:
+    """README.md's option table, one row per flag, with the markers around it."""
+    rows = [README_START, "| option | default | what |", "| --- | --- | --- |"]
+    for option in OPTIONS:
+        if option.flag is None:
+            continue
+        usage = f"`{usage_text(option)}`"
+        if option.name == "port":
+            usage += " or `PORT`"
+        if option.kind == ADDRESSES:
+            usage += " ..."
+        cells = (usage, shown_default(option), option.help)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    rows.append(README_END)
+    return "\n".join(rows)
+
+
+def readme_with_table(text: str) -> str:
+    """`text` (README.md) with the part between the markers replaced by `readme_table()`."""
+    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise ValueError("README.md has no option table markers")
+    return pattern.sub(lambda match: readme_table(), text, count=1)
+
+
+def main(argv: list[str]) -> int:
+    """Print the option table, or with `--update FILE` rewrite it in FILE."""
+    if len(argv) == 2 and argv[0] == "--update":
+        with open(argv[1], encoding="utf-8") as file:
+            text = file.read()
+        updated = readme_with_table(text)
+        if updated != text:
+            with open(argv[1], "w", encoding="utf-8") as file:
+                file.write(updated)
+        return 0
+    if argv:
+        print("usage: python -m reactor_http.options [--update README.md]", file=sys.stderr)
+        return 2
+    print(readme_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
