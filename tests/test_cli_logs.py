@@ -20,21 +20,14 @@ import time
 
 import pytest
 
-from conftest import REPO, SITE, assert_closed, get, read_response, recv_until_closed, wait_for
+from conftest import (REPO, SITE, assert_closed, get, read_banner, read_response,
+                      recv_until_closed, run_cli, server_env, wait_for)
 from reactor_http import __version__, cli
 from reactor_http.logs import connection_log_name, escape
 
 CLF = re.compile(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
                  r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<bytes>\d+|-)')
 ABC = (SITE / "abc.txt").read_bytes()
-
-
-def run_cli(*args, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess:
-    """Run `python -m reactor_http ARGS` to completion (for commands that exit by themselves)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "reactor_http", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=REPO, **kwargs)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -80,12 +73,11 @@ def test_version():
 def test_positional_port(make_server, mode):
     port = free_port()
     srv = make_server(SITE, mode, "--quiet")  # a reference server, to compare the banner shape
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "reactor_http", str(port), "--root", str(SITE),
                              "--mode", mode, "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=REPO)
+                            stderr=subprocess.PIPE, env=server_env(), cwd=REPO)
     try:
-        banner = proc.stdout.readline().decode()
+        banner = read_banner(proc).decode()
         assert f"http://127.0.0.1:{port}/" in banner
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(request(close=True))

@@ -21,7 +21,7 @@ import pytest
 
 import conftest
 
-from conftest import MODES, read_response, recv_until_closed, wait_for
+from conftest import MODES, cpu_seconds, read_response, recv_until_closed, wait_for
 
 SECRET = b"TOPSECRET-7c1e9b"
 BIG_SIZE = 4 * 1024 * 1024 + 5
@@ -106,12 +106,6 @@ def test_limits_are_options(make_server, hroot, mode):
     assert send_and_read(server, req(server, "/" + "a" * 60))[0].status == 414
     assert send_and_read(server, req(server, "/a.txt", "A: 1", "B: 2", "C: 3"))[0].status == 431
     assert send_and_read(server, req(server, "/a.txt", "A: 1"))[0].status == 200
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.mark.parametrize("mode", ["reactor", "threaded"])

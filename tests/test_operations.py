@@ -8,13 +8,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 
 import pytest
 
-from conftest import MODES, REPO, get, wait_for
-from test_workers import worker_pids
+from conftest import MODES, get, run_cli, wait_for, worker_pids
 
 
 def lines_of(path) -> list[str]:
@@ -39,12 +36,6 @@ def ipv6_loopback_available() -> bool:
 
 
 needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback here")
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "reactor_http", *args], capture_output=True,
-                          text=True, timeout=20, env=env, cwd=REPO)
 
 
 # ---- --access-log and SIGUSR1 -----------------------------------------------------------------

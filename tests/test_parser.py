@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from reactor_http import errors
+from reactor_http import errors, parser
 from reactor_http.messages import CHUNKED, NO_BODY
 from reactor_http.parser import DEFAULT_LIMITS, BodyDiscarder, Limits, parse_head
 
@@ -173,6 +173,41 @@ def test_bare_lf_accepted_everywhere_as_a_line_end(data):
 ])
 def test_bare_cr_is_400(data):
     assert status_of(data) == 400
+
+
+def _reference_skip(buf) -> int:
+    """The rule as a plain loop: skip CRLF or LF lines before a request line; a lone CR stops."""
+    start = 0
+    while start < len(buf):
+        if buf[start] == 0x0A:
+            start += 1
+        elif buf[start] == 0x0D and start + 1 < len(buf) and buf[start + 1] == 0x0A:
+            start += 2
+        else:
+            break
+    return start
+
+
+def test_skip_empty_lines_matches_the_reference():
+    alphabet = (b"\r", b"\n", b"G")
+    cases = [b""]
+    for _ in range(7):
+        cases = cases + [case + ch for case in cases if len(case) == max(map(len, cases))
+                         for ch in alphabet]
+    assert len(cases) > 3000
+    for case in cases:
+        for buf in (case, bytearray(case), memoryview(case)):
+            assert parser.skip_empty_lines(buf) == _reference_skip(case), case
+    long_case = b"\r\n" * 1000 + b"\n" * 7 + b"\r\r\n"
+    assert parser.skip_empty_lines(bytearray(long_case)) == _reference_skip(long_case)
+
+
+def test_skip_empty_lines_handles_a_long_run():
+    # Speed lives in bench/ (no timing assertions here); this checks an 8 MiB run of empty
+    # lines is consumed whole and a lone CR after it still stops the skip.
+    data = bytearray(b"\r\n" * (4 << 20))
+    assert parser.skip_empty_lines(data) == len(data)
+    assert parser.skip_empty_lines(data + b"\rGET") == len(data)
 
 
 # ---- request line ------------------------------------------------------------------------------

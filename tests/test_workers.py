@@ -8,19 +8,7 @@ import threading
 
 import pytest
 
-from conftest import ServerProcess, get, wait_for
-
-
-def worker_pids(parent_pid: int) -> set[int]:
-    """The children of a process, from /proc."""
-    children = set()
-    for task in os.listdir(f"/proc/{parent_pid}/task"):
-        try:
-            with open(f"/proc/{parent_pid}/task/{task}/children") as file:
-                children.update(int(pid) for pid in file.read().split())
-        except FileNotFoundError:
-            pass
-    return children
+from conftest import ServerProcess, get, run_cli, wait_for, worker_pids
 
 
 class RequestLoop:
@@ -111,14 +99,8 @@ def test_sigterm_stops_parent_and_workers(workers_server):
             open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
-def test_workers_need_the_reactor(site_copy, tmp_path):
-    import subprocess
-    import sys
-    from conftest import REPO
-    result = subprocess.run(
-        [sys.executable, "-m", "reactor_http", "--root", str(site_copy), "--port", "0",
-         "--workers", "2", "--mode", "threaded"],
-        capture_output=True, text=True, timeout=20,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+def test_workers_need_the_reactor(site_copy):
+    result = run_cli("--root", str(site_copy), "--port", "0", "--workers", "2",
+                     "--mode", "threaded")
     assert result.returncode == 2
     assert "workers" in result.stderr and "Traceback" not in result.stderr
