@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from conftest import (REPO, SITE, assert_closed, get, read_banner, read_response,
-                      recv_until_closed, run_cli, server_env, wait_for)
+from conftest import (REPO, SITE, assert_closed, get, read_banner, read_response, run_cli,
+                      server_env, wait_for)
 from reactor_http import __version__, cli
 from reactor_http.logs import connection_log_name, escape
 
@@ -280,45 +280,6 @@ def test_connection_log(make_server, mode, tmp_path):
     assert "stopped" in lines[-1].lower()
 
 
-# ---- signals -------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_exits_0_with_logs_flushed(make_server, mode, tmp_path, sig):
-    log_dir = tmp_path / "logs"
-    srv = make_server(SITE, mode, "--log-dir", str(log_dir))
-    get(srv, "/abc.txt")
-    idle = srv.connect()  # an idle keep-alive connection must not hold the stop up
-    idle.sendall(request())
-    read_response(idle, bytearray())
-    try:
-        status, out, err = srv.stop(sig)
-        assert status == 0, err
-        assert "Traceback" not in err
-        assert_closed(idle)
-    finally:
-        idle.close()
-    assert '"GET /abc.txt HTTP/1.1" 200' in out
-    assert out.count('"GET /abc.txt HTTP/1.1" 200') == 2
-    assert "stopped" in _log_text(log_dir).splitlines()[-1].lower()
-
-
-def test_in_flight_response_finishes_on_stop(make_server, mode, tmp_path):
-    data = os.urandom(32 * 1024 * 1024)  # more than the socket buffers hold: still in flight
-    (tmp_path / "big.bin").write_bytes(data)
-    srv = make_server(tmp_path, mode, "--quiet")
-    with srv.connect() as sock:
-        sock.sendall(request("/big.bin", close=True))
-        first = sock.recv(4096)  # the response has started; most of it is still to send
-        srv.proc.send_signal(signal.SIGTERM)
-        rest = recv_until_closed(sock)
-    srv.proc.wait(timeout=20)  # a second signal during interpreter exit would kill it (-15)
-    status, _, err = srv.stop()
-    assert status == 0, err
-    head, _, body = (first + rest).partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200")
-    assert body == data
-
-
 # ---- the original's bad client and connection management -------------------------------
 
 def test_original_bad_client_post(server):
@@ -391,16 +352,3 @@ def test_pipelined_byte_by_byte(server):
         buffer = bytearray()
         assert read_response(sock, buffer).body == ABC
         assert read_response(sock, buffer).body == (SITE / "style.css").read_bytes()
-
-
-@pytest.mark.parametrize("mode", ["reactor", "threaded"])
-def test_sigterm_right_after_the_banner_is_a_graceful_stop(site_copy, mode):
-    # Regression: the banner was printed before the signal handlers were installed, so a
-    # SIGTERM sent as soon as the server said it was serving could kill it (exit -15) with
-    # logs unflushed and the pid file left behind.
-    from conftest import ServerProcess
-    for _ in range(5):
-        server = ServerProcess(site_copy, mode, "--quiet")
-        server.proc.send_signal(signal.SIGTERM)
-        status, _, err = server.stop()
-        assert status == 0, err

@@ -411,6 +411,23 @@ def test_responder_bug_costs_one_500_not_the_connection_machinery(site, monkeypa
     assert isinstance(conn.internal_error, RuntimeError)
 
 
+def test_a_500_to_head_has_no_body(site, monkeypatch):
+    from reactor_http import protocol
+
+    def broken(request, site, now):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(protocol, "respond", broken)
+    conn = make_conn(site)
+    conn.receive(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    plan = conn.next_plan(0.0)
+    assert plan.status == 500
+    wire = b"".join(s for s in plan.segments if isinstance(s, bytes))
+    head, _, body = wire.partition(b"\r\n\r\n")
+    assert body == b""
+    assert b"Content-Length: " in head
+
+
 def test_error_response_never_echoes_request_bytes(site):
     marker = "<script>alert(1)</script>"
     conn = make_conn(site)
