@@ -1,4 +1,4 @@
-"""Hypothesis properties of the pure core (issue 4 item 6).
+"""Hypothesis properties of the pure core: any input gets an answer, never an exception.
 
 1. parse_head on any bytes returns a (Request, consumed) pair, None, or raises errors.HttpError
    with a 4xx/5xx status; never another exception.

@@ -1,7 +1,6 @@
 """Logging never blocks the engines: a stuck stdout costs log lines, never service.
 
-Regression: the reactor wrote access lines to stdout on its own thread, holding the sink's lock, so
-a full pipe (a paused terminal, `| less`, journald backpressure) stopped every connection. Now a
+A full pipe (a paused terminal, `| less`, journald backpressure) must not stop any connection: a
 background writer owned by LogSink does the I/O; the engines only append to a bounded buffer, and
 lines that do not fit while the writer is stuck are dropped and counted in a note written once
 output resumes.

@@ -1,4 +1,4 @@
-"""Pure unit tests of reactor_http.parser: every rule in its docstring and in issue 4 item 2.
+"""Pure unit tests of reactor_http.parser: every rule in its docstring, limits and framing included.
 
 Each accepted input is checked whole, byte by byte, and with trailing data (as h11's test_io does):
 the answer must depend only on the bytes, never on how they were split.
@@ -267,7 +267,7 @@ def test_garbage_longer_than_the_head_limit_is_400_not_414():
     assert status_of(b"\x16\x03\x01" + b"\x00" * 9000) == 400
 
 
-def test_default_limits_match_the_issue():
+def test_default_limits_are_8_kib_head_4_kib_target_100_fields_1_mib_body():
     assert DEFAULT_LIMITS.max_head_bytes == 8192
     assert DEFAULT_LIMITS.max_target_bytes == 4096
     assert DEFAULT_LIMITS.max_header_count == 100

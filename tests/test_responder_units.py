@@ -641,7 +641,7 @@ def test_symlinked_derived_paths_do_not_escape_the_root(escape_root, target, fie
         assert body_of(respond(site, target, **fields)) == b"console.log(1)\n"
 
 
-def test_symlinks_inside_the_root_still_work_for_derived_paths(escape_root):
+def test_symlinks_inside_the_root_work_for_derived_paths(escape_root):
     site = make_site(escape_root)
     assert body_of(respond(site, "/inside/")) == b"<p>real</p>"
     response = respond(site, "/lib.js", Accept_Encoding="gzip")
@@ -848,7 +848,7 @@ def test_parse_http_date_year_zero_is_invalid(value):
     assert headers.parse_http_date(value) is None
 
 
-def test_parse_http_date_small_years_still_parse():
+def test_parse_http_date_years_1_and_2000_parse():
     assert headers.parse_http_date("Mon, 01 Jan 0001 00:00:00 GMT") == -62135596800
     # RFC 850 two-digit years cannot name year 0: "00" is 2000 (RFC 9110 section 5.6.7).
     assert headers.parse_http_date("Saturday, 01-Jan-00 00:00:00 GMT") == 946684800

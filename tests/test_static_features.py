@@ -1,5 +1,5 @@
-"""Issue 3 over real sockets, in both engines: validators, ranges, listings, types, precompressed
-files, the options users ask for, and protocol details.
+"""Static-file features over real sockets, in both engines: validators, ranges, listings, types,
+precompressed files, the content options (--max-age, --cors, --spa...) and protocol details.
 
 Two servers per engine share one temporary site: `plain` with the defaults and `opts` with every
 content option switched on (its root is a sibling copy that also has a custom 404.html).

@@ -91,8 +91,8 @@ def test_sigterm_stops_parent_and_workers(workers_server):
     children = worker_pids(workers_server.pid)
     status, out, err = workers_server.stop(signal.SIGTERM)
     assert status == 0, err
-    # Regression: a SIGTERM forwarded while a worker was just forked ran the parent's handler
-    # in the child, which then never stopped and had to be killed.
+    # A SIGTERM forwarded while a worker is just forked must not run the parent's handler in
+    # the child (which would then never stop and have to be killed).
     assert "killing" not in err
     for pid in children:
         assert not os.path.exists(f"/proc/{pid}") or \
