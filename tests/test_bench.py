@@ -2,7 +2,7 @@
 
 No timing assertions: these tests check that the bench works (parses,
 builds, probes, starts and stops servers, writes results), not how fast any
-server is. Parts that need wrk, locust or reactor_http skip cleanly without them.
+server is. Parts that need wrk or locust skip cleanly without them.
 """
 
 from __future__ import annotations
@@ -33,10 +33,6 @@ BENCH_JSON {"requests": 128839, "duration_us": 2000830, "bytes": 164656242, "err
 "errors_read": 2, "errors_write": 0, "errors_timeout": 1, "non_2xx_3xx": 5, "latency_p50_us": 113, \
 "latency_p90_us": 159, "latency_p99_us": 2847, "latency_max_us": 13577, "latency_mean_us": 197.0}
 """
-
-
-def reactor_http_runnable() -> bool:
-    return (REPO / "reactor_http" / "__main__.py").exists()
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +225,6 @@ def test_smoke_run_with_http_server(tmp_path):
     assert "[  1/" in stdout  # progress lines
 
 
-@pytest.mark.skipif(not reactor_http_runnable(), reason="reactor_http is not runnable yet")
 def test_smoke_run_with_reactor_and_threaded(tmp_path):
     data, _ = run_bench(tmp_path, "reactor,threaded")
     _check_smoke_results(data, ["reactor", "threaded"])
@@ -278,7 +273,6 @@ def test_scaling_summary_gives_ratios_factors_and_worker_split():
 
 
 @pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
-@pytest.mark.skipif(not reactor_http_runnable(), reason="reactor_http is not runnable yet")
 def test_scaling_smoke_run(tmp_path):
     names = ["reactor-1w", "reactor-2w"]
     bases = "reactor"
