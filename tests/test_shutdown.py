@@ -70,7 +70,8 @@ def test_signal_exits_0_with_logs_flushed(make_server, mode, tmp_path, sig):
         idle.close()
     assert '"GET /abc.txt HTTP/1.1" 200' in out
     assert out.count('"GET /abc.txt HTTP/1.1" 200') == 2
-    assert "stopped" in log_text(log_dir).splitlines()[-1].lower()
+    # The idle connection's own close line may be written just after the stop line.
+    assert "Server stopped" in log_text(log_dir)
 
 
 def test_in_flight_response_finishes_on_stop(make_server, mode, tmp_path):
