@@ -177,6 +177,7 @@ def test_python_loader_counts_bad_statuses(http11_server):
     assert result.non_2xx_3xx == 5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
 def test_wrk_run_is_parsed(http11_server):
     result = loadgen.run_wrk(http11_server.url + "/1k.bin", connections=2, duration_s=1,
@@ -185,6 +186,7 @@ def test_wrk_run_is_parsed(http11_server):
     assert result.errors == 0 and result.non_2xx_3xx == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(locust_runner.locust_command() is None, reason="locust is not installed")
 def test_locust_run_is_parsed(http11_server, tiny_site, tmp_path):
     result = locust_runner.run_locust(http11_server.url, users=3, spawn_rate=3, duration_s=2,
@@ -219,12 +221,14 @@ def _check_smoke_results(data, names):
         assert f"{name}=0" in data["meta"]["server exit statuses"]  # graceful stop
 
 
+@pytest.mark.slow
 def test_smoke_run_with_http_server(tmp_path):
     data, stdout = run_bench(tmp_path, "http.server")
     _check_smoke_results(data, ["http.server"])
     assert "[  1/" in stdout  # progress lines
 
 
+@pytest.mark.slow
 def test_smoke_run_with_reactor_and_threaded(tmp_path):
     data, _ = run_bench(tmp_path, "reactor,threaded")
     _check_smoke_results(data, ["reactor", "threaded"])
@@ -272,6 +276,7 @@ def test_scaling_summary_gives_ratios_factors_and_worker_split():
     assert "75% / 25%" in markdown and "FLAGGED" in markdown
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
 def test_scaling_smoke_run(tmp_path):
     names = ["reactor-1w", "reactor-2w"]

@@ -223,6 +223,7 @@ def _log_text(log_dir) -> str:
     return "".join(p.read_text() for p in sorted(log_dir.glob("*connectionLog.txt")))
 
 
+@pytest.mark.slow
 def test_connection_log(make_server, mode, tmp_path):
     log_dir = tmp_path / "logs"
     started = time.time()
@@ -325,6 +326,7 @@ def test_closes_after_max_requests(make_server, mode):
         assert_closed(sock)
 
 
+@pytest.mark.slow
 def test_idle_connection_closed_after_keepalive_timeout(make_server, mode):
     srv = make_server(SITE, mode, "--quiet", "--keepalive-timeout", "0.5")
     with srv.connect() as sock:

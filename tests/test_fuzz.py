@@ -164,6 +164,7 @@ def responses_for(site: Site, pieces: list[bytes]) -> list:
     return answers + [conn.state]
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(st.lists(any_input, min_size=1, max_size=3).map(b"".join), st.data())
 def test_any_chunking_gives_the_same_responses(site, data, draw):

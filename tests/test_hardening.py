@@ -107,6 +107,7 @@ def test_limits_are_options(make_server, hroot, mode):
     assert send_and_read(server, req(server, "/a.txt", "A: 1"))[0].status == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["reactor", "threaded"])
 def test_slowloris_gets_408_and_close(make_server, hroot, mode):
     server = make_server(hroot, mode, "--quiet", "--header-timeout", "0.5",
@@ -145,6 +146,7 @@ def test_slowloris_gets_408_and_close(make_server, hroot, mode):
         assert read_response(sock, bytearray()).status == 200
 
 
+@pytest.mark.slow
 def test_a_slowly_dripped_body_is_cut_off_by_the_header_timeout(make_server, hroot, mode):
     # --header-timeout bounds a request from its first byte to the end of its body: a body
     # dripped a byte at a time (each byte progress, the body never done) gets a 408 and a
@@ -187,6 +189,7 @@ def stalled_client(server, count: int = 20) -> socket.socket:
     return sock
 
 
+@pytest.mark.slow
 def test_client_that_stops_reading_is_dropped_after_the_send_timeout(make_server, hroot, mode):
     server = make_server(hroot, mode, "--quiet", "--send-timeout", "1",
                          "--keepalive-timeout", "30")
@@ -208,6 +211,7 @@ def test_client_that_stops_reading_is_dropped_after_the_send_timeout(make_server
     assert send_and_read(server, req(server))[0].status == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, option", [("reactor", "--max-connections"),
                                           ("threaded", "--max-threads")])
 def test_connection_limit_queues_the_next_client_until_a_slot_frees(make_server, hroot, mode,
@@ -505,6 +509,7 @@ def test_out_of_descriptors_on_accept_logs_once_pauses_and_recovers(site_copy, m
     assert len(warnings) == 1, warnings
 
 
+@pytest.mark.slow
 def test_file_truncated_during_send_closes_without_garbage(make_server, tmp_path, mode):
     root = tmp_path / "trunc"
     root.mkdir()
@@ -569,6 +574,7 @@ def open_idle_keepalive(server, count: int) -> list[socket.socket]:
     return socks
 
 
+@pytest.mark.slow
 def test_reactor_holds_2000_idle_keepalive_connections(make_server, hroot):
     server = make_server(hroot, "reactor", "--quiet", "--keepalive-timeout", "120")
     assert send_and_read(server, req(server))[0].status == 200

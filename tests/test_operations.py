@@ -40,6 +40,7 @@ needs_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 l
 
 # ---- --access-log and SIGUSR1 -----------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_access_log_file_and_stdout(site_copy, tmp_path, make_server, mode):
     log = tmp_path / "access.log"
@@ -56,6 +57,7 @@ def test_access_log_file_and_stdout(site_copy, tmp_path, make_server, mode):
     assert sorted(out.splitlines()) == sorted(lines)  # stdout has the same lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_quiet_access_log_goes_to_the_file_only(site_copy, tmp_path, make_server, mode):
     log = tmp_path / "access.log"
@@ -66,6 +68,7 @@ def test_quiet_access_log_goes_to_the_file_only(site_copy, tmp_path, make_server
     assert out.splitlines() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_sigusr1_reopens_the_access_log(site_copy, tmp_path, make_server, mode):
     log = tmp_path / "access.log"
@@ -84,6 +87,7 @@ def test_sigusr1_reopens_the_access_log(site_copy, tmp_path, make_server, mode):
     assert status == 0 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_sigusr1_reaches_every_worker(site_copy, tmp_path, make_server):
     log = tmp_path / "access.log"
     rotated = tmp_path / "access.log.1"

@@ -74,6 +74,7 @@ def test_signal_exits_0_with_logs_flushed(make_server, mode, tmp_path, sig):
     assert "Server stopped" in log_text(log_dir)
 
 
+@pytest.mark.slow
 def test_in_flight_response_finishes_on_stop(make_server, mode, tmp_path):
     data = os.urandom(32 * 1024 * 1024)  # more than the socket buffers hold: still in flight
     (tmp_path / "big.bin").write_bytes(data)
@@ -91,6 +92,7 @@ def test_in_flight_response_finishes_on_stop(make_server, mode, tmp_path):
     assert body == data
 
 
+@pytest.mark.slow
 def test_sigterm_right_after_the_banner_is_a_graceful_stop(site_copy, mode):
     # The banner is printed only once the signal handlers are in, so a SIGTERM sent as soon as
     # the server says it is serving is a graceful stop (exit 0, logs flushed), not a kill (-15).
@@ -129,6 +131,7 @@ def finish_download(sock: socket.socket, buffer: bytearray) -> bytes:
     return body
 
 
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_downloads_finish_then_exits_0(make_server, stop_root, mode,
                                                               tmp_path):
     logs = tmp_path / "logs"

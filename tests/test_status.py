@@ -171,6 +171,7 @@ def test_live_connections_by_state(status_server):
         assert wait_for(lambda: status_json(status_server)["connections"]["idle"] >= 1)
 
 
+@pytest.mark.slow
 def test_timeouts_by_kind(status_server):
     before = status_json(status_server)["timeouts"]
     with status_server.connect() as sock:  # idle: connect and say nothing

@@ -12,6 +12,9 @@ import pytest
 
 from conftest import ServerProcess, get, read_response, run_cli, wait_for, worker_pids
 
+# Every test here forks a supervisor and its workers and waits on them.
+pytestmark = pytest.mark.slow
+
 
 class RequestLoop:
     """GET / over fresh connections in a background thread, recording every failure."""
