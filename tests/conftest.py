@@ -1,13 +1,15 @@
 """Shared fixtures: a real server process on 127.0.0.1 with an ephemeral port, and raw clients.
 
 Servers run as `python -m reactor_http ... --port 0` subprocesses (the command a user runs); the
-port is read from the start-up line. Server tests are parametrized over both engines.
+port is read from the start-up line, within BANNER_TIMEOUT. Server tests are parametrized over both
+engines. Helpers more than one test module uses live here: test modules never import each other.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -21,7 +23,72 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SITE = REPO / "site"
 MODES = ("reactor", "threaded")
-_BANNER = re.compile(rb"at https?://(\[[^\]]+\]|[^:/]+):(\d+)/")
+BANNER = re.compile(rb"at https?://(\[[^\]]+\]|[^:/]+):(\d+)/")
+#: Seconds a server may take to print its start-up line: generous for a loaded 2-core machine
+#: (start-up normally takes well under a second), bounded so a hung server fails its own test
+#: instead of hanging the suite.
+BANNER_TIMEOUT = 30.0
+#: The content of the file outside `escape_root`: seeing it in a response means an escape.
+OUTSIDE_SECRET = b"TOP SECRET"
+
+
+def server_env(**extra: str) -> dict:
+    """The environment for a `python -m reactor_http` child: this checkout first on its path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def read_banner(proc: subprocess.Popen, timeout: float = BANNER_TIMEOUT) -> bytes:
+    """The first line `proc` writes to stdout (b"" if it exits first), read with a deadline.
+
+    Reads one byte at a time, so nothing after the line is taken from the pipe (a later
+    communicate() gets the rest). If no full line comes in `timeout` seconds, the process is
+    killed and the calling test fails with what it wrote to stderr.
+    """
+    fd = proc.stdout.fileno()
+    line = bytearray()
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                proc.kill()
+                _, err = proc.communicate(timeout=10)
+                pytest.fail(f"no start-up line within {timeout} s: got {bytes(line)!r}; "
+                            f"stderr {err[-2000:]!r}")
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+    return bytes(line)
+
+
+def run_cli(*args: str, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m reactor_http ARGS` to completion (for commands that exit by themselves)."""
+    return subprocess.run([sys.executable, "-m", "reactor_http", *args], capture_output=True,
+                          text=True, timeout=timeout, env=server_env(), cwd=REPO, **kwargs)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc/PID/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(parent_pid: int) -> set[int]:
+    """The children of a process (a --workers supervisor's workers), from /proc."""
+    children = set()
+    for task in os.listdir(f"/proc/{parent_pid}/task"):
+        try:
+            with open(f"/proc/{parent_pid}/task/{task}/children") as file:
+                children.update(int(pid) for pid in file.read().split())
+        except FileNotFoundError:
+            pass
+    return children
 
 
 class ServerProcess:
@@ -33,15 +100,11 @@ class ServerProcess:
         self.mode = mode
         command = [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0",
                    "--mode", mode, *args]
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env["PYTHONUNBUFFERED"] = "1"
-        if env:
-            full_env.update(env)
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=full_env, cwd=cwd or REPO, **(popen_kwargs or {}))
-        line = self.proc.stdout.readline()
-        match = _BANNER.search(line)
+                                     env=server_env(**(env or {})), cwd=cwd or REPO,
+                                     **(popen_kwargs or {}))
+        line = read_banner(self.proc)
+        match = BANNER.search(line)
         if not match:
             self.proc.kill()
             out, err = self.proc.communicate(timeout=5)
@@ -203,6 +266,23 @@ def body_of(response) -> bytes:
     return b"".join(parts)
 
 
+def parse_multipart(content_type: str, body: bytes):
+    """(content-type, content-range, bytes) for each part of a multipart/byteranges body."""
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    boundary = content_type.split("boundary=", 1)[1].encode()
+    assert body.endswith(b"\r\n--" + boundary + b"--\r\n")
+    chunks = body.split(b"--" + boundary)
+    assert chunks[0] in (b"", b"\r\n")
+    assert chunks[-1] == b"--\r\n"
+    parts = []
+    for chunk in chunks[1:-1]:
+        assert chunk.startswith(b"\r\n") and chunk.endswith(b"\r\n")
+        head, _, data = chunk[2:-2].partition(b"\r\n\r\n")
+        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n"))
+        parts.append((fields[b"Content-Type"].decode(), fields[b"Content-Range"].decode(), data))
+    return parts
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
     """Poll `predicate` until it is true or `timeout` passes; return its last value."""
     deadline = time.monotonic() + timeout
@@ -225,6 +305,33 @@ def site_copy(tmp_path_factory) -> Path:
     (root / "nolisting" / "folder").mkdir()
     (root / ".env").write_text("SECRET=1\n")
     (root / "space name.txt").write_text("spaces\n")
+    return root
+
+
+@pytest.fixture
+def escape_root(tmp_path):
+    """A root whose derived paths (index, SPA index, 404.html, .gz/.br) link to a secret outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_bytes(OUTSIDE_SECRET + b"\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "sub").mkdir()
+    (root / "sub" / "index.html").symlink_to(secret)
+    (root / "index.html").symlink_to(secret)           # the root's index and the SPA index
+    (root / "404.html").symlink_to(secret)
+    (root / "app.js").write_text("console.log(1)\n")
+    os.utime(root / "app.js", (1, 1))                    # older than the siblings
+    (root / "app.js.gz").symlink_to(secret)
+    (root / "app.js.br").symlink_to(secret)
+    # A symlink that stays inside the root must keep working.
+    (root / "real.html").write_text("<p>real</p>")
+    (root / "inside").mkdir()
+    (root / "inside" / "index.html").symlink_to(root / "real.html")
+    (root / "lib.js").write_text("lib()\n")
+    os.utime(root / "lib.js", (1, 1))
+    (root / "lib.js.gz").symlink_to(root / "real.html")
     return root
 
 

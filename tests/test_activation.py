@@ -7,14 +7,14 @@ LISTEN_FDS and LISTEN_PID to its own pid, and execs the server, which keeps that
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import _BANNER, REPO, ServerProcess, get, wait_for
+from conftest import (BANNER, REPO, ServerProcess, get, read_banner, server_env, wait_for,
+                      worker_pids)
 from reactor_http.service import take_listen_fds
 
 LAUNCHER = """
@@ -38,18 +38,15 @@ class ActivatedServer(ServerProcess):
     def __init__(self, root, mode, sockets, *args, listen_fds=None, listen_pid="self"):
         self.root = root
         self.mode = mode
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        env["PYTHONUNBUFFERED"] = "1"
         fds = [sock.fileno() for sock in sockets]
         count = str(len(fds) if listen_fds is None else listen_fds)
         command = [sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), count, listen_pid,
                    "--root", str(root), "--mode", mode, "--port", "0", *args]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, cwd=REPO, pass_fds=fds)
-        line = self.proc.stdout.readline()
+                                     env=server_env(), cwd=REPO, pass_fds=fds)
+        line = read_banner(self.proc)
         self.banner = line.decode()
-        match = _BANNER.search(line)
+        match = BANNER.search(line)
         self.host = "127.0.0.1"
         self.port = int(match.group(2)) if match else 0
         self._stopped = False
@@ -141,7 +138,6 @@ def test_an_inherited_socket_that_is_not_listening_is_a_one_line_error(site_copy
 
 
 def test_workers_share_the_inherited_socket(site_copy, started):
-    from test_workers import worker_pids
     with listening_socket() as sock:
         port = sock.getsockname()[1]
         server = ActivatedServer(site_copy, "reactor", [sock], "--workers", "2", "--quiet")

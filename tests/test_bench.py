@@ -2,7 +2,7 @@
 
 No timing assertions: these tests check that the bench works (parses,
 builds, probes, starts and stops servers, writes results), not how fast any
-server is. Parts that need wrk, locust or reactor_http skip cleanly without them.
+server is. Parts that need wrk or locust skip cleanly without them.
 """
 
 from __future__ import annotations
@@ -33,10 +33,6 @@ BENCH_JSON {"requests": 128839, "duration_us": 2000830, "bytes": 164656242, "err
 "errors_read": 2, "errors_write": 0, "errors_timeout": 1, "non_2xx_3xx": 5, "latency_p50_us": 113, \
 "latency_p90_us": 159, "latency_p99_us": 2847, "latency_max_us": 13577, "latency_mean_us": 197.0}
 """
-
-
-def reactor_http_runnable() -> bool:
-    return (REPO / "reactor_http" / "__main__.py").exists()
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +177,7 @@ def test_python_loader_counts_bad_statuses(http11_server):
     assert result.non_2xx_3xx == 5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
 def test_wrk_run_is_parsed(http11_server):
     result = loadgen.run_wrk(http11_server.url + "/1k.bin", connections=2, duration_s=1,
@@ -189,6 +186,7 @@ def test_wrk_run_is_parsed(http11_server):
     assert result.errors == 0 and result.non_2xx_3xx == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(locust_runner.locust_command() is None, reason="locust is not installed")
 def test_locust_run_is_parsed(http11_server, tiny_site, tmp_path):
     result = locust_runner.run_locust(http11_server.url, users=3, spawn_rate=3, duration_s=2,
@@ -223,13 +221,14 @@ def _check_smoke_results(data, names):
         assert f"{name}=0" in data["meta"]["server exit statuses"]  # graceful stop
 
 
+@pytest.mark.slow
 def test_smoke_run_with_http_server(tmp_path):
     data, stdout = run_bench(tmp_path, "http.server")
     _check_smoke_results(data, ["http.server"])
     assert "[  1/" in stdout  # progress lines
 
 
-@pytest.mark.skipif(not reactor_http_runnable(), reason="reactor_http is not runnable yet")
+@pytest.mark.slow
 def test_smoke_run_with_reactor_and_threaded(tmp_path):
     data, _ = run_bench(tmp_path, "reactor,threaded")
     _check_smoke_results(data, ["reactor", "threaded"])
@@ -277,8 +276,8 @@ def test_scaling_summary_gives_ratios_factors_and_worker_split():
     assert "75% / 25%" in markdown and "FLAGGED" in markdown
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
-@pytest.mark.skipif(not reactor_http_runnable(), reason="reactor_http is not runnable yet")
 def test_scaling_smoke_run(tmp_path):
     names = ["reactor-1w", "reactor-2w"]
     bases = "reactor"

@@ -1,4 +1,4 @@
-"""Hypothesis properties of the pure core (issue 4 item 6).
+"""Hypothesis properties of the pure core: any input gets an answer, never an exception.
 
 1. parse_head on any bytes returns a (Request, consumed) pair, None, or raises errors.HttpError
    with a 4xx/5xx status; never another exception.
@@ -164,6 +164,7 @@ def responses_for(site: Site, pieces: list[bytes]) -> list:
     return answers + [conn.state]
 
 
+@pytest.mark.slow
 @FUZZ_SETTINGS
 @given(st.lists(any_input, min_size=1, max_size=3).map(b"".join), st.data())
 def test_any_chunking_gives_the_same_responses(site, data, draw):

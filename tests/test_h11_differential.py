@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import h11
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -176,6 +177,7 @@ def agree(data: bytes) -> None:
     assert reason is not None, f"{data!r}\n ours: {mine!r}\n h11:  {h11_result!r}"
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request_heads())
 @example(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -1,4 +1,4 @@
-"""Pure unit tests of reactor_http.parser: every rule in its docstring and in issue 4 item 2.
+"""Pure unit tests of reactor_http.parser: every rule in its docstring, limits and framing included.
 
 Each accepted input is checked whole, byte by byte, and with trailing data (as h11's test_io does):
 the answer must depend only on the bytes, never on how they were split.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from reactor_http import errors
+from reactor_http import errors, parser
 from reactor_http.messages import CHUNKED, NO_BODY
 from reactor_http.parser import DEFAULT_LIMITS, BodyDiscarder, Limits, parse_head
 
@@ -175,6 +175,41 @@ def test_bare_cr_is_400(data):
     assert status_of(data) == 400
 
 
+def _reference_skip(buf) -> int:
+    """The rule as a plain loop: skip CRLF or LF lines before a request line; a lone CR stops."""
+    start = 0
+    while start < len(buf):
+        if buf[start] == 0x0A:
+            start += 1
+        elif buf[start] == 0x0D and start + 1 < len(buf) and buf[start + 1] == 0x0A:
+            start += 2
+        else:
+            break
+    return start
+
+
+def test_skip_empty_lines_matches_the_reference():
+    alphabet = (b"\r", b"\n", b"G")
+    cases = [b""]
+    for _ in range(7):
+        cases = cases + [case + ch for case in cases if len(case) == max(map(len, cases))
+                         for ch in alphabet]
+    assert len(cases) > 3000
+    for case in cases:
+        for buf in (case, bytearray(case), memoryview(case)):
+            assert parser.skip_empty_lines(buf) == _reference_skip(case), case
+    long_case = b"\r\n" * 1000 + b"\n" * 7 + b"\r\r\n"
+    assert parser.skip_empty_lines(bytearray(long_case)) == _reference_skip(long_case)
+
+
+def test_skip_empty_lines_handles_a_long_run():
+    # Speed lives in bench/ (no timing assertions here); this checks an 8 MiB run of empty
+    # lines is consumed whole and a lone CR after it still stops the skip.
+    data = bytearray(b"\r\n" * (4 << 20))
+    assert parser.skip_empty_lines(data) == len(data)
+    assert parser.skip_empty_lines(data + b"\rGET") == len(data)
+
+
 # ---- request line ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("line", [
@@ -232,7 +267,7 @@ def test_garbage_longer_than_the_head_limit_is_400_not_414():
     assert status_of(b"\x16\x03\x01" + b"\x00" * 9000) == 400
 
 
-def test_default_limits_match_the_issue():
+def test_default_limits_are_8_kib_head_4_kib_target_100_fields_1_mib_body():
     assert DEFAULT_LIMITS.max_head_bytes == 8192
     assert DEFAULT_LIMITS.max_target_bytes == 4096
     assert DEFAULT_LIMITS.max_header_count == 100

@@ -77,51 +77,93 @@ def serve_all(conn: HttpConnection, data: bytes, now: float = NOW) -> list:
 
 # ---- the transition table -----------------------------------------------------------------------
 
-EXPECTED_TRANSITIONS = {
-    (S.HANDSHAKING, E.HANDSHAKE_DONE): S.IDLE,
-    (S.HANDSHAKING, E.EOF): S.CLOSED,
-    (S.HANDSHAKING, E.TIMEOUT): S.CLOSED,
-    (S.HANDSHAKING, E.RESPONSE_READY): S.WRITING_HEAD,
-    (S.IDLE, E.DATA): S.READING_HEAD,
-    (S.IDLE, E.WHOLE_REQUEST): S.WRITING_HEAD,
-    (S.IDLE, E.EOF): S.CLOSED,
-    (S.IDLE, E.TIMEOUT): S.CLOSED,
-    (S.READING_HEAD, E.DATA): S.READING_HEAD,
-    (S.READING_HEAD, E.HEAD_COMPLETE): S.READING_BODY,
-    (S.READING_HEAD, E.RESPONSE_READY): S.WRITING_HEAD,
-    (S.READING_HEAD, E.EOF): S.CLOSED,
-    (S.READING_HEAD, E.TIMEOUT): S.WRITING_HEAD,
-    (S.READING_BODY, E.DATA): S.READING_BODY,
-    (S.READING_BODY, E.RESPONSE_READY): S.WRITING_HEAD,
-    (S.READING_BODY, E.EOF): S.CLOSED,
-    (S.READING_BODY, E.TIMEOUT): S.WRITING_HEAD,
-    (S.WRITING_HEAD, E.DATA): S.WRITING_HEAD,
-    (S.WRITING_HEAD, E.HEAD_SENT): S.SENDING_BODY,
-    (S.WRITING_HEAD, E.DONE_IDLE): S.IDLE,
-    (S.WRITING_HEAD, E.DONE_PIPELINED): S.READING_HEAD,
-    (S.WRITING_HEAD, E.DONE_CLOSE): S.CLOSING,
-    (S.WRITING_HEAD, E.TIMEOUT): S.CLOSED,
-    (S.SENDING_BODY, E.DATA): S.SENDING_BODY,
-    (S.SENDING_BODY, E.DONE_IDLE): S.IDLE,
-    (S.SENDING_BODY, E.DONE_PIPELINED): S.READING_HEAD,
-    (S.SENDING_BODY, E.DONE_CLOSE): S.CLOSING,
-    (S.SENDING_BODY, E.TIMEOUT): S.CLOSED,
-    (S.CLOSING, E.DATA): S.CLOSING,
-    (S.CLOSING, E.EOF): S.CLOSED,
-    (S.CLOSING, E.TIMEOUT): S.CLOSED,
-}
+# Each test states one rule of the design, written independently of the table in protocol.py, so
+# an edit to the table that breaks a rule fails the test that names it.
+
+LIVE_STATES = set(ConnState) - {S.CLOSED}
+#: States waiting for the client's request bytes (a timeout there means a slow client).
+REQUEST_STATES = {S.READING_HEAD, S.READING_BODY}
 
 
-def test_transition_table_is_exactly_the_designed_one():
-    expected = dict(EXPECTED_TRANSITIONS)
-    for state in ConnState:
-        expected[(state, E.ABORT)] = S.CLOSED
-    assert TRANSITIONS == expected
+def rows(event: Event) -> dict:
+    """The table's rows for one event, as {from state: to state}."""
+    return {state: target for (state, ev), target in TRANSITIONS.items() if ev is event}
 
 
-def test_closed_is_terminal():
-    assert {target for (state, _), target in TRANSITIONS.items() if state is S.CLOSED} == {S.CLOSED}
-    assert [event for (state, event) in TRANSITIONS if state is S.CLOSED] == [E.ABORT]
+def test_every_live_state_can_be_aborted_to_closed():
+    assert {state for state in LIVE_STATES if TRANSITIONS.get((state, E.ABORT)) is S.CLOSED} \
+        == LIVE_STATES
+
+
+def test_nothing_leaves_closed_and_only_abort_is_accepted_there():
+    assert {event: target for (state, event), target in TRANSITIONS.items()
+            if state is S.CLOSED} == {E.ABORT: S.CLOSED}
+
+
+def test_every_state_is_reachable_from_idle_or_handshaking():
+    reached, frontier = set(), {S.IDLE, S.HANDSHAKING}
+    while frontier:
+        reached |= frontier
+        frontier = {target for (state, _), target in TRANSITIONS.items()
+                    if state in frontier} - reached
+    assert reached == set(ConnState)
+
+
+def test_no_state_is_a_trap():
+    # From every state some sequence of events ends the connection.
+    ends = {S.CLOSED}
+    while True:
+        more = {state for (state, _), target in TRANSITIONS.items() if target in ends} - ends
+        if not more:
+            break
+        ends |= more
+    assert ends == set(ConnState)
+
+
+def test_every_waiting_state_has_a_timeout():
+    # A connection waiting to read, to write, or on its TLS handshake is bounded by a timer.
+    assert READ_STATES | WRITE_STATES | {S.HANDSHAKING} <= set(rows(E.TIMEOUT))
+
+
+def test_a_timeout_mid_request_answers_408_and_elsewhere_closes():
+    timeouts = rows(E.TIMEOUT)
+    for state, target in timeouts.items():
+        assert target is (S.WRITING_HEAD if state in REQUEST_STATES else S.CLOSED), state
+
+
+def test_eof_is_read_only_while_reading_and_always_closes():
+    # The engine notices the peer's close only when it reads; nothing can be sent after it.
+    eof = rows(E.EOF)
+    assert set(eof) == (READ_STATES | {S.HANDSHAKING}) - {S.CLOSED}
+    assert set(eof.values()) == {S.CLOSED}
+
+
+def test_data_moves_only_an_idle_connection():
+    # Bytes while reading extend the request, while writing wait in the buffer (pipelining),
+    # while closing are drained: only the first byte after IDLE starts a request.
+    data = rows(E.DATA)
+    assert data == {**{state: state for state in data if state is not S.IDLE},
+                    S.IDLE: S.READING_HEAD}
+    assert WRITE_STATES | {S.READING_HEAD, S.READING_BODY, S.CLOSING} <= set(data)
+
+
+def test_a_response_is_finished_only_from_a_writing_state():
+    for event, target in ((E.DONE_IDLE, S.IDLE), (E.DONE_PIPELINED, S.READING_HEAD),
+                          (E.DONE_CLOSE, S.CLOSING)):
+        assert rows(event) == {state: target for state in WRITE_STATES}, event
+    assert rows(E.HEAD_SENT) == {S.WRITING_HEAD: S.SENDING_BODY}
+    # A response is ready once a request has been read, or in HANDSHAKING when the client
+    # spoke plain HTTP to the HTTPS port (a 400 in clear text).
+    assert rows(E.RESPONSE_READY) == {state: S.WRITING_HEAD
+                                      for state in REQUEST_STATES | {S.HANDSHAKING}}
+    # The compound move of a whole known request answered at once starts only from IDLE.
+    assert rows(E.WHOLE_REQUEST) == {S.IDLE: S.WRITING_HEAD}
+    assert rows(E.HEAD_COMPLETE) == {S.READING_HEAD: S.READING_BODY}
+
+
+def test_the_handshake_happens_once_at_the_start():
+    assert rows(E.HANDSHAKE_DONE) == {S.HANDSHAKING: S.IDLE}
+    assert S.HANDSHAKING not in TRANSITIONS.values()
 
 
 def test_interest_sets_partition_the_live_states():
@@ -411,6 +453,23 @@ def test_responder_bug_costs_one_500_not_the_connection_machinery(site, monkeypa
     plan = conn.next_plan(NOW)
     assert plan.status == 500 and not plan.keep_alive
     assert isinstance(conn.internal_error, RuntimeError)
+
+
+def test_a_500_to_head_has_no_body(site, monkeypatch):
+    from reactor_http import protocol
+
+    def broken(request, site, now):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(protocol, "respond", broken)
+    conn = make_conn(site)
+    conn.receive(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    plan = conn.next_plan(0.0)
+    assert plan.status == 500
+    wire = b"".join(s for s in plan.segments if isinstance(s, bytes))
+    head, _, body = wire.partition(b"\r\n\r\n")
+    assert body == b""
+    assert b"Content-Length: " in head
 
 
 def test_error_response_never_echoes_request_bytes(site):

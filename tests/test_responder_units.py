@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import threading
 import time
 
 import pytest
@@ -23,6 +24,9 @@ NOW = time.time()
 PAST = "Sun, 06 Nov 1994 08:49:37 GMT"
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
 ABC = b"abcdefghijklmnopqrstuvwxyz0123456789"
+HUGE = "9" * 5000  # longer than Python's int max str digits (4,300)
+SECRET = conftest.OUTSIDE_SECRET
+BIG = 100_000  # bytes: more than responder.SMALL_FILE_MAX, so the file is served from an fd
 
 
 def request(target: str, method: str = "GET", version: str = "HTTP/1.1", **fields):
@@ -79,6 +83,11 @@ def site(root):
 
 def respond(site, *args, **kwargs):
     return responder.respond(request(*args, **kwargs), site, NOW)
+
+
+def own_fds() -> int:
+    """How many descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
 
 
 # ---- plain GET / HEAD -----------------------------------------------------------------------
@@ -301,6 +310,22 @@ def test_preconditions_ignored_for_404(site):
     assert respond(site, "/nope", If_Match='"x"').status == 404
 
 
+@pytest.mark.parametrize("name", ["If-Modified-Since", "If-Unmodified-Since", "If-Range"])
+@pytest.mark.parametrize("value", ["Sun, 01 Jan 0000 00:00:00 GMT", "Sun Jan  1 00:00:00 0000"])
+def test_year_zero_validators_are_ignored(tmp_path, name, value):
+    (tmp_path / "big.bin").write_bytes(b"x" * BIG)
+    site = make_site(tmp_path)
+    before = own_fds()
+    fields = {name.replace("-", "_"): value, "Range": "bytes=0-9"}
+    response = respond(site, "/big.bin", **fields)
+    body = body_of(response)
+    if name == "If-Range":  # a validator that does not match: the whole file (13.1.5)
+        assert response.status == 200 and len(body) == BIG
+    else:  # an invalid date is ignored; the Range applies
+        assert response.status == 206 and body == b"x" * 10
+    assert own_fds() == before
+
+
 # ---- ranges (RFC 9110 section 14) ---------------------------------------------------------
 
 @pytest.mark.parametrize("value, size, expected", [
@@ -361,23 +386,6 @@ def test_single_range_from_cache_and_from_file(site, root):
     assert body_of(large) == data[-1000:]
 
 
-def parse_multipart(content_type: str, body: bytes):
-    """(content-type, content-range, bytes) for each part of a multipart/byteranges body."""
-    assert content_type.startswith("multipart/byteranges; boundary=")
-    boundary = content_type.split("boundary=", 1)[1].encode()
-    assert body.endswith(b"\r\n--" + boundary + b"--\r\n")
-    chunks = body.split(b"--" + boundary)
-    assert chunks[0] in (b"", b"\r\n")
-    assert chunks[-1] == b"--\r\n"
-    parts = []
-    for chunk in chunks[1:-1]:
-        assert chunk.startswith(b"\r\n") and chunk.endswith(b"\r\n")
-        head, _, data = chunk[2:-2].partition(b"\r\n\r\n")
-        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n"))
-        parts.append((fields[b"Content-Type"].decode(), fields[b"Content-Range"].decode(), data))
-    return parts
-
-
 @pytest.mark.parametrize("name", ["abc.txt", "big.bin"])
 def test_multipart_byteranges(site, root, name):
     data = (root / name).read_bytes()
@@ -386,7 +394,7 @@ def test_multipart_byteranges(site, root, name):
     assert field(response, "Content-Range") is None
     body = body_of(response)
     assert field(response, "Content-Length") == str(len(body))
-    parts = parse_multipart(field(response, "Content-Type"), body)
+    parts = conftest.parse_multipart(field(response, "Content-Type"), body)
     size = len(data)
     assert [(r, d) for _, r, d in parts] == [
         (f"bytes 0-2/{size}", data[0:3]), (f"bytes 10-12/{size}", data[10:13]),
@@ -423,6 +431,50 @@ def test_if_range(site, root):
     assert respond(site, "/abc.txt", Range="bytes=0-1", If_Range=PAST).status == 200
     # If-Range without Range changes nothing.
     assert respond(site, "/abc.txt", If_Range='"stale"').status == 200
+
+
+@pytest.mark.parametrize("value, expected", [
+    (f"bytes={HUGE}-", []),                       # first position past any end: unsatisfiable
+    (f"bytes={HUGE}-{HUGE}", []),
+    ("bytes=" + "9" * 19 + "-", []),              # just past the 18-digit fast path
+    ("bytes=" + "9" * 18 + "-", []),
+    (f"bytes=0-{HUGE}", [(0, 99)]),               # a last position that long clamps to the end
+    (f"bytes=5-{HUGE}", [(5, 99)]),
+    (f"bytes=-{HUGE}", [(0, 99)]),                # so does a suffix length
+    ("bytes=" + "0" * 5000 + "5-" + "0" * 5000 + "9", [(5, 9)]),  # leading zeros are not size
+    (f"bytes=0-1, {HUGE}-", [(0, 1)]),
+    (f"bytes={HUGE}-1", None),                    # last < first: the header is invalid
+    ("bytes=1" + "0" * 5000 + "-" + HUGE, None),
+], ids=lambda case: case[:40] if isinstance(case, str) else None)
+def test_parse_range_handles_overlong_numbers_without_int(value, expected):
+    assert filesystem.parse_range(value, 100) == expected
+
+
+@pytest.mark.parametrize("target", ["_preconditions", "_if_range_allows"])
+def test_serve_file_closes_its_fd_when_evaluation_raises(tmp_path, monkeypatch, target):
+    (tmp_path / "big.bin").write_bytes(b"x" * BIG)
+    site = make_site(tmp_path)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(responder, target, boom)
+    before = own_fds()
+    for _ in range(5):
+        with pytest.raises(RuntimeError):
+            respond(site, "/big.bin", Range="bytes=0-1", If_Range='"x"')
+    assert own_fds() == before
+
+
+def test_serve_file_closes_its_fd_when_parse_range_raises(tmp_path, monkeypatch):
+    (tmp_path / "big.bin").write_bytes(b"x" * BIG)
+    site = make_site(tmp_path)
+    monkeypatch.setattr(filesystem, "parse_range", lambda *a, **k: 1 // 0)
+    before = own_fds()
+    for _ in range(5):
+        with pytest.raises(ZeroDivisionError):
+            respond(site, "/big.bin", Range="bytes=0-1")
+    assert own_fds() == before
 
 
 # ---- precompressed siblings --------------------------------------------------------------
@@ -568,6 +620,64 @@ def test_sibling_root_prefix_is_not_inside(tmp_path):
     assert respond(make_site(tmp_path / "www"), "/link/x.txt").status == 404
 
 
+@pytest.mark.parametrize("target, fields, spa, status", [
+    ("/sub/", {}, False, 404),                          # dir/index.html
+    ("/", {}, False, 404),
+    ("/some/route", {}, True, 404),                     # --spa index.html
+    ("/missing.txt", {}, False, 404),                   # 404.html
+    ("/app.js", {"Accept_Encoding": "gzip"}, False, 200),  # precompressed siblings
+    ("/app.js", {"Accept_Encoding": "br, gzip"}, False, 200),
+])
+def test_symlinked_derived_paths_do_not_escape_the_root(escape_root, target, fields, spa, status):
+    site = make_site(escape_root, spa=spa, listing=False)
+    for method in ("GET", "GET", "HEAD"):  # the second GET may come from the fast path
+        response = respond(site, target, method=method, **fields)
+        body = body_of(response)
+        assert SECRET not in body
+        assert response.status == status
+        assert field(response, "Content-Encoding") is None
+    if target == "/app.js":
+        assert body_of(respond(site, target, **fields)) == b"console.log(1)\n"
+
+
+def test_symlinks_inside_the_root_work_for_derived_paths(escape_root):
+    site = make_site(escape_root)
+    assert body_of(respond(site, "/inside/")) == b"<p>real</p>"
+    response = respond(site, "/lib.js", Accept_Encoding="gzip")
+    assert field(response, "Content-Encoding") == "gzip"
+    assert body_of(response) == b"<p>real</p>"
+
+
+def test_follow_symlinks_serves_derived_paths_outside(escape_root):
+    site = make_site(escape_root, follow_symlinks=True)
+    assert SECRET in body_of(respond(site, "/sub/"))
+    assert SECRET in body_of(respond(site, "/missing.txt"))
+
+
+def test_spa_index_that_cannot_be_opened_is_a_plain_404(tmp_path, monkeypatch):
+    (tmp_path / "index.html").write_text("<p>app</p>")
+    site = make_site(tmp_path, spa=True)
+    monkeypatch.setattr(filesystem, "open_regular", lambda path: None)
+    for method in ("GET", "HEAD"):
+        response = respond(site, "/some/route", method=method)
+        assert response.status == 404
+        assert body_of(response) == (b"" if method == "HEAD" else responder.error_page(404))
+
+
+def test_file_vanishing_before_open_is_a_404_not_the_spa_page(tmp_path, monkeypatch):
+    (tmp_path / "index.html").write_text("<p>app</p>")
+    (tmp_path / "big.bin").write_bytes(b"x" * BIG)
+    (tmp_path / "small.txt").write_text("small")
+    site = make_site(tmp_path, spa=True)
+    real_open = filesystem.open_regular
+    monkeypatch.setattr(filesystem, "open_regular",
+                        lambda path: None if path.endswith((".bin", ".txt")) else real_open(path))
+    for target in ("/big.bin", "/small.txt"):
+        response = respond(site, target)
+        assert response.status == 404
+        assert b"app" not in body_of(response)
+
+
 # ---- filesystem helpers ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, expected", [
@@ -639,6 +749,18 @@ def test_strong_etag_is_stable_and_changes_with_the_file(root):
     assert first.startswith('"') and first.endswith('"') and not first.startswith("W/")
     (root / "abc.txt").write_bytes(ABC + b"!")
     assert filesystem.strong_etag(os.stat(root / "abc.txt")) != first
+
+
+def test_stat_inside(escape_root):
+    real_root = os.path.realpath(escape_root)
+    inside = filesystem.stat_inside(real_root, os.path.join(real_root, "real.html"), False)
+    assert inside is not None and inside.st_size == len("<p>real</p>")
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "inside/index.html"), False)
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "404.html"), False) is None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "404.html"), True) is not None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "sub"), False) is None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "nope"), False) is None
+    assert filesystem.stat_inside(real_root, os.path.join(real_root, "a\x00b"), False) is None
 
 
 # ---- headers -------------------------------------------------------------------------------
@@ -716,6 +838,28 @@ def test_error_page_never_echoes_request_data(site):
     assert b"script" not in body_of(response)
 
 
+@pytest.mark.parametrize("value", [
+    "Sun, 01 Jan 0000 00:00:00 GMT",  # IMF-fixdate
+    "Sun Jan  1 00:00:00 0000",       # asctime
+    "Sat, 29 Feb 0000 00:00:00 GMT",
+])
+def test_parse_http_date_year_zero_is_invalid(value):
+    assert headers.parse_http_date(value) is None
+
+
+def test_parse_http_date_years_1_and_2000_parse():
+    assert headers.parse_http_date("Mon, 01 Jan 0001 00:00:00 GMT") == -62135596800
+    # RFC 850 two-digit years cannot name year 0: "00" is 2000 (RFC 9110 section 5.6.7).
+    assert headers.parse_http_date("Saturday, 01-Jan-00 00:00:00 GMT") == 946684800
+
+
+def test_comma_list_trims_only_ows():
+    # OWS = *( SP / HTAB ) (RFC 9110 section 5.6.3): NBSP and NEL are obs-text, not whitespace.
+    assert headers.comma_list(" a\xa0, \x85b ,\tc\t, \xa0 ,,") == ["a\xa0", "\x85b", "c", "\xa0"]
+    assert headers.comma_list(" \t ") == []
+    assert headers.tokens_lower("close\x85") == {"close\x85"}
+
+
 # ---- the small-file response cache (fast path) --------------------------------------------
 
 def test_cached_response_notices_a_changed_file(site, root):
@@ -765,3 +909,96 @@ def test_empty_file_ranges_are_416(site):
     response = respond(site, "/empty.txt", Range="bytes=0-0")
     assert response.status == 416
     assert field(response, "Content-Range") == "bytes */0"
+
+
+def test_fast_path_cache_ignores_the_query(tmp_path):
+    (tmp_path / "f.js").write_bytes(b"a" * 1000)
+    site = make_site(tmp_path)
+    first = respond(site, "/f.js?v=0")
+    for i in range(200):
+        again = respond(site, f"/f.js?v={i}")
+        assert again.status == 200 and body_of(again) == b"a" * 1000
+    assert len(site._fast) == 1
+    assert respond(site, "/f.js?v=new") is respond(site, "/f.js")
+    assert body_of(first) == b"a" * 1000
+    # Accept-Encoding is still part of the key.
+    respond(site, "/f.js?v=1", Accept_Encoding="gzip")
+    assert len(site._fast) == 2
+
+
+def test_fast_path_cache_is_bounded(tmp_path):
+    count = responder.FAST_PATH_ENTRIES + 10
+    assert responder.FAST_PATH_ENTRIES <= 1024
+    for i in range(count):
+        (tmp_path / f"{i}.txt").write_bytes(b"x")
+    site = make_site(tmp_path)
+    for i in range(count):
+        assert respond(site, f"/{i}.txt").status == 200
+    assert len(site._fast) == responder.FAST_PATH_ENTRIES
+
+
+def test_site_caches_survive_concurrent_use(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("hello\n")
+    (tmp_path / "b.txt").write_text("b" * 5000)
+    site = make_site(tmp_path)
+    threads_per_round = 16
+    errors = []
+    for rnd in range(80):
+        req = request("/a.txt")
+        responder.respond(req, site, time.monotonic())  # populate the fast path
+        os.utime(path, ns=(rnd * 10**9 + 5, rnd * 10**9 + 5))  # identity changes
+        barrier = threading.Barrier(threads_per_round)
+
+        def worker(req=req, barrier=barrier):
+            barrier.wait()
+            try:
+                for target in ("/a.txt", "/b.txt"):
+                    r = request(target) if target != "/a.txt" else req
+                    response = responder.respond(r, site, time.monotonic())
+                    assert response.status == 200
+            except Exception as exc:  # noqa: BLE001 - any exception is the failure
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=worker) for _ in range(threads_per_round)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors[:3]
+    # No lost update: the byte count matches what is cached.
+    assert site._small_file_bytes == sum(len(data) for _, data in site._small_files.values())
+
+
+def test_small_file_byte_count_stays_exact_under_threads(tmp_path, monkeypatch):
+    # A tiny budget forces evictions on nearly every insert.
+    monkeypatch.setattr(responder, "SMALL_FILE_CACHE_BYTES", 3000)
+    for i in range(8):
+        (tmp_path / f"{i}.txt").write_bytes(b"z" * 1000)
+    site = make_site(tmp_path)
+    errors = []
+
+    def worker(seed):
+        try:
+            for n in range(300):
+                name = str(tmp_path / f"{(seed + n) % 8}.txt")
+                st = os.stat(name)
+                assert site.small_file(name, st) == b"z" * 1000
+        except Exception as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    assert site._small_file_bytes == sum(len(data) for _, data in site._small_files.values())
+    assert site._small_file_bytes <= 3000
+
+
+def test_pop_oldest_tolerates_an_empty_or_shrunk_cache():
+    assert responder._pop_oldest({}) is None
+    cache = {"a": 1, "b": 2}
+    assert responder._pop_oldest(cache) == ("a", 1)
+    assert cache == {"b": 2}

@@ -1,4 +1,4 @@
-"""Issue 2, item 3: the HTTP semantics of the core over real sockets, in both engines.
+"""The HTTP semantics of the core over real sockets, in both engines.
 
 Uses the shared `server` fixture (a server per engine over a copy of site/); tests that need a
 modified site build their own under tmp_path.

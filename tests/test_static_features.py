@@ -1,5 +1,5 @@
-"""Issue 3 over real sockets, in both engines: validators, ranges, listings, types, precompressed
-files, the options users ask for, and protocol details.
+"""Static-file features over real sockets, in both engines: validators, ranges, listings, types,
+precompressed files, the content options (--max-age, --cors, --spa...) and protocol details.
 
 Two servers per engine share one temporary site: `plain` with the defaults and `opts` with every
 content option switched on (its root is a sibling copy that also has a custom 404.html).
@@ -13,8 +13,8 @@ import types
 
 import pytest
 
-from conftest import MODES, SITE, ServerProcess, assert_closed, exchange, get, read_response
-from test_responder_units import parse_multipart
+from conftest import (MODES, OUTSIDE_SECRET, SITE, ServerProcess, assert_closed, exchange, get,
+                      parse_multipart, read_response, wait_for)
 
 FOUR_GIB = 1 << 32
 # Bytes written into the sparse file just past 4 GiB (and where), to be read back by range.
@@ -22,6 +22,8 @@ FAR_MARK = b"beyond-4GiB!"
 FAR_OFFSET = FOUR_GIB + 1000
 SPARSE_SIZE = (5 << 30) + 3
 OLD_DATE = "Sun, 06 Nov 1994 08:49:37 GMT"
+HUGE = "9" * 5000  # digits: longer than Python's int max str digits (4,300)
+BIG = 100_000  # bytes: more than responder.SMALL_FILE_MAX, so the file is served from an fd
 TYPES = {
     "a.js": "text/javascript; charset=utf-8", "a.mjs": "text/javascript; charset=utf-8",
     "a.wasm": "application/wasm", "a.webp": "image/webp", "a.avif": "image/avif",
@@ -303,6 +305,27 @@ def test_offsets_past_4_gib(srv):
     assert [d for _, _, d in parts] == [b"\0\0", FAR_MARK]
 
 
+def test_overlong_range_and_year_zero_dates_over_sockets(make_server, mode, tmp_path):
+    (tmp_path / "big.bin").write_bytes(b"x" * BIG)
+    (tmp_path / "s.txt").write_text("hi")
+    srv = make_server(tmp_path, mode, "--quiet")
+    assert get(srv, "/big.bin").status == 200  # warm up (log files, caches)
+    base = srv.open_fds()
+    for _ in range(10):
+        response = get(srv, "/big.bin", {"Range": f"bytes={HUGE}-"})
+        assert response.status == 416
+        assert response.headers["content-range"] == f"bytes */{BIG}"
+        response = get(srv, "/big.bin", {"Range": f"bytes=0-{HUGE}"})
+        assert response.status == 206 and len(response.body) == BIG
+        for name in ("If-Modified-Since", "If-Unmodified-Since"):
+            response = get(srv, "/big.bin", {name: "Sun, 01 Jan 0000 00:00:00 GMT"})
+            assert response.status == 200 and len(response.body) == BIG
+        response = get(srv, "/s.txt", {"If-Modified-Since": "Sun Jan  1 00:00:00 0000"},
+                       method="HEAD")
+        assert response.status == 200 and response.headers["content-length"] == "2"
+    assert wait_for(lambda: srv.open_fds() <= base, timeout=5), (base, srv.open_fds())
+
+
 # ---- directories ---------------------------------------------------------------------------
 
 def test_listing(srv):
@@ -337,6 +360,18 @@ def test_no_listing_is_404(servers, make_server):
     # With --spa too, a folder without index.html gets the app instead of a listing.
     spa = get(servers.opts, "/listing/")
     assert spa.status == 200 and spa.body == (servers.sites.opts / "index.html").read_bytes()
+
+
+def test_symlinked_derived_paths_over_sockets(make_server, mode, escape_root):
+    srv = make_server(escape_root, mode, "--quiet", "--spa")
+    cases = [("/sub/", None), ("/", None), ("/some/route", None), ("/missing.txt", None),
+             ("/app.js", "gzip"), ("/app.js", "br")]
+    for target, coding in cases:
+        response = get(srv, target, {"Accept-Encoding": coding})
+        assert OUTSIDE_SECRET not in response.body, target
+        assert "content-encoding" not in response.headers, target
+    response = get(srv, "/inside/")
+    assert response.status == 200 and response.body == b"<p>real</p>"
 
 
 # ---- content types -------------------------------------------------------------------------

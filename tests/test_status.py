@@ -12,12 +12,11 @@ import time
 
 import pytest
 
-from conftest import MODES, get, read_response, wait_for
+from conftest import MODES, get, read_response, run_cli, wait_for, worker_pids
 from reactor_http.config import Config
 from reactor_http.protocol import ConnState, HttpConnection
 from reactor_http.responder import Site, error_page
 from reactor_http.stats import Stats, render_prometheus, wants_prometheus
-from test_workers import worker_pids
 
 
 # ---- pure -----------------------------------------------------------------------------------------
@@ -172,6 +171,7 @@ def test_live_connections_by_state(status_server):
         assert wait_for(lambda: status_json(status_server)["connections"]["idle"] >= 1)
 
 
+@pytest.mark.slow
 def test_timeouts_by_kind(status_server):
     before = status_json(status_server)["timeouts"]
     with status_server.connect() as sock:  # idle: connect and say nothing
@@ -200,7 +200,6 @@ def test_clients_outside_the_allow_list_get_404(site_copy, make_server, mode):
 
 
 def test_bad_status_path_is_a_one_line_error(site_copy):
-    from test_operations import run_cli
     result = run_cli("--root", str(site_copy), "--port", "0", "--status", "status")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "status path" in result.stderr

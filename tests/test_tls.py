@@ -89,6 +89,7 @@ def test_range_and_conditional_over_tls(https_server, certificate, site_copy):
         assert head.status == 200 and head.headers["content-length"] == str(len(first.body))
 
 
+@pytest.mark.slow
 def test_a_stalled_handshake_does_not_block_others_and_is_dropped(https_server, certificate):
     stalled = socket.create_connection(("127.0.0.1", https_server.port), timeout=10)
     half_hello = socket.create_connection(("127.0.0.1", https_server.port), timeout=10)

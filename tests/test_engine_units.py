@@ -1,0 +1,89 @@
+"""Engine pieces driven directly, without a running server: accept(2) errors, blocking sends.
+
+The Reactor here is built over a real listening socket but never run; its handlers are called
+with stand-in sockets that fail the way the kernel can.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import pytest
+
+
+@pytest.fixture
+def bare_reactor(site_copy):
+    """A Reactor over a real listening socket, never run: for calling its handlers directly."""
+    from reactor_http.config import Config
+    from reactor_http.logs import LogSink
+    from reactor_http.reactor import Reactor
+    from reactor_http.responder import Site
+    config = Config(root=str(site_copy), port=0, quiet=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    reactor = Reactor(config, Site(config), LogSink(access=False), listener)
+    yield reactor
+    reactor.selector.close()
+    listener.close()
+
+
+def test_an_unexpected_accept_error_does_not_stop_the_reactor(bare_reactor):
+    # accept(2) passes pending network errors through (ENETDOWN, EHOSTUNREACH...); its man page
+    # says to treat them like EAGAIN: skip the error and go on accepting, never end the loop.
+    from reactor_http.reactor import Listener
+
+    class FailingSocket:
+        def __init__(self):
+            self.calls = 0
+
+        def accept(self):
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError(errno.ENETDOWN, "Network is down")
+            raise BlockingIOError
+
+    failing = FailingSocket()
+    bare_reactor._accept(Listener(failing), 0.0)
+    assert failing.calls == 2  # the error was skipped and accepting went on
+
+
+def test_a_persistent_accept_error_pauses_accepting_instead_of_spinning(bare_reactor):
+    # An error that repeats on every accept() (EINVAL on a listener shut down elsewhere, EBADF)
+    # pauses accepting after one try; skipping it and retrying would spin the loop.
+    from reactor_http.reactor import Listener
+
+    class BrokenListener:
+        def __init__(self):
+            self.calls = 0
+
+        def accept(self):
+            self.calls += 1
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+    broken = BrokenListener()
+    bare_reactor._accept(Listener(broken), 100.0)
+    assert broken.calls == 1
+    assert bare_reactor.accept_paused_until > 100.0
+
+
+def test_send_blocking_sends_a_head_and_body_in_one_call():
+    # The threaded engine's send of a head and an in-memory body: one sendall, not two
+    # small writes (a 16-64 KiB body would otherwise go out as two segments).
+    from reactor_http import sending
+    from reactor_http.messages import ResponsePlan
+
+    class RecordingSocket:
+        def __init__(self):
+            self.calls = []
+
+        def sendall(self, data):
+            self.calls.append(bytes(data))
+
+    sock = RecordingSocket()
+    plan = ResponsePlan(200, [b"HEAD\r\n\r\n", b"x" * 40000], 40000, True)
+    cursor = sending.Cursor()
+    sending.send_blocking(sock, plan, cursor)
+    assert cursor.sent == 40008
+    assert sock.calls == [b"HEAD\r\n\r\n" + b"x" * 40000]
