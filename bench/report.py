@@ -211,7 +211,8 @@ def render_markdown(meta: dict, summaries: list, plots: list, title: bool = True
             items = meta[key].items() if isinstance(meta[key], dict) else enumerate(meta[key])
             out += [f"  - {k}: {v}" if isinstance(meta[key], dict) else f"  - {v}" for k, v in items]
     out += ["", "Ratios (`x reactor`) divide each server's figure by the reactor's in the same "
-            "run (in the access-log scenarios, by reactor-log's). For idle connections the ratio compares KiB per connection (lower is better). "
+            "run (in the access-log scenarios, by reactor-log's). For idle connections the "
+            "ratio compares KiB per connection (lower is better). "
             "Any run with errors, non-2xx/3xx answers or failed checks is flagged.", ""]
     for scenario in summaries:
         out += [f"## {scenario['title']}", ""]

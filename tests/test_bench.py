@@ -260,6 +260,22 @@ def test_python_loader_counts_bad_statuses(http11_server):
     assert result.non_2xx_3xx == 5
 
 
+def test_large_file_study_client_reads_whole_responses(http11_server, tiny_site):
+    from bench import large_file_study
+    moved, seconds, cpu, _ = large_file_study.fast_client(http11_server.port, sitegen.LARGE_PATH,
+                                                          connections=2, duration_s=0.5)
+    assert moved > 2 * tiny_site.large_size  # at least one whole response per connection
+    assert seconds >= 0.5 and cpu >= 0
+
+
+def test_large_file_study_variant_runs_the_reactor_from_its_folder(tmp_path):
+    from bench import large_file_study
+    ctx = servers.LaunchContext(root=tmp_path, port=12345, workdir=tmp_path)
+    command = large_file_study.variant_spec("v", "/tmp/a b").command(ctx)
+    assert command[:2] == ["/bin/sh", "-c"]
+    assert command[2].startswith("cd '/tmp/a b' && exec ") and "-m reactor_http" in command[2]
+
+
 @pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk is not installed")
 def test_wrk_run_is_parsed(http11_server):
     result = loadgen.run_wrk(http11_server.url + "/1k.bin", connections=2, duration_s=1,
