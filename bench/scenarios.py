@@ -53,9 +53,10 @@ class Profile:
     notes: list = field(default_factory=list)
 
 
-#: The full run: every scenario of the issue, 3 runs of 4 s each (~14 min
-#: with six servers). 4 s is long enough for wrk's percentiles to settle at
-#: tens of thousands of requests per second, short enough to interleave.
+#: The full run: every scenario, 3 runs of 4 s each (~19 min with seven
+#: servers, the floor and the access-log pair). 4 s is long enough for wrk's
+#: percentiles to settle at tens of thousands of requests per second, short
+#: enough to interleave.
 FULL = Profile(name="full", runs=3, wrk_duration_s=4,
                keepalive_connections=(1, 64, 256, 1024),
                idle_connections=(1000, 5000, 10000),
