@@ -1,10 +1,11 @@
-"""Benchmark harness for reactor_http (issue 5).
+"""Benchmark harness for reactor_http.
 
 `python -m bench` builds a generated site, starts each server under test on a
-free port (reactor and threaded always; http.server, nginx, lighttpd and
-aiohttp when installed), drives them with wrk (plus locust as a realistic
-visitor, plus an idle-connection probe), and writes JSON, Markdown and PNG
-results under bench/results/.
+free port (reactor and threaded always; http.server, nginx, lighttpd, aiohttp
+and sanic when installed; the floor, bench/floor.py, as a reference), drives
+them with wrk (plus locust as a realistic visitor, plus an idle-connection
+probe), and writes JSON, Markdown and PNG results under bench/out/ (git-ignored;
+bench/results/ and bench/RESULTS.md only with --publish).
 
 The pieces are importable on their own so tests can run them at tiny scale:
 

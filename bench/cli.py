@@ -4,7 +4,10 @@
     python -m bench --quick         # about 2 minutes
     python -m bench --smoke         # seconds: checks the bench itself works
     python -m bench --servers reactor,nginx --out /tmp/results
+    python -m bench --publish       # full run into bench/results/ and bench/RESULTS.md
 
+Results go to bench/out/ (git-ignored) unless --out says otherwise; the committed
+bench/results/ and the generated parts of bench/RESULTS.md change only with --publish.
 Only processes this command started are stopped, by PID, in `finally` (and
 at exit, and on SIGTERM/SIGINT).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import platform
 import resource
@@ -25,10 +29,22 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from bench import idle, loadgen, locust_runner, plots, report, runner, scenarios, servers
+from bench import (headline, idle, loadgen, locust_runner, plots, report, runner, scenarios,
+                   servers)
 from bench.sitegen import build_site
 
-DEFAULT_OUT = Path("bench") / "results"
+BENCH_DIR = Path(__file__).resolve().parent
+#: Where every run writes unless told otherwise: git-ignored, so running the bench never
+#: modifies a tracked file.
+DEFAULT_OUT = BENCH_DIR / "out"
+#: The published full run that bench/RESULTS.md embeds; written only with --publish.
+PUBLISHED_OUT = BENCH_DIR / "results"
+RESULTS_MD = BENCH_DIR / "RESULTS.md"
+#: The parts of RESULTS.md that --publish rewrites, between these marker lines.
+HEADLINE_MARKERS = ("<!-- headline: written by python -m bench --publish -->",
+                    "<!-- end of headline -->")
+TABLES_MARKERS = ("<!-- all tables: written by python -m bench --publish -->",
+                  "<!-- end of all tables -->")
 
 #: File descriptors wanted: the bench holds 10,000 idle client sockets, and
 #: servers started from it inherit the limit (lighttpd needs 2 fds per
@@ -46,7 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--servers", default=",".join(servers.DEFAULT_ORDER),
                    help="comma-separated, in run order (default: %(default)s); "
                         "those not installed are skipped")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"results directory (default: {DEFAULT_OUT.relative_to(BENCH_DIR.parent)}"
+                        ", git-ignored)")
+    p.add_argument("--publish", action="store_true",
+                   help=f"a full run that replaces the committed results: writes to "
+                        f"{PUBLISHED_OUT.relative_to(BENCH_DIR.parent)} and rewrites the "
+                        f"headline and the tables in {RESULTS_MD.relative_to(BENCH_DIR.parent)}")
     p.add_argument("--runs", type=int, help="override: runs per figure (median taken)")
     p.add_argument("--duration", type=int, help="override: seconds per wrk run")
     p.add_argument("--loader", choices=("auto", "wrk", "python"), default="auto",
@@ -56,7 +78,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin server and load to CPUs")
     p.add_argument("--keep-temp", action="store_true",
                    help="keep the temporary site, configs and server logs")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.out = resolve_out(p, args)
+    return args
+
+
+def resolve_out(parser, args) -> Path:
+    """The results directory: --out, bench/results/ with --publish, else bench/out/."""
+    if not args.publish:
+        return args.out or DEFAULT_OUT
+    if args.out is not None:
+        parser.error("--publish writes to bench/results/; it takes no --out")
+    if getattr(args, "smoke", False) or getattr(args, "quick", False):
+        parser.error("--publish replaces the published full run: not with --smoke or --quick")
+    return PUBLISHED_OUT
+
+
+def replace_between(text: str, markers: tuple, block: str) -> str:
+    """`text` with the lines between the two marker lines replaced by `block`."""
+    begin, end = markers
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"markers not found: {begin!r} ... {end!r}")
+    start += len(begin)
+    return text[:start] + "\n" + block.strip("\n") + "\n" + text[stop:]
+
+
+def publish_results_md(results_md: Path, headline_table: str, tables: str) -> None:
+    """Rewrite the generated parts of RESULTS.md (the prose around them stays)."""
+    text = replace_between(results_md.read_text(), HEADLINE_MARKERS, headline_table)
+    results_md.write_text(replace_between(text, TABLES_MARKERS, tables))
 
 
 def choose_profile(args) -> scenarios.Profile:
@@ -90,7 +141,8 @@ def choose_loader(requested: str, log) -> str:
     return requested
 
 
-def select_servers(names: str, log) -> list:
+def select_servers(names: str, log, skipped: list | None = None) -> list:
+    """The specs named, in order; those not installed are logged (and listed in `skipped`)."""
     chosen = []
     for name in [n.strip() for n in names.split(",") if n.strip()]:
         spec = servers.SPECS.get(name)
@@ -100,6 +152,8 @@ def select_servers(names: str, log) -> list:
             chosen.append(spec)
         else:
             log(f"skipping {name}: not installed")
+            if skipped is not None:
+                skipped.append(f"{name} skipped: not installed")
     return chosen
 
 
@@ -169,7 +223,7 @@ def start_all(pool, specs, site, work_dir, server_cpu, meta, log) -> dict:
         except Exception as exc:
             log(f"could not start {spec.name}: {exc}")
             continue
-        problems = check_content(server, site)
+        problems = check_content(server, site) if spec.serves_site else []
         if problems:
             meta["notes"].append(f"{spec.name} served wrong content: {'; '.join(problems[:3])}")
         log(f"started {spec.name} (pid {server.pid}, port {server.port})")
@@ -209,7 +263,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     profile = choose_profile(args)
     loader = choose_loader(args.loader, log)
-    specs = select_servers(args.servers, log)
+    skipped = []
+    specs = select_servers(args.servers, log, skipped)
     if not specs:
         log("no server to run")
         return 2
@@ -222,6 +277,7 @@ def main(argv=None) -> int:
         log("locust is not installed: skipping the locust scenario (pip install locust)")
 
     meta = machine_meta(profile, loader, server_cpu, load_cpu, argv)
+    meta["notes"] += skipped
     try:
         with workspace("reactor-http-bench-", args.keep_temp, meta, log) as (work_dir, pool):
             log(f"building the bench site in {work_dir} ...")
@@ -232,7 +288,8 @@ def main(argv=None) -> int:
                 return 2
             order = [s.name for s in specs if s.name in running]
             scenario_list = scenarios.build_scenarios(profile, with_locust=with_locust)
-            plan = scenarios.build_plan(scenario_list, order, profile)
+            plan = scenarios.build_plan(scenario_list, order, profile,
+                                        groups={s.name: s.groups for s in specs})
             log(f"{len(plan)} steps, profile {profile.name}, servers: {', '.join(order)}")
             ctx = runner.BenchContext(profile, site, load_cpu, loader, work_dir)
             records = runner.execute(plan, running, ctx)
@@ -250,4 +307,10 @@ def main(argv=None) -> int:
     log(markdown)
     log(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}"
         + "".join(f", {p}" for p in plot_files))
+    if args.publish:
+        tables = report.render_markdown(meta, summaries, plot_files, title=False,
+                                        plot_dir=f"{PUBLISHED_OUT.name}/")
+        publish_results_md(RESULTS_MD, headline.headline(
+            json.loads((args.out / "results.json").read_text())), tables)
+        log(f"published: rewrote the headline and the tables in {RESULTS_MD}")
     return 0

@@ -13,6 +13,10 @@ from pathlib import Path
 from bench.scenarios import IDLE, LOCUST, WRK
 
 REFERENCE = "reactor"   # every ratio is "this server / the reactor, same run"
+#: bench/floor.py: the least any Python server can do (not a server). Where it ran, each
+#: scenario also gets `reference / floor`.
+FLOOR = "floor"
+FLOOR_LABEL = "the floor, bench/floor.py, is the least any Python server can do: not a server"
 
 
 def _median(values):
@@ -103,12 +107,17 @@ def summarize(records: list, scenarios: list, servers: list, reference: str = RE
             summary = _summarize_idle(runs) if scenario.kind == IDLE else _summarize_load(runs)
             summary["flag"] = _flag(summary, scenario)
             per_server[name] = summary
-        ref_value = per_server.get(reference, {}).get(field)
+        ref_name = getattr(scenario, "reference", "") or reference
+        ref_value = per_server.get(ref_name, {}).get(field)
         for summary in per_server.values():
             value = summary.get(field)
             summary["ratio_to_reactor"] = (value / ref_value
                                            if value is not None and ref_value else None)
+        floor_value = per_server.get(FLOOR, {}).get(field)
         out.append({"key": scenario.key, "title": scenario.title, "kind": scenario.kind,
+                    "reference": ref_name,
+                    "reference_vs_floor": (ref_value / floor_value
+                                           if ref_value and floor_value else None),
                     "group": scenario.group, "connections": scenario.connections,
                     "path": scenario.path, "close": scenario.close,
                     "metric": field, "metric_label": label, "higher_is_better": higher_better,
@@ -143,7 +152,8 @@ def _table(header: list, rows: list) -> str:
 
 def _load_table(scenario: dict) -> str:
     large = scenario["metric"] == "mb_per_s"
-    header = ["server", "MB/s" if large else "req/s", "x reactor", "p50 ms", "p99 ms",
+    header = ["server", "MB/s" if large else "req/s", f"x {scenario.get('reference', REFERENCE)}",
+              "p50 ms", "p99 ms",
               "MB per server-CPU-s" if large else "req per server-CPU-s", "server CPU",
               "errors", "non-2xx/3xx", "status"]
     rows = []
@@ -187,9 +197,13 @@ def _idle_table(scenario: dict) -> str:
     return _table(header, rows)
 
 
-def render_markdown(meta: dict, summaries: list, plots: list) -> str:
-    """The whole results.md: how it was run, then one table per scenario."""
-    out = ["# reactor_http bench results", ""]
+def render_markdown(meta: dict, summaries: list, plots: list, title: bool = True,
+                    plot_dir: str = "") -> str:
+    """The whole results.md: how it was run, then one table per scenario.
+
+    title=False leaves out the top heading and plot_dir prefixes the plot links (for the
+    copy embedded in bench/RESULTS.md)."""
+    out = ["# reactor_http bench results", ""] if title else []
     out += [f"- {key}: {value}" for key, value in meta.items() if not isinstance(value, (dict, list))]
     for key in ("servers", "notes"):
         if meta.get(key):
@@ -197,7 +211,8 @@ def render_markdown(meta: dict, summaries: list, plots: list) -> str:
             items = meta[key].items() if isinstance(meta[key], dict) else enumerate(meta[key])
             out += [f"  - {k}: {v}" if isinstance(meta[key], dict) else f"  - {v}" for k, v in items]
     out += ["", "Ratios (`x reactor`) divide each server's figure by the reactor's in the same "
-            "run. For idle connections the ratio compares KiB per connection (lower is better). "
+            "run (in the access-log scenarios, by reactor-log's). For idle connections the "
+            "ratio compares KiB per connection (lower is better). "
             "Any run with errors, non-2xx/3xx answers or failed checks is flagged.", ""]
     for scenario in summaries:
         out += [f"## {scenario['title']}", ""]
@@ -206,11 +221,15 @@ def render_markdown(meta: dict, summaries: list, plots: list) -> str:
             continue
         if scenario["kind"] == WRK:
             out.append(_load_table(scenario))
+            if scenario.get("reference_vs_floor") is not None:
+                out += ["", f"{scenario['reference']} / floor: "
+                        f"**{scenario['reference_vs_floor']:.2f}x** ({FLOOR_LABEL})."]
         elif scenario["kind"] == LOCUST:
             out.append(_locust_table(scenario))
         else:
             out.append(_idle_table(scenario))
         out.append("")
     if plots:
-        out += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
+        out += ["## Plots", ""] + [f"![{Path(p).stem}]({plot_dir}{Path(p).name})"
+                                   for p in plots] + [""]
     return "\n".join(out)

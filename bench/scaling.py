@@ -4,6 +4,7 @@
     python -m bench.scaling --quick         # 1 run of 2 s per figure (about 30 s)
     python -m bench.scaling --smoke         # seconds: checks this command works (tests)
     python -m bench.scaling --out /tmp/results
+    python -m bench.scaling --publish       # full run into the committed bench/results/
 
 Four servers in one run: reactor-1w, reactor-2w (`--workers 2`: a supervisor
 and two reactor processes on one port), nginx-1w and nginx-2w (a master and
@@ -14,7 +15,8 @@ the 1 KiB file over keep-alive at 64 and 256 connections; servers
 interleaved (A B C D, A B C D, ...), median of the runs. Each run reads the
 CPU of the server's whole process tree (supervisor/master and workers,
 bench/procfs.py) for requests per server-CPU-second and the split between
-workers, and wrk's own CPU. Writes scaling.json and scaling.md to --out.
+workers, and wrk's own CPU. Writes scaling.json and scaling.md to --out (default bench/out/,
+git-ignored; bench/results/ only with --publish).
 
 Only processes this command started are stopped, by PID (bench/servers.py's
 ServerPool), in `finally`, at exit and on SIGTERM/SIGINT.
@@ -266,11 +268,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--servers", default="reactor,nginx",
                    help="base servers to include (default: %(default)s); missing ones are "
                         "skipped")
-    p.add_argument("--out", type=Path, default=cli.DEFAULT_OUT, help="results directory")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results directory (default: bench/out, git-ignored)")
+    p.add_argument("--publish", action="store_true",
+                   help="a full run that replaces the committed scaling.json and scaling.md "
+                        "in bench/results/")
     p.add_argument("--runs", type=int, help="override: runs per figure (median taken)")
     p.add_argument("--duration", type=int, help="override: seconds per wrk run")
     p.add_argument("--keep-temp", action="store_true", help="keep the site, configs and logs")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.out = cli.resolve_out(p, args)
+    return args
 
 
 def choose_profile(args) -> scenarios.Profile:

@@ -13,6 +13,13 @@ from bench.sitegen import LARGE_PATH, MEDIUM_PATH, SMALL_PATH, MIB, LARGE_SIZE
 
 WRK, IDLE, LOCUST = "wrk", "idle", "locust"
 
+#: The 1 KiB keep-alive scenarios (the floor runs only these).
+KEEPALIVE_GROUP = "small-keepalive"
+#: The access-log scenarios: the reactor with --access-log FILE against nginx with access_log
+#: FILE, as users run them (bench/servers.py defines both).
+ACCESS_LOG_GROUP = "small-keepalive-log"
+ACCESS_LOG_PAIR = ("reactor-log", "nginx-log")
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -23,6 +30,8 @@ class Scenario:
     connections: int = 0     # wrk connections, idle connections, or locust users
     close: bool = False      # wrk: "Connection: close" (a new connection per request)
     group: str = ""          # scenarios plotted together (e.g. keep-alive vs connections)
+    servers: tuple = ()      # only these servers run it (empty: every server whose groups allow)
+    reference: str = ""      # the server every ratio divides by (empty: the reactor)
 
 
 @dataclass(frozen=True)
@@ -40,22 +49,26 @@ class Profile:
     large_size: int = LARGE_SIZE  # bytes of the large file
     wrk_request_cap: int = 0      # per wrk thread; 0 = bounded by time only
     extra_scenarios: bool = True  # close / 64 KiB / large file scenarios
+    access_log_connections: tuple = ()  # 1 KiB keep-alive with access logs to a file
     notes: list = field(default_factory=list)
 
 
-#: The full run: every scenario of the issue, 3 runs of 4 s each (~14 min
-#: with six servers). 4 s is long enough for wrk's percentiles to settle at
-#: tens of thousands of requests per second, short enough to interleave.
+#: The full run: every scenario, 3 runs of 4 s each (~19 min with seven
+#: servers, the floor and the access-log pair). 4 s is long enough for wrk's
+#: percentiles to settle at tens of thousands of requests per second, short
+#: enough to interleave.
 FULL = Profile(name="full", runs=3, wrk_duration_s=4,
                keepalive_connections=(1, 64, 256, 1024),
                idle_connections=(1000, 5000, 10000),
-               locust_users=200, locust_duration_s=10, locust_runs=3)
+               locust_users=200, locust_duration_s=10, locust_runs=3,
+               access_log_connections=(64, 256))
 
 #: About two minutes: the same scenarios at fewer sizes, 1 s runs, locust once.
 QUICK = Profile(name="quick", runs=3, wrk_duration_s=1,
                 keepalive_connections=(1, 64),
                 idle_connections=(1000,),
                 locust_users=50, locust_duration_s=3, locust_runs=1,
+                access_log_connections=(64,),
                 notes=["quick profile: 1 s runs; locust figures are a single run"])
 
 #: Plumbing check for tests: tiny site, one short run of one scenario per
@@ -74,7 +87,7 @@ def build_scenarios(profile: Profile, with_locust: bool = True) -> list:
     """The scenarios of a profile, in the order they run (idle last: it leaves
     the most state behind in a thread-per-connection server)."""
     out = [Scenario(f"small-keepalive-c{c}", f"1 KiB file, keep-alive, {c} connection"
-                    + ("s" if c != 1 else ""), WRK, SMALL_PATH, c, group="small-keepalive")
+                    + ("s" if c != 1 else ""), WRK, SMALL_PATH, c, group=KEEPALIVE_GROUP)
            for c in profile.keepalive_connections]
     if profile.extra_scenarios:
         out += [
@@ -85,6 +98,11 @@ def build_scenarios(profile: Profile, with_locust: bool = True) -> list:
             Scenario("large-c4", f"{profile.large_size // MIB} MiB file, 4 connections (MB/s)",
                      WRK, LARGE_PATH, 4, group="large"),
         ]
+    out += [Scenario(f"small-keepalive-log-c{c}",
+                     f"1 KiB file, keep-alive, {c} connections, access log to a file",
+                     WRK, SMALL_PATH, c, group=ACCESS_LOG_GROUP, servers=ACCESS_LOG_PAIR,
+                     reference=ACCESS_LOG_PAIR[0])
+            for c in profile.access_log_connections]
     if with_locust and profile.locust_runs:
         out.append(Scenario("locust", f"locust visitor, {profile.locust_users} users",
                             LOCUST, "/", profile.locust_users, group="locust"))
@@ -109,13 +127,25 @@ def runs_for(scenario: Scenario, profile: Profile) -> int:
     return profile.runs
 
 
-def build_plan(scenarios: list, servers: list, profile: Profile) -> list:
-    """Steps in run order: per scenario, per run, every server in turn."""
+def takes_part(scenario: Scenario, server: str, groups: tuple = ()) -> bool:
+    """Does `server` (limited to scenario `groups` when it has any) run `scenario`?"""
+    if scenario.servers:
+        return server in scenario.servers
+    return not groups or scenario.group in groups
+
+
+def build_plan(scenarios: list, servers: list, profile: Profile,
+               groups: dict | None = None) -> list:
+    """Steps in run order: per scenario, per run, every server taking part in turn.
+
+    `groups` maps a server name to the scenario groups it is limited to (the floor)."""
+    groups = groups or {}
     steps = []
     for scenario in scenarios:
         n = runs_for(scenario, profile)
+        taking_part = [s for s in servers if takes_part(scenario, s, groups.get(s, ()))]
         for run in range(1, n + 1):
-            steps.extend(Step(scenario, server, run, n) for server in servers)
+            steps.extend(Step(scenario, server, run, n) for server in taking_part)
     return steps
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from bench.scenarios import ACCESS_LOG_GROUP, KEEPALIVE_GROUP
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 HOST = "127.0.0.1"
@@ -62,6 +64,12 @@ class ServerSpec:
     available: Callable[[], bool]
     command: Callable[[LaunchContext], list]
     description: str
+    #: Scenario groups this server runs (empty: every scenario that does not name its servers).
+    groups: tuple = ()
+    #: Send the server's stdout to /dev/null (a server logging there, as users run it).
+    stdout_devnull: bool = False
+    #: Fetch only READY_PATH before the run (the floor answers every path with that file).
+    serves_site: bool = True
 
 
 @dataclass
@@ -92,11 +100,14 @@ def _reactor_http_available() -> bool:
         importlib.util.find_spec("reactor_http") is not None
 
 
-def _reactor_http_command(mode: str, workers: int = 1) -> Callable[[LaunchContext], list]:
-    """reactor_http's command; workers > 1 adds `--workers N` (a supervisor and N reactors)."""
+def _reactor_http_command(mode: str, workers: int = 1,
+                          access_log: bool = False) -> Callable[[LaunchContext], list]:
+    """reactor_http's command; workers > 1 adds `--workers N` (a supervisor and N reactors);
+    access_log: access lines to a file in the work dir (and stdout) instead of `--quiet`."""
     def command(ctx: LaunchContext) -> list:
+        logging = ["--access-log", str(ctx.workdir / "access.log")] if access_log else ["--quiet"]
         return [sys.executable, "-m", "reactor_http", "--root", str(ctx.root),
-                "--host", HOST, "--port", str(ctx.port), "--mode", mode, "--quiet",
+                "--host", HOST, "--port", str(ctx.port), "--mode", mode, *logging,
                 "--keepalive-timeout", str(KEEPALIVE_TIMEOUT_S),
                 "--max-requests", str(MAX_REQUESTS_PER_CONNECTION),
                 "--max-connections", str(MAX_CONNECTIONS)] + \
@@ -109,14 +120,10 @@ def reactor_http_command(mode: str = "reactor", workers: int = 1) -> Callable[[L
     return _reactor_http_command(mode, workers)
 
 
-def _http_server_command(ctx: LaunchContext) -> list:
-    return [sys.executable, str(BENCH_DIR / "http11_server.py"), "--root", str(ctx.root),
-            "--host", HOST, "--port", str(ctx.port)]
-
-
-def _aiohttp_command(ctx: LaunchContext) -> list:
-    return [sys.executable, str(BENCH_DIR / "aiohttp_server.py"), "--root", str(ctx.root),
-            "--host", HOST, "--port", str(ctx.port)]
+def _script_command(script: str) -> Callable[[LaunchContext], list]:
+    """A bench/ script taking --root, --host and --port."""
+    return lambda ctx: [sys.executable, str(BENCH_DIR / script), "--root", str(ctx.root),
+                        "--host", HOST, "--port", str(ctx.port)]
 
 
 def _find_binary(name: str) -> str | None:
@@ -125,9 +132,12 @@ def _find_binary(name: str) -> str | None:
          if p.exists()), None)
 
 
-def nginx_config(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False) -> str:
+def nginx_config(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False,
+                 access_log: bool = False) -> str:
     """One worker, sendfile on, access log off, everything under ctx.workdir.
 
+    access_log: the access log on, in nginx's default (combined) format, written to
+    ctx.workdir/access.log.
     workers > 1: a master process (it serves nothing) and that many workers;
     as root the workers keep root's user, since the bench site lives in a
     private (0700) temporary directory. reuse_port: one listening socket per
@@ -139,6 +149,7 @@ def nginx_config(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False)
     master = "off" if workers == 1 else "on"
     user = "user root;\n" if workers != 1 and hasattr(os, "geteuid") and os.geteuid() == 0 else ""
     listen_opts = " reuseport" if reuse_port else ""
+    log = f"access_log {w}/access.log;" if access_log else "access_log off;"
     return f"""# written by bench/servers.py
 daemon off;
 master_process {master};
@@ -153,7 +164,7 @@ events {{
 http {{
     {types}
     default_type application/octet-stream;
-    access_log off;
+    {log}
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
@@ -173,9 +184,10 @@ http {{
 """
 
 
-def _nginx_command(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False) -> list:
+def _nginx_command(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False,
+                   access_log: bool = False) -> list:
     conf = ctx.workdir / "nginx.conf"
-    conf.write_text(nginx_config(ctx, workers, reuse_port))
+    conf.write_text(nginx_config(ctx, workers, reuse_port, access_log))
     # -e: error log before the config is read (else /var/log/nginx is tried).
     return [_find_binary("nginx"), "-p", str(ctx.workdir), "-c", str(conf),
             "-e", str(ctx.workdir / "nginx-error.log")]
@@ -184,10 +196,6 @@ def _nginx_command(ctx: LaunchContext, workers: int = 1, reuse_port: bool = Fals
 def nginx_command(workers: int = 1, reuse_port: bool = False) -> Callable[[LaunchContext], list]:
     """The nginx command builder for `workers` worker processes (bench/scaling.py)."""
     return lambda ctx: _nginx_command(ctx, workers, reuse_port)
-
-
-def nginx_available() -> bool:
-    return _find_binary("nginx") is not None
 
 
 def lighttpd_config(ctx: LaunchContext) -> str:
@@ -217,26 +225,49 @@ def _lighttpd_command(ctx: LaunchContext) -> list:
     return [_find_binary("lighttpd"), "-D", "-f", str(conf)]
 
 
+def nginx_available() -> bool:
+    return _find_binary("nginx") is not None
+
+
 def _module_available(name: str) -> Callable[[], bool]:
     return lambda: importlib.util.find_spec(name) is not None
 
+
+#: The group the floor runs: it serves only the 1 KiB file, on kept-alive connections.
+FLOOR_GROUP = KEEPALIVE_GROUP
 
 SPECS = {
     "reactor": ServerSpec("reactor", _reactor_http_available, _reactor_http_command("reactor"),
                           "reactor_http, selectors reactor (one thread)"),
     "threaded": ServerSpec("threaded", _reactor_http_available, _reactor_http_command("threaded"),
                            "reactor_http, thread per connection"),
-    "http.server": ServerSpec("http.server", lambda: True, _http_server_command,
+    "http.server": ServerSpec("http.server", lambda: True, _script_command("http11_server.py"),
                               "stdlib ThreadingHTTPServer, HTTP/1.1 handler"),
     "nginx": ServerSpec("nginx", lambda: _find_binary("nginx") is not None, _nginx_command,
                         "nginx, 1 worker, sendfile on"),
     "lighttpd": ServerSpec("lighttpd", lambda: _find_binary("lighttpd") is not None,
                            _lighttpd_command, "lighttpd, 1 process, sendfile backend"),
-    "aiohttp": ServerSpec("aiohttp", _module_available("aiohttp"), _aiohttp_command,
-                          "aiohttp web.static (asyncio)"),
+    "aiohttp": ServerSpec("aiohttp", _module_available("aiohttp"),
+                          _script_command("aiohttp_server.py"), "aiohttp web.static (asyncio)"),
+    "sanic": ServerSpec("sanic", _module_available("sanic"), _script_command("sanic_server.py"),
+                        "sanic app.static, one process, uvloop"),
+    "floor": ServerSpec("floor", lambda: True, _script_command("floor.py"),
+                        "the floor: the least any Python server can do: not a server "
+                        "(bench/floor.py: one pre-rendered 1 KiB response per request head)",
+                        groups=(FLOOR_GROUP,), serves_site=False),
+    "reactor-log": ServerSpec("reactor-log", _reactor_http_available,
+                              _reactor_http_command("reactor", access_log=True),
+                              "reactor_http reactor, access log to a file (--access-log), "
+                              "stdout to /dev/null", groups=(ACCESS_LOG_GROUP,),
+                              stdout_devnull=True),
+    "nginx-log": ServerSpec("nginx-log", nginx_available,
+                            lambda ctx: _nginx_command(ctx, access_log=True),
+                            "nginx, 1 worker, sendfile on, access_log to a file",
+                            groups=(ACCESS_LOG_GROUP,)),
 }
 
-DEFAULT_ORDER = ("reactor", "threaded", "http.server", "nginx", "lighttpd", "aiohttp")
+DEFAULT_ORDER = ("reactor", "threaded", "http.server", "nginx", "lighttpd", "aiohttp", "sanic",
+                 "floor", "reactor-log", "nginx-log")
 
 
 # ---------------------------------------------------------------- mechanics
@@ -300,8 +331,9 @@ def start_server(spec: ServerSpec, root: Path, workdir: Path, cpu: int | None = 
         command = pinned(spec.command(ctx), cpu)
         log_path = workdir / "server.log"
         log = open(log_path, "ab")
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=str(REPO_ROOT),
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL if spec.stdout_devnull else log,
+                                stderr=log, cwd=str(REPO_ROOT),
                                 # A Ctrl+C at the terminal reaches only the bench,
                                 # which then stops each server itself, by PID.
                                 start_new_session=True)

@@ -64,7 +64,8 @@ def _write_file(path: Path, size: int, seed: int) -> None:
     path.write_bytes(_pattern_bytes(size, seed))
 
 
-def _write_large_file(path: Path, size: int) -> None:
+def write_large_file(path: Path, size: int) -> None:
+    """`size` bytes of real data (a 1 MiB random block repeated), written fast."""
     block = _pattern_bytes(min(size, _BLOCK_SIZE), seed=100)
     with open(path, "wb") as f:
         remaining = size
@@ -113,7 +114,7 @@ def build_site(base_dir: str | os.PathLike, large_size: int = LARGE_SIZE) -> Sit
     files[SMALL_PATH] = SMALL_SIZE
     _write_file(root / MEDIUM_PATH.lstrip("/"), MEDIUM_SIZE, seed=2)
     files[MEDIUM_PATH] = MEDIUM_SIZE
-    _write_large_file(root / LARGE_PATH.lstrip("/"), large_size)
+    write_large_file(root / LARGE_PATH.lstrip("/"), large_size)
     files[LARGE_PATH] = large_size
     for seed, (url, size) in enumerate(PAGE_ASSETS, start=10):
         _write_file(root / url.lstrip("/"), size, seed=seed)

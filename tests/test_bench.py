@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import idle, loadgen, locust_runner, procfs, report, scenarios, servers, sitegen
+from bench import (cli, headline, idle, loadgen, locust_runner, procfs, report, scenarios,
+                   servers, sitegen)
 from bench.runner import RunRecord
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +153,85 @@ def test_nginx_config_is_one_worker_sendfile_no_access_log(tmp_path):
         assert needle in text
 
 
+def test_floor_runs_only_keepalive_and_the_log_pair_only_their_scenarios():
+    profile = scenarios.FULL
+    scenario_list = scenarios.build_scenarios(profile, with_locust=False)
+    names = ["reactor", "nginx", "floor", "reactor-log", "nginx-log"]
+    plan = scenarios.build_plan(scenario_list, names, profile,
+                                groups={n: servers.SPECS[n].groups for n in names})
+    by_group = {}
+    for step in plan:
+        by_group.setdefault(step.scenario.group, set()).add(step.server)
+    assert by_group["small-keepalive"] == {"reactor", "nginx", "floor"}
+    assert by_group["small-keepalive-log"] == {"reactor-log", "nginx-log"}
+    assert by_group["medium"] == by_group["idle"] == {"reactor", "nginx"}
+    assert "medium-keepalive-c64" in {s.key for s in scenario_list}
+
+
+def test_access_log_pair_logs_to_files_and_ratios_use_reactor_log(tmp_path):
+    ctx = servers.LaunchContext(root=tmp_path, port=12345, workdir=tmp_path)
+    assert f"access_log {tmp_path}/access.log;" in servers.nginx_config(ctx, access_log=True)
+    command = servers.SPECS["reactor-log"].command(ctx)
+    assert "--quiet" not in command
+    assert command[command.index("--access-log") + 1] == str(tmp_path / "access.log")
+    scenario = next(s for s in scenarios.build_scenarios(scenarios.QUICK, with_locust=False)
+                    if s.group == "small-keepalive-log")
+    records = [_record(scenario.key, "reactor-log", 100), _record(scenario.key, "nginx-log", 50)]
+    [summary] = report.summarize(records, [scenario], ["reactor-log", "nginx-log"])
+    assert summary["servers"]["nginx-log"]["ratio_to_reactor"] == pytest.approx(0.5)
+    assert "| 1 KiB file, keep-alive, 64 connections, access log to a file | 100.00 req/s | 2.00x" \
+        in headline.headline({"scenarios": [summary]})
+
+
+def test_reactor_to_floor_ratio_in_report_and_headline():
+    scenario = scenarios.Scenario("small-keepalive-c64", "small", scenarios.WRK, connections=64,
+                                  group="small-keepalive")
+    records = [_record("small-keepalive-c64", "reactor", 100),
+               _record("small-keepalive-c64", "floor", 400)]
+    [summary] = report.summarize(records, [scenario], ["reactor", "floor"])
+    assert summary["reference_vs_floor"] == pytest.approx(0.25)
+    assert "reactor / floor: **0.25x**" in report.render_markdown({}, [summary], [])
+    assert headline.headline({"scenarios": [summary]}).rstrip().endswith("| 0.25x |  |")
+
+
+def test_publish_is_explicit_and_rewrites_only_between_the_markers(tmp_path):
+    assert cli.parse_args([]).out == cli.DEFAULT_OUT != cli.PUBLISHED_OUT
+    assert cli.parse_args(["--publish"]).out == cli.PUBLISHED_OUT
+    for refused in (["--publish", "--smoke"], ["--publish", "--quick"],
+                    ["--publish", "--out", str(tmp_path)]):
+        with pytest.raises(SystemExit):
+            cli.parse_args(refused)
+    results_md = tmp_path / "RESULTS.md"
+    (begin, end), (begin2, end2) = cli.HEADLINE_MARKERS, cli.TABLES_MARKERS
+    results_md.write_text(f"prose\n{begin}\nold\n{end}\nmore prose\n{begin2}\nold\n{end2}\n")
+    cli.publish_results_md(results_md, "| new headline |", "new tables")
+    assert results_md.read_text() == (f"prose\n{begin}\n| new headline |\n{end}\nmore prose\n"
+                                      f"{begin2}\nnew tables\n{end2}\n")
+    published = (REPO / "bench" / "RESULTS.md").read_text()
+    for marker in cli.HEADLINE_MARKERS + cli.TABLES_MARKERS:
+        assert published.count(marker) == 1
+
+
 # ---------------------------------------------------------------- against a server
+
+def test_floor_answers_every_pipelined_head_with_the_1k_file(tiny_site, tmp_path):
+    import socket
+    server = servers.start_server(servers.SPECS["floor"], tiny_site.root, tmp_path,
+                                  expected_size=sitegen.SMALL_SIZE)
+    try:
+        body = (tiny_site.root / "1k.bin").read_bytes()
+        with socket.create_connection((servers.HOST, server.port), timeout=5) as sock:
+            sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+            expected = 2 * (b"Content-Length: 1024\r\n\r\n" + body)
+            data = b""
+            while len(data) < len(expected) + 200 and data.count(body) < 2:
+                chunk = sock.recv(65536)
+                assert chunk, "the floor closed a kept-alive connection"
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.count(body) == 2
+    finally:
+        assert servers.stop_server(server) == 0
+
 
 def test_idle_probe_holds_connections(http11_server):
     result = idle.probe_idle_capacity(servers.HOST, http11_server.port, 20,
@@ -175,6 +254,22 @@ def test_python_loader_counts_bad_statuses(http11_server):
     result = loadgen.run_python_load(servers.HOST, http11_server.port, "/missing",
                                      connections=1, duration_s=5, max_requests=5)
     assert result.non_2xx_3xx == 5
+
+
+def test_large_file_study_client_reads_whole_responses(http11_server, tiny_site):
+    from bench import large_file_study
+    moved, seconds, cpu, _ = large_file_study.fast_client(http11_server.port, sitegen.LARGE_PATH,
+                                                          connections=2, duration_s=0.5)
+    assert moved > 2 * tiny_site.large_size  # at least one whole response per connection
+    assert seconds >= 0.5 and cpu >= 0
+
+
+def test_large_file_study_variant_runs_the_reactor_from_its_folder(tmp_path):
+    from bench import large_file_study
+    ctx = servers.LaunchContext(root=tmp_path, port=12345, workdir=tmp_path)
+    command = large_file_study.variant_spec("v", "/tmp/a b").command(ctx)
+    assert command[:2] == ["/bin/sh", "-c"]
+    assert command[2].startswith("cd '/tmp/a b' && exec ") and "-m reactor_http" in command[2]
 
 
 @pytest.mark.slow
@@ -226,6 +321,23 @@ def test_smoke_run_with_http_server(tmp_path):
     data, stdout = run_bench(tmp_path, "http.server")
     _check_smoke_results(data, ["http.server"])
     assert "[  1/" in stdout  # progress lines
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_smoke_run_writes_to_the_ignored_folder_and_leaves_tracked_files_alone():
+    def status():
+        return subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True,
+                              text=True, check=True, timeout=30).stdout
+
+    before = status()
+    results = cli.DEFAULT_OUT / "results.json"
+    results.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--servers", "floor"],
+                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads(results.read_text())["scenarios"]
+    assert status() == before
 
 
 @pytest.mark.slow
