@@ -172,8 +172,11 @@ class ParsedHead:
 
     def __init__(self, parsed: tuple):
         self.parsed = parsed  # (Request, consumed bytes), as parse_head returns it
-        # The responder's answer-cache key (responder.plain_key), or None: not a plain GET/HEAD.
-        self.cache_key = plain_key(parsed[0]) if parsed[0].body_length == NO_BODY else None
+        request = parsed[0]
+        # The responder's answer-cache key (responder.plain_key) of a plain GET/HEAD without a
+        # body that asks to keep the connection: None for any other request (no shortcut).
+        self.cache_key = plain_key(request) if request.body_length == NO_BODY and \
+            request.keep_alive else None
         # (Response, Date field, plan): replaced whole, so threads never see a mixed triple.
         self.last: tuple | None = None
 
@@ -237,9 +240,9 @@ class HttpConnection:
     """One client connection's protocol state. Engines own the socket; this owns the meaning."""
 
     __slots__ = ("state", "site", "limits", "parser", "buffer", "requests_served", "max_requests",
-                 "keep_alive_fields", "draining", "close_reason", "exchange", "_discarder",
+                 "keep_alive_fields", "close_reason", "exchange", "_discarder",
                  "_pending_request", "internal_error", "stats", "peer", "trust_forwarded",
-                 "lingered", "idle_since")
+                 "lingered", "idle_since", "shortcut_limit", "_draining")
 
     def __init__(self, site: Site, limits: Limits | None = None,
                  parser: HeadParser | None = None, tls: bool = False, stats=None,
@@ -255,7 +258,7 @@ class HttpConnection:
         self.requests_served = 0
         self.max_requests = config.max_requests
         self.keep_alive_fields = keep_alive_fields(config.keepalive_timeout, config.max_requests)
-        self.draining = False
+        self._draining = False
         self.close_reason = ""
         # The last response plan: what the logs say of the request/response just done.
         self.exchange: ResponsePlan | None = None
@@ -272,6 +275,23 @@ class HttpConnection:
         self.lingered = 0
         # When the last response went out (engine clock); None until one has.
         self.idle_since: float | None = None
+        # take_request serves while requests_served is below this: the last request before
+        # --max-requests gets Connection: close by the usual route; with a status page or a
+        # trusted proxy every request does (they decide per request), and so after a stop.
+        status_page = stats is not None and stats.status_path is not None
+        self.shortcut_limit = -1 if status_page or self.trust_forwarded else \
+            self.max_requests - 1
+
+    @property
+    def draining(self) -> bool:
+        """True once a graceful stop began: every response from then on closes."""
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
+        if value:
+            self.shortcut_limit = -1
 
     def _move(self, event: Event) -> ConnState:
         """Apply one event through the transition table."""
@@ -310,14 +330,12 @@ class HttpConnection:
         changed nothing, and the caller takes the usual route.
         """
         entry = self.parser._memo.get(data)
-        if entry is None or entry.cache_key is None or self.state is not ConnState.IDLE or \
-                self.buffer or self.draining or self.trust_forwarded or \
-                self.requests_served + 1 >= self.max_requests:
+        # shortcut_limit folds draining, --trust-proxy, --status and --max-requests into one
+        # number: past it (or at -1) every request takes the usual route.
+        if entry is None or entry.cache_key is None or \
+                self.requests_served >= self.shortcut_limit or self.state is not ConnState.IDLE:
             return None
         request = entry.parsed[0]
-        stats = self.stats
-        if not request.keep_alive or (stats is not None and stats.status_path is not None):
-            return None
         site = self.site
         response = site.cached_response(entry.cache_key, request.method, now)
         if response is None or response.close:

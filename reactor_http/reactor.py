@@ -306,7 +306,78 @@ class Reactor:
     # ---- per-connection events ---------------------------------------------------------------
 
     def _handle(self, conn: Conn, mask: int, now: float) -> None:
-        """Run one readiness event for a connection; any failure closes only this connection."""
+        """Run one readiness event for a connection; any failure closes only this connection.
+
+        The dominant event takes a short route: an idle plain-TCP connection receives exactly one
+        known request (protocol.take_request), its one-object answer goes out in one send, and
+        the connection is idle again on the same timer queue with the same interest. Anything
+        else, at any step, continues on the general route with what has happened so far.
+        """
+        proto = conn.proto
+        if mask == READ and proto.state is IDLE and not conn.tls:
+            sock = conn.sock
+            try:
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except WOULD_BLOCK:
+                    return  # a spurious wake-up (or a read at a stop): nothing has changed
+                plan = proto.take_request(data, now) if data else None
+                if plan is None:
+                    self._handle_data(conn, data, now)
+                    return
+                segments = plan.segments
+                if len(segments) != 1:
+                    conn.plan = plan
+                    self._advance(conn, now)
+                else:
+                    wire = segments[0]
+                    try:
+                        sent = sock.send(wire)
+                    except WOULD_BLOCK:
+                        sent = 0
+                    if sent != len(wire):
+                        conn.plan = plan
+                        cursor = conn.cursor = sending.Cursor()
+                        cursor.sent = cursor.offset = sent
+                    else:
+                        if self.logging:
+                            self.clog.exchange(conn.peer, conn.host, plan)
+                        if proto.response_done(plan, now) is IDLE and \
+                                conn.queue is self.idle_queue:
+                            self.idle_queue.arm(conn, now)  # a new request restarts the timer
+                            return
+            except Exception as exc:  # the loop must outlive any one connection's failure
+                self._fail(conn, exc)
+                return
+            self._settle(conn, now, IDLE, -1, -1)
+            return
+        self._handle_general(conn, mask, now)
+
+    def _handle_data(self, conn: Conn, data, now: float) -> None:
+        """An idle plain-TCP connection received `data` that took no short route."""
+        proto = conn.proto
+        start_served = proto.requests_served
+        try:
+            proto.receive(data)
+            if proto.state is CLOSED:
+                self._close(conn, proto.close_reason)
+                return
+            self._advance(conn, now)
+        except Exception as exc:
+            self._fail(conn, exc)
+            return
+        self._settle(conn, now, IDLE, start_served, -1)
+
+    def _fail(self, conn: Conn, exc: Exception) -> None:
+        """A connection's I/O failed (or a bug surfaced): close it with the reason, log a bug."""
+        reason = close_reason_for(exc)
+        if reason is None:
+            self.clog.crash(conn.peer, exc)
+            reason = "error"
+        self._abort(conn, reason)
+
+    def _handle_general(self, conn: Conn, mask: int, now: float) -> None:
+        """Any readiness event, in any state: the general route."""
         proto = conn.proto
         start_state = proto.state
         start_served = proto.requests_served
@@ -347,11 +418,7 @@ class Reactor:
             elif mask & WRITE:
                 self._advance(conn, now)
         except Exception as exc:  # the loop must outlive any one connection's failure or bug
-            reason = close_reason_for(exc)
-            if reason is None:
-                self.clog.crash(conn.peer, exc)
-                reason = "error"
-            self._abort(conn, reason)
+            self._fail(conn, exc)
             return
         self._settle(conn, now, start_state, start_served, start_sent)
 

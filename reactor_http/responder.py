@@ -97,10 +97,12 @@ class Site:
         # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
         # Set by an engine whose `now` is one instant per loop turn (the reactor): answer-cache
-        # checks then share one stat per file per turn (see _instant_stat).
+        # checks then share one stat per file per turn. The requests one select() returned
+        # arrived together; a later turn has a later `now` and stats afresh, so a change on
+        # disk is seen by every request that arrives after it.
         self.stat_per_instant = False
         self._stat_instant = -1.0
-        self._stats: dict[str, os.stat_result] = {}
+        self._identities: dict[str, tuple] = {}
         # No `public`: it would let shared caches store answers to requests that carried
         # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
         self.cache_control = None
@@ -165,13 +167,15 @@ class Site:
         if now < expires:
             for fs_path, identity in checks:
                 if self.stat_per_instant:
-                    st = self._instant_stat(fs_path, now)
+                    if now != self._stat_instant:
+                        self._stat_instant = now
+                        self._identities = {}
+                    current = self._identities.get(fs_path)
+                    if current is None:
+                        current = self._identities[fs_path] = self._current_identity(fs_path)
                 else:
-                    try:
-                        st = os.stat(fs_path)
-                    except OSError:
-                        st = None
-                if st is None or _identity(st) != identity:
+                    current = self._current_identity(fs_path)
+                if current != identity:
                     break
             else:
                 return head_response if method == "HEAD" else get_response
@@ -180,25 +184,13 @@ class Site:
                 del self._fast[key]
         return None
 
-    def _instant_stat(self, fs_path: str, now: float) -> os.stat_result | None:
-        """os.stat, shared by the requests answered at the same instant `now` (None: failed).
-
-        The reactor answers every request one select() returned with the same `now`: they
-        arrived together, so one stat per file per loop turn serves them all. A later turn has
-        a later `now` and stats afresh, so a change on disk is seen by every request that
-        arrives after it.
-        """
-        if now != self._stat_instant:
-            self._stat_instant = now
-            self._stats = {}
-        st = self._stats.get(fs_path)
-        if st is None:
-            try:
-                st = os.stat(fs_path)
-            except OSError:
-                return None
-            self._stats[fs_path] = st
-        return st
+    @staticmethod
+    def _current_identity(fs_path: str) -> tuple:
+        """The file's identity now (see _identity); () if it cannot be stat'ed."""
+        try:
+            return _identity(os.stat(fs_path))
+        except OSError:
+            return ()
 
     def remember_response(self, key: tuple, now: float, checks: tuple,
                           response: Response) -> None:

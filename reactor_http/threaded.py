@@ -162,6 +162,11 @@ class ThreadedServer:
     def _drain(self) -> None:
         """Stop: wake every idle wait; connections finish within the drain bound, then are cut."""
         self.logs.event("Stopping: no longer accepting connections")
+        with self.active_lock:
+            for proto in self.active:
+                # A request read from now on is answered with Connection: close (RFC 9112
+                # section 9.6), also on a thread that is in the middle of reading one.
+                proto.draining = True
         os.write(self._stop_w, b"\0")  # never read: stays readable for every idle wait
         deadline = time.monotonic() + self.config.drain_timeout
         if self._wait_idle_threads(deadline):
@@ -285,19 +290,23 @@ class ThreadedServer:
             if not data and proto in self.evicting:
                 proto.evict()
                 return
-            proto.receive(data)
-            if proto.state is ConnState.CLOSED:
-                return
+            plan = proto.take_request(data, time.monotonic()) if was_idle else None
+            if plan is None:
+                proto.receive(data)
+                if proto.state is ConnState.CLOSED:
+                    return
             if was_idle:
                 head_deadline = time.monotonic() + config.header_timeout
             while True:
-                plan = proto.next_plan(time.monotonic())
+                if plan is None:
+                    plan = proto.next_plan(time.monotonic())
                 if proto.internal_error is not None:
                     exc, proto.internal_error = proto.internal_error, None
                     self.clog.internal_error(conn.peer, exc)
                 if plan is None:
                     break
                 state = self._send(conn, plan)
+                plan = None
                 if state is ConnState.CLOSING:
                     self._linger(conn)
                     return

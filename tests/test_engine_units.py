@@ -87,3 +87,27 @@ def test_send_blocking_sends_a_head_and_body_in_one_call():
     sending.send_blocking(sock, plan, cursor)
     assert cursor.sent == 40008
     assert sock.calls == [b"HEAD\r\n\r\n" + b"x" * 40000]
+
+
+def test_a_read_event_with_nothing_to_read_leaves_an_idle_connection_alone(bare_reactor, caplog):
+    # A spurious wake-up (or the read a stop does on every idle connection) meets EAGAIN: the
+    # connection stays open and idle, nothing is logged as an error.
+    import selectors
+    from reactor_http.protocol import ConnState
+    bare_reactor.listeners[0].sock.setblocking(False)  # as run() sets it
+    client = socket.create_connection(bare_reactor.listeners[0].sock.getsockname())
+    try:
+        bare_reactor._accept(bare_reactor.listeners[0], 1.0)
+        (conn,) = bare_reactor.conns
+        bare_reactor._handle(conn, selectors.EVENT_READ, 2.0)
+        assert conn in bare_reactor.conns
+        assert conn.proto.state is ConnState.IDLE
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        client.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        bare_reactor._handle(conn, selectors.EVENT_READ, 3.0)  # the request, then EAGAIN
+        client.settimeout(5)
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+        bare_reactor._handle(conn, selectors.EVENT_READ, 4.0)
+        assert conn in bare_reactor.conns and conn.proto.state is ConnState.IDLE
+    finally:
+        client.close()
