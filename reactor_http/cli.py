@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also append access lines to FILE; SIGUSR1 reopens it (logrotate: "
                         "rename, then signal)")
     d = p.add_argument_group("deployment")
+    d.add_argument("--worker-timeout", type=float, default=DEFAULTS.worker_timeout,
+                   metavar="SECONDS", help="--workers: kill and replace a worker whose loop has "
+                                           "not turned for this long (default: 30)")
     d.add_argument("--pid-file", default=None, metavar="FILE",
                    help="write the server's pid to FILE at start; removed at exit")
     d.add_argument("--trust-proxy", action="append", default=[], metavar="ADDR",
@@ -139,7 +142,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_threads=args.max_threads, drain_timeout=args.drain_timeout,
         listing=not args.no_listing, max_age=args.max_age, immutable=args.immutable,
         cors=args.cors, spa=args.spa, dotfiles=args.dotfiles,
-        follow_symlinks=args.follow_symlinks, workers=args.workers, certfile=args.certfile,
+        follow_symlinks=args.follow_symlinks, workers=args.workers,
+        worker_timeout=args.worker_timeout, certfile=args.certfile,
         keyfile=args.keyfile, tls_port=args.tls_port,
         access_log=args.access_log, pid_file=args.pid_file,
         trust_proxy=tuple(args.trust_proxy), status_path=args.status,

@@ -6,6 +6,7 @@ Owns validation of values; knows nothing about sockets, argparse or HTTP parsing
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from .addresses import parse_networks
@@ -58,6 +59,10 @@ class Config:
     follow_symlinks: bool = False
     # Reactor processes on one port (SO_REUSEPORT), supervised by a parent; 1 = no parent.
     workers: int = 1
+    # --workers: a worker whose loop sends no heartbeat (about one a second) for this long is
+    # killed and replaced (seconds; gunicorn's --timeout: 30). It means stuck, not busy: a loop
+    # that is serving, however loaded, turns many times a second.
+    worker_timeout: float = 30.0
     # Set by the supervisor in each worker: (slot, of N). None in a single process.
     worker: tuple[int, int] | None = None
     # Access lines also go to this file (O_APPEND; reopened on SIGUSR1 for logrotate).
@@ -91,6 +96,8 @@ class Config:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
         if self.drain_timeout < 0:
             raise ValueError("drain-timeout must not be negative")
+        if not (math.isfinite(self.worker_timeout) and self.worker_timeout > 0):
+            raise ValueError("--worker-timeout must be a finite, positive number of seconds")
         if self.workers > 1 and self.mode != "reactor":
             raise ValueError("--workers needs --mode reactor")
         if (self.keyfile or self.tls_port is not None) and not self.certfile:
