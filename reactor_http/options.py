@@ -182,6 +182,12 @@ OPTIONS = (
     Option("access_log", "--access-log", TEXT, None, "also append access lines to FILE; "
            "SIGUSR1 reopens it, for logrotate", group="logging",
            metavar="FILE"),
+    # A worker whose loop sends no heartbeat for this long is stuck, not busy: a loop that is
+    # serving, however loaded, turns many times a second and beats about once a second, so
+    # less than 2 s would kill healthy workers (gunicorn's --timeout: 30 s).
+    Option("worker_timeout", "--worker-timeout", SECONDS, 30.0, "--workers: kill and replace "
+           "a worker whose loop has not turned for this long", group="deployment",
+           metavar="SECONDS", low=2, high=ONE_DAY, shown_default="30"),
     Option("pid_file", "--pid-file", TEXT, None, "write the server's pid to FILE once it "
            "listens; removed at exit; a second start refuses while that pid runs",
            group="deployment", metavar="FILE"),

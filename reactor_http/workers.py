@@ -17,6 +17,14 @@ loop cannot spin), forwards SIGTERM/SIGINT for a graceful stop of all workers, a
 replaces workers one at a time: a new one has said it is listening before the old one is told
 to stop. SIGUSR1 (log rotation) is forwarded to every worker, each of which reopens its logs.
 With systemd socket activation the parent serves the inherited socket the shared way.
+
+Each worker has a pipe to the parent: one byte when it listens ("ready"), then one per heartbeat
+(the reactor calls `heartbeat` about once a second while its loop turns). The parent reads the
+pipes in its own select() loop; a worker silent for --worker-timeout is SIGKILLed and replaced.
+Workers die with the parent: on Linux the kernel sends them SIGTERM (prctl PR_SET_PDEATHSIG);
+everywhere, a heartbeat that finds a new parent pid (or a pipe nobody reads) stops the worker.
+A slot whose workers die BOOT_FAILURE_LIMIT times in a row before saying they are ready stops
+the supervisor with exit status 1: restarting cannot fix what kills them.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 
 from .engine import Listener
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
@@ -42,29 +51,45 @@ BACKOFF_MAX = 5.0
 READY_TIMEOUT = 10.0
 # After the drain bound, workers still alive this much later are killed (seconds).
 KILL_GRACE = 3.0
+# Deaths in a row, in one slot, of workers that never said they were ready: then the cause will
+# not go away by itself (a log folder deleted, a port taken) and the supervisor stops with exit
+# status 1 instead of restarting forever (gunicorn halts at the first such failure).
+BOOT_FAILURE_LIMIT = 5
+# Longest wait of the supervisor's select() (seconds): heartbeats, restarts and a SIGHUP
+# replacement are looked at least this often.
+LOOP_WAIT = 0.5
+# prctl(2) option: the signal the kernel sends us when our parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
+# What a worker writes on its pipe: once when it is listening, then on every heartbeat.
+READY_BYTE = b"R"
+BEAT_BYTE = b"."
 
 _SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
                        signal.SIGUSR1}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class Worker:
-    """One worker process as the parent sees it."""
+    """One worker process as the parent sees it (compared by identity)."""
 
     slot: int
     pid: int
     started: float
-    ready_fd: int
+    pipe: int  # read end: the ready byte, then heartbeats; EOF once the worker is gone
+    last_beat: float  # when the parent last read a byte from `pipe` (time.monotonic())
     ready: bool = False
-    retiring: bool = False
+    retiring: bool = False  # told to stop (SIGHUP replacement): not restarted when it exits
+    killed: bool = False  # SIGKILLed for a missed heartbeat (said once)
+    watched: bool = True  # `pipe` is registered in the parent's selector
 
 
 class Supervisor:
     """Start, watch, restart, replace and stop the worker processes.
 
-    `worker_body(config, listeners, ready=...)` is what each worker runs (server.run_engine):
-    handed in, so that this module imports nothing of the start-up code that imports it.
+    `worker_body(config, listeners, ready=..., heartbeat=...)` is what each worker runs
+    (server.run_engine): handed in, so that this module imports nothing of the start-up code
+    that imports it. Signal handlers only set flags; the main loop acts on them.
     """
 
     def __init__(self, config, worker_body):
@@ -74,19 +99,31 @@ class Supervisor:
         self.reuse_port = hasattr(socket, "SO_REUSEPORT") and kernel_migrates_requests()
         self.workers: dict[int, Worker] = {}
         self.crashes: dict[int, int] = {}
+        self.boot_failures: dict[int, int] = {}
         self.restart_at: dict[int, float] = {}
         self.stop_requested = False
         self.reload_requested = False
         self.reopen_requested = False
+        # Why the supervisor gives up (a worker cannot start); None while all is well.
+        self.halt: str | None = None
+        # SIGHUP: pids of the workers still to replace, and the (old, new) pair in progress.
+        self.replace_queue: list[int] = []
+        self.replacing: tuple[Worker, Worker] | None = None
         self.holder: socket.socket | None = None
+        self.selector: selectors.BaseSelector | None = None
+        self.wake: tuple[socket.socket, socket.socket] | None = None
         self.port = config.port
+        self.parent_pid = os.getpid()
+        self.set_death_signal = None
 
     # ---- parent ------------------------------------------------------------------------------
 
     def run(self, banner=None) -> int:
-        """Supervise until SIGTERM/SIGINT; return the exit status."""
+        """Supervise until SIGTERM/SIGINT (exit status 0) or a worker cannot start (1)."""
         raise_fd_limit()
         config = self.config
+        self.parent_pid = os.getpid()
+        self.set_death_signal = parent_death_signal()  # resolved once, before any fork
         # Loaded once, here: a bad certificate stops us with one line before any worker starts.
         self.tls = make_tls_context(config.certfile, config.keyfile) if config.certfile else None
         # Socket activation: systemd's socket is already listening; every worker accepts from it.
@@ -97,7 +134,7 @@ class Supervisor:
             self.holder = bind_listener(config.host, config.port, config.backlog,
                                         reuse_port=self.reuse_port, listen=not self.reuse_port)
         self.port = self.holder.getsockname()[1]
-        wake_r, wake_w = socket.socketpair()
+        wake_r, wake_w = self.wake = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
@@ -106,8 +143,8 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._on_reload)
         signal.signal(signal.SIGUSR1, self._on_reopen)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        selector = selectors.DefaultSelector()
-        selector.register(wake_r, selectors.EVENT_READ)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(wake_r, selectors.EVENT_READ)
         for slot in range(config.workers):
             self._spawn(slot)
         if banner is not None:
@@ -116,32 +153,50 @@ class Supervisor:
             banner(f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
                    f"{config.workers} workers); press Ctrl+C to stop")
         try:
-            while not self.stop_requested:
-                selector.select(0.5)
-                try:
-                    while wake_r.recv(512):
-                        pass
-                except OSError:
-                    pass
-                self._reap()
-                if self.reopen_requested:  # logrotate: each worker reopens its own logs
-                    self.reopen_requested = False
-                    for worker in self.workers.values():
-                        _signal(worker.pid, signal.SIGUSR1)
-                if self.reload_requested:
-                    self.reload_requested = False
-                    self._replace_all()
-                self._restart_due()
+            while not self.stop_requested and self.halt is None:
+                self._loop_once()
+            if self.halt is not None:
+                _say(f"reactor_http: error: {self.halt}; stopping")
+                self._stop_all()
+                return 1
             return self._stop_all()
         finally:
             # As in server.serve: once stopped, a late SIGTERM must not kill us during exit.
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_IGN)
+            # Before the socket closes: a later signal must not write to a closed descriptor.
             signal.set_wakeup_fd(-1)
-            selector.close()
+            self.selector.close()
             wake_r.close()
             wake_w.close()
             self.holder.close()
+
+    def _loop_once(self) -> None:
+        """One select() (signals, ready bytes, heartbeats), then act on what changed."""
+        wake_r = self.wake[0]
+        for key, _ in self.selector.select(LOOP_WAIT):
+            if key.data is None:
+                try:
+                    while wake_r.recv(512):
+                        pass
+                except OSError:
+                    pass
+            else:
+                self._read_pipe(key.data)
+        self._reap()
+        if self.reopen_requested:  # logrotate: each worker reopens its own logs
+            self.reopen_requested = False
+            for worker in self.workers.values():
+                _signal(worker.pid, signal.SIGUSR1)
+        if self.reload_requested:
+            self.reload_requested = False
+            in_progress = self.replacing or ()
+            self.replace_queue = [w.pid for w in self.workers.values()
+                                  if not w.retiring and w not in in_progress]
+        now = time.monotonic()
+        self._step_replacement(now)
+        self._check_heartbeats(now)
+        self._restart_due()
 
     def _on_stop(self, signum, frame) -> None:
         self.stop_requested = True
@@ -153,24 +208,52 @@ class Supervisor:
         self.reopen_requested = True
 
     def _spawn(self, slot: int) -> Worker:
-        """Fork one worker for `slot`; the pipe tells us when it is listening."""
-        ready_r, ready_w = os.pipe()
+        """Fork one worker for `slot`; its pipe says when it listens, then that it is alive."""
+        pipe_r, pipe_w = os.pipe()
         # Block our signals across fork: until the child has reset its handlers, a SIGTERM
         # would run the parent's handler in the child, and the child would never stop.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SUPERVISOR_SIGNALS)
         pid = os.fork()
         if pid == 0:  # the child never returns from here
-            os.close(ready_r)
-            self._worker_main(ready_w, old_mask, slot)
+            os.close(pipe_r)
+            self._worker_main(pipe_w, old_mask, slot)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        os.close(ready_w)
-        os.set_blocking(ready_r, False)
-        worker = Worker(slot, pid, time.monotonic(), ready_r)
+        os.close(pipe_w)
+        os.set_blocking(pipe_r, False)
+        now = time.monotonic()
+        worker = Worker(slot, pid, now, pipe_r, last_beat=now)
         self.workers[pid] = worker
+        self.selector.register(pipe_r, selectors.EVENT_READ, worker)
         return worker
 
+    def _read_pipe(self, worker: Worker) -> None:
+        """Take a worker's ready byte and heartbeats; at EOF (it is exiting) stop watching."""
+        while worker.watched:
+            try:
+                data = os.read(worker.pipe, 512)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.selector.unregister(worker.pipe)
+                worker.watched = False
+                return
+            worker.last_beat = time.monotonic()
+            if not worker.ready:
+                worker.ready = True
+                self.boot_failures[worker.slot] = 0
+
+    def _forget(self, worker: Worker) -> None:
+        """An exited worker: read what it wrote last, close its pipe."""
+        self._read_pipe(worker)
+        if worker.watched:
+            self.selector.unregister(worker.pipe)
+            worker.watched = False
+        os.close(worker.pipe)
+
     def _reap(self) -> None:
-        """Collect exited workers; schedule restarts for the ones that were not retiring."""
+        """Collect exited workers; restart the ones that were not retiring, or give up."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -181,16 +264,35 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
-            os.close(worker.ready_fd)
-            if worker.retiring or self.stop_requested:
+            self._forget(worker)
+            if worker.retiring or self.stop_requested or self.halt is not None:
                 continue
+            how = describe_exit(status)
+            name = f"worker {pid} (slot {worker.slot})"
+            if self.replacing is not None and worker in self.replacing:
+                old, new = self.replacing
+                if worker is new:
+                    self.replacing = None
+                    _say(f"reactor_http: the replacement for worker {old.pid} {how} before it "
+                         f"was ready; keeping the old one")
+                    if old.pid not in self.workers:
+                        self.restart_at[worker.slot] = time.monotonic()
+                else:
+                    _say(f"reactor_http: {name} {how}; its replacement is starting")
+                continue
+            if not worker.ready:
+                failures = self.boot_failures.get(worker.slot, 0) + 1
+                self.boot_failures[worker.slot] = failures
+                if failures >= BOOT_FAILURE_LIMIT:
+                    self.halt = (f"the worker in slot {worker.slot} failed to start {failures} "
+                                 f"times in a row (the last one {how})")
+                    continue
             lived = time.monotonic() - worker.started
             crashes = self.crashes.get(worker.slot, 0) + 1 if lived < QUICK_DEATH else 0
             self.crashes[worker.slot] = crashes
             delay = 0.0 if crashes == 0 else min(BACKOFF_FIRST * 2 ** (crashes - 1), BACKOFF_MAX)
-            code = os.waitstatus_to_exitcode(status)
-            print(f"reactor_http: worker {pid} (slot {worker.slot}) exited with status {code}; "
-                  f"restarting in {delay:.1f} s", file=sys.stderr, flush=True)
+            when = "" if worker.ready else " before it was ready"
+            _say(f"reactor_http: {name} {how}{when}; restarting in {delay:.1f} s")
             self.restart_at[worker.slot] = time.monotonic() + delay
 
     def _restart_due(self) -> None:
@@ -200,31 +302,40 @@ class Supervisor:
                 del self.restart_at[slot]
                 self._spawn(slot)
 
-    def _wait_ready(self, worker: Worker, timeout: float) -> bool:
-        """Wait until a worker writes its ready byte (or exits, or time runs out)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if os.read(worker.ready_fd, 1):
-                    worker.ready = True
-                    return True
-                return False  # EOF: the worker died before it was ready
-            except BlockingIOError:
-                time.sleep(0.01)
-        return False
-
-    def _replace_all(self) -> None:
-        """SIGHUP: replace workers one by one, each new one ready before its old one stops."""
-        for old in [w for w in self.workers.values() if not w.retiring]:
-            new = self._spawn(old.slot)
-            if not self._wait_ready(new, READY_TIMEOUT):
-                print(f"reactor_http: replacement for worker {old.pid} did not start; keeping it",
-                      file=sys.stderr, flush=True)
+    def _step_replacement(self, now: float) -> None:
+        """SIGHUP, one step a loop turn: each new worker is ready before its old one stops."""
+        if self.replacing is not None:
+            old, new = self.replacing
+            if new.ready:
+                self.replacing = None
+                if old.pid in self.workers:
+                    old.retiring = True
+                    _signal(old.pid, signal.SIGTERM)
+            elif now - new.started >= READY_TIMEOUT:
+                self.replacing = None
+                _say(f"reactor_http: the replacement for worker {old.pid} did not start in "
+                     f"{READY_TIMEOUT:g} s; keeping the old one")
                 new.retiring = True
                 _signal(new.pid, signal.SIGKILL)
-                continue
-            old.retiring = True
-            _signal(old.pid, signal.SIGTERM)
+                if old.pid not in self.workers:
+                    self.restart_at[old.slot] = now
+            else:
+                return
+        while self.replacing is None and self.replace_queue:
+            old = self.workers.get(self.replace_queue.pop(0))
+            if old is not None and not old.retiring:
+                self.replacing = (old, self._spawn(old.slot))
+
+    def _check_heartbeats(self, now: float) -> None:
+        """SIGKILL a worker that has written nothing for --worker-timeout; _reap replaces it."""
+        timeout = self.config.worker_timeout
+        for worker in self.workers.values():
+            if not worker.killed and now - worker.last_beat > timeout:
+                worker.killed = True
+                what = "sent no heartbeat" if worker.ready else "did not say it was ready"
+                _say(f"reactor_http: worker {worker.pid} (slot {worker.slot}) {what} for "
+                     f"{timeout:g} s; killing it")
+                _signal(worker.pid, signal.SIGKILL)
 
     def _stop_all(self) -> int:
         """Forward SIGTERM, wait for the drain bound, kill stragglers; exit status 0."""
@@ -235,30 +346,38 @@ class Supervisor:
             self._reap()
             time.sleep(0.02)
         for worker in list(self.workers.values()):
-            print(f"reactor_http: worker {worker.pid} did not stop in time; killing it",
-                  file=sys.stderr, flush=True)
+            _say(f"reactor_http: worker {worker.pid} did not stop in time; killing it")
             _signal(worker.pid, signal.SIGKILL)
         while self.workers:
             pid, _ = os.waitpid(-1, 0)
             worker = self.workers.pop(pid, None)
             if worker is not None:
-                os.close(worker.ready_fd)
+                self._forget(worker)
         return 0
 
     # ---- child -------------------------------------------------------------------------------
 
-    def _worker_main(self, ready_w: int, old_mask, slot: int) -> None:
+    def _worker_main(self, pipe_w: int, old_mask, slot: int) -> None:
         """In the forked child: listen, say so, run one reactor, exit."""
         status = 1
+        serving = False
         try:
-            signal.set_wakeup_fd(-1)
+            # Die with the parent: the kernel sends SIGTERM (pending while our signals are
+            # blocked, then a graceful stop once the reactor's handlers are in).
+            if self.set_death_signal is not None:
+                self.set_death_signal()
+            signal.set_wakeup_fd(-1)  # before the parent's wake-up socket is closed here
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent handles reloads
             # Until serve() installs the reopen handler (SIGUSR1's default would kill us). The
             # access log is opened by name after this, so a rotation now is not missed.
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            self._close_parent_fds()
+            if os.getppid() != self.parent_pid:
+                os._exit(0)  # the parent died before the death signal was asked for
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            os.set_blocking(pipe_w, False)  # a busy parent must never stall our loop
             config = dataclasses.replace(self.config, port=self.port,
                                          worker=(slot, self.config.workers))
             if self.reuse_port:
@@ -266,17 +385,71 @@ class Supervisor:
                 sock = bind_listener(config.host, self.port, config.backlog, reuse_port=True)
             else:
                 sock = self.holder
+            engines = []
 
             def ready(engine) -> None:
-                os.write(ready_w, b"1")
-                os.close(ready_w)
+                nonlocal serving
+                engines.append(engine)
+                serving = True
+                _write_byte(pipe_w, READY_BYTE)
 
-            status = self.worker_body(config, [Listener(sock, self.tls)], ready=ready)
+            def heartbeat() -> None:
+                # The portable half of dying with the parent: an orphan is adopted by another
+                # process, and a write to a pipe whose reader is gone fails.
+                alive = _write_byte(pipe_w, BEAT_BYTE) and os.getppid() == self.parent_pid
+                if not alive and engines and not engines[0].stop_requested:
+                    _say(f"reactor_http: worker {os.getpid()} (slot {slot}): the supervisor "
+                         f"is gone; stopping")
+                    engines[0].request_stop()
+
+            status = self.worker_body(config, [Listener(sock, self.tls)], ready=ready,
+                                      heartbeat=heartbeat)
         except BaseException as exc:  # never let a child fall back into the parent's loop
-            print(f"reactor_http: worker failed: {exc!r}", file=sys.stderr, flush=True)
+            if serving:
+                _say(f"reactor_http: worker {os.getpid()} (slot {slot}) crashed:\n"
+                     + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            else:
+                _say(f"reactor_http: worker {os.getpid()} (slot {slot}) failed to start: "
+                     f"{exc or type(exc).__name__}")
         finally:
-            sys.stdout.flush()
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
             os._exit(status)
+
+    def _close_parent_fds(self) -> None:
+        """In the child: close what only the parent uses (other workers' pipes, its wake-up)."""
+        for worker in self.workers.values():
+            os.close(worker.pipe)
+        self.workers.clear()
+        self.selector.close()
+        for sock in self.wake:
+            sock.close()
+
+
+def parent_death_signal():
+    """A function asking Linux to SIGTERM the calling process when its parent dies; or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+def describe_exit(status: int) -> str:
+    """How a process ended: "exited with status 1" or "killed by signal 9 (SIGKILL)"."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {number} ({name})"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
 def kernel_migrates_requests() -> bool:
@@ -292,4 +465,23 @@ def _signal(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
+        pass
+
+
+def _write_byte(fd: int, byte: bytes) -> bool:
+    """Write one byte to the parent's pipe; False if nobody reads it any more."""
+    try:
+        os.write(fd, byte)
+    except BlockingIOError:
+        pass  # the parent is behind on reading: it is alive
+    except OSError:
+        return False
+    return True
+
+
+def _say(text: str) -> None:
+    """One line on stderr (the supervisor's log), never raising if stderr is gone."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
         pass

@@ -1,0 +1,252 @@
+"""The --workers supervisor under faults: its own death, boot failures, stuck workers, stops.
+
+Real `python -m reactor_http --workers 2` processes on 127.0.0.1 with ephemeral ports; worker
+pids come from /proc. A server's stdout and stderr pipes are held by the supervisor and every
+worker, so `communicate()` returning means no worker is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import (BANNER, REPO, ServerProcess, get, read_banner, server_env, wait_for,
+                      worker_pids)
+
+
+def gone(pid: int) -> bool:
+    """True if `pid` has exited (a zombie counts: it serves nothing and holds no socket)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def kill_leftovers(pids) -> None:
+    """SIGKILL processes this test started that are still alive (cleanup after a failure)."""
+    for pid in pids:
+        if not gone(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def status_pid(server: ServerProcess) -> int:
+    """The pid of the worker that answered one GET of the --status page."""
+    response = get(server, "/status")
+    assert response.status == 200
+    return json.loads(response.body)["worker"]["pid"]
+
+
+def holds_open(pid: int, path) -> bool:
+    """True if process `pid` has `path` open."""
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def start_in_own_group(root, mode: str, *args: str) -> subprocess.Popen:
+    """Start a server as the leader of a new process group (as a shell job is); wait for it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0", "--mode", mode,
+         "--quiet", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env(), cwd=REPO,
+        start_new_session=True)
+    line = read_banner(proc)
+    if not BANNER.search(line):
+        proc.kill()
+        out, err = proc.communicate(timeout=5)
+        raise RuntimeError(f"server did not start: {line!r} {out!r} {err!r}")
+    return proc
+
+
+# ---- the supervisor dies -------------------------------------------------------------------------
+
+def test_workers_exit_when_the_supervisor_is_killed(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet")
+    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    workers = worker_pids(server.pid)
+    try:
+        os.kill(server.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+        assert wait_for(lambda: all(gone(pid) for pid in workers), timeout=10), \
+            [pid for pid in workers if not gone(pid)]
+        # Nobody holds the pipes any more: every worker has really exited.
+        server.proc.communicate(timeout=10)
+    finally:
+        kill_leftovers(workers)
+        server.stop()
+
+
+# ---- workers that fail to start, and workers that crash after starting ---------------------------
+
+def test_a_worker_that_keeps_failing_to_start_stops_the_supervisor(site_copy, tmp_path):
+    # The access log's folder is deleted while the server runs: a restarted worker cannot open
+    # its access log, dies before it is ready, and would be restarted forever.
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--access-log", str(log_dir / "access.log"))
+    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    workers = worker_pids(server.pid)
+    # Both workers have started: each holds its access log open.
+    assert wait_for(lambda: all(holds_open(pid, log_dir / "access.log") for pid in workers))
+    shutil.rmtree(log_dir)
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    try:
+        out, err = server.proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        kill_leftovers(worker_pids(server.pid) | workers)
+        server.stop()
+        pytest.fail("the supervisor kept restarting a worker that cannot start")
+    assert server.proc.returncode == 1, err
+    err = err.decode()
+    assert "Traceback" not in err, err
+    assert f"worker {victim} (slot " in err and "killed by signal 9 (SIGKILL)" in err, err
+    assert "No such file or directory" in err, err  # each failed start says why
+    halt = [line for line in err.splitlines() if "failed to start" in line and "in a row" in line]
+    assert len(halt) == 1, err
+    assert halt[0].startswith("reactor_http: error: "), halt
+    # The worker that was serving was stopped with the supervisor.
+    assert all(gone(pid) for pid in workers)
+
+
+def test_a_worker_that_crashes_after_starting_is_always_restarted(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--status", "/status")
+    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    killed = []
+    try:
+        for _ in range(6):  # more than the boot-failure limit, each after it served a request
+            victim = status_pid(server)
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            assert wait_for(lambda: victim not in worker_pids(server.pid)
+                            and len(worker_pids(server.pid)) == 2)
+        assert server.proc.poll() is None
+        assert get(server, "/abc.txt").status == 200
+    finally:
+        status, out, err = server.stop()
+    assert status == 0, err
+    for pid in killed:
+        assert f"worker {pid} (slot " in err
+    assert err.count("killed by signal 9 (SIGKILL); restarting in") == len(killed), err
+    assert "status -9" not in err and "in a row" not in err, err
+
+
+# ---- a stop during a SIGHUP replacement ----------------------------------------------------------
+
+def test_sigterm_during_a_sighup_replacement_stops_promptly(site_copy, tmp_path):
+    # The access log is a FIFO (a log shipper reads it). The shipper restarts and makes a new
+    # FIFO, not yet opened: a new worker blocks in open() and never says it is ready.
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                               "--access-log", str(fifo))
+        assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    finally:
+        os.close(reader)
+    os.unlink(fifo)
+    os.mkfifo(fifo)
+    workers = worker_pids(server.pid)
+    os.kill(server.pid, signal.SIGHUP)
+    assert wait_for(lambda: len(worker_pids(server.pid)) == 3)  # the replacement is starting
+    os.kill(server.pid, signal.SIGTERM)
+    try:
+        out, err = server.proc.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        kill_leftovers(worker_pids(server.pid) | workers)
+        server.stop()
+        pytest.fail("SIGTERM was not handled while a SIGHUP replacement waited for a worker")
+    assert server.proc.returncode == 0, err
+    assert b"Traceback" not in err, err
+
+
+def test_sighup_then_sigterm_at_once_leaves_no_worker(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet")
+    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    os.kill(server.pid, signal.SIGHUP)
+    os.kill(server.pid, signal.SIGTERM)
+    out, err = server.proc.communicate(timeout=15)  # returns once no worker holds the pipes
+    assert server.proc.returncode == 0, err
+    assert b"Traceback" not in err, err
+
+
+# ---- heartbeats ----------------------------------------------------------------------------------
+
+def test_a_worker_whose_loop_stopped_is_killed_and_replaced(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--status", "/status", "--worker-timeout", "2")
+    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    victim, healthy = sorted(worker_pids(server.pid))
+    answered = set()
+    # Both workers serve (their loops turn) before one is stopped.
+    assert wait_for(lambda: answered.add(status_pid(server)) or answered == {victim, healthy},
+                    timeout=20, interval=0)
+    try:
+        os.kill(victim, signal.SIGSTOP)  # its loop stops turning; the process stays
+        assert wait_for(lambda: victim not in worker_pids(server.pid)
+                        and len(worker_pids(server.pid)) == 2, timeout=20)
+        new = (worker_pids(server.pid) - {healthy}).pop()
+        assert healthy in worker_pids(server.pid)  # a worker that beats is left alone
+        # The replacement serves: the kernel hands it some of a run of fresh connections.
+        assert wait_for(lambda: status_pid(server) == new, timeout=20, interval=0)
+    finally:
+        kill_leftovers([victim])
+        status, out, err = server.stop()
+    assert status == 0, err
+    assert f"worker {victim} (slot " in err, err
+    assert "no heartbeat for 2 s; killing it" in err, err
+    assert f"worker {victim} (slot 0) killed by signal 9 (SIGKILL)" in err or \
+        f"worker {victim} (slot 1) killed by signal 9 (SIGKILL)" in err, err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_worker_timeout_must_be_finite_and_positive(site_copy, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor_http", "--root", str(site_copy), "--port", "0",
+         "--workers", "2", "--worker-timeout", value],
+        capture_output=True, text=True, timeout=20, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert "--worker-timeout" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ---- Ctrl+C: a signal to the whole process group -------------------------------------------------
+
+@pytest.mark.parametrize("times", [1, 2])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("engine", [("reactor",), ("threaded",), ("reactor", "--workers", "2")],
+                         ids=["reactor", "threaded", "workers"])
+def test_a_signal_to_the_process_group_stops_cleanly(site_copy, engine, signum, times):
+    mode, *args = engine
+    proc = start_in_own_group(site_copy, mode, *args)
+    if args:
+        assert wait_for(lambda: len(worker_pids(proc.pid)) == 2)
+    for _ in range(times):  # Ctrl+C, or systemctl stop, once or twice in quick succession
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=5)
+        pytest.fail("the server did not stop")
+    err = err.decode()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert proc.returncode == 0, err
