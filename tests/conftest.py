@@ -253,3 +253,18 @@ def make_server():
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory):
+    """A throwaway self-signed certificate for 127.0.0.1 / localhost: (cert path, key path)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
