@@ -363,9 +363,16 @@ def make_server():
         srv.stop()
 
 
-def run_cli(*args: str, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess:
-    """Run `python -m reactor_http ARGS` to completion (for commands that exit by themselves)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "reactor_http", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=REPO, **kwargs)
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory):
+    """A throwaway self-signed certificate for 127.0.0.1 / localhost: (cert path, key path)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60)
+    return cert, key

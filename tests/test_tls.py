@@ -17,16 +17,9 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs o
 
 
 @pytest.fixture(scope="session")
-def certificate(tmp_path_factory):
-    """A throwaway self-signed certificate for 127.0.0.1 / localhost."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
+def certificate(tls_certificate):
+    """conftest's throwaway certificate, by this module's name for it."""
+    return tls_certificate
 
 
 @pytest.fixture(scope="module", params=MODES)
