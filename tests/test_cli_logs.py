@@ -217,6 +217,68 @@ def test_escape_unit():
     assert escape("GET /ok HTTP/1.1") == "GET /ok HTTP/1.1"
 
 
+# ---- responses cut short -----------------------------------------------------------------------
+
+CUT_SIZE = 16 * 1024 * 1024 + 3  # bytes: far more than the socket buffers hold
+
+
+@pytest.fixture(scope="module")
+def cut_root(tmp_path_factory):
+    """A root with one file too big to go out before the client reads it."""
+    root = tmp_path_factory.mktemp("cut")
+    (root / "big.bin").write_bytes(os.urandom(CUT_SIZE))
+    return root
+
+
+def _cut_lines(access_log, log_dir):
+    """The access lines for /big.bin and the connection-log lines saying a response was cut."""
+    access = [CLF.fullmatch(line) for line in access_log.read_text().splitlines()
+              if "/big.bin" in line] if access_log.exists() else []
+    cut = [line for line in _log_text(log_dir).splitlines() if "cut after" in line]
+    return access, cut
+
+
+def test_an_aborted_download_gets_its_access_line_with_the_bytes_sent(make_server, mode, cut_root,
+                                                                     tmp_path):
+    # As nginx logs $body_bytes_sent: every response that started gets its line.
+    access_log, log_dir = tmp_path / "access.log", tmp_path / "logs"
+    srv = make_server(cut_root, mode, "--quiet", "--access-log", str(access_log), "--log-dir",
+                      str(log_dir))
+    sock = srv.connect()
+    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = 0
+    while received < 256 * 1024:
+        received += len(sock.recv(65536))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()  # a reset, mid-body
+    assert wait_for(lambda: all(_cut_lines(access_log, log_dir)), timeout=20), \
+        _cut_lines(access_log, log_dir)
+    status, _, err = srv.stop()
+    assert status == 0, err
+    (line,), (cut,) = _cut_lines(access_log, log_dir)
+    assert line["status"] == "200" and line["request"] == "GET /big.bin HTTP/1.1"
+    sent = int(line["bytes"])
+    assert 0 < sent < CUT_SIZE
+    assert f"cut after {sent} of {CUT_SIZE} body bytes (connection reset)" in cut, cut
+
+
+def test_a_response_cut_by_the_drain_bound_gets_its_access_line(make_server, mode, cut_root,
+                                                               tmp_path):
+    access_log, log_dir = tmp_path / "access.log", tmp_path / "logs"
+    srv = make_server(cut_root, mode, "--quiet", "--access-log", str(access_log), "--log-dir",
+                      str(log_dir), "--drain-timeout", "1")
+    with srv.connect() as sock:  # never reads: the response cannot finish
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_for(lambda: '"GET /big.bin HTTP/1.1" -> 200' not in _log_text(log_dir)
+                        and "New" in _log_text(log_dir), timeout=10)
+        status, _, err = srv.stop()
+    assert status == 0, err
+    (line,), (cut,) = _cut_lines(access_log, log_dir)
+    assert line["status"] == "200" and 0 <= int(line["bytes"] if line["bytes"] != "-" else 0) \
+        < CUT_SIZE
+    assert "(drain timeout)" in cut, cut
+
+
 # ---- connection log ------------------------------------------------------------------------
 
 def _log_text(log_dir) -> str:

@@ -192,3 +192,19 @@ def test_a_plain_http_request_to_the_https_port_gets_a_400(https_server):
         assert b"HTTPS" in response.body
         assert response.headers["connection"] == "close"
         assert sock.recv(1) == b""
+
+
+@pytest.mark.slow
+def test_workers_with_a_certificate_say_https_and_serve_it(site_copy, certificate):
+    # The start-up line of --workers said http:// while the port spoke HTTPS.
+    cert, key = certificate
+    server = ServerProcess(site_copy, "reactor", "--quiet", "--workers", "2", "--certfile",
+                           str(cert), "--keyfile", str(key))
+    try:
+        assert f"https://127.0.0.1:{server.port}/" in server.banner, server.banner
+        with tls_connect(server.port, cert) as sock:
+            sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert read_response(sock, bytearray()).status == 200
+    finally:
+        status, _, err = server.stop()
+    assert status == 0, err
