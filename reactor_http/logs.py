@@ -1,4 +1,4 @@
-"""Access lines (Common Log Format) and the original's dated connection log, buffered.
+"""Access lines (Common Log Format) and the seed design's dated connection log, buffered.
 
 The engines never wait on log output: `access()` and `event()` only append to a list under a lock
 that is never held during I/O. A background writer thread owned by the sink (`start()`, or lazily
@@ -50,7 +50,7 @@ def escape(text: str) -> str:
 
 
 def connection_log_name(epoch_seconds: float) -> str:
-    """The original's daily file name, DDMMYYconnectionLog.txt, in local time."""
+    """The seed design's daily file name, DDMMYYconnectionLog.txt, in local time."""
     return time.strftime("%d%m%yconnectionLog.txt", time.localtime(epoch_seconds))
 
 
