@@ -45,6 +45,10 @@ class Listener:
     def __init__(self, sock: socket.socket, tls: ssl.SSLContext | None = None):
         self.sock = sock
         self.tls = tls
+        try:  # accepted sockets inherit it where the kernel allows (Linux): see prepare_accepted
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
 
 
 def as_listeners(listener) -> list[Listener]:
@@ -101,13 +105,24 @@ class AcceptErrors:
         self.logged = False
 
 
+# Whether accepted sockets come with TCP_NODELAY from their listener (Linux copies it): learnt
+# from the first accepted socket, so later ones save a setsockopt each. None: not known yet.
+_nodelay_inherited: bool | None = None
+
+
 def prepare_accepted(sock: socket.socket, listener: Listener, blocking: bool):
     """Set blocking mode and TCP_NODELAY; wrap for TLS (handshake not started). None if gone."""
+    global _nodelay_inherited
     sock.setblocking(blocking)
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass
+    if not _nodelay_inherited:
+        try:
+            if _nodelay_inherited is None:
+                _nodelay_inherited = bool(sock.getsockopt(socket.IPPROTO_TCP,
+                                                          socket.TCP_NODELAY))
+            if not _nodelay_inherited:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
     if listener.tls is None:
         return sock
     try:
