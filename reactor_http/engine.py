@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
 import ssl
 import traceback
@@ -77,6 +78,22 @@ def format_peer(address) -> str:
 def peer_host(address) -> str:
     """The peer's address without the port (what the access log and --trust-proxy use)."""
     return address[0] if isinstance(address, tuple) else str(address)
+
+
+class EngineBase:
+    """The stop request both engines share: SIGINT/SIGTERM set a flag their loops read."""
+
+    # Set from a signal handler, which must take no lock (a second SIGTERM arriving inside a
+    # first handler's Event.set() deadlocked the threaded engine once): a plain attribute.
+    stop_requested = False
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT and SIGTERM request a graceful stop."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_requested = True
 
 
 class AcceptErrors:

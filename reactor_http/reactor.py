@@ -19,7 +19,7 @@ import time
 from . import sending
 from .deadlines import DeadlineQueue
 from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
-                     ConnectionLog, Listener, as_listeners, close_reason_for, format_peer,
+                     ConnectionLog, EngineBase, Listener, as_listeners, close_reason_for, format_peer,
                      handshake_step, is_plaintext_on_tls, peer_host, plain_socket,
                      prepare_accepted)
 from .parser import Limits
@@ -62,7 +62,7 @@ class Conn:
         self.queue: DeadlineQueue | None = None
 
 
-class Reactor:
+class Reactor(EngineBase):
     """The selectors loop serving one or more listening sockets (HTTP and HTTPS)."""
 
     def __init__(self, config, site, logs, listener, heartbeat=None):
@@ -118,11 +118,7 @@ class Reactor:
         """SIGINT/SIGTERM request a graceful stop; the wakeup socket interrupts select()."""
         signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
         self._wakeup_installed = True
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self.stop_requested = True
+        super().install_signal_handlers()
 
     def request_stop(self) -> None:
         """Ask the loop to stop gracefully (callable from another thread)."""
@@ -325,27 +321,16 @@ class Reactor:
                 if plan is None:
                     self._handle_data(conn, data, now)
                     return
-                segments = plan.segments
-                if len(segments) != 1:
-                    conn.plan = plan
+                conn.plan = plan  # owned before the first send, so a failure closes its file
+                if len(plan.segments) != 1:
                     self._advance(conn, now)
-                else:
-                    wire = segments[0]
-                    try:
-                        sent = sock.send(wire)
-                    except WOULD_BLOCK:
-                        sent = 0
-                    if sent != len(wire):
-                        conn.plan = plan
-                        cursor = conn.cursor = sending.Cursor()
-                        cursor.sent = cursor.offset = sent
-                    else:
-                        if self.logging:
-                            self.clog.exchange(conn.peer, conn.host, plan)
-                        if proto.response_done(plan, now) is IDLE and \
-                                conn.queue is self.idle_queue:
-                            self.idle_queue.arm(conn, now)  # a new request restarts the timer
-                            return
+                elif self._send_single(conn, plan):
+                    conn.plan = None
+                    if self.logging:
+                        self.clog.exchange(conn.peer, conn.host, plan)
+                    if proto.response_done(plan, now) is IDLE and conn.queue is self.idle_queue:
+                        self.idle_queue.arm(conn, now)  # a new request restarts the timer
+                        return
             except Exception as exc:  # the loop must outlive any one connection's failure
                 self._fail(conn, exc)
                 return
@@ -467,16 +452,7 @@ class Reactor:
             cursor = conn.cursor
             segments = plan.segments
             if cursor is None and len(segments) == 1:
-                # One bytes object (head + small body): try it in one send, no cursor unless
-                # the kernel takes only part of it.
-                data = segments[0]
-                try:
-                    sent = sock.send(data)
-                except WOULD_BLOCK:
-                    sent = 0
-                if sent != len(data):
-                    cursor = conn.cursor = sending.Cursor()
-                    cursor.sent = cursor.offset = sent
+                if not self._send_single(conn, plan):
                     return
             else:
                 if cursor is None:
@@ -490,6 +466,22 @@ class Reactor:
             self._complete(conn, plan, now)
             if proto.state is not READING_HEAD:
                 return
+
+    def _send_single(self, conn: Conn, plan) -> bool:
+        """Send a one-object plan (head + small body) in one send; True if all of it went.
+
+        Otherwise a cursor keeps the place and the connection waits to write.
+        """
+        data = plan.segments[0]
+        try:
+            sent = conn.sock.send(data)
+        except WOULD_BLOCK:
+            sent = 0
+        if sent == len(data):
+            return True
+        cursor = conn.cursor = sending.Cursor()
+        cursor.sent = cursor.offset = sent
+        return False
 
     def _complete(self, conn: Conn, plan, now: float) -> None:
         """A plan is fully sent: log it, release its file, move the protocol on."""

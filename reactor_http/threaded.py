@@ -13,18 +13,17 @@ from __future__ import annotations
 import os
 import select
 import selectors
-import signal
 import socket
 import ssl
 import threading
 import time
 
 from . import sending
-from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, Listener,
+from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, EngineBase, Listener,
                      as_listeners, close_reason_for, format_peer, is_plaintext_on_tls, peer_host,
                      plain_socket, prepare_accepted)
 from .parser import Limits
-from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, STOP_GRACE, ConnState, HeadParser,
+from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, ConnState, HeadParser,
                        HttpConnection)
 from .stats import LockedStats
 
@@ -50,8 +49,11 @@ class ThreadConn:
         self.cursor = None
 
 
-class ThreadedServer:
-    """Accept on a blocking socket and hand each connection to its own thread."""
+class ThreadedServer(EngineBase):
+    """Accept on a blocking socket and hand each connection to its own thread.
+
+    SIGINT/SIGTERM set the stop flag (EngineBase), which the acceptor reads every POLL_INTERVAL.
+    """
 
     def __init__(self, config, site, logs, listener):
         self.config = config
@@ -63,8 +65,6 @@ class ThreadedServer:
         self.stats = LockedStats(config, "threaded", self._connection_states)
         self.slots = threading.BoundedSemaphore(config.max_threads)
         self.stop_event = threading.Event()
-        # Set by the signal handler, which must take no lock: Event.set() takes one, and a second
-        # SIGTERM arriving inside the first handler's set() deadlocked the main thread.
         self.stop_requested = False
         # Past the drain bound: connections still open are cut, and say so.
         self.drain_expired = False
@@ -79,14 +79,6 @@ class ThreadedServer:
         """The state of every live connection (for the status page, on demand only)."""
         with self.active_lock:
             return [proto.state for proto in self.active]
-
-    def install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM set a flag that the acceptor loop (awake every POLL_INTERVAL) reads."""
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self.stop_requested = True
 
     def request_stop(self) -> None:
         """Ask the server to stop gracefully (from any thread, not from a signal handler)."""
