@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from .addresses import parse_networks
+from .extras import BasicAuth, header_fields, mime_table
 from .options import OPTIONS, problem
 
 
@@ -42,6 +43,10 @@ def _validate(self) -> "Config":
             parse_networks(tuple(getattr(self, name)))
         except ValueError as exc:
             raise ValueError(f"--{name.replace('_', '-')}: {exc}") from None
+    header_fields(self.headers)
+    mime_table(self.mime)
+    if self.auth is not None:
+        BasicAuth(self.auth)
     if not os.path.isdir(self.root):
         raise ValueError(f"--root {self.root!r} is not a directory")
     if not os.access(self.root, os.R_OK | os.X_OK):
