@@ -18,7 +18,7 @@ from ._version import __version__
 from .config import Config
 from .extras import is_loopback
 from .logs import open_access_file
-from .options import REPEATABLE, BY_NAME, CHOICE, GROUPS, OPTIONS, SECONDS, SWITCH, TEXT, \
+from .options import BY_NAME, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, TEXT, \
     describe, shown_default
 from .server import StartupError, serve
 from .service import PidFile
