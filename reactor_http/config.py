@@ -44,6 +44,11 @@ def _validate(self) -> "Config":
         except ValueError as exc:
             raise ValueError(f"--{name.replace('_', '-')}: {exc}") from None
     header_fields(self.headers)
+    if self.cors and any(text.partition(":")[0].strip().lower() ==
+                         "access-control-allow-origin" for text in self.headers):
+        # Two Access-Control-Allow-Origin fields fail every CORS check (Fetch standard).
+        raise ValueError("--header Access-Control-Allow-Origin and --cors both set that field; "
+                         "give one")
     mime_table(self.mime)
     if self.auth is not None:
         BasicAuth(self.auth)

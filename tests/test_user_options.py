@@ -147,6 +147,13 @@ def test_malformed_header_is_a_one_line_start_up_error(root, value, said):
     assert said in lines[0]
 
 
+def test_header_access_control_allow_origin_conflicts_with_cors(root):
+    Config(root=str(root), headers=("Access-Control-Allow-Origin: https://a.example",)).validate()
+    with pytest.raises(ValueError, match="--cors"):
+        Config(root=str(root), cors=True,
+               headers=("access-control-allow-origin: https://a.example",)).validate()
+
+
 # ---- --mime ----------------------------------------------------------------------------------
 
 def test_mime_parsing():
@@ -226,6 +233,18 @@ def test_auth_warning_without_tls_beyond_loopback(host, certfile, tls_port, warn
     if warning:
         assert "\n" not in warning and "--auth" in warning
     assert cli.auth_warning(Config(host=host)) is None
+
+
+def test_auth_warning_is_one_line_on_stderr_at_start_up(root):
+    # 192.0.2.1 (TEST-NET-1) is not ours, so the bind fails after the warning: nothing listens.
+    result = run_cli("--root", str(root), "--port", "0", "--host", "192.0.2.1",
+                     "--auth", "ann:pw")
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("reactor-http: warning: --auth without TLS on 192.0.2.1"), lines
+    assert "pw" not in lines[0].replace("--auth", "")
+    assert result.returncode == 2 and lines[1].startswith("reactor-http: error: ")
+    quiet = run_cli("--root", str(root), "--port", "0", "--host", "192.0.2.1")
+    assert "warning" not in quiet.stderr
 
 
 def test_auth_from_the_environment_and_the_flag_wins(monkeypatch):
