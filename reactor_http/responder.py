@@ -92,7 +92,7 @@ class Site:
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
         # (folder path, JSON?) -> (identity, expires, body, weak ETag)
-        self._listings: dict[str, tuple[tuple, float, bytes, str]] = {}
+        self._listings: dict[tuple[str, bool], tuple[tuple, float, bytes, str]] = {}
         # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
         # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
