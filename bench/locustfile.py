@@ -1,28 +1,36 @@
 """A realistic visitor for locust (FastHttpUser), runnable against any server.
 
-    locust -f bench/locustfile.py --headless -u 200 -r 50 -t 30s --host http://127.0.0.1:8000
+    python -m reactor_http --root site &
+    locust -f bench/locustfile.py --headless -u 100 -r 50 -t 15s --host http://127.0.0.1:8000
 
-The visitor loads `/` and then every asset the page references, revisits
-with If-None-Match / If-Modified-Since (expects 304 and no body), seeks in the
-large file with Range (expects 206 with exactly the requested bytes), and now
-and then asks for a missing page (expects 404). Every response's status and
-body length is checked, so a wrong answer counts as a failure, not a success.
+The visitor loads `/` and then every asset the page loads with it (`src` of
+any element, `href` of `<link>`: what a browser fetches, not the `<a>` links
+a reader may follow), revisits with If-None-Match / If-Modified-Since (expects
+304 and no body), seeks with Range (expects 206 with exactly the requested
+bytes), and now and then asks for a missing page (expects 404). Every
+response's status and body length is checked, so a wrong answer counts as a
+failure, not a success.
+
+It seeks in BENCH_LARGE_PATH when that is set (the bench's generated site has
+a large file for it), else in the largest asset the page loaded (test.png in
+site/), so any site works without preparing a file for it.
 
 Environment (all optional; `python -m bench` sets them):
   BENCH_MANIFEST    JSON file {url path: size}; 200 bodies must match it
-  BENCH_LARGE_PATH  the large file's URL path (default /large.bin)
+  BENCH_LARGE_PATH  the URL path to seek in (default: the largest asset seen)
   BENCH_WAIT_MAX_S  think time per task, uniform in [0, this] (default 0.05)
 """
 
+import html.parser
 import json
 import os
 import random
-import re
+import urllib.parse
 
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-LARGE_PATH = os.environ.get("BENCH_LARGE_PATH", "/large.bin")
+LARGE_PATH = os.environ.get("BENCH_LARGE_PATH") or None
 
 #: Bytes asked for by one Range seek: a media player's typical read.
 RANGE_LENGTH = 64 * 1024
@@ -34,7 +42,8 @@ WAIT_MAX_S = float(os.environ.get("BENCH_WAIT_MAX_S", "0.05"))
 #: Chunk size used to drain (and discard) an unexpectedly whole large body.
 DRAIN_CHUNK = 1024 * 1024
 
-ASSET_RE = re.compile(rb'(?:src|href)="(/[^"#?]*)"')
+#: Assets smaller than this (bytes) are not worth a Range seek.
+MIN_SEEK_SIZE = 2
 
 
 def _load_manifest():
@@ -48,14 +57,53 @@ def _load_manifest():
 MANIFEST = _load_manifest()
 
 
-def page_assets(html: bytes) -> list:
-    """Same-site asset paths referenced by a page, in order, without the large file."""
+class _AssetFinder(html.parser.HTMLParser):
+    """Collects the URLs a browser loads with a page: `src` of any element, `href` of <link>."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if value and (name == "src" or (name == "href" and tag == "link")):
+                self.urls.append(value)
+
+
+def page_assets(page: bytes, page_path: str = "/") -> list:
+    """Same-site asset paths a page loads, in order, resolved against `page_path`, without
+    the large file; links to other sites, queries and fragments are left out."""
+    finder = _AssetFinder()
+    finder.feed(page.decode("utf-8", "replace"))
     seen = []
-    for match in ASSET_RE.finditer(html):
-        path = match.group(1).decode("ascii", "replace")
+    for url in finder.urls:
+        parts = urllib.parse.urlsplit(urllib.parse.urljoin(page_path, url))
+        if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+            continue
+        path = parts.path
         if path != LARGE_PATH and path not in seen:
             seen.append(path)
     return seen
+
+
+def seek_target(sizes: dict):
+    """(URL path, size) to seek in: BENCH_LARGE_PATH if set, else the largest asset in
+    `sizes` ({path: bytes}, the assets seen); None when there is nothing to seek in yet."""
+    if LARGE_PATH:
+        return LARGE_PATH, MANIFEST.get(LARGE_PATH, RANGE_LENGTH)
+    candidates = [(size, path) for path, size in sizes.items() if size >= MIN_SEEK_SIZE]
+    if not candidates:
+        return None
+    size, path = max(candidates)
+    return path, size
+
+
+def seek_range(size: int, rng=random) -> tuple:
+    """(first, last) byte positions of one seek in a file of `size` bytes: RANGE_LENGTH bytes,
+    or half the file when it is smaller than twice that, so the answer is a true part."""
+    length = min(RANGE_LENGTH, max(1, size // 2))
+    start = rng.randrange(0, max(1, size - length + 1))
+    return start, min(size, start + length) - 1
 
 
 def check_full_body(resp, path):
@@ -77,6 +125,7 @@ class Visitor(FastHttpUser):
 
     def on_start(self):
         self.validators = {}   # path -> (ETag or None, Last-Modified or None)
+        self.sizes = {}        # asset path -> its length in bytes, as served
         self.revisits = 0
 
     def _get_full(self, path, name=None):
@@ -86,6 +135,8 @@ class Visitor(FastHttpUser):
                 resp.failure(problem)
                 return None
             self.validators[path] = (resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            if name is not None:  # an asset, not the page
+                self.sizes[path] = len(resp.content or b"")
             resp.success()
             return resp.content
 
@@ -125,14 +176,18 @@ class Visitor(FastHttpUser):
 
     @task(1)
     def seek_large_file(self):
-        """Range request somewhere in the large file: a 206 with exactly those bytes."""
-        size = MANIFEST.get(LARGE_PATH, RANGE_LENGTH)
-        start = random.randrange(0, max(1, size - RANGE_LENGTH + 1))
-        end = min(size, start + RANGE_LENGTH) - 1
+        """Range request somewhere in the large file (or the largest asset): a 206 with
+        exactly those bytes."""
+        target = seek_target(self.sizes)
+        if target is None:
+            return self.first_visit()  # nothing seen yet to seek in
+        path, size = target
+        start, end = seek_range(size)
         headers = {"Range": f"bytes={start}-{end}"}
+        name = f"{LARGE_PATH} (Range)" if LARGE_PATH else "largest asset (Range)"
         # stream=True: a server that ignores Range sends the whole file; drain
         # it in chunks instead of holding it in memory.
-        with self.client.get(LARGE_PATH, headers=headers, name=f"{LARGE_PATH} (Range)",
+        with self.client.get(path, headers=headers, name=name,
                              stream=True, catch_response=True) as resp:
             if resp.status_code != 206:
                 for _ in resp.iter_content(DRAIN_CHUNK, decode_content=False):

@@ -16,13 +16,16 @@ import sys
 
 from ._version import __version__
 from .config import Config
+from .extras import is_loopback
 from .logs import open_access_file
-from .options import ADDRESSES, BY_NAME, CHOICE, GROUPS, OPTIONS, SECONDS, SWITCH, TEXT, \
+from .options import BY_NAME, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, TEXT, \
     describe, shown_default
 from .server import StartupError, serve
 from .service import PidFile
 
 PROG = "reactor-http"
+# Environment variable holding --auth's USER:PASSWORD, so the password stays out of `ps`.
+AUTH_ENV = "REACTOR_HTTP_AUTH"
 # What an argument error prints after its one line, instead of argparse's whole usage.
 SHORT_USAGE = f"usage: {PROG} [PORT] [--root ROOT] [--port PORT] [option ...]"
 SEE_HELP = f"see `{PROG} --help` for every option"
@@ -82,7 +85,7 @@ def _argparse_settings(option) -> dict:
         settings["choices"] = option.choices
         return settings
     settings["metavar"] = option.metavar
-    if option.kind == ADDRESSES:
+    if option.kind in REPEATABLE:
         settings["action"] = "append"
     elif option.kind != TEXT:
         settings["type"] = _number_type(option)
@@ -120,9 +123,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if positional is not None:
         values.setdefault("port", positional)
     for option in OPTIONS:
-        if option.kind == ADDRESSES and option.name in values:
+        if option.kind in REPEATABLE and option.name in values:
             values[option.name] = tuple(values[option.name])
+    if "auth" not in values and os.environ.get(AUTH_ENV):
+        values["auth"] = os.environ[AUTH_ENV]  # the flag wins over the environment
     return Config(**values)
+
+
+def auth_warning(config: Config) -> str | None:
+    """The start-up warning for --auth sent in clear beyond this machine, or None."""
+    if config.auth is None or is_loopback(config.host):
+        return None
+    if config.certfile and config.tls_port is None:
+        return None
+    return (f"warning: --auth without TLS on {config.host}: the password crosses the network "
+            f"readable by anyone on the path (Basic is base64, not encryption); add --certfile")
 
 
 def prepare_log_dir(path: str) -> None:
@@ -162,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             prepare_log_dir(config.log_dir)
         if config.access_log is not None:
             prepare_access_log(config.access_log)
+        warning = auth_warning(config)
+        if warning:
+            print(f"{PROG}: {warning}", file=sys.stderr, flush=True)
         if config.pid_file is not None:
             pid_file = PidFile(config.pid_file)
             pid_file.check()  # a live server in it, or an unwritable folder: refuse now

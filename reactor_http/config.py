@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from .addresses import parse_networks
+from .extras import BasicAuth, header_fields, mime_table
 from .options import OPTIONS, problem
 
 
@@ -42,6 +43,15 @@ def _validate(self) -> "Config":
             parse_networks(tuple(getattr(self, name)))
         except ValueError as exc:
             raise ValueError(f"--{name.replace('_', '-')}: {exc}") from None
+    header_fields(self.headers)
+    if self.cors and any(text.partition(":")[0].strip().lower() ==
+                         "access-control-allow-origin" for text in self.headers):
+        # Two Access-Control-Allow-Origin fields fail every CORS check (Fetch standard).
+        raise ValueError("--header Access-Control-Allow-Origin and --cors both set that field; "
+                         "give one")
+    mime_table(self.mime)
+    if self.auth is not None:
+        BasicAuth(self.auth)
     if not os.path.isdir(self.root):
         raise ValueError(f"--root {self.root!r} is not a directory")
     if not os.access(self.root, os.R_OK | os.X_OK):

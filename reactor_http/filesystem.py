@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
+import json
 import mimetypes
 import os
 import stat
@@ -91,11 +92,15 @@ class Found:
     url_path: str = "/"  # the normalised, decoded URL path (a listing's title)
 
 
-def content_type(fs_path: str) -> str:
-    """The Content-Type for a file name, with charset=utf-8 for text."""
+def content_type(fs_path: str, overrides: dict | None = None) -> str:
+    """The Content-Type for a file name, with charset=utf-8 for text.
+
+    `overrides` ({'.ext': 'type/subtype'}, from --mime) are consulted before the built-in table.
+    """
     _, ext = os.path.splitext(fs_path)
     ext = ext.lower()
-    ctype = _TYPE_OVERRIDES.get(ext) or _MIME.types_map[True].get(ext) or DEFAULT_TYPE
+    ctype = (overrides.get(ext) if overrides else None) or _TYPE_OVERRIDES.get(ext) or \
+        _MIME.types_map[True].get(ext) or DEFAULT_TYPE
     if ctype.startswith("text/") or ctype in _TEXTUAL_TYPES:
         return ctype + "; charset=utf-8"
     return ctype
@@ -363,12 +368,14 @@ def _human_size(size: int) -> str:
     return f"{size} B"
 
 
-def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: bool,
-                 follow_symlinks: bool) -> bytes:
-    """An HTML index of a directory: folders first, names escaped and quoted, sizes, mtimes.
+def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool,
+                    follow_symlinks: bool) -> list[tuple[str, bool, os.stat_result]]:
+    """What a listing shows: (name, is folder, stat), folders first, then by name.
 
-    Raises Forbidden if the folder may not be listed (never an empty 200 listing), NotFound if
-    it is gone. Entries we may not stat are left out, as nginx's autoindex does.
+    Dotfiles only with `allow_dotfiles`; symlinks leading out of the root only with
+    `follow_symlinks`; only folders and regular files. Raises Forbidden if the folder may not
+    be listed (never an empty 200 listing), NotFound if it is gone. Entries we may not stat are
+    left out, as nginx's autoindex does.
     """
     entries = []
     try:
@@ -392,11 +399,22 @@ def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: 
             continue
         entries.append((not is_dir, name.lower(), name, is_dir, st))
     entries.sort()
+    return [(name, is_dir, st) for _, _, name, is_dir, st in entries]
+
+
+def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: bool,
+                 follow_symlinks: bool) -> bytes:
+    """An HTML index of a directory: folders first, names escaped and quoted, sizes, mtimes.
+
+    Shows what `listing_entries` gives (and raises what it raises).
+    """
+    entries = listing_entries(real_root, fs_dir, allow_dotfiles=allow_dotfiles,
+                              follow_symlinks=follow_symlinks)
     title = html.escape(url_path)
     rows = []
     if url_path != "/":
         rows.append('<tr><td><a href="../">../</a></td><td></td><td></td></tr>')
-    for _, _, name, is_dir, st in entries:
+    for name, is_dir, st in entries:
         href = urllib.parse.quote(name) + ("/" if is_dir else "")
         label = html.escape(name) + ("/" if is_dir else "")
         size = "-" if is_dir else _human_size(st.st_size)
@@ -411,3 +429,25 @@ def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: 
         '<tr><th align="left">Name</th><th>Size</th><th align="left">Modified (UTC)</th></tr>\n'
         + "\n".join(rows) + "\n</table></body></html>\n")
     return body.encode("utf-8")
+
+
+def rfc3339(timestamp: float) -> str:
+    """A modification time as RFC 3339 in UTC, whole seconds: 2026-12-01T20:22:09Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def listing_json(real_root: str, fs_dir: str, url_path: str = "/", *, allow_dotfiles: bool,
+                 follow_symlinks: bool) -> bytes:
+    """A JSON index of a directory: [{"name", "type": "file"|"dir", "size", "modified"}].
+
+    The entries of the HTML listing, in its order (and with its errors); `size` is the file's
+    length in bytes, 0 for a folder (its own st_size is a filesystem detail, not content);
+    `modified` is RFC 3339 UTC. `url_path` is unused (the HTML title's), kept for one signature.
+    """
+    entries = listing_entries(real_root, fs_dir, allow_dotfiles=allow_dotfiles,
+                              follow_symlinks=follow_symlinks)
+    items = [{"name": name, "type": "dir" if is_dir else "file",
+              "size": 0 if is_dir else st.st_size, "modified": rfc3339(st.st_mtime)}
+             for name, is_dir, st in entries]
+    # ASCII escapes keep names that are not valid UTF-8 (surrogate escapes) encodable.
+    return json.dumps(items, separators=(",", ":")).encode("ascii")

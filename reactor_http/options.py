@@ -28,9 +28,13 @@ CHOICE = "choice"        # one of `choices`
 SWITCH = "switch"        # a bool set by a flag without a value
 TEXT = "text"            # a string: a path, an address, a URL path
 ADDRESSES = "addresses"  # a tuple of strings, one per repetition of the flag
+REPEATED = "repeated"    # a tuple of strings, one per repetition of the flag (not addresses)
 
 _TYPES = {SECONDS: "float", WHOLE_SECONDS: "int", BYTES: "int", COUNT: "int", PORT: "int",
-          CHOICE: "str", SWITCH: "bool", TEXT: "str", ADDRESSES: "tuple[str, ...]"}
+          CHOICE: "str", SWITCH: "bool", TEXT: "str", ADDRESSES: "tuple[str, ...]",
+          REPEATED: "tuple[str, ...]"}
+# Kinds whose flag may be given many times, each adding one value.
+REPEATABLE = (ADDRESSES, REPEATED)
 
 # The longest duration any option accepts (seconds). Every timeout here bounds how long a
 # descriptor, a thread or a stop may be held by one client; past a day that is a leak, not a
@@ -175,6 +179,19 @@ OPTIONS = (
     Option("follow_symlinks", "--follow-symlinks", SWITCH, False, "follow symlinks that lead "
            "outside the root; by default only those resolving inside it are served",
            group="what is served"),
+    # Rendered once into every response head, errors included (see extras.header_fields).
+    Option("headers", "--header", REPEATED, (), "add this field to every response, errors "
+           "included; repeatable. Server replaces ours; fields the server manages (framing, "
+           "Date, Content-Type, validators...) are refused", group="what is served",
+           metavar="NAME:VALUE", shown_default="none"),
+    Option("mime", "--mime", REPEATED, (), "serve files ending in EXT as TYPE, over the "
+           "built-in table; repeatable; text types get charset=utf-8",
+           group="what is served", metavar="EXT=TYPE", shown_default="none"),
+    # From REACTOR_HTTP_AUTH too (the flag wins), so the password need not show in `ps`.
+    Option("auth", "--auth", TEXT, None, "require HTTP Basic credentials (RFC 7617) for "
+           "everything but --status and CORS preflights; also read from REACTOR_HTTP_AUTH, "
+           "which keeps the password out of the process list", group="what is served",
+           metavar="USER:PASSWORD", shown_default="off"),
     Option("log_dir", "--log-dir", TEXT, None, "write the dated connection log "
            "DDMMYYconnectionLog.txt in DIR", group="logging", metavar="DIR"),
     Option("quiet", "--quiet", SWITCH, False, "no access lines on stdout", group="logging"),
@@ -307,7 +324,7 @@ def readme_table() -> str:
         usage = f"`{usage_text(option)}`"
         if option.name == "port":
             usage += " or `PORT`"
-        if option.kind == ADDRESSES:
+        if option.kind in REPEATABLE:
             usage += " ..."
         cells = (usage, shown_default(option), option.help)
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")

@@ -19,7 +19,7 @@ import enum
 
 from . import errors
 from .addresses import address_in, forwarded_client
-from .messages import NO_BODY, SERVER_FIELD, ResponsePlan, status_line
+from .messages import NO_BODY, ResponsePlan, status_line
 from .parser import BodyDiscarder, Limits, parse_head, skip_empty_lines
 from .responder import Response, Site, error_response, plain_key, respond
 
@@ -278,9 +278,11 @@ class HttpConnection:
         # take_request serves while requests_served is below this: the last request before
         # --max-requests gets Connection: close by the usual route; with a status page or a
         # trusted proxy every request does (they decide per request), and so after a stop.
+        # With --auth every request goes to responder.respond, which checks the credentials
+        # before its answer cache: the shortcut never answers a request that lacks them.
         status_page = stats is not None and stats.status_path is not None
-        self.shortcut_limit = -1 if status_page or self.trust_forwarded else \
-            self.max_requests - 1
+        self.shortcut_limit = -1 if status_page or self.trust_forwarded or \
+            site.auth is not None else self.max_requests - 1
 
     @property
     def draining(self) -> bool:
@@ -442,7 +444,8 @@ class HttpConnection:
                 self.close_reason = "stop" if self.draining else "max"
         elif not keep_alive and not self.close_reason:
             self.close_reason = "close"
-        date = self.site.dates.field()
+        site = self.site
+        date = site.dates.field()
         connection = self.keep_alive_fields if keep_alive else CLOSE_FIELDS
         segments = response.segments
         if response.fd is None and len(segments) <= 1 and \
@@ -451,13 +454,14 @@ class HttpConnection:
             # fields are the same objects (cached responses are shared, so this is most hits).
             wire = response.wire
             if wire is None or wire[0] is not date or wire[1] is not connection:
-                data = b"".join((status_line(response.status), SERVER_FIELD, date,
-                                 response.fields_bytes(), connection, b"\r\n", *segments))
+                data = b"".join((status_line(response.status), site.server_field, date,
+                                 response.fields_bytes(), site.extra_fields, connection,
+                                 b"\r\n", *segments))
                 wire = response.wire = (date, connection, data)
             segments = [wire[2]]
         else:
-            head = b"".join((status_line(response.status), SERVER_FIELD, date,
-                             response.fields_bytes(), connection, b"\r\n"))
+            head = b"".join((status_line(response.status), site.server_field, date,
+                             response.fields_bytes(), site.extra_fields, connection, b"\r\n"))
             segments = [head] + segments  # a larger body goes out with the head in one sendmsg
         self._move(event)
         plan = self.exchange = ResponsePlan(response.status, segments, response.body_length,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import filesystem
+from . import extras, filesystem
 from .headers import DateCache, comma_list, parse_http_date, quality_values
 from .messages import REASONS, FileRegion, Request, encode_fields
 
@@ -91,8 +91,8 @@ class Site:
         self._lock = threading.Lock()
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
-        # folder path -> (identity, expires, body, weak ETag)
-        self._listings: dict[str, tuple[tuple, float, bytes, str]] = {}
+        # (folder path, JSON?) -> (identity, expires, body, weak ETag)
+        self._listings: dict[tuple[str, bool], tuple[tuple, float, bytes, str]] = {}
         # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
         # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
@@ -112,6 +112,21 @@ class Site:
                 self.cache_control += ", immutable"
         elif config.immutable:
             self.cache_control = "max-age=31536000, immutable"
+        # What every response head carries besides its own fields (--header), rendered once:
+        # protocol.py puts them in every head it renders, errors included.
+        self.server_field, self.extra_fields = extras.header_fields(config.headers)
+        # --mime: {'.ext': 'type/subtype'} consulted before the built-in table.
+        self.mime = extras.mime_table(config.mime)
+        # --auth: every request but --status and CORS preflights must carry these credentials.
+        self.auth = extras.BasicAuth(config.auth) if config.auth is not None else None
+        self.listing_cache_control = "no-cache"
+        user_cache_control = any(text.partition(":")[0].strip().lower() == "cache-control"
+                                 for text in config.headers)
+        if self.auth is not None and not user_cache_control:
+            # An answer to a request with credentials is for that user only (RFC 9111 section
+            # 5.2.2.7); --max-age or a --header Cache-Control is the user's own choice instead.
+            self.cache_control = self.cache_control or "private"
+            self.listing_cache_control = "private, no-cache"
 
     def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
         """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.
@@ -205,25 +220,27 @@ class Site:
             self._fast[key] = entry
 
     def listing(self, fs_dir: str, st: os.stat_result, url_path: str,
-                now: float) -> tuple[bytes, str]:
-        """The HTML listing of a directory and its weak ETag, rebuilt when it may have changed.
+                now: float, as_json: bool = False) -> tuple[bytes, str]:
+        """The HTML (or JSON) listing of a directory and its weak ETag, rebuilt when it may have
+        changed.
 
-        Keyed by the folder path: `url_path` is normalised, so one folder has one title.
-        Raises filesystem.Forbidden or NotFound (nothing is cached then).
+        Keyed by the folder path and the format: `url_path` is normalised, so one folder has one
+        title. Raises filesystem.Forbidden or NotFound (nothing is cached then).
         """
         identity = _identity(st)
-        cached = self._listings.get(fs_dir)
+        key = (fs_dir, as_json)
+        cached = self._listings.get(key)
         if cached is not None and cached[0] == identity and now < cached[1]:
             return cached[2], cached[3]
-        body = filesystem.listing_html(self.real_root, fs_dir, url_path,
-                                     allow_dotfiles=self.allow_dotfiles,
-                                     follow_symlinks=self.config.follow_symlinks)
+        build = filesystem.listing_json if as_json else filesystem.listing_html
+        body = build(self.real_root, fs_dir, url_path, allow_dotfiles=self.allow_dotfiles,
+                     follow_symlinks=self.config.follow_symlinks)
         etag = filesystem.weak_etag(body)
         with self._lock:
-            while fs_dir not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
+            while key not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
                 if _pop_oldest(self._listings) is None:
                     break
-            self._listings[fs_dir] = (identity, now + LISTING_TTL, body, etag)
+            self._listings[key] = (identity, now + LISTING_TTL, body, etag)
         return body, etag
 
 
@@ -303,6 +320,13 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
     """Decide the response to one parsed request (`cache_key`: its plain_key, if known)."""
     method = request.method
     head_only = method == "HEAD"
+    auth = site.auth
+    # --auth is checked before the answer cache is consulted, so a cached answer never reaches
+    # a request without the credentials (protocol.py sends no request past this with --auth).
+    if auth is not None and not auth.allows(request.fields.get("authorization")) and \
+            not _is_preflight(request):
+        return error_response(401, head_only=head_only,
+                              extra=[("WWW-Authenticate", extras.WWW_AUTHENTICATE)] + _cors(site))
     if cache_key is None:
         cache_key = plain_key(request)
     if cache_key is not None:
@@ -339,6 +363,14 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
         return error_response(403, head_only=head_only, extra=_cors(site))
 
 
+def _is_preflight(request: Request) -> bool:
+    """A CORS preflight: answered without credentials, since browsers never send them with one
+    (Fetch standard, CORS-preflight request); it reveals nothing but the allowed methods."""
+    fields = request.fields
+    return request.method == "OPTIONS" and "origin" in fields and \
+        "access-control-request-method" in fields
+
+
 def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: tuple | None,
                   now: float) -> Response:
     """A folder: its index.html, else its listing (with a weak ETag), else 404."""
@@ -349,9 +381,12 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: 
         return _serve_file(request, site, index, index_st, cache)
     if not site.config.listing:
         raise filesystem.NotFound("no index.html and listings are off")
-    body, etag = site.listing(found.fs_path, found.st, found.url_path, now)
+    as_json = wants_json(request.fields.get("accept"))
+    body, etag = site.listing(found.fs_path, found.st, found.url_path, now, as_json)
     # no-cache: caches may store the listing but must revalidate it, which the ETag allows.
-    extra = [("ETag", etag), ("Cache-Control", "no-cache")] + _cors(site)
+    # Vary: Accept, since the same URL answers HTML or JSON (RFC 9110 section 12.5.5).
+    extra = [("ETag", etag), ("Cache-Control", site.listing_cache_control),
+             ("Vary", "Accept")] + _cors(site)
     # No Last-Modified (a folder's mtime misses changes to its files), so only If-None-Match
     # and If-Match apply (RFC 9110 sections 13.1.3 and 13.1.4 ignore dates then).
     outcome = _preconditions(request, etag, None)
@@ -359,7 +394,29 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: 
         return Response(304, extra)
     if outcome is not None:
         return error_response(outcome, head_only=head_only)
-    return _bytes_response(200, "text/html; charset=utf-8", body, head_only, extra)
+    # RFC 8259 section 11: application/json defines no charset parameter (it is UTF-8).
+    ctype = "application/json" if as_json else "text/html; charset=utf-8"
+    return _bytes_response(200, ctype, body, head_only, extra)
+
+
+def _media_quality(accepted: dict[str, float], media_type: str) -> float:
+    """The q the Accept ranges give `media_type`: the most specific range that matches it
+    (RFC 9110 section 12.5.1: type/subtype over type/* over */*); 0 if none does."""
+    kind = media_type.split("/", 1)[0]
+    for candidate in (media_type, kind + "/*", "*/*"):
+        if candidate in accepted:
+            return accepted[candidate]
+    return 0.0
+
+
+def wants_json(accept: str | None) -> bool:
+    """True if Accept prefers application/json to text/html (a tie, or no Accept, is HTML)."""
+    if not accept:
+        return False
+    # quality_values keeps parameters other than q out of the key: `text/html;level=1` is
+    # text/html, which is as specific as this choice between two types needs.
+    accepted = {name.replace(" ", ""): q for name, q in quality_values(accept).items()}
+    return _media_quality(accepted, "application/json") > _media_quality(accepted, "text/html")
 
 
 def _bytes_response(status, ctype, body, head_only, extra=()) -> Response:
@@ -506,7 +563,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     """
     head_only = request.method == "HEAD"
     chosen, has_sibling = _choose_encoding(request, site, fs_path, st)
-    ctype = filesystem.content_type(fs_path)
+    ctype = filesystem.content_type(fs_path, site.mime)
     extra = []
     if chosen is not None:
         coding, rep_path, rep_st = chosen

@@ -70,7 +70,7 @@ def test_every_flag_reaches_its_field():
     """Each declared flag, given a non-default value, sets exactly its own Config field."""
     samples = {options.SECONDS: "7.5", options.WHOLE_SECONDS: "60", options.BYTES: "777",
                options.COUNT: "3", options.PORT: "8081", options.TEXT: "somewhere",
-               options.ADDRESSES: "10.0.0.1"}
+               options.ADDRESSES: "10.0.0.1", options.REPEATED: "X-Sample: 1"}
     for option in OPTIONS:
         if option.flag is None:
             continue
@@ -82,7 +82,7 @@ def test_every_flag_reaches_its_field():
         else:
             text = samples[option.kind]
             argv = [option.flag, text]
-            expected = (text,) if option.kind == options.ADDRESSES else \
+            expected = (text,) if option.kind in options.REPEATABLE else \
                 float(text) if option.kind == options.SECONDS else \
                 text if option.kind == options.TEXT else int(text)
         config = cli.config_from_args(cli.build_parser().parse_args(argv))
