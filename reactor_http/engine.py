@@ -20,7 +20,7 @@ import ssl
 import traceback
 
 from . import sending
-from .logs import escape
+from .logs import clf_prefix, clf_tail, escape
 
 log = logging.getLogger("reactor_http")
 
@@ -34,6 +34,8 @@ ACCEPT_PAUSE = 0.5
 CONNECTION_ACCEPT_ERRORS = frozenset({
     errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
     errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
+# Access-line prefixes remembered, one per client address, before the cache starts over.
+PREFIX_CACHE_ENTRIES = 4096
 # OpenSSL's reasons for a handshake that began with a plain HTTP request (nginx answers 497).
 PLAINTEXT_REASONS = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
 
@@ -210,10 +212,12 @@ class ConnectionLog:
     threaded engine keeps the seed design's "[+] New thread started for <peer>".
     """
 
-    __slots__ = ("logs", "opened_text", "closed_suffix")
+    __slots__ = ("logs", "opened_text", "closed_suffix", "_prefixes")
 
     def __init__(self, logs, opened_text: str, closed_suffix: str = ""):
         self.logs = logs
+        # client address -> its access-line prefix (clients repeat; bounded)
+        self._prefixes: dict[str, str] = {}
         self.opened_text = opened_text
         self.closed_suffix = closed_suffix
 
@@ -226,8 +230,17 @@ class ConnectionLog:
         """A response has gone out whole: its access line and connection-log line."""
         logs = self.logs
         if logs.access_enabled:
-            logs.access(exchange.client or host, exchange.request_line, exchange.status,
-                        exchange.body_length)
+            tail = exchange.log_tail
+            if tail is None:  # rendered once per plan; shared plans are logged many times
+                tail = exchange.log_tail = clf_tail(exchange.request_line, exchange.status,
+                                                    exchange.body_length)
+            client = exchange.client or host
+            prefix = self._prefixes.get(client)
+            if prefix is None:
+                if len(self._prefixes) >= PREFIX_CACHE_ENTRIES:
+                    self._prefixes.clear()
+                prefix = self._prefixes[client] = clf_prefix(client)
+            logs.access_parts(prefix, tail)
         if logs.connection_enabled:
             logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status}')
 

@@ -1,7 +1,8 @@
 """Access lines (Common Log Format) and the seed design's dated connection log, buffered.
 
-The engines never wait on log output: `access()` and `event()` only append to a list under a lock
-that is never held during I/O. A background writer thread owned by the sink (`start()`, or lazily
+The engines never wait on log output: `access()` only appends a line's parts to a deque (atomic,
+no lock; the writer joins them) and `event()` appends to a list under a lock that is never held
+during I/O. A background writer thread owned by the sink (`start()`, or lazily
 on the first line) swaps the lists out every FLUSH_INTERVAL (at once for each access line when
 stdout is a terminal) and writes them, so a stdout that does not drain (a paused terminal,
 `| less`, journald backpressure) stalls that thread only. While it is stuck, at most
@@ -19,7 +20,9 @@ round closes FILE and opens the name again, so a handler never waits for a lock.
 
 from __future__ import annotations
 
+import collections
 import io
+import itertools
 import os
 import select
 import sys
@@ -49,6 +52,16 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPE_TABLE)
 
 
+def clf_prefix(peer: str) -> str:
+    """The start of an access line: the client and the two unknown identities."""
+    return f"{peer} - - "
+
+
+def clf_tail(request_line: str, status: int, body_bytes: int) -> str:
+    """The end of an access line after its timestamp: request line, status, body bytes."""
+    return f' "{escape(request_line)}" {status} {body_bytes if body_bytes else "-"}\n'
+
+
 def connection_log_name(epoch_seconds: float) -> str:
     """The seed design's daily file name, DDMMYYconnectionLog.txt, in local time."""
     return time.strftime("%d%m%yconnectionLog.txt", time.localtime(epoch_seconds))
@@ -75,7 +88,8 @@ class LogSink:
         # woken per line) instead of within FLUSH_INTERVAL, which suits files and pipes.
         self.wake_per_line = access and _is_terminal(self.stream)
         self.name = name
-        self._access: list[str] = []
+        # (prefix, timestamp, tail) per access line: appended by engines, joined by the writer.
+        self._access: collections.deque = collections.deque()
         self._connection: list[tuple[float, str]] = []
         # Lines dropped because the buffer was full; reported by the next write.
         self.dropped_access = 0
@@ -150,18 +164,23 @@ class LogSink:
 
     def access(self, peer: str, request_line: str, status: int, body_bytes: int) -> None:
         """Record one request in Common Log Format (never waits for output)."""
-        if not self.access_enabled:
-            return
-        line = (f'{peer} - - {self._clf_timestamp(time.time())} "{escape(request_line)}" '
-                f'{status} {body_bytes if body_bytes else "-"}\n')
+        if self.access_enabled:
+            self.access_parts(clf_prefix(peer), clf_tail(request_line, status, body_bytes))
+
+    def access_parts(self, prefix: str, tail: str) -> None:
+        """Record one access line from its parts (clf_prefix, clf_tail); the time is added here.
+
+        The engines keep both parts rendered (per client, per response plan), so a line costs
+        a timestamp lookup and one append: deque.append is atomic, so no lock is taken.
+        """
         if self._writer is None:
             self.start()
-        with self._lock:
-            pending = len(self._access)
-            if pending >= MAX_BUFFERED_LINES:
-                self.dropped_access += 1
-                return
-            self._access.append(line)
+        queue = self._access
+        pending = len(queue)
+        if pending >= MAX_BUFFERED_LINES:
+            self.dropped_access += 1
+            return
+        queue.append((prefix, self._clf_timestamp(time.time()), tail))
         if pending == WAKE_LINES or self.wake_per_line:
             self._wake.set()
 
@@ -220,19 +239,20 @@ class LogSink:
         with self._write_lock:
             if self.reopen_requested:
                 self._reopen()
+            queue = self._access  # taken line by line: engines append without a lock
+            access = [queue.popleft() for _ in range(len(queue))]
             with self._lock:  # swap the buffers; write outside the lock
-                access, self._access = self._access, []
                 connection, self._connection = self._connection, []
                 dropped_access, self.dropped_access = self.dropped_access, 0
                 dropped_connection, self.dropped_connection = self.dropped_connection, 0
             if dropped_access:  # where the lines are missing: after the ones kept
-                access.append(f"{self.name}: {dropped_access} access log lines dropped "
-                              f"(log output was blocked)\n")
+                access.append(("", "", f"{self.name}: {dropped_access} access log lines "
+                                       f"dropped (log output was blocked)\n"))
             if dropped_connection:
                 connection.append((time.time(), f"{dropped_connection} connection log lines "
                                                  f"dropped (log output was blocked)"))
             if access:
-                self._write_access("".join(access))
+                self._write_access("".join(itertools.chain.from_iterable(access)))
             if connection:
                 self._write_connection(connection)
 

@@ -86,11 +86,13 @@ class ResponsePlan:
     """
 
     __slots__ = ("status", "segments", "body_length", "keep_alive", "fd", "first_region",
-                 "request_line", "client")
+                 "request_line", "client", "log_tail")
 
     def __init__(self, status: int, segments: list, body_length: int, keep_alive: bool,
                  fd: int | None = None, request_line: str = "-"):
         self.request_line = request_line
+        # The access line's end once rendered (logs.clf_tail), kept: plans are reused.
+        self.log_tail: str | None = None
         # The client address for the access log ("" = the engine's peer address).
         self.client = ""
         self.status = status
