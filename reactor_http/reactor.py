@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 
-from . import sending
+from . import livereload, sending
 from .deadlines import DeadlineQueue
 from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
                      ConnectionLog, Listener, as_listeners, close_reason_for, format_peer,
@@ -41,13 +41,14 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 WOULD_BLOCK = sending.WOULD_BLOCK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
 HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
+STREAMING = ConnState.STREAMING
 
 
 class Conn:
     """The reactor's view of one client: its socket, protocol state, plan in progress, timer."""
 
     __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "tls",
-                 "want_write")
+                 "want_write", "outbox")
 
     def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False):
         self.sock = sock
@@ -60,6 +61,7 @@ class Conn:
         self.cursor = None
         self.mask = READ
         self.queue: DeadlineQueue | None = None
+        self.outbox = None  # --live-reload: a stream's bytes not yet sent
 
 
 class Reactor:
@@ -99,6 +101,7 @@ class Reactor:
             ConnState.WRITING_HEAD: send,
             ConnState.SENDING_BODY: send,
             ConnState.CLOSING: DeadlineQueue("linger", LINGER_TIMEOUT),
+            ConnState.STREAMING: send,  # armed only while a message is going out
         }
         self.queues = list({id(q): q for q in self.queue_for.values()}.values())
         self._wakeup_r, self._wakeup_w = socket.socketpair()
@@ -107,6 +110,13 @@ class Reactor:
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
         self._wakeup_installed = False
+        # --live-reload: the hub wakes the loop through the wake-up socket; open streams.
+        self.live = site.live
+        self.streams: set[Conn] = set()
+        if self.live is not None:
+            self.live_seq = self.live.seq
+            self.next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
+            self.live.add_listener(self._live_wake)
 
     def _connection_states(self):
         """The state of every live connection (for the status page, on demand only)."""
@@ -184,6 +194,9 @@ class Reactor:
         if self.heartbeat is not None and now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_INTERVAL
             self.heartbeat()
+        if self.streams and now >= self.next_beat:
+            self.next_beat = now + livereload.HEARTBEAT_INTERVAL
+            self._stream_fanout(livereload.HEARTBEAT, now)
         if not self.listening and not self.stopping and now >= self.accept_paused_until and \
                 (len(self.conns) < self.config.max_connections or self._evictable() is not None):
             self._resume_accepting()
@@ -207,6 +220,11 @@ class Reactor:
                 pass
         except OSError:
             pass
+        live = self.live
+        if live is not None and live.seq != self.live_seq:
+            self.live_seq, message = live.since(self.live_seq)
+            if message:
+                self._stream_fanout(message, time.monotonic())
 
     def _begin_stop(self, now: float) -> None:
         """Stop accepting; answer what has arrived; close idle connections; drain the rest."""
@@ -235,6 +253,9 @@ class Reactor:
         for conn, wait in decisions:
             if wait is None:
                 continue  # it finishes what it is doing (or its first request), then closes
+            if conn.proto.state is STREAMING:
+                self._close(conn, "stop")  # an event stream ends at once; the page reconnects
+                continue
             # Bytes the kernel already holds are a request to answer (with Connection: close).
             self._handle(conn, READ, now)
             if conn in self.conns and conn.proto.state is ConnState.IDLE:
@@ -380,6 +401,9 @@ class Reactor:
         """Any readiness event, in any state: the general route."""
         proto = conn.proto
         start_state = proto.state
+        if start_state is STREAMING:
+            self._stream_io(conn, mask, now)
+            return
         start_served = proto.requests_served
         cursor = conn.cursor
         start_sent = cursor.sent if cursor is not None else -1
@@ -513,6 +537,9 @@ class Reactor:
         if state is CLOSED:
             self._close(conn, proto.close_reason)
             return
+        if state is STREAMING:
+            self._stream_settle(conn, now)
+            return
         queue = self.queue_for[state]
         # A new kind of wait or a new request starts its timer afresh. Otherwise: the header
         # timer runs from a request's first byte to the end of its body (as in the threaded
@@ -559,6 +586,79 @@ class Reactor:
             return
         self._settle(conn, now, start_state, -1, -1)
 
+    # ---- --live-reload's event streams -------------------------------------------------------
+
+    def _live_wake(self) -> None:
+        """The hub published a change (on the watcher's thread): wake the loop."""
+        try:
+            self._wakeup_w.send(b"\1")
+        except OSError:
+            pass  # full: the loop is already due to wake; closed: it has stopped
+
+    def _stream_settle(self, conn: Conn, now: float) -> None:
+        """A stream's head is out: it waits for events with no timer, reading only for EOF."""
+        if conn not in self.streams:
+            self.streams.add(conn)
+            if conn.queue is not None:
+                conn.queue.disarm(conn)
+                conn.queue = None
+        mask = READ | WRITE if conn.outbox else READ
+        if mask != conn.mask:
+            self.selector.modify(conn.sock, mask, conn)
+            conn.mask = mask
+
+    def _stream_fanout(self, message: bytes, now: float) -> None:
+        """Queue `message` on every open stream and send what each socket takes now."""
+        for conn in list(self.streams):
+            outbox = conn.outbox
+            conn.outbox = outbox + message if outbox else message
+            try:
+                conn.proto.notify(len(conn.outbox))
+                if conn.proto.state is CLOSED:
+                    self._close(conn, conn.proto.close_reason)
+                elif not outbox:  # nothing was waiting: try at once
+                    self._stream_flush(conn, now)
+            except Exception as exc:
+                self._fail(conn, exc)
+
+    def _stream_io(self, conn: Conn, mask: int, now: float) -> None:
+        """A stream's socket is ready: read (EOF ends it; bytes are dropped), send the rest."""
+        proto = conn.proto
+        try:
+            if mask & READ:
+                try:
+                    data = conn.sock.recv(RECV_SIZE)
+                except WOULD_BLOCK:
+                    data = None
+                if data is not None:
+                    proto.receive(data)
+                    if proto.state is CLOSED:
+                        self._close(conn, proto.close_reason)
+                        return
+            if conn.outbox:
+                self._stream_flush(conn, now)
+        except Exception as exc:
+            self._fail(conn, exc)
+
+    def _stream_flush(self, conn: Conn, now: float) -> None:
+        """Send what the socket takes; the send timer runs while bytes remain, from progress."""
+        data = conn.outbox
+        try:
+            sent = conn.sock.send(data)
+        except WOULD_BLOCK:
+            sent = 0
+        if sent == len(data):
+            conn.outbox = None
+            if conn.queue is not None:
+                conn.queue.disarm(conn)
+                conn.queue = None
+        else:
+            if sent:
+                conn.outbox = data[sent:]
+            if sent or conn.queue is None:
+                self._arm(conn, self.queue_for[STREAMING], now)
+        self._stream_settle(conn, now)
+
     # ---- closing -----------------------------------------------------------------------------
 
     def _abort(self, conn: Conn, reason: str) -> None:
@@ -574,6 +674,8 @@ class Reactor:
         if conn not in self.conns:
             return
         self.conns.discard(conn)
+        self.streams.discard(conn)
+        conn.outbox = None
         if conn.queue is not None:
             conn.queue.disarm(conn)
             conn.queue = None
