@@ -453,6 +453,74 @@ def graceful_stop(server: ServerProcess) -> None:
         busy.close()
 
 
+def open_stream(port: int, rcvbuf: int | None = None) -> socket.socket:
+    """A --live-reload event stream, its head and retry line read."""
+    sock = connect(port, rcvbuf)
+    sock.sendall(request("/__livereload"))
+    data = b""
+    while b"retry: 1000\n\n" not in data:  # changes may follow at once
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert b"text/event-stream" in data, data
+    return sock
+
+
+def read_event(sock: socket.socket) -> bytes:
+    """Read up to one whole change event on a stream."""
+    data = b""
+    while b"event: change\n" not in data or not data.endswith(b"\n\n"):
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+# A path component as long as names may be (bytes): a change to a file under a chain of such
+# folders is announced with a data line of about 4 KB, so a few hundred fill a socket.
+LONG_NAME = 250
+
+
+def event_streams(port: int, root) -> socket.socket:
+    """Streams: a change reaches one, bytes it sends are dropped, it closes (EOF); one that
+    never reads is dropped by the send timer. Returns one more, open, for the stop to close."""
+    with open_stream(port) as sock:
+        ports = server_ports(sock)
+        sock.sendall(b"stray bytes")
+        wait_server_read(sock, "bytes sent on a stream")
+        (root / "changed.txt").write_bytes(b"new\n")
+        assert b"data: /changed.txt\n" in read_event(sock)
+    wait_server_closed(ports, "a stream its client closed")
+    # A client that never reads: changes with long paths until the server's send stalls, then
+    # no more, so that its unsent bytes stay below the stream's byte budget.
+    deep = root
+    for index in range(14):
+        deep = deep / (chr(ord("a") + index) * LONG_NAME)
+    deep.mkdir(parents=True)
+    names = [f"{index:02d}" * (LONG_NAME // 2) for index in range(32)]
+    round_bytes = sum(len(f"event: change\ndata: /{(deep / name).relative_to(root)}\n\n")
+                      for name in names)
+    stalled = open_stream(port, rcvbuf=SMALL_RCVBUF)
+    ports = server_ports(stalled)
+    rounds = 0
+    while True:
+        before = _entry(_tcp_table(), *ports)[3]
+        for name in names:
+            (deep / name).write_bytes(str(rounds).encode())
+        rounds += 1
+        time.sleep(0.3)
+        after = _entry(_tcp_table(), *ports)
+        # The client's small buffer takes a few KB of the first round; once the kernel takes
+        # less than half a round, the rest waits in the server (under its byte budget even
+        # after one more round) and the send timer runs.
+        if after is None or after[5] == 0 or after[3] - before < round_bytes // 2:
+            break
+        assert rounds < 64, "the server's send never stalled"
+    wait_server_closed(ports, "a stream whose client never reads")
+    stalled.close()
+    return open_stream(port)
+
+
 def make_root(root, huge_size: int) -> None:
     """The served folder: a small, a mid-size (in memory), a large and a huge (sparse) file."""
     root.mkdir()
@@ -477,7 +545,7 @@ def test_every_reachable_transition_is_taken_over_sockets(mode, tmp_path, tls_ce
                            "--header-timeout", str(HEADER_TIMEOUT),
                            "--keepalive-timeout", str(KEEPALIVE_TIMEOUT),
                            "--send-timeout", str(SEND_TIMEOUT), "--drain-timeout", "10",
-                           "--status", STATUS_PATH,
+                           "--status", STATUS_PATH, "--live-reload",
                            env={TRACE_ENV: str(trace)})
     try:
         match = re.search(r"and https://127\.0\.0\.1:(\d+)/", server.banner)
@@ -492,8 +560,11 @@ def test_every_reachable_transition_is_taken_over_sockets(mode, tmp_path, tls_ce
         lingering_close(server.port)
         tls_paths(tls_port, cert)
         timers(server.port, tls_port, pipelined)
+        stream = event_streams(server.port, tmp_path / "root")
         graceful_stop(server)
         server.proc.wait(timeout=DEADLINE)
+        assert read_until_closed(stream) == b""  # the stop closed it at once
+        stream.close()
     finally:
         status, _, err = server.stop()
     assert status == 0, err
