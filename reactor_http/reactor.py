@@ -9,6 +9,7 @@ Semantics live in protocol/responder; what both engines do alike lives in engine
 
 from __future__ import annotations
 
+import collections
 import selectors
 import signal
 import socket
@@ -37,6 +38,9 @@ MAX_WAIT = 1.0
 # Seconds between two heartbeats (when a supervisor asked for them): well inside any sane
 # --worker-timeout, and no per-request cost.
 HEARTBEAT_INTERVAL = 1.0
+# --live-reload: streams sent a change per loop turn. A change to 10,000 streams then goes out
+# over about 20 turns, and an ordinary request waits for one slice (a few ms), not for all.
+FANOUT_SLICE = 512
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 WOULD_BLOCK = sending.WOULD_BLOCK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
@@ -113,6 +117,8 @@ class Reactor:
         # --live-reload: the hub wakes the loop through the wake-up socket; open streams.
         self.live = site.live
         self.streams: set[Conn] = set()
+        # Fan-outs in progress: [message, the streams it goes to, how many were served].
+        self.fanouts: collections.deque = collections.deque()
         if self.live is not None:
             self.live_seq = self.live.seq
             self.next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
@@ -197,6 +203,8 @@ class Reactor:
         if self.streams and now >= self.next_beat:
             self.next_beat = now + livereload.HEARTBEAT_INTERVAL
             self._stream_fanout(livereload.HEARTBEAT, now)
+        elif self.fanouts:
+            self._fanout_slice(now)
         if not self.listening and not self.stopping and now >= self.accept_paused_until and \
                 (len(self.conns) < self.config.max_connections or self._evictable() is not None):
             self._resume_accepting()
@@ -208,6 +216,8 @@ class Reactor:
             deadline = queue.next_deadline()
             if deadline is not None and deadline - now < wait:
                 wait = deadline - now
+        if self.fanouts:
+            return 0.0  # a fan-out goes on in the next turn, after what is ready now
         if self.stopping:
             wait = min(wait, self.drain_deadline - now)
         if not self.listening and self.accept_paused_until > now:
@@ -608,8 +618,22 @@ class Reactor:
             conn.mask = mask
 
     def _stream_fanout(self, message: bytes, now: float) -> None:
-        """Queue `message` on every open stream and send what each socket takes now."""
-        for conn in list(self.streams):
+        """Send `message` to every open stream, FANOUT_SLICE streams per loop turn."""
+        self.fanouts.append([message, list(self.streams), 0])
+        if len(self.fanouts) == 1:
+            self._fanout_slice(now)
+
+    def _fanout_slice(self, now: float) -> None:
+        """The next slice of the oldest fan-out: queue the message, send what each takes."""
+        fanout = self.fanouts[0]
+        message, conns, start = fanout
+        end = fanout[2] = start + FANOUT_SLICE
+        if end >= len(conns):
+            self.fanouts.popleft()
+        streams = self.streams
+        for conn in conns[start:end]:
+            if conn not in streams:
+                continue  # closed since the change
             outbox = conn.outbox
             conn.outbox = outbox + message if outbox else message
             try:

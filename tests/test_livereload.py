@@ -296,3 +296,12 @@ def test_a_client_closing_its_stream_frees_it_and_others_go_on(root, make_server
     for sock in socks:
         assert b"data: /app.js\n" in read_until(sock, b"data: /app.js\n")
         sock.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["reactor", "threaded"])
+def test_the_stream_bench_holds_streams_and_fans_a_change_out(engine):
+    from bench import streams
+    result = streams.probe(engine, 20)
+    assert result["held"] == 20 and result["delivered"] == 20, result
+    assert result["fanout_seconds"] is not None and result["rss_per_stream_kib"] is not None
