@@ -12,12 +12,16 @@ import queue
 import select
 import signal
 import socket
+import threading
 import time
 
 import pytest
 
-from conftest import get, read_response, wait_for
+from conftest import BANNER, MODES, get, wait_for
+from reactor_http import livereload
+from reactor_http.config import Config
 from reactor_http.livereload import SCRIPT, STREAM_PATH, Hub, inject, page_etag
+from reactor_http.server import serve
 from reactor_http.watcher import Batcher, Watcher, changed, ignored, scan
 
 # Longest wait for a change to be announced in a test (seconds): the watcher promises 0.5 s;
@@ -305,3 +309,28 @@ def test_the_stream_bench_holds_streams_and_fans_a_change_out(engine):
     result = streams.probe(engine, 20)
     assert result["held"] == 20 and result["delivered"] == 20, result
     assert result["fanout_seconds"] is not None and result["rss_per_stream_kib"] is not None
+
+
+@pytest.mark.parametrize("engine", MODES)
+def test_an_idle_stream_gets_heartbeat_comments(engine, root, monkeypatch):
+    # In-process, with the heartbeat every 0.2 s instead of 15 s.
+    monkeypatch.setattr(livereload, "HEARTBEAT_INTERVAL", 0.2)
+    config = Config(root=str(root), port=0, mode=engine, quiet=True, live_reload=True)
+    banners: list = []
+    engines: list = []
+    thread = threading.Thread(target=serve, args=(config,), daemon=True,
+                              kwargs={"banner": banners.append, "ready": engines.append})
+    thread.start()
+    try:
+        assert wait_for(lambda: engines, EVENT_WAIT)
+        port = int(BANNER.search(banners[0].encode()).group(2))
+        with socket.create_connection(("127.0.0.1", port), timeout=EVENT_WAIT) as sock:
+            sock.sendall(f"GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            data = read_until(sock, b"retry: 1000\n\n")
+            data = read_until(sock, b"\n\n:\n\n:\n\n", data)  # two heartbeats
+            assert b"event:" not in data
+    finally:
+        if engines:
+            engines[0].request_stop()
+        thread.join(EVENT_WAIT)
+    assert not thread.is_alive()
