@@ -530,7 +530,8 @@ class HttpConnection:
         or mid-response, or is fresh (its first request is on its way). Otherwise it is idle
         between requests: 0 if it should be closed now, or STOP_GRACE if it was answered less
         than that long ago, since its next request may already be on the wire. The engine reads
-        what the kernel holds before it closes anything.
+        what the kernel holds before it closes anything. An event stream (STREAMING) has no end
+        of its own: 0, closed at once (the page's EventSource reconnects to the next server).
         """
         self.draining = True
         if self.state is ConnState.STREAMING:
