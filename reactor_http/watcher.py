@@ -123,7 +123,11 @@ class Inotify:
         self.fd = fd
         self.root = root
         self.dirs: dict[int, str] = {}  # watch descriptor -> folder relative to the root ("")
-        self.add_tree("", None, 0.0)
+        try:
+            self.add_tree("", None, 0.0)
+        except OSError:
+            os.close(fd)  # the watch limit: the caller falls back to scanning
+            raise
 
     def add_tree(self, relative: str, batcher: Batcher | None, now: float) -> None:
         """Watch a folder and every folder below it; announce its files (a folder that appeared)."""
