@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import BANNER, MODES, get, wait_for
+from conftest import (BANNER, MODES, SMALL_RCVBUF, get, server_ports, stall_stream, tcp_entry,
+                      tcp_table, wait_for)
 from reactor_http import livereload
 from reactor_http.config import Config
 from reactor_http.livereload import SCRIPT, STREAM_PATH, Hub, inject, page_etag
@@ -338,11 +339,9 @@ def test_an_idle_stream_gets_heartbeat_comments(engine, root, monkeypatch):
 
 @pytest.mark.slow
 def test_a_stream_that_is_never_read_is_dropped_and_others_go_on(root, make_server, mode):
-    from test_transitions_live import (LONG_NAME, SMALL_RCVBUF, _entry, _tcp_table,
-                                       server_ports, wait_server_closed)
     server = make_server(root, mode, "--quiet", "--live-reload", "--send-timeout", "2")
     good = open_stream(server)
-    data = read_until(good, b"retry: 1000\n\n")
+    read_until(good, b"retry: 1000\n\n")
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
     stalled.settimeout(EVENT_WAIT)
@@ -350,27 +349,11 @@ def test_a_stream_that_is_never_read_is_dropped_and_others_go_on(root, make_serv
     stalled.sendall(f"GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     read_until(stalled, b"retry: 1000\n\n")
     ports = server_ports(stalled)
-    deep = root
-    for index in range(14):  # long paths: a few hundred changes fill the socket buffers
-        deep = deep / (chr(ord("a") + index) * LONG_NAME)
-    deep.mkdir(parents=True)
-    names = [f"{index:02d}" * (LONG_NAME // 2) for index in range(32)]
-    last = f"data: /{(deep / names[-1]).relative_to(root)}\n".encode()
-    round_bytes = sum(len(f"event: change\ndata: /{(deep / name).relative_to(root)}\n\n")
-                      for name in names)
     try:
-        for rounds in range(64):
-            before = _entry(_tcp_table(), *ports)[3]
-            for name in names:
-                (deep / name).write_bytes(str(rounds).encode())
-            # The reading stream gets every round while the other one fills up.
-            data = read_until(good, last, b"")
-            after = _entry(_tcp_table(), *ports)
-            if after is None or after[5] == 0 or after[3] - before < round_bytes // 2:
-                break
-        else:
-            pytest.fail("the server's send to the stalled stream never stalled")
-        wait_server_closed(ports, "a stream whose client never reads")
+        # The reading stream gets every round while the other one fills up.
+        stall_stream(root, stalled, lambda last: read_until(good, last))
+        assert wait_for(lambda: (tcp_entry(tcp_table(), *ports) or (0,) * 6)[5] == 0,
+                        EVENT_WAIT), "the server kept a stream whose client never reads"
         (root / "after.txt").write_bytes(b"x")
         assert b"data: /after.txt\n" in read_until(good, b"data: /after.txt\n")
     finally:

@@ -24,7 +24,10 @@ import time
 
 import pytest
 
-from conftest import MODES, ServerProcess, read_response, wait_for
+from conftest import (MODES, SMALL_RCVBUF, ServerProcess, read_response, server_ports,
+                      stall_stream, wait_for)
+from conftest import tcp_entry as _entry
+from conftest import tcp_table as _tcp_table
 from reactor_http.protocol import LINGER_MAX_BYTES, STOP_GRACE, TRANSITIONS, ConnState, Event
 from reactor_http.responder import SMALL_FILE_MAX
 from reactor_http.server import TRACE_ENV
@@ -61,8 +64,6 @@ SEND_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 10.0
 # Longest wait for one thing the server should do (seconds), timers included.
 DEADLINE = 20.0
-# Receive buffer (bytes) of a client that stops reading: small, so the server stalls soon.
-SMALL_RCVBUF = 4096
 # Where the traced server answers with its counters (connections by state among them).
 STATUS_PATH = "/server-status"
 # /proc/net/tcp socket states (include/net/tcp_states.h).
@@ -83,32 +84,6 @@ def _send_buffer_max() -> int:
 
 
 # ---- watching the server's side of a connection (/proc/net/tcp) -----------------------------
-
-def _tcp_table() -> list[tuple[int, int, int, int, int, int]]:
-    """(local port, remote port, state, send queue, receive queue, inode) of every IPv4 socket."""
-    table = []
-    with open("/proc/net/tcp") as file:
-        next(file)
-        for line in file:
-            fields = line.split()
-            send_queue, receive_queue = (int(part, 16) for part in fields[4].split(":"))
-            table.append((int(fields[1].rsplit(":", 1)[1], 16),
-                          int(fields[2].rsplit(":", 1)[1], 16), int(fields[3], 16),
-                          send_queue, receive_queue, int(fields[9])))
-    return table
-
-
-def _entry(table, local_port: int, remote_port: int):
-    """One connection's row in `table`, or None; a row still owned by a process comes first."""
-    rows = [row for row in table if row[0] == local_port and row[1] == remote_port]
-    rows.sort(key=lambda row: row[5] == 0)
-    return rows[0] if rows else None
-
-
-def server_ports(sock: socket.socket) -> tuple[int, int]:
-    """(server port, client port) of a connected socket, to watch it after it is closed."""
-    return sock.getpeername()[1], sock.getsockname()[1]
-
 
 def wait_server_accepted(sock: socket.socket, what: str) -> None:
     """Wait until the server process has accepted `sock` (its socket belongs to a file).
@@ -476,11 +451,6 @@ def read_event(sock: socket.socket) -> bytes:
     return data
 
 
-# A path component as long as names may be (bytes): a change to a file under a chain of such
-# folders is announced with a data line of about 4 KB, so a few hundred fill a socket.
-LONG_NAME = 250
-
-
 def event_streams(port: int, root) -> socket.socket:
     """Streams: a change reaches one, bytes it sends are dropped, it closes (EOF); one that
     never reads is dropped by the send timer. Returns one more, open, for the stop to close."""
@@ -491,31 +461,11 @@ def event_streams(port: int, root) -> socket.socket:
         (root / "changed.txt").write_bytes(b"new\n")
         assert b"data: /changed.txt\n" in read_event(sock)
     wait_server_closed(ports, "a stream its client closed")
-    # A client that never reads: changes with long paths until the server's send stalls, then
-    # no more, so that its unsent bytes stay below the stream's byte budget.
-    deep = root
-    for index in range(14):
-        deep = deep / (chr(ord("a") + index) * LONG_NAME)
-    deep.mkdir(parents=True)
-    names = [f"{index:02d}" * (LONG_NAME // 2) for index in range(32)]
-    round_bytes = sum(len(f"event: change\ndata: /{(deep / name).relative_to(root)}\n\n")
-                      for name in names)
+    # A client that never reads: dropped by the send timer (its unsent bytes stay below the
+    # stream's byte budget).
     stalled = open_stream(port, rcvbuf=SMALL_RCVBUF)
     ports = server_ports(stalled)
-    rounds = 0
-    while True:
-        before = _entry(_tcp_table(), *ports)[3]
-        for name in names:
-            (deep / name).write_bytes(str(rounds).encode())
-        rounds += 1
-        time.sleep(0.3)
-        after = _entry(_tcp_table(), *ports)
-        # The client's small buffer takes a few KB of the first round; once the kernel takes
-        # less than half a round, the rest waits in the server (under its byte budget even
-        # after one more round) and the send timer runs.
-        if after is None or after[5] == 0 or after[3] - before < round_bytes // 2:
-            break
-        assert rounds < 64, "the server's send never stalled"
+    stall_stream(root, stalled)
     wait_server_closed(ports, "a stream whose client never reads")
     stalled.close()
     return open_stream(port)
