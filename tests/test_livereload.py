@@ -359,3 +359,15 @@ def test_a_stream_that_is_never_read_is_dropped_and_others_go_on(root, make_serv
     finally:
         good.close()
         stalled.close()
+
+
+@pytest.mark.slow
+def test_each_worker_watches_and_streams(root, make_server):
+    server = make_server(root, "reactor", "--quiet", "--live-reload", "--workers", "2")
+    assert "2 workers), live reload on" in server.banner
+    with open_stream(server) as sock:
+        read_until(sock, b"retry: 1000\n\n")
+        (root / "index.html").write_bytes(PAGE + b"<!-- changed -->")
+        assert b"data: /index.html\n" in read_until(sock, b"data: /index.html\n")
+    status, _, err = server.stop()
+    assert status == 0, err
