@@ -176,6 +176,10 @@ OPTIONS = (
     Option("dotfiles", "--dotfiles", CHOICE, "deny", "serve names starting with a dot? deny "
            "makes .git and .env 404; `.well-known` is always public", group="what is served",
            choices=("deny", "allow")),
+    # Off by default: without it no response changes and /__livereload is an ordinary path.
+    Option("live_reload", "--live-reload", SWITCH, False, "development: put a script into "
+           "HTML pages that reloads them when a file under the root changes (stylesheets are "
+           "swapped in place); the event stream is /__livereload", group="what is served"),
     Option("follow_symlinks", "--follow-symlinks", SWITCH, False, "follow symlinks that lead "
            "outside the root; by default only those resolving inside it are served",
            group="what is served"),

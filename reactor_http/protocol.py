@@ -21,6 +21,7 @@ from . import errors
 from .addresses import address_in, forwarded_client
 from .messages import NO_BODY, ResponsePlan, status_line
 from .parser import BodyDiscarder, Limits, parse_head, skip_empty_lines
+from .livereload import OUTBOX_MAX, STREAM_FIELDS
 from .responder import Response, Site, error_response, plain_key, respond
 
 
@@ -37,6 +38,9 @@ class ConnState(enum.Enum):
     WRITING_HEAD = "writing_head"  # a plan is ready; its head (and in-memory body) is going out
     SENDING_BODY = "sending_body"  # the head is out; file regions are going out
     CLOSING = "closing"            # last response out; half-closed, draining the peer
+    # --live-reload: an event stream's head is out; it waits for changes to send (no idle or
+    # header timer; the send timer runs while a message is going out). Reads only to see EOF.
+    STREAMING = "streaming"
     CLOSED = "closed"              # terminal
 
 
@@ -59,6 +63,8 @@ class Event(enum.Enum):
     EOF = "eof"                      # the peer closed its side
     TIMEOUT = "timeout"              # the state's timer expired
     ABORT = "abort"                  # I/O error or shutdown: drop at once
+    STREAM_OPEN = "stream_open"      # an event stream's head (and retry line) went out
+    NOTIFY = "notify"                # a change (or a heartbeat) is to go out on a stream
 
 
 S, E = ConnState, Event
@@ -96,6 +102,13 @@ TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
     (S.CLOSING, E.DATA): S.CLOSING,
     (S.CLOSING, E.EOF): S.CLOSED,
     (S.CLOSING, E.TIMEOUT): S.CLOSED,
+    # --live-reload's event stream (livereload.py). Bytes a client sends are dropped (an
+    # EventSource sends none), within the lingering budget.
+    (S.WRITING_HEAD, E.STREAM_OPEN): S.STREAMING,
+    (S.STREAMING, E.NOTIFY): S.STREAMING,
+    (S.STREAMING, E.DATA): S.STREAMING,
+    (S.STREAMING, E.EOF): S.CLOSED,
+    (S.STREAMING, E.TIMEOUT): S.CLOSED,  # the send timer: a client not reading its stream
 }
 # Any live state may be aborted (peer reset, server stop, unexpected error).
 for _state in ConnState:
@@ -107,6 +120,8 @@ del _state
 # States in which the engine waits to read, and in which it waits to write.
 READ_STATES = frozenset({S.IDLE, S.READING_HEAD, S.READING_BODY, S.CLOSING})
 WRITE_STATES = frozenset({S.WRITING_HEAD, S.SENDING_BODY})
+# A stream waits to read (for EOF) and, while a message is going out, to write as well.
+STREAM_STATES = frozenset({S.STREAMING})
 
 CLOSE_FIELDS = b"Connection: close\r\n"
 # Bodies up to this size (bytes) are kept rendered together with their head (Response.wire),
@@ -122,6 +137,7 @@ CLOSE_REASONS = {
     "send": "send timeout", "reset": "connection reset", "stop": "server stopping",
     "evicted": "longest idle, closed to admit a new connection at the connection cap",
     "plaintext": "plain HTTP on the HTTPS port", "drain": "drain timeout",
+    "overflow": "event stream not read",
 }
 
 # After our last response, wait this long (seconds) for the peer to close before we do, so it
@@ -242,7 +258,7 @@ class HttpConnection:
     __slots__ = ("state", "site", "limits", "parser", "buffer", "requests_served", "max_requests",
                  "keep_alive_fields", "close_reason", "exchange", "_discarder",
                  "_pending_request", "internal_error", "stats", "peer", "trust_forwarded",
-                 "lingered", "idle_since", "shortcut_limit", "_draining")
+                 "lingered", "idle_since", "shortcut_limit", "_draining", "stream_next")
 
     def __init__(self, site: Site, limits: Limits | None = None,
                  parser: HeadParser | None = None, tls: bool = False, stats=None,
@@ -259,6 +275,8 @@ class HttpConnection:
         self.max_requests = config.max_requests
         self.keep_alive_fields = keep_alive_fields(config.keepalive_timeout, config.max_requests)
         self._draining = False
+        # True once an event stream's plan is made: its completion opens STREAMING.
+        self.stream_next = False
         self.close_reason = ""
         # The last response plan: what the logs say of the request/response just done.
         self.exchange: ResponsePlan | None = None
@@ -313,8 +331,9 @@ class HttpConnection:
             self._move(Event.EOF)
             return
         # Raises in a state that must not be fed (a TLS handshake in progress, a closed one).
-        if self._move(Event.DATA) is ConnState.CLOSING:
-            # Lingering: bytes are drained and dropped, up to a budget.
+        state = self._move(Event.DATA)
+        if state is ConnState.CLOSING or state is ConnState.STREAMING:
+            # Lingering (or a stream's client talking): dropped, up to a budget.
             self.lingered += len(data)
             if self.lingered > LINGER_MAX_BYTES:
                 self._move(Event.ABORT)
@@ -418,6 +437,8 @@ class HttpConnection:
         keep_alive = request.keep_alive and not response.close
         plan = self._finish(response, keep_alive, request.request_line, now,
                             Event.RESPONSE_READY)
+        if response.headers is STREAM_FIELDS:  # --live-reload: an event stream's 200
+            self.stream_next = True
         if self.trust_forwarded:
             self.exchange.client = forwarded_client(request.fields.get("x-forwarded-for"),
                                                     self.peer)
@@ -513,9 +534,12 @@ class HttpConnection:
         or mid-response, or is fresh (its first request is on its way). Otherwise it is idle
         between requests: 0 if it should be closed now, or STOP_GRACE if it was answered less
         than that long ago, since its next request may already be on the wire. The engine reads
-        what the kernel holds before it closes anything.
+        what the kernel holds before it closes anything. An event stream (STREAMING) has no end
+        of its own: 0, closed at once (the page's EventSource reconnects to the next server).
         """
         self.draining = True
+        if self.state is ConnState.STREAMING:
+            return 0.0  # a stream has no end of its own: closed at once (the page reconnects)
         if self.state is not ConnState.IDLE or self.buffer or self.idle_since is None:
             return None
         if now - self.idle_since < STOP_GRACE:
@@ -545,10 +569,24 @@ class HttpConnection:
             self.stats.response_done(plan.status, plan.body_length)
         self.idle_since = now
         if not plan.keep_alive:
+            if self.stream_next and not self.draining:
+                self.stream_next = False
+                self.close_reason = ""  # set again by whatever ends the stream
+                return self._move(Event.STREAM_OPEN)
             return self._move(Event.DONE_CLOSE)
         if self.buffer:
             return self._move(Event.DONE_PIPELINED)
         return self._move(Event.DONE_IDLE)
+
+    def notify(self, pending: int) -> None:
+        """A message is to go out on this stream; `pending`: bytes still unsent, this included.
+
+        A client that lets more than OUTBOX_MAX bytes pile up is dropped at once; one that
+        reads nothing at all is dropped by the send timer before that.
+        """
+        self._move(Event.NOTIFY)
+        if pending > OUTBOX_MAX:
+            self.abort("overflow")
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once (I/O error, reset, server stop)."""

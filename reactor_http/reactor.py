@@ -9,6 +9,7 @@ Semantics live in protocol/responder; what both engines do alike lives in engine
 
 from __future__ import annotations
 
+import collections
 import selectors
 import signal
 import socket
@@ -16,7 +17,7 @@ import ssl
 import threading
 import time
 
-from . import sending
+from . import livereload, sending
 from .deadlines import DeadlineQueue
 from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
                      ConnectionLog, EngineBase, Listener, as_listeners, close_reason_for, format_peer,
@@ -37,17 +38,21 @@ MAX_WAIT = 1.0
 # Seconds between two heartbeats (when a supervisor asked for them): well inside any sane
 # --worker-timeout, and no per-request cost.
 HEARTBEAT_INTERVAL = 1.0
+# --live-reload: streams sent a change per loop turn. A change to 10,000 streams then goes out
+# over about 20 turns, and an ordinary request waits for one slice (a few ms), not for all.
+FANOUT_SLICE = 512
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 WOULD_BLOCK = sending.WOULD_BLOCK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
 HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
+STREAMING = ConnState.STREAMING
 
 
 class Conn:
     """The reactor's view of one client: its socket, protocol state, plan in progress, timer."""
 
     __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "tls",
-                 "want_write")
+                 "want_write", "outbox")
 
     def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False):
         self.sock = sock
@@ -60,6 +65,7 @@ class Conn:
         self.cursor = None
         self.mask = READ
         self.queue: DeadlineQueue | None = None
+        self.outbox = None  # --live-reload: a stream's bytes not yet sent
 
 
 class Reactor(EngineBase):
@@ -99,6 +105,7 @@ class Reactor(EngineBase):
             ConnState.WRITING_HEAD: send,
             ConnState.SENDING_BODY: send,
             ConnState.CLOSING: DeadlineQueue("linger", LINGER_TIMEOUT),
+            ConnState.STREAMING: send,  # armed only while a message is going out
         }
         self.queues = list({id(q): q for q in self.queue_for.values()}.values())
         self._wakeup_r, self._wakeup_w = socket.socketpair()
@@ -107,6 +114,15 @@ class Reactor(EngineBase):
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
         self._wakeup_installed = False
+        # --live-reload: the hub wakes the loop through the wake-up socket; open streams.
+        self.live = site.live
+        self.streams: set[Conn] = set()
+        # Fan-outs in progress: [message, the streams it goes to, how many were served].
+        self.fanouts: collections.deque = collections.deque()
+        if self.live is not None:
+            self.live_seq = self.live.seq
+            self.next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
+            self.live.add_listener(self._live_wake)
 
     def _connection_states(self):
         """The state of every live connection (for the status page, on demand only)."""
@@ -180,6 +196,11 @@ class Reactor(EngineBase):
         if self.heartbeat is not None and now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_INTERVAL
             self.heartbeat()
+        if self.streams and now >= self.next_beat:
+            self.next_beat = now + livereload.HEARTBEAT_INTERVAL
+            self._stream_fanout(livereload.HEARTBEAT, now)
+        elif self.fanouts:
+            self._fanout_slice(now)
         if not self.listening and not self.stopping and now >= self.accept_paused_until and \
                 (len(self.conns) < self.config.max_connections or self._evictable() is not None):
             self._resume_accepting()
@@ -191,6 +212,8 @@ class Reactor(EngineBase):
             deadline = queue.next_deadline()
             if deadline is not None and deadline - now < wait:
                 wait = deadline - now
+        if self.fanouts:
+            return 0.0  # a fan-out goes on in the next turn, after what is ready now
         if self.stopping:
             wait = min(wait, self.drain_deadline - now)
         if not self.listening and self.accept_paused_until > now:
@@ -203,6 +226,11 @@ class Reactor(EngineBase):
                 pass
         except OSError:
             pass
+        live = self.live
+        if live is not None and live.seq != self.live_seq:
+            self.live_seq, message = live.since(self.live_seq)
+            if message:
+                self._stream_fanout(message, time.monotonic())
 
     def _begin_stop(self, now: float) -> None:
         """Stop accepting; answer what has arrived; close idle connections; drain the rest."""
@@ -231,6 +259,9 @@ class Reactor(EngineBase):
         for conn, wait in decisions:
             if wait is None:
                 continue  # it finishes what it is doing (or its first request), then closes
+            if conn.proto.state is STREAMING:
+                self._close(conn, "stop")  # an event stream ends at once; the page reconnects
+                continue
             # Bytes the kernel already holds are a request to answer (with Connection: close).
             self._handle(conn, READ, now)
             if conn in self.conns and conn.proto.state is ConnState.IDLE:
@@ -365,6 +396,9 @@ class Reactor(EngineBase):
         """Any readiness event, in any state: the general route."""
         proto = conn.proto
         start_state = proto.state
+        if start_state is STREAMING:
+            self._stream_io(conn, mask, now)
+            return
         start_served = proto.requests_served
         cursor = conn.cursor
         start_sent = cursor.sent if cursor is not None else -1
@@ -505,6 +539,9 @@ class Reactor(EngineBase):
         if state is CLOSED:
             self._close(conn, proto.close_reason)
             return
+        if state is STREAMING:
+            self._stream_settle(conn, now)
+            return
         queue = self.queue_for[state]
         # A new kind of wait or a new request starts its timer afresh. Otherwise: the header
         # timer runs from a request's first byte to the end of its body (as in the threaded
@@ -551,6 +588,93 @@ class Reactor(EngineBase):
             return
         self._settle(conn, now, start_state, -1, -1)
 
+    # ---- --live-reload's event streams -------------------------------------------------------
+
+    def _live_wake(self) -> None:
+        """The hub published a change (on the watcher's thread): wake the loop."""
+        try:
+            self._wakeup_w.send(b"\1")
+        except OSError:
+            pass  # full: the loop is already due to wake; closed: it has stopped
+
+    def _stream_settle(self, conn: Conn, now: float) -> None:
+        """A stream's head is out: it waits for events with no timer, reading only for EOF."""
+        if conn not in self.streams:
+            self.streams.add(conn)
+            if conn.queue is not None:
+                conn.queue.disarm(conn)
+                conn.queue = None
+        mask = READ | WRITE if conn.outbox else READ
+        if mask != conn.mask:
+            self.selector.modify(conn.sock, mask, conn)
+            conn.mask = mask
+
+    def _stream_fanout(self, message: bytes, now: float) -> None:
+        """Send `message` to every open stream, FANOUT_SLICE streams per loop turn."""
+        self.fanouts.append([message, list(self.streams), 0])
+        if len(self.fanouts) == 1:
+            self._fanout_slice(now)
+
+    def _fanout_slice(self, now: float) -> None:
+        """The next slice of the oldest fan-out: queue the message, send what each takes."""
+        fanout = self.fanouts[0]
+        message, conns, start = fanout
+        end = fanout[2] = start + FANOUT_SLICE
+        if end >= len(conns):
+            self.fanouts.popleft()
+        streams = self.streams
+        for conn in conns[start:end]:
+            if conn not in streams:
+                continue  # closed since the change
+            outbox = conn.outbox
+            conn.outbox = outbox + message if outbox else message
+            try:
+                conn.proto.notify(len(conn.outbox))
+                if conn.proto.state is CLOSED:
+                    self._close(conn, conn.proto.close_reason)
+                elif not outbox:  # nothing was waiting: try at once
+                    self._stream_flush(conn, now)
+            except Exception as exc:
+                self._fail(conn, exc)
+
+    def _stream_io(self, conn: Conn, mask: int, now: float) -> None:
+        """A stream's socket is ready: read (EOF ends it; bytes are dropped), send the rest."""
+        proto = conn.proto
+        try:
+            if mask & READ:
+                try:
+                    data = conn.sock.recv(RECV_SIZE)
+                except WOULD_BLOCK:
+                    data = None
+                if data is not None:
+                    proto.receive(data)
+                    if proto.state is CLOSED:
+                        self._close(conn, proto.close_reason)
+                        return
+            if conn.outbox:
+                self._stream_flush(conn, now)
+        except Exception as exc:
+            self._fail(conn, exc)
+
+    def _stream_flush(self, conn: Conn, now: float) -> None:
+        """Send what the socket takes; the send timer runs while bytes remain, from progress."""
+        data = conn.outbox
+        try:
+            sent = conn.sock.send(data)
+        except WOULD_BLOCK:
+            sent = 0
+        if sent == len(data):
+            conn.outbox = None
+            if conn.queue is not None:
+                conn.queue.disarm(conn)
+                conn.queue = None
+        else:
+            if sent:
+                conn.outbox = data[sent:]
+            if sent or conn.queue is None:
+                self._arm(conn, self.queue_for[STREAMING], now)
+        self._stream_settle(conn, now)
+
     # ---- closing -----------------------------------------------------------------------------
 
     def _abort(self, conn: Conn, reason: str) -> None:
@@ -566,6 +690,8 @@ class Reactor(EngineBase):
         if conn not in self.conns:
             return
         self.conns.discard(conn)
+        self.streams.discard(conn)
+        conn.outbox = None
         if conn.queue is not None:
             conn.queue.disarm(conn)
             conn.queue = None

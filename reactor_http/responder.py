@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import extras, filesystem
+from . import extras, filesystem, livereload
 from .headers import DateCache, comma_list, parse_http_date, quality_values
 from .messages import REASONS, FileRegion, Request, encode_fields
 
@@ -88,6 +88,8 @@ class Site:
         self.real_root = os.path.realpath(config.root)
         self.dates = DateCache()
         self.allow_dotfiles = config.dotfiles == "allow"
+        # --live-reload: the livereload.Hub (server.py sets it); None when off.
+        self.live = None
         self._lock = threading.Lock()
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
@@ -345,6 +347,8 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
     path, query = split
     if method == "OPTIONS":
         return _options(request, site)
+    if site.live is not None and path == livereload.STREAM_PATH:
+        return livereload.stream_response(Response, head_only)
     try:
         found = filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
                                  follow_symlinks=site.config.follow_symlinks, query=query)
@@ -383,6 +387,8 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: 
         raise filesystem.NotFound("no index.html and listings are off")
     as_json = wants_json(request.fields.get("accept"))
     body, etag = site.listing(found.fs_path, found.st, found.url_path, now, as_json)
+    if site.live is not None and not as_json:  # --live-reload: the HTML listing is a page too
+        body, etag = livereload.inject(body), livereload.page_etag(etag)
     # no-cache: caches may store the listing but must revalidate it, which the ETag allows.
     # Vary: Accept, since the same URL answers HTML or JSON (RFC 9110 section 12.5.5).
     extra = [("ETag", etag), ("Cache-Control", site.listing_cache_control),
@@ -470,6 +476,8 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
         except filesystem.Forbidden:
             body = None  # a 404.html we may not read: the built-in page
         if body is not None:
+            if site.live is not None:  # --live-reload: 404.html is an HTML page too
+                body = livereload.inject(body)
             return _bytes_response(404, "text/html; charset=utf-8", body, head_only, _cors(site))
     return error_response(404, head_only=head_only, extra=_cors(site))
 
@@ -562,8 +570,11 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     Raises filesystem.Forbidden if the file may not be opened.
     """
     head_only = request.method == "HEAD"
-    chosen, has_sibling = _choose_encoding(request, site, fs_path, st)
     ctype = filesystem.content_type(fs_path, site.mime)
+    # --live-reload: an HTML page is served injected, never as a prepared .gz/.br sibling.
+    live = site.live is not None and livereload.is_html(ctype)
+    chosen, has_sibling = (None, False) if live else \
+        _choose_encoding(request, site, fs_path, st)
     extra = []
     if chosen is not None:
         coding, rep_path, rep_st = chosen
@@ -631,6 +642,8 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
     head_only = request.method == "HEAD"
     size = rep_st.st_size
     etag = filesystem.strong_etag(rep_st)
+    if site.live is not None and livereload.is_html(ctype):  # --live-reload: the page
+        data, size, etag = livereload.injected_page(data, fd, size, etag)
     last_mod = filesystem.last_modified(rep_st)
     validators = [("Last-Modified", last_mod), ("ETag", etag)]
 

@@ -53,6 +53,11 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
     if trace_path:
         record_transitions(rows)
     site = Site(config)
+    watcher = None
+    if config.live_reload:  # the hub first: engines subscribe to it as they are made
+        from .livereload import Hub
+        from .watcher import start_watcher
+        site.live = Hub()
     logs = LogSink(access=not config.quiet, log_dir=config.log_dir, access_file=config.access_log)
     url = listeners_url(listeners)
     if config.mode == "threaded":
@@ -61,14 +66,18 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
     else:
         from .reactor import Reactor
         engine = Reactor(config, site, logs, listeners, heartbeat=heartbeat)
+    if site.live is not None:
+        watcher = start_watcher(site.real_root, site.live.publish)
     main_thread = threading.current_thread() is threading.main_thread()
     # Handlers first: once the banner says we serve, a SIGTERM must mean a graceful stop.
     if main_thread:
         engine.install_signal_handlers()
         # logrotate's convention: SIGUSR1 reopens the log files (the log writer's next round).
         signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
+    live = f", live reload on ({watcher.method})" if watcher is not None else ""
     if banner is not None:
-        banner(f"Serving {site.real_root} at {url} (mode: {config.mode}); press Ctrl+C to stop")
+        banner(f"Serving {site.real_root} at {url} (mode: {config.mode}){live}; "
+               f"press Ctrl+C to stop")
     logs.event(f"Server started on {url} (mode: {config.mode}, root: {site.real_root}, "
                f"pid {os.getpid()})")
     try:
@@ -76,6 +85,8 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
             ready(engine)
         status = engine.run()
     finally:
+        if watcher is not None:
+            watcher.stop()
         if trace_path:
             write_transitions(trace_path, rows)
         logs.event("Server stopped")

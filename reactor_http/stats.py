@@ -34,6 +34,7 @@ TIMEOUT_KIND = {
     ConnState.WRITING_HEAD: "send",
     ConnState.SENDING_BODY: "send",
     ConnState.CLOSING: "linger",
+    ConnState.STREAMING: "send",  # --live-reload: a stream's message not taken in time
 }
 TIMEOUT_KINDS = ("idle", "header", "send", "linger", "handshake")
 JSON_TYPE = "application/json"

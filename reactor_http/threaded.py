@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 
-from . import sending
+from . import livereload, sending
 from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, EngineBase, Listener,
                      as_listeners, close_reason_for, format_peer, is_plaintext_on_tls, peer_host,
                      plain_socket, prepare_accepted)
@@ -302,6 +302,9 @@ class ThreadedServer(EngineBase):
                 if state is ConnState.CLOSING:
                     self._linger(conn)
                     return
+                if state is ConnState.STREAMING:
+                    self._stream(conn)
+                    return
                 if state is ConnState.READING_HEAD:
                     head_deadline = time.monotonic() + config.header_timeout
                 else:
@@ -354,6 +357,52 @@ class ThreadedServer(EngineBase):
         plan.close()
         self.clog.exchange(conn.peer, conn.host, plan)
         return conn.proto.response_done(plan, time.monotonic())
+
+    def _stream(self, conn: ThreadConn) -> None:
+        """--live-reload: hold an event stream on this thread until EOF, a stop or an error.
+
+        Waits on the socket (EOF; bytes are dropped), the stop pipe and the hub's bell; sends
+        each change, and a heartbeat comment every HEARTBEAT_INTERVAL, with the send timeout
+        (a socket.timeout ends the connection as a send timeout, in _serve_connection).
+        """
+        proto = conn.proto
+        sock = conn.sock
+        hub = self.site.live
+        sock.settimeout(self.config.send_timeout)
+        bell, seq = hub.bell()
+        try:
+            next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
+            while True:
+                poller = select.poll()
+                poller.register(sock, _READABLE)
+                poller.register(self._stop_r, select.POLLIN)
+                poller.register(bell, select.POLLIN)
+                wait = max(next_beat - time.monotonic(), 0.0)
+                ready = {fd for fd, _ in poller.poll(wait * 1000)}
+                if self._stop_r in ready:
+                    proto.begin_stop(time.monotonic())
+                    proto.abort("stop")  # a stream ends at once on a stop; the page reconnects
+                    return
+                if sock.fileno() in ready:
+                    data = sock.recv(RECV_SIZE)
+                    proto.receive(data)
+                    if proto.state is ConnState.CLOSED:
+                        return
+                message = b""
+                if bell in ready:
+                    os.close(bell)
+                    bell, _ = hub.bell()
+                    seq, message = hub.since(seq)
+                elif time.monotonic() >= next_beat:
+                    message = livereload.HEARTBEAT
+                if message:
+                    next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
+                    proto.notify(len(message))
+                    if proto.state is ConnState.CLOSED:
+                        return
+                    sock.sendall(message)
+        finally:
+            os.close(bell)
 
     def _linger(self, conn: ThreadConn) -> None:
         """Half-close and let the protocol drain the peer until it closes or the timer ends."""

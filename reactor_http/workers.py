@@ -150,8 +150,9 @@ class Supervisor:
         if banner is not None:
             root = os.path.realpath(config.root)
             scheme = "https" if self.tls is not None else "http"
+            live = ", live reload on" if config.live_reload else ""  # each worker watches
             banner(f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
-                   f"{config.workers} workers); press Ctrl+C to stop")
+                   f"{config.workers} workers){live}; press Ctrl+C to stop")
         try:
             while not self.stop_requested and self.halt is None:
                 self._loop_once()

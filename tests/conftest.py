@@ -376,3 +376,73 @@ def tls_certificate(tmp_path_factory):
          "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
         check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+# ---- a server's side of a connection, from /proc/net/tcp --------------------------------------
+
+def tcp_table() -> list[tuple[int, int, int, int, int, int]]:
+    """(local port, remote port, state, send queue, receive queue, inode) of every IPv4 socket."""
+    table = []
+    with open("/proc/net/tcp") as file:
+        next(file)
+        for line in file:
+            fields = line.split()
+            send_queue, receive_queue = (int(part, 16) for part in fields[4].split(":"))
+            table.append((int(fields[1].rsplit(":", 1)[1], 16),
+                          int(fields[2].rsplit(":", 1)[1], 16), int(fields[3], 16),
+                          send_queue, receive_queue, int(fields[9])))
+    return table
+
+
+def tcp_entry(table, local_port: int, remote_port: int):
+    """One connection's row in `table`, or None; a row still owned by a process comes first."""
+    rows = [row for row in table if row[0] == local_port and row[1] == remote_port]
+    rows.sort(key=lambda row: row[5] == 0)
+    return rows[0] if rows else None
+
+
+def server_ports(sock: socket.socket) -> tuple[int, int]:
+    """(server port, client port) of a connected socket, to watch it after it is closed."""
+    return sock.getpeername()[1], sock.getsockname()[1]
+
+
+# ---- --live-reload: a stream whose client never reads ------------------------------------------
+
+# A path component as long as names may be (bytes): a change to a file under a chain of such
+# folders is announced with a data line of about 4 KB, so a few hundred fill a socket.
+LONG_NAME = 250
+# Receive buffer (bytes) of a client that stops reading: small, so the server stalls soon.
+SMALL_RCVBUF = 4096
+
+
+def stall_stream(root: Path, stalled: socket.socket, each_round=None) -> None:
+    """Change files with long paths under `root` until the server's send to `stalled` stalls.
+
+    `stalled` is an open --live-reload stream whose client reads nothing more. Rounds of 32
+    changes (about 120 KB of events) go on while the kernel takes each whole; once it takes
+    less than half a round, the rest waits in the server (under its byte budget even after
+    one more round) and its send timer runs. `each_round(data_marker)` is called after each
+    round with the data line of its last change (for a stream that does read).
+    """
+    deep = root
+    for index in range(14):
+        deep = deep / (chr(ord("a") + index) * LONG_NAME)
+    deep.mkdir(parents=True)
+    names = [f"{index:02d}" * (LONG_NAME // 2) for index in range(32)]
+    paths = [(deep / name).relative_to(root).as_posix() for name in names]
+    round_bytes = sum(len(f"event: change\ndata: /{path}\n\n") for path in paths)
+    last = f"data: /{paths[-1]}\n".encode()
+    ports = server_ports(stalled)
+    for rounds in range(64):
+        before = tcp_entry(tcp_table(), *ports)[3]
+        for name in names:
+            (deep / name).write_bytes(str(rounds).encode())
+        if each_round is not None:
+            each_round(last)
+        else:
+            time.sleep(0.3)  # a round's changes are announced within 0.3 s
+        after = tcp_entry(tcp_table(), *ports)
+        # The client's small buffer takes a few KB of the first round.
+        if after is None or after[5] == 0 or after[3] - before < round_bytes // 2:
+            return
+    pytest.fail("the server's send to a stream that is not read never stalled")

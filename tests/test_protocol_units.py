@@ -11,8 +11,9 @@ import pytest
 from reactor_http.config import Config
 from reactor_http.deadlines import DeadlineQueue
 from reactor_http.messages import FileRegion
-from reactor_http.protocol import (READ_STATES, TRANSITIONS, WRITE_STATES, ConnState, Event,
-                                   HttpConnection, ProtocolViolation)
+from reactor_http.livereload import OUTBOX_MAX, Hub
+from reactor_http.protocol import (READ_STATES, STREAM_STATES, TRANSITIONS, WRITE_STATES,
+                                   ConnState, Event, HttpConnection, ProtocolViolation)
 from reactor_http.responder import Site
 
 S, E = ConnState, Event
@@ -122,7 +123,8 @@ def test_no_state_is_a_trap():
 
 def test_every_waiting_state_has_a_timeout():
     # A connection waiting to read, to write, or on its TLS handshake is bounded by a timer.
-    assert READ_STATES | WRITE_STATES | {S.HANDSHAKING} <= set(rows(E.TIMEOUT))
+    # An event stream has no idle timer, but its send timer runs while a message is going out.
+    assert READ_STATES | WRITE_STATES | STREAM_STATES | {S.HANDSHAKING} <= set(rows(E.TIMEOUT))
 
 
 def test_a_timeout_mid_request_answers_408_and_elsewhere_closes():
@@ -132,9 +134,10 @@ def test_a_timeout_mid_request_answers_408_and_elsewhere_closes():
 
 
 def test_eof_is_read_only_while_reading_and_always_closes():
-    # The engine notices the peer's close only when it reads; nothing can be sent after it.
+    # The engine notices the peer's close only when it reads (a stream reads for nothing else);
+    # nothing can be sent after it.
     eof = rows(E.EOF)
-    assert set(eof) == (READ_STATES | {S.HANDSHAKING}) - {S.CLOSED}
+    assert set(eof) == (READ_STATES | STREAM_STATES | {S.HANDSHAKING}) - {S.CLOSED}
     assert set(eof.values()) == {S.CLOSED}
 
 
@@ -169,8 +172,22 @@ def test_the_handshake_happens_once_at_the_start():
 def test_interest_sets_partition_the_live_states():
     # HANDSHAKING waits on whatever the TLS library asks for (read or write), so the engine
     # decides its interest; every other live state has a fixed one.
-    assert READ_STATES | WRITE_STATES == set(ConnState) - {S.CLOSED, S.HANDSHAKING}
+    # A stream reads (for EOF) and, while a message is going out, writes too: its own set.
+    assert READ_STATES | WRITE_STATES | STREAM_STATES == \
+        set(ConnState) - {S.CLOSED, S.HANDSHAKING}
     assert not READ_STATES & WRITE_STATES
+    assert not (READ_STATES | WRITE_STATES) & STREAM_STATES
+
+
+def test_a_stream_opens_only_after_its_head_and_only_a_stream_is_notified():
+    assert rows(E.STREAM_OPEN) == {S.WRITING_HEAD: S.STREAMING}
+    assert rows(E.NOTIFY) == {S.STREAMING: S.STREAMING}
+    # STREAMING is entered by STREAM_OPEN only, and left for CLOSED only.
+    assert {(state, event) for (state, event), target in TRANSITIONS.items()
+            if target is S.STREAMING and state is not S.STREAMING} == \
+        {(S.WRITING_HEAD, E.STREAM_OPEN)}
+    assert {target for (state, _), target in TRANSITIONS.items() if state is S.STREAMING} == \
+        {S.STREAMING, S.CLOSED}
 
 
 def test_a_tls_connection_starts_handshaking_then_serves(site):
@@ -414,7 +431,8 @@ def test_timeout_while_reading_body_is_408(site):
 
 
 @pytest.mark.parametrize("reason_state, reason", [
-    (S.IDLE, "idle"), (S.CLOSING, "close"), (S.WRITING_HEAD, "send"), (S.SENDING_BODY, "send")])
+    (S.IDLE, "idle"), (S.CLOSING, "close"), (S.WRITING_HEAD, "send"), (S.SENDING_BODY, "send"),
+    (S.STREAMING, "send")])
 def test_timeout_elsewhere_closes_without_a_response(site, reason_state, reason):
     conn = make_conn(site)
     conn.state = reason_state
@@ -526,3 +544,87 @@ def test_deadline_queue_pop_stops_at_the_first_live_entry():
     assert queue.pop_expired(10.0 + 499) == list(range(500))
     assert len(queue) == 500
     assert queue.next_deadline() == 510.0
+
+
+# ---- --live-reload's event stream -------------------------------------------------------------
+
+
+def live_conn(site) -> HttpConnection:
+    """A connection of a site served with --live-reload (its hub set, as server.py does)."""
+    live = Site(Config(root=site.config.root, quiet=True, live_reload=True).validate())
+    live.live = Hub()
+    return HttpConnection(live)
+
+
+def open_stream(conn: HttpConnection):
+    """Request the stream and send its plan: the connection is then STREAMING."""
+    conn.receive(request("/__livereload"))
+    plan = conn.next_plan(NOW)
+    assert complete(conn, plan) is S.STREAMING
+    return plan
+
+
+def test_the_stream_answers_its_head_and_retry_then_streams(site):
+    conn = live_conn(site)
+    plan = open_stream(conn)
+    wire = b"".join(plan.segments)
+    head, _, body = wire.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nContent-Type: text/event-stream\r\n" in head
+    assert b"\r\nCache-Control: no-store\r\n" in head
+    # Delimited by the connection's close (RFC 9112 section 6.3): no length, no keep-alive.
+    assert b"Content-Length" not in head and b"\r\nConnection: close" in head
+    assert body == b"retry: 1000\n\n"
+    conn.notify(100)
+    conn.receive(b"stray bytes")  # dropped, the stream stays
+    assert conn.state is S.STREAMING and not conn.buffer
+    conn.receive(b"")
+    assert conn.state is S.CLOSED and conn.close_reason_text == "client closed"
+
+
+def test_a_stream_ends_at_once_on_a_stop_and_is_never_opened_while_stopping(site):
+    conn = live_conn(site)
+    open_stream(conn)
+    assert conn.begin_stop(NOW) == 0.0
+    conn = live_conn(site)
+    conn.draining = True
+    conn.receive(request("/__livereload"))
+    plan = conn.next_plan(NOW)
+    assert complete(conn, plan) is S.CLOSING  # head and retry out, then closed: it reconnects
+
+
+def test_a_stream_piling_up_unsent_bytes_is_dropped(site):
+    conn = live_conn(site)
+    open_stream(conn)
+    conn.notify(OUTBOX_MAX)
+    assert conn.state is S.STREAMING
+    conn.notify(OUTBOX_MAX + 1)
+    assert conn.state is S.CLOSED and conn.close_reason_text == "event stream not read"
+
+
+@pytest.mark.parametrize("raw, status, streaming", [
+    (b"HEAD /__livereload HTTP/1.1\r\nHost: x\r\n\r\n", 200, False),
+    (b"POST /__livereload HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", 405, False),
+    (b"OPTIONS /__livereload HTTP/1.1\r\nHost: x\r\n\r\n", 204, False),
+    # A body is read and dropped as for any GET; a Range is ignored (RFC 9110 section 14.2
+    # lets a server ignore it; a stream has no ranges).
+    (b"GET /__livereload HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", 200, True),
+    (b"GET /__livereload HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n", 200, True),
+])
+def test_other_requests_to_the_stream_get_ordinary_answers(site, raw, status, streaming):
+    conn = live_conn(site)
+    conn.receive(raw)
+    plan = conn.next_plan(NOW)
+    assert status_of(plan) == status
+    state = complete(conn, plan)
+    assert (state is S.STREAMING) is streaming
+    if not streaming:
+        assert state is S.IDLE  # answered as any request, the connection kept
+
+
+def test_without_the_flag_the_stream_path_is_an_ordinary_path(site):
+    conn = make_conn(site)
+    conn.receive(request("/__livereload"))
+    plan = conn.next_plan(NOW)
+    assert status_of(plan) == 404
+    assert complete(conn, plan) is S.IDLE

@@ -24,7 +24,10 @@ import time
 
 import pytest
 
-from conftest import MODES, ServerProcess, read_response, wait_for
+from conftest import (MODES, SMALL_RCVBUF, ServerProcess, read_response, server_ports,
+                      stall_stream, wait_for)
+from conftest import tcp_entry as _entry
+from conftest import tcp_table as _tcp_table
 from reactor_http.protocol import LINGER_MAX_BYTES, STOP_GRACE, TRANSITIONS, ConnState, Event
 from reactor_http.responder import SMALL_FILE_MAX
 from reactor_http.server import TRACE_ENV
@@ -61,8 +64,6 @@ SEND_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 10.0
 # Longest wait for one thing the server should do (seconds), timers included.
 DEADLINE = 20.0
-# Receive buffer (bytes) of a client that stops reading: small, so the server stalls soon.
-SMALL_RCVBUF = 4096
 # Where the traced server answers with its counters (connections by state among them).
 STATUS_PATH = "/server-status"
 # /proc/net/tcp socket states (include/net/tcp_states.h).
@@ -83,32 +84,6 @@ def _send_buffer_max() -> int:
 
 
 # ---- watching the server's side of a connection (/proc/net/tcp) -----------------------------
-
-def _tcp_table() -> list[tuple[int, int, int, int, int, int]]:
-    """(local port, remote port, state, send queue, receive queue, inode) of every IPv4 socket."""
-    table = []
-    with open("/proc/net/tcp") as file:
-        next(file)
-        for line in file:
-            fields = line.split()
-            send_queue, receive_queue = (int(part, 16) for part in fields[4].split(":"))
-            table.append((int(fields[1].rsplit(":", 1)[1], 16),
-                          int(fields[2].rsplit(":", 1)[1], 16), int(fields[3], 16),
-                          send_queue, receive_queue, int(fields[9])))
-    return table
-
-
-def _entry(table, local_port: int, remote_port: int):
-    """One connection's row in `table`, or None; a row still owned by a process comes first."""
-    rows = [row for row in table if row[0] == local_port and row[1] == remote_port]
-    rows.sort(key=lambda row: row[5] == 0)
-    return rows[0] if rows else None
-
-
-def server_ports(sock: socket.socket) -> tuple[int, int]:
-    """(server port, client port) of a connected socket, to watch it after it is closed."""
-    return sock.getpeername()[1], sock.getsockname()[1]
-
 
 def wait_server_accepted(sock: socket.socket, what: str) -> None:
     """Wait until the server process has accepted `sock` (its socket belongs to a file).
@@ -453,6 +428,49 @@ def graceful_stop(server: ServerProcess) -> None:
         busy.close()
 
 
+def open_stream(port: int, rcvbuf: int | None = None) -> socket.socket:
+    """A --live-reload event stream, its head and retry line read."""
+    sock = connect(port, rcvbuf)
+    sock.sendall(request("/__livereload"))
+    data = b""
+    while b"retry: 1000\n\n" not in data:  # changes may follow at once
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert b"text/event-stream" in data, data
+    return sock
+
+
+def read_event(sock: socket.socket) -> bytes:
+    """Read up to one whole change event on a stream."""
+    data = b""
+    while b"event: change\n" not in data or not data.endswith(b"\n\n"):
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def event_streams(port: int, root) -> socket.socket:
+    """Streams: a change reaches one, bytes it sends are dropped, it closes (EOF); one that
+    never reads is dropped by the send timer. Returns one more, open, for the stop to close."""
+    with open_stream(port) as sock:
+        ports = server_ports(sock)
+        sock.sendall(b"stray bytes")
+        wait_server_read(sock, "bytes sent on a stream")
+        (root / "changed.txt").write_bytes(b"new\n")
+        assert b"data: /changed.txt\n" in read_event(sock)
+    wait_server_closed(ports, "a stream its client closed")
+    # A client that never reads: dropped by the send timer (its unsent bytes stay below the
+    # stream's byte budget).
+    stalled = open_stream(port, rcvbuf=SMALL_RCVBUF)
+    ports = server_ports(stalled)
+    stall_stream(root, stalled)
+    wait_server_closed(ports, "a stream whose client never reads")
+    stalled.close()
+    return open_stream(port)
+
+
 def make_root(root, huge_size: int) -> None:
     """The served folder: a small, a mid-size (in memory), a large and a huge (sparse) file."""
     root.mkdir()
@@ -477,7 +495,7 @@ def test_every_reachable_transition_is_taken_over_sockets(mode, tmp_path, tls_ce
                            "--header-timeout", str(HEADER_TIMEOUT),
                            "--keepalive-timeout", str(KEEPALIVE_TIMEOUT),
                            "--send-timeout", str(SEND_TIMEOUT), "--drain-timeout", "10",
-                           "--status", STATUS_PATH,
+                           "--status", STATUS_PATH, "--live-reload",
                            env={TRACE_ENV: str(trace)})
     try:
         match = re.search(r"and https://127\.0\.0\.1:(\d+)/", server.banner)
@@ -492,8 +510,11 @@ def test_every_reachable_transition_is_taken_over_sockets(mode, tmp_path, tls_ce
         lingering_close(server.port)
         tls_paths(tls_port, cert)
         timers(server.port, tls_port, pipelined)
+        stream = event_streams(server.port, tmp_path / "root")
         graceful_stop(server)
         server.proc.wait(timeout=DEADLINE)
+        assert read_until_closed(stream) == b""  # the stop closed it at once
+        stream.close()
     finally:
         status, _, err = server.stop()
     assert status == 0, err
