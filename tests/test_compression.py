@@ -475,3 +475,28 @@ def test_status_counts_hits_misses_and_bytes_saved(make_server, mode, tmp_path):
     assert f"reactor_http_compression_saved_bytes_total {after['saved_bytes_total']}\n" in text
     off = make_server(tmp_path, mode, "--quiet", "--status", "/status", "--no-compress")
     assert json.loads(get(off, "/status").body)["compression"]["enabled"] is False
+
+
+# ---- the bench scenario ---------------------------------------------------------------------
+
+def test_bench_gzip_scenario_asks_for_gzip_against_nginx_with_gzip_on(tmp_path):
+    from bench import loadgen, scenarios, servers, sitegen
+    for profile in (scenarios.QUICK, scenarios.FULL):
+        found = [s for s in scenarios.build_scenarios(profile, with_locust=False)
+                 if s.group == scenarios.GZIP_GROUP]
+        assert [s.key for s in found] == ["script-gzip-c64"]
+    scenario = found[0]
+    assert scenario.path == sitegen.SCRIPT_PATH and scenario.connections == 64
+    assert set(scenario.servers) == {"reactor", "threaded", "nginx-gzip"}
+    plan = scenarios.build_plan([scenario], ["reactor", "nginx", "nginx-gzip"], scenarios.QUICK)
+    assert {step.server for step in plan} == {"reactor", "nginx-gzip"}
+    command = loadgen.wrk_command("http://h/x", 64, 1, headers=scenario.headers)
+    assert command[command.index("-H") + 1] == "Accept-Encoding: gzip"
+    ctx = servers.LaunchContext(root=tmp_path, port=1, workdir=tmp_path)
+    assert "gzip on;" in servers.nginx_config(ctx, gzip=True)
+    assert "gzip on;" not in servers.nginx_config(ctx)
+    site = sitegen.build_site(tmp_path / "site", large_size=4096)
+    script_bytes = (site.root / sitegen.SCRIPT_PATH.lstrip("/")).read_bytes()
+    assert len(script_bytes) == site.files[sitegen.SCRIPT_PATH] == sitegen.SCRIPT_SIZE
+    # Compressible like a real script: neither trivially repetitive nor incompressible.
+    assert 0.2 < len(compression.compress(script_bytes, "gzip")) / len(script_bytes) < 0.4
