@@ -49,6 +49,9 @@ MIN_BYTES = 1024
 INLINE_MAX = 16 * 1024
 # Background jobs waiting at most (files); more are dropped and retried by a later request.
 QUEUE_MAX = 64
+# The worker thread's nice value (Linux schedules threads one by one): on a busy machine the
+# loop's thread gets the CPU first, and the compression takes what is left.
+WORKER_NICE = 10
 # What one cache entry costs besides its body (bytes): its key tuple, path and dict slot. Also
 # the whole cost of a "not worth it" entry, so those are bounded by the budget too.
 ENTRY_OVERHEAD = 256
@@ -155,7 +158,7 @@ def read_identity(fs_path: str, identity: tuple, identity_of) -> bytes | None:
         return None
     finally:
         os.close(fd)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one read: no copy
 
 
 class Compressor:
@@ -280,6 +283,10 @@ class Compressor:
 
     def _work(self) -> None:
         """The worker thread: compress queued files one at a time, forever (a daemon)."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+        except (AttributeError, OSError):  # not Linux, or not allowed: run at the loop's level
+            pass
         while True:
             key, fs_path = self._queue.get()
             try:
