@@ -46,9 +46,9 @@ REPO = Path(__file__).resolve().parent.parent
 def start_server(root: Path, *args: str) -> tuple[subprocess.Popen, int]:
     """The reactor on a free port: (process, port)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "reactor_http", "--root", str(root),
-                             "--port", "0", "--quiet", "--max-requests", str(10 ** 9), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env)
+    command = [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0",
+               "--quiet", "--max-requests", str(10 ** 9), *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     line = proc.stdout.readline()
     match = BANNER.search(line)
     if not match:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import MODES, ServerProcess, get, read_response, wait_for
+from conftest import MODES, ServerProcess, get, parse_multipart, read_response, wait_for
 from reactor_http import compression
 from reactor_http.compression import Compressor, coded_etag, compressible_type, negotiate
 from reactor_http.config import Config
@@ -105,8 +105,8 @@ def test_zstd_round_trip():
 
 # ---- pure: the compressed-body cache ---------------------------------------------------------
 
-def compressor_for(tmp_path, cache_bytes: int, max_bytes: int = 1 << 20) -> Compressor:
-    """A Compressor with a chosen budget (files in `tmp_path`)."""
+def compressor_for(cache_bytes: int, max_bytes: int = 1 << 20) -> Compressor:
+    """A Compressor with a chosen budget (bytes)."""
     return Compressor(max_bytes, cache_bytes, _identity)
 
 
@@ -120,7 +120,7 @@ def test_cache_evicts_least_recently_used_first(tmp_path):
     # Room for two bodies, not three.
     budget = bodies[0].__len__() + bodies[1].__len__() + 2 * compression.ENTRY_OVERHEAD + 64
     assert len(bodies[2]) + compression.ENTRY_OVERHEAD > 64
-    comp = compressor_for(tmp_path, budget)
+    comp = compressor_for(budget)
 
     def look(i):
         return comp.lookup(paths[i], os.stat(paths[i]), "gzip")
@@ -137,7 +137,7 @@ def test_cache_evicts_least_recently_used_first(tmp_path):
 def test_changed_file_is_never_answered_from_the_cache(tmp_path):
     path = tmp_path / "a.js"
     path.write_bytes(script(8 * KIB))
-    comp = compressor_for(tmp_path, 1 << 20)
+    comp = compressor_for(1 << 20)
     old_st = os.stat(path)
     assert gzip.decompress(comp.lookup(str(path), old_st, "gzip")[0]) == script(8 * KIB)
     # Same size, same mtime: only the ctime (and the bytes) differ.
@@ -157,7 +157,7 @@ def test_changed_file_is_never_answered_from_the_cache(tmp_path):
 def test_incompressible_text_is_served_as_it_is(tmp_path):
     path = tmp_path / "noise.txt"
     path.write_bytes(os.urandom(4 * KIB))
-    comp = compressor_for(tmp_path, 1 << 20)
+    comp = compressor_for(1 << 20)
     assert comp.lookup(str(path), os.stat(path), "gzip") == (None, True)
     assert comp.lookup(str(path), os.stat(path), "gzip") == (None, True)
     assert comp.misses == 1  # the verdict is remembered: no second attempt
@@ -167,7 +167,7 @@ def test_large_file_is_compressed_in_the_background(tmp_path):
     path = tmp_path / "big.js"
     data = script(compression.INLINE_MAX * 4)
     path.write_bytes(data)
-    comp = compressor_for(tmp_path, 1 << 20)
+    comp = compressor_for(1 << 20)
     st = os.stat(path)
     assert comp.lookup(str(path), st, "gzip") == (None, False)
     assert comp.wait_idle(30)
@@ -316,6 +316,11 @@ def test_ranges_apply_to_the_compressed_bytes(srv, path):
     assert partial.body == whole[10:100]
     tail = get(srv, path, {"Accept-Encoding": "gzip", "Range": "bytes=-20"})
     assert tail.status == 206 and tail.body == whole[-20:]
+    several = get(srv, path, {"Accept-Encoding": "gzip", "Range": "bytes=0-4,50-59"})
+    assert several.status == 206 and several.headers["content-encoding"] == "gzip"
+    assert parse_multipart(several.headers["content-type"], several.body) == [
+        ("text/javascript; charset=utf-8", f"bytes 0-4/{size}", whole[:5]),
+        ("text/javascript; charset=utf-8", f"bytes 50-59/{size}", whole[50:60])]
     unsatisfiable = get(srv, path, {"Accept-Encoding": "gzip", "Range": f"bytes={size}-"})
     assert unsatisfiable.status == 416
     assert unsatisfiable.headers["content-range"] == f"bytes */{size}"
