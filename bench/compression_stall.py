@@ -5,8 +5,10 @@ starts the reactor, and while 64 clients ask for that file with `Accept-Encoding
 (the first requests of a cold cache: the file is compressed on the background thread while they
 get the identity body), a probe on its own keep-alive connection asks for a tiny file every
 millisecond and records each answer's latency. The longest probe latency bounds the longest
-time the loop did not turn. The same load with `--no-compress` gives the baseline; the
-difference is what compression costs the loop.
+time the loop did not turn; the server also times each turn of its loop (from select()
+returning to the next call), so the longest turns overall and while gzip ran are known exactly.
+The same load with `--no-compress` gives the baseline; the difference is what compression costs
+the loop.
 
     python -m bench.compression_stall --runs 3
     python -m bench.compression_stall --size-mib 10 --clients 64
@@ -41,12 +43,42 @@ RUN_TIMEOUT_S = 60.0
 RECV_BYTES = 1 << 20
 BANNER = re.compile(rb"at https?://[^:/]+:(\d+)/")
 REPO = Path(__file__).resolve().parent.parent
+#: Runs the server with its loop timed: every turn (from select() returning to the next call)
+#: and every zlib.compress call are written, as "turn START SECONDS" and "gzip START SECONDS"
+#: lines, to the file named by STALL_LOG when the server exits.
+LAUNCHER = """
+import atexit, os, runpy, selectors, sys, time, zlib
+turns, gzips, last = [], [], [None]
+select = selectors.DefaultSelector.select
+def timed_select(self, timeout=None):
+    now = time.perf_counter()
+    if last[0] is not None:
+        turns.append((last[0], now - last[0]))
+    events = select(self, timeout)
+    last[0] = time.perf_counter()
+    return events
+selectors.DefaultSelector.select = timed_select
+compress = zlib.compress
+def timed_compress(*args, **kwargs):
+    start = time.perf_counter()
+    body = compress(*args, **kwargs)
+    gzips.append((start, time.perf_counter() - start))
+    return body
+zlib.compress = timed_compress
+def write():
+    with open(os.environ["STALL_LOG"], "w") as log:
+        log.writelines(f"turn {a} {b}\\n" for a, b in turns)
+        log.writelines(f"gzip {a} {b}\\n" for a, b in gzips)
+atexit.register(write)
+sys.argv = ["reactor_http"] + sys.argv[1:]
+runpy.run_module("reactor_http", run_name="__main__", alter_sys=True)
+"""
 
 
-def start_server(root: Path, *args: str) -> tuple[subprocess.Popen, int]:
-    """The reactor on a free port: (process, port)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0",
+def start_server(root: Path, log: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    """The reactor on a free port, its loop timed into `log`: (process, port)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), STALL_LOG=str(log))
+    command = [sys.executable, "-c", LAUNCHER, "--root", str(root), "--port", "0",
                "--quiet", "--max-requests", str(10 ** 9), *args]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     line = proc.stdout.readline()
@@ -143,9 +175,25 @@ def load(port: int, clients: int, path: str, deadline: float) -> dict:
     return {"bytes": received, "coded": coded, "finished": open_count == 0}
 
 
+def loop_turns(log: Path, started: float) -> dict:
+    """The longest loop turns from the server's log: overall (and when, in seconds after the
+    load began), and while zlib.compress ran."""
+    turns, gzips = [], []
+    for line in log.read_text().splitlines():
+        kind, start, seconds = line.split()
+        (turns if kind == "turn" else gzips).append((float(start), float(seconds)))
+    longest = max(turns, key=lambda turn: turn[1], default=(started, 0.0))
+    during = [seconds for start, seconds in turns for g_start, g_seconds in gzips
+              if start < g_start + g_seconds and start + seconds > g_start]
+    return {"turn_max_ms": longest[1] * 1000, "turn_max_at_s": longest[0] - started,
+            "turn_max_gzip_ms": max(during, default=0.0) * 1000,
+            "gzip_ms": sum(seconds for _, seconds in gzips) * 1000}
+
+
 def one_run(root: Path, compress: bool, clients: int) -> dict:
-    """One cold-cache run: the probe's latencies while the load runs."""
-    proc, port = start_server(root, *(() if compress else ("--no-compress",)))
+    """One cold-cache run: the probe's latencies and the loop's turns while the load runs."""
+    log = root / "stall.log"
+    proc, port = start_server(root, log, *(() if compress else ("--no-compress",)))
     try:
         stop = multiprocessing.Event()
         receiver, sender = multiprocessing.Pipe(duplex=False)
@@ -175,7 +223,8 @@ def one_run(root: Path, compress: bool, clients: int) -> dict:
                 break
             time.sleep(0.05)
         ready = time.perf_counter() - started
-        return {"compress": compress, "seconds": elapsed, **result,
+        stop_server(proc)
+        return {"compress": compress, "seconds": elapsed, **result, **loop_turns(log, started),
                 "probe_max_ms": max(during) * 1000, "probe_p99_ms":
                     sorted(during)[int(0.99 * (len(during) - 1))] * 1000,
                 "probe_median_ms": statistics.median(during) * 1000, "probes": len(during),
@@ -210,7 +259,10 @@ def main(argv=None) -> int:
                       f"{r['coded']} gzip answers), probe: {r['probes']} answers, "
                       f"median {r['probe_median_ms']:.2f} ms, p99 {r['probe_p99_ms']:.2f} ms, "
                       f"max {r['probe_max_ms']:.2f} ms; {r['after']} ({r['after_bytes']:,} bytes) "
-                      f"served {r['ready_s']:.2f} s after the load began", flush=True)
+                      f"served {r['ready_s']:.2f} s after the load began; longest loop turn "
+                      f"{r['turn_max_ms']:.2f} ms at {r['turn_max_at_s']:.2f} s"
+                      + (f", longest during the {r['gzip_ms']:.0f} ms of gzip "
+                         f"{r['turn_max_gzip_ms']:.2f} ms" if compress else ""), flush=True)
     return 0
 
 
