@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import MODES, ServerProcess, get, parse_multipart, read_response, wait_for
+from conftest import (MODES, ServerProcess, get, parse_multipart, read_response, run_cli,
+                      wait_for)
 from reactor_http import compression
 from reactor_http.compression import Compressor, coded_etag, compressible_type, negotiate
 from reactor_http.config import Config
@@ -505,3 +506,14 @@ def test_bench_gzip_scenario_asks_for_gzip_against_nginx_with_gzip_on(tmp_path):
     assert len(script_bytes) == site.files[sitegen.SCRIPT_PATH] == sitegen.SCRIPT_SIZE
     # Compressible like a real script: neither trivially repetitive nor incompressible.
     assert 0.2 < len(compression.compress(script_bytes, "gzip")) / len(script_bytes) < 0.4
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--compress-max-bytes", "10"), "--compress-max-bytes must be a whole number of bytes"),
+    (("--compress-max-bytes", "16M"), "--compress-max-bytes must be a whole number of bytes"),
+    (("--compress-cache-bytes", "1000"), "--compress-cache-bytes must be a whole number"),
+])
+def test_malformed_compression_options_refused_at_start_up(args, message):
+    result = run_cli("--root", ".", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("error:") == 1
