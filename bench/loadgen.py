@@ -96,12 +96,14 @@ def parse_wrk_output(text: str) -> LoadResult:
 
 def wrk_command(url: str, connections: int, duration_s: int, threads: int = 1,
                 close: bool = False, max_requests_per_thread: int = 0,
-                cpu: int | None = None) -> list:
-    """The wrk command line for one run (pinned to cpu when given)."""
+                cpu: int | None = None, headers: tuple = ()) -> list:
+    """The wrk command line for one run (pinned to cpu when given); `headers`: (name, value)."""
     command = ["wrk", f"-t{threads}", f"-c{max(connections, threads)}", f"-d{duration_s}s",
                "--timeout", f"{WRK_TIMEOUT_S}s", "-s", str(WRK_SCRIPT)]
     if close:
         command += ["-H", "Connection: close"]
+    for name, value in headers:
+        command += ["-H", f"{name}: {value}"]
     command.append(url)
     if max_requests_per_thread:
         command += ["--", str(max_requests_per_thread)]
@@ -109,10 +111,11 @@ def wrk_command(url: str, connections: int, duration_s: int, threads: int = 1,
 
 
 def run_wrk(url: str, connections: int, duration_s: int, close: bool = False,
-            max_requests: int = 0, cpu: int | None = None, threads: int = 1) -> LoadResult:
+            max_requests: int = 0, cpu: int | None = None, threads: int = 1,
+            headers: tuple = ()) -> LoadResult:
     """Run wrk once and parse its report (one thread by default: it has one CPU to itself)."""
     command = wrk_command(url, connections, duration_s, threads=threads, close=close,
-                          max_requests_per_thread=max_requests, cpu=cpu)
+                          max_requests_per_thread=max_requests, cpu=cpu, headers=headers)
     proc = subprocess.run(command, capture_output=True, text=True,
                           timeout=duration_s + WRK_GRACE_S)
     if proc.returncode != 0:
@@ -148,9 +151,10 @@ class _Tally:
             return True
 
 
-def _loader_thread(host, port, path, close, deadline, tally: _Tally):
+def _loader_thread(host, port, path, close, deadline, tally: _Tally, extra: tuple = ()):
     conn = None
     headers = {"Connection": "close"} if close else {}
+    headers.update(extra)
     while time.monotonic() < deadline and tally.claim():
         start = time.perf_counter()
         try:
@@ -179,12 +183,13 @@ def _loader_thread(host, port, path, close, deadline, tally: _Tally):
 
 
 def run_python_load(host: str, port: int, path: str, connections: int, duration_s: float,
-                    max_requests: int, close: bool = False) -> LoadResult:
+                    max_requests: int, close: bool = False, headers: tuple = ()) -> LoadResult:
     """A slow but dependency-free load: bounded by max_requests and duration_s."""
     tally = _Tally(max_requests)
     deadline = time.monotonic() + duration_s
     threads = [threading.Thread(target=_loader_thread,
-                                args=(host, port, path, close, deadline, tally), daemon=True)
+                                args=(host, port, path, close, deadline, tally, headers),
+                                daemon=True)
                for _ in range(max(1, connections))]
     start = time.perf_counter()
     for t in threads:

@@ -112,11 +112,12 @@ def _run_wrk_step(step: Step, server: RunningServer, ctx: BenchContext) -> dict:
     if ctx.loader == "wrk":
         result = loadgen.run_wrk(server.url + s.path, s.connections, ctx.profile.wrk_duration_s,
                                  close=s.close, max_requests=ctx.profile.wrk_request_cap,
-                                 cpu=ctx.load_cpu, threads=ctx.wrk_threads)
+                                 cpu=ctx.load_cpu, threads=ctx.wrk_threads, headers=s.headers)
     else:
         cap = ctx.profile.wrk_request_cap or PY_LOADER_MAX_REQUESTS
         result = loadgen.run_python_load(HOST, server.port, s.path, min(s.connections, 16),
-                                         ctx.profile.wrk_duration_s, cap, close=s.close)
+                                         ctx.profile.wrk_duration_s, cap, close=s.close,
+                                         headers=s.headers)
     data = result.to_dict()
     data["path"] = s.group
     return data

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.sitegen import LARGE_PATH, MEDIUM_PATH, SMALL_PATH, MIB, LARGE_SIZE
+from bench.sitegen import LARGE_PATH, MEDIUM_PATH, SCRIPT_PATH, SMALL_PATH, MIB, LARGE_SIZE
 
 WRK, IDLE, LOCUST = "wrk", "idle", "locust"
 
@@ -19,6 +19,12 @@ KEEPALIVE_GROUP = "small-keepalive"
 #: FILE, as users run them (bench/servers.py defines both).
 ACCESS_LOG_GROUP = "small-keepalive-log"
 ACCESS_LOG_PAIR = ("reactor-log", "nginx-log")
+#: The compression scenario: a 30 KiB script asked for with Accept-Encoding: gzip, served by
+#: both engines (compressed once, then from memory) and by nginx with `gzip on` (which
+#: compresses every response anew, at its default level 1).
+GZIP_GROUP = "script-gzip"
+GZIP_SERVERS = ("reactor", "threaded", "nginx-gzip")
+GZIP_HEADERS = (("Accept-Encoding", "gzip"),)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class Scenario:
     group: str = ""          # scenarios plotted together (e.g. keep-alive vs connections)
     servers: tuple = ()      # only these servers run it (empty: every server whose groups allow)
     reference: str = ""      # the server every ratio divides by (empty: the reactor)
+    headers: tuple = ()      # wrk: extra request fields, (name, value) pairs
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,9 @@ def build_scenarios(profile: Profile, with_locust: bool = True) -> list:
                      WRK, MEDIUM_PATH, 64, group="medium"),
             Scenario("large-c4", f"{profile.large_size // MIB} MiB file, 4 connections (MB/s)",
                      WRK, LARGE_PATH, 4, group="large"),
+            Scenario("script-gzip-c64", "30 KiB script, Accept-Encoding: gzip, keep-alive, "
+                     "64 connections", WRK, SCRIPT_PATH, 64, group=GZIP_GROUP,
+                     servers=GZIP_SERVERS, headers=GZIP_HEADERS),
         ]
     out += [Scenario(f"small-keepalive-log-c{c}",
                      f"1 KiB file, keep-alive, {c} connections, access log to a file",

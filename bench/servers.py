@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.scenarios import ACCESS_LOG_GROUP, KEEPALIVE_GROUP
+from bench.scenarios import ACCESS_LOG_GROUP, GZIP_GROUP, KEEPALIVE_GROUP
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -133,11 +133,13 @@ def _find_binary(name: str) -> str | None:
 
 
 def nginx_config(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False,
-                 access_log: bool = False) -> str:
+                 access_log: bool = False, gzip: bool = False) -> str:
     """One worker, sendfile on, access log off, everything under ctx.workdir.
 
     access_log: the access log on, in nginx's default (combined) format, written to
     ctx.workdir/access.log.
+    gzip: `gzip on` for scripts, styles, JSON and SVG from 1 KiB, with Vary, at nginx's default
+    level (1): each response is compressed anew, as nginx does.
     workers > 1: a master process (it serves nothing) and that many workers;
     as root the workers keep root's user, since the bench site lives in a
     private (0700) temporary directory. reuse_port: one listening socket per
@@ -150,6 +152,9 @@ def nginx_config(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False,
     user = "user root;\n" if workers != 1 and hasattr(os, "geteuid") and os.geteuid() == 0 else ""
     listen_opts = " reuseport" if reuse_port else ""
     log = f"access_log {w}/access.log;" if access_log else "access_log off;"
+    compress = ("gzip on;\n    gzip_vary on;\n    gzip_min_length 1024;\n    gzip_types "
+                "text/css text/javascript application/javascript application/json "
+                "image/svg+xml;") if gzip else ""
     return f"""# written by bench/servers.py
 daemon off;
 master_process {master};
@@ -165,6 +170,7 @@ http {{
     {types}
     default_type application/octet-stream;
     {log}
+    {compress}
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
@@ -185,9 +191,9 @@ http {{
 
 
 def _nginx_command(ctx: LaunchContext, workers: int = 1, reuse_port: bool = False,
-                   access_log: bool = False) -> list:
+                   access_log: bool = False, gzip: bool = False) -> list:
     conf = ctx.workdir / "nginx.conf"
-    conf.write_text(nginx_config(ctx, workers, reuse_port, access_log))
+    conf.write_text(nginx_config(ctx, workers, reuse_port, access_log, gzip))
     # -e: error log before the config is read (else /var/log/nginx is tried).
     return [_find_binary("nginx"), "-p", str(ctx.workdir), "-c", str(conf),
             "-e", str(ctx.workdir / "nginx-error.log")]
@@ -264,10 +270,14 @@ SPECS = {
                             lambda ctx: _nginx_command(ctx, access_log=True),
                             "nginx, 1 worker, sendfile on, access_log to a file",
                             groups=(ACCESS_LOG_GROUP,)),
+    "nginx-gzip": ServerSpec("nginx-gzip", nginx_available,
+                             lambda ctx: _nginx_command(ctx, gzip=True),
+                             "nginx, 1 worker, sendfile on, gzip on (level 1, its default)",
+                             groups=(GZIP_GROUP,)),
 }
 
 DEFAULT_ORDER = ("reactor", "threaded", "http.server", "nginx", "lighttpd", "aiohttp", "sanic",
-                 "floor", "reactor-log", "nginx-log")
+                 "floor", "reactor-log", "nginx-log", "nginx-gzip")
 
 
 # ---------------------------------------------------------------- mechanics

@@ -18,6 +18,10 @@ MIB = 1024 * KIB
 SMALL_PATH = "/1k.bin"
 MEDIUM_PATH = "/64k.bin"
 LARGE_PATH = "/large.bin"
+#: A compressible script for the on-the-fly compression scenario (the other assets are random
+#: bytes, which gzip cannot shrink).
+SCRIPT_PATH = "/assets/script-30k.js"
+SCRIPT_SIZE = 30 * 1024
 INDEX_PATH = "/"
 
 #: Sizes the issue names: a 1 KiB file (per-request overhead dominates),
@@ -75,6 +79,28 @@ def write_large_file(path: Path, size: int) -> None:
             remaining -= len(chunk)
 
 
+#: Words the generated script is made of.
+_SCRIPT_WORDS = ("state", "event", "value", "items", "count", "detail", "render", "update",
+                 "node", "index", "length", "result", "options", "target", "handler", "props",
+                 "key", "data")
+
+
+def render_script(size: int, seed: int = 30) -> bytes:
+    """`size` bytes of plausible JavaScript that compresses like real scripts do: gzip keeps
+    about a third of it at level 1 (nginx's default) and 27 % at level 6."""
+    import random
+
+    rng = random.Random(seed)
+    out = bytearray()
+    while len(out) < size:
+        a, b, c = rng.sample(_SCRIPT_WORDS, 3)
+        out += (f"function {a}{rng.randrange(10**6):x}({b}, {c}) {{\n"
+                f"  const {a} = {b}.{c}[{rng.randrange(1000)}] ?? {rng.randrange(10**9)};\n"
+                f"  if ({c}.{b} > {rng.randrange(100)}) return {a} * {rng.random():.4f};\n"
+                f"  return {{ {a}, {b}: '{rng.randrange(16**8):08x}' }};\n}}\n").encode("ascii")
+    return bytes(out[:size])
+
+
 def render_index_html() -> bytes:
     """A small page that references every asset (as a browser page would)."""
     css, js, logo, photo1, photo2 = (path for path, _ in PAGE_ASSETS)
@@ -119,6 +145,10 @@ def build_site(base_dir: str | os.PathLike, large_size: int = LARGE_SIZE) -> Sit
     for seed, (url, size) in enumerate(PAGE_ASSETS, start=10):
         _write_file(root / url.lstrip("/"), size, seed=seed)
         files[url] = size
+    script = root / SCRIPT_PATH.lstrip("/")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_bytes(render_script(SCRIPT_SIZE))
+    files[SCRIPT_PATH] = SCRIPT_SIZE
     index = render_index_html()
     (root / "index.html").write_bytes(index)
     files[INDEX_PATH] = len(index)

@@ -196,6 +196,20 @@ OPTIONS = (
            "everything but --status and CORS preflights; also read from REACTOR_HTTP_AUTH, "
            "which keeps the password out of the process list", group="what is served",
            metavar="USER:PASSWORD", shown_default="off"),
+    # On-the-fly gzip (and zstd where Python has compression.zstd) of text, scripts, JSON, SVG,
+    # WebAssembly and uncompressed fonts from 1 KiB up (see content_coding.py).
+    Option("compress", "--no-compress", SWITCH, True, "do not compress responses on the fly; "
+           "prepared .br/.gz siblings are still served", group="what is served", inverted=True),
+    # Larger files are sent as they are: a compressed body is held whole in memory. Caddy and
+    # nginx have no cap (they stream); 16 MiB covers any script or stylesheet a page loads.
+    Option("compress_max_bytes", "--compress-max-bytes", BYTES, 16 << 20, "compress files up "
+           "to this size on the fly; larger ones are sent as they are", group="what is served",
+           metavar="BYTES", low=1024, high=1 << 30, shown_default="16 MiB"),
+    # Memory for compressed bodies, least recently used out. At least 1 MiB: with less, most
+    # bodies could not be kept and would be compressed again and again.
+    Option("compress_cache_bytes", "--compress-cache-bytes", BYTES, 64 << 20, "memory for "
+           "compressed bodies, least recently used out", group="what is served",
+           metavar="BYTES", low=1 << 20, high=1 << 36, shown_default="64 MiB"),
     Option("log_dir", "--log-dir", TEXT, None, "write the dated connection log "
            "DDMMYYconnectionLog.txt in DIR", group="logging", metavar="DIR"),
     Option("quiet", "--quiet", SWITCH, False, "no access lines on stdout", group="logging"),

@@ -83,7 +83,8 @@ class Reactor(EngineBase):
         self.logging = logs.access_enabled or logs.connection_enabled
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
-        self.stats = Stats(config, "reactor", self._connection_states)
+        self.stats = Stats(config, "reactor", self._connection_states,
+                           compression=site.compression)
         # Requests answered in one loop turn share one `now`: they may share one stat per file.
         site.stat_per_instant = True
         self.selector = selectors.DefaultSelector()

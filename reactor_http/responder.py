@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import extras, filesystem, livereload
+from . import content_coding, extras, filesystem, livereload
 from .headers import DateCache, comma_list, parse_http_date, quality_values
 from .messages import REASONS, FileRegion, Request, encode_fields
 
@@ -105,6 +105,10 @@ class Site:
         self.stat_per_instant = False
         self._stat_instant = -1.0
         self._identities: dict[str, tuple] = {}
+        # On-the-fly compression (content_coding.py), or None with --no-compress.
+        self.compression = content_coding.Compressor(
+            config.compress_max_bytes, config.compress_cache_bytes, _identity) \
+            if config.compress else None
         # No `public`: it would let shared caches store answers to requests that carried
         # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
         self.cache_control = None
@@ -180,7 +184,7 @@ class Site:
         entry = self._fast.get(key)
         if entry is None:
             return None
-        checks, expires, get_response, head_response = entry
+        checks, expires, get_response, head_response, saved = entry
         if now < expires:
             for fs_path, identity in checks:
                 if self.stat_per_instant:
@@ -195,6 +199,17 @@ class Site:
                 if current != identity:
                     break
             else:
+                if saved is not None:  # a compressed answer: count it (content_coding.py)
+                    compressor = self.compression
+                    if method == "HEAD":
+                        saved = 0
+                    if self.stat_per_instant:
+                        # One request thread (the reactor) is the only writer of these two
+                        # counters: no lock needed, and a lock costs 5x the additions.
+                        compressor.hits += 1
+                        compressor.saved_bytes += saved
+                    else:
+                        compressor.hit(saved)
                 return head_response if method == "HEAD" else get_response
         with self._lock:
             if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
@@ -210,11 +225,14 @@ class Site:
             return ()
 
     def remember_response(self, key: tuple, now: float, checks: tuple,
-                          response: Response) -> None:
-        """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests."""
+                          response: Response, saved: int | None = None) -> None:
+        """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests.
+
+        `saved`: for a body compressed on the fly, how many bytes it saves (counted per hit).
+        """
         head_response = Response(200, response.headers, [], 0)
         get_response = Response(200, response.headers, response.segments, response.body_length)
-        entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
+        entry = (checks, now + FAST_PATH_TTL, get_response, head_response, saved)
         with self._lock:
             while key not in self._fast and len(self._fast) >= FAST_PATH_ENTRIES:
                 if _pop_oldest(self._fast) is None:
@@ -482,26 +500,34 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
     return error_response(404, head_only=head_only, extra=_cors(site))
 
 
-def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_result):
-    """Pick a precompressed sibling the client accepts: (coding, path, stat) or None.
+def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_result,
+                     ctype: str):
+    """Pick the coding the client gets: (coding, path, stat), path None for on the fly; or None.
 
-    Also reports whether any sibling exists, since then every response varies on
-    Accept-Encoding (as nginx gzip_static and Caddy's precompressed do). A sibling that is not
-    a regular file inside the root (a symlink out of it, without --follow-symlinks) does not
-    exist for us.
+    The offers are the precompressed siblings, then the codings compressed on the fly that no
+    sibling provides, so a prepared sibling wins a tie (content_coding.negotiate). Also reports
+    whether responses vary on Accept-Encoding: when a sibling exists (as nginx gzip_static and
+    Caddy's precompressed do) or the file qualifies for on-the-fly compression, every response
+    does, identity ones included. A sibling that is not a regular file inside the root (a
+    symlink out of it, without --follow-symlinks) does not exist for us.
     """
-    accepted = quality_values(request.fields.get("accept-encoding"))
-    has_sibling = False
-    chosen = None
+    offers = []
     for coding, suffix in filesystem.PRECOMPRESSED:
         sibling_st = site.derived_stat(fs_path + suffix)
         if sibling_st is None or sibling_st.st_mtime_ns < st.st_mtime_ns:
             continue  # an older sibling is stale: never serve it
-        has_sibling = True
-        q = accepted.get(coding, accepted.get("*", 0.0))
-        if chosen is None and q > 0:
-            chosen = (coding, fs_path + suffix, sibling_st)
-    return chosen, has_sibling
+        offers.append((coding, fs_path + suffix, sibling_st))
+    vary = bool(offers)
+    compressor = site.compression
+    if compressor is not None and compressor.eligible(ctype, st.st_size):
+        vary = True
+        prepared = {offer[0] for offer in offers}
+        offers.extend((coding, None, None) for coding in content_coding.CODINGS
+                      if coding not in prepared)
+    if not offers:
+        return None, False
+    accepted = quality_values(request.fields.get("accept-encoding"))
+    return content_coding.negotiate(accepted, offers), vary
 
 
 def _etag_matches(header: str, etag: str, weak: bool) -> bool:
@@ -571,21 +597,26 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     """
     head_only = request.method == "HEAD"
     ctype = filesystem.content_type(fs_path, site.mime)
-    # --live-reload: an HTML page is served injected, never as a prepared .gz/.br sibling.
+    # --live-reload: an HTML page is served injected, never as a prepared .gz/.br sibling nor
+    # compressed on the fly (the injected bytes are made per request).
     live = site.live is not None and livereload.is_html(ctype)
-    chosen, has_sibling = (None, False) if live else \
-        _choose_encoding(request, site, fs_path, st)
-    extra = []
-    if chosen is not None:
-        coding, rep_path, rep_st = chosen
-        extra.append(("Content-Encoding", coding))
-    else:
-        rep_path, rep_st = fs_path, st
-    if has_sibling:
-        extra.append(("Vary", "Accept-Encoding"))
+    chosen, vary = (None, False) if live else \
+        _choose_encoding(request, site, fs_path, st, ctype)
+    extra = [("Vary", "Accept-Encoding")] if vary else []
     if site.cache_control:
         extra.append(("Cache-Control", site.cache_control))
     extra.extend(_cors(site))
+    if chosen is not None and chosen[1] is None:
+        response, cache = _serve_compressed(request, site, fs_path, st, chosen[0], ctype, extra,
+                                            cache)
+        if response is not None:
+            return response
+        chosen = None
+    if chosen is not None:
+        coding, rep_path, rep_st = chosen
+        extra.insert(0, ("Content-Encoding", coding))
+    else:
+        rep_path, rep_st = fs_path, st
 
     try:
         loaded = _load(site, rep_path, rep_st)
@@ -616,6 +647,36 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     return response
 
 
+def _serve_compressed(request: Request, site: Site, fs_path: str, st: os.stat_result,
+                      coding: str, ctype: str, extra: list, cache: tuple | None):
+    """The answer in a coding made on the fly: (response, cache), or (None, cache) for identity.
+
+    Validators, conditionals, HEAD and ranges apply to the compressed bytes exactly as to a
+    prepared sibling, under the coded ETag (content_coding.coded_etag). While the body is being
+    made in the background, identity is served and the returned cache is None, so the answer
+    cache does not keep that identity answer past the worker's finish; a request whose
+    If-None-Match names the coded ETag still gets its 304, which needs no body.
+    """
+    compressor = site.compression
+    body, settled = compressor.lookup(fs_path, st, coding)
+    etag = content_coding.coded_etag(filesystem.strong_etag(st), coding)
+    fields = [("Content-Encoding", coding)] + extra
+    if body is None:
+        if settled:
+            return None, cache
+        if "if-none-match" in request.fields and \
+                _preconditions(request, etag, int(st.st_mtime)) == 304:
+            validators = [("Last-Modified", filesystem.last_modified(st)), ("ETag", etag)]
+            return Response(304, validators + fields), cache
+        return None, None
+    saved = st.st_size - len(body)
+    response = _file_response(request, site, fs_path, st, fs_path, st, body, None, ctype,
+                              fields, cache, etag=etag, saved=saved)
+    if response.status == 200 and request.method == "GET":
+        compressor.served(saved)
+    return response, cache
+
+
 def _load(site: Site, path: str, st: os.stat_result):
     """(bytes, None, st) for a small file, (None, fd, fstat) otherwise; None if it is gone.
 
@@ -633,15 +694,18 @@ def _load(site: Site, path: str, st: os.stat_result):
 
 def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_result,
                    rep_path: str, rep_st: os.stat_result, data: bytes | None, fd: int | None,
-                   ctype: str, extra: list, cache: tuple | None) -> Response:
+                   ctype: str, extra: list, cache: tuple | None, etag: str | None = None,
+                   saved: int | None = None) -> Response:
     """The answer for a representation we hold as `data` or as the open `fd`.
 
+    `etag` and `saved` are given for a body compressed on the fly (its size is len(data)).
     Never closes `fd`: a response that sends the file carries it, and _serve_file closes it
     otherwise.
     """
     head_only = request.method == "HEAD"
-    size = rep_st.st_size
-    etag = filesystem.strong_etag(rep_st)
+    size = len(data) if data is not None else rep_st.st_size
+    if etag is None:
+        etag = filesystem.strong_etag(rep_st)
     if site.live is not None and livereload.is_html(ctype):  # --live-reload: the page
         data, size, etag = livereload.injected_page(data, fd, size, etag)
     last_mod = filesystem.last_modified(rep_st)
@@ -673,12 +737,12 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
         headers = common + [("Content-Length", str(size))] + tail
         segments = [] if head_only or size == 0 else [piece(0, size)]
         response = Response(200, headers, segments, 0 if head_only else size, fd)
-        if cache is not None and data is not None:
+        if cache is not None and data is not None and size <= SMALL_FILE_MAX:
             checks = ((fs_path, _identity(st)),)
             if rep_path != fs_path:
                 checks += ((rep_path, _identity(rep_st)),)
             full = Response(200, headers, [data] if size else [], size)
-            site.remember_response(cache[0], cache[1], checks, full)
+            site.remember_response(cache[0], cache[1], checks, full, saved)
         return response
     if len(ranges) == 1:
         first, last = ranges[0]

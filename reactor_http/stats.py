@@ -37,6 +37,9 @@ TIMEOUT_KIND = {
     ConnState.STREAMING: "send",  # --live-reload: a stream's message not taken in time
 }
 TIMEOUT_KINDS = ("idle", "header", "send", "linger", "handshake")
+# content_coding.Compressor.snapshot()'s keys, in the order the status page shows them.
+COMPRESSION_COUNTERS = ("hits_total", "misses_total", "saved_bytes_total", "background_total",
+                        "cached_entries", "cached_bytes", "pending")
 JSON_TYPE = "application/json"
 # Prometheus text exposition format 0.0.4 (what every Prometheus server scrapes).
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -45,7 +48,8 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Stats:
     """Counters of one engine (one process); `snapshot()` adds the on-demand ones."""
 
-    def __init__(self, config, mode: str, connection_states=None, started: float | None = None):
+    def __init__(self, config, mode: str, connection_states=None, started: float | None = None,
+                 compression=None):
         self.mode = mode
         self.status_path = config.status_path
         self.allow = tuple(config.status_allow) or LOOPBACK
@@ -61,6 +65,8 @@ class Stats:
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
         # Idle keep-alive connections closed to admit new ones at the connection cap.
         self.evicted = 0
+        # The site's content_coding.Compressor (it keeps its own counters), None when off.
+        self.compression = compression
 
     def response_done(self, status: int, body_bytes: int) -> None:
         """One response has gone out completely."""
@@ -116,6 +122,7 @@ class Stats:
             "responses": {str(status): count for status, count in sorted(self.responses.items())},
             "timeouts": dict(self.timeouts),
             "evicted_idle_total": self.evicted,
+            "compression": self._compression_snapshot(),
         }
         if self.worker is not None:
             slot, of = self.worker
@@ -123,6 +130,13 @@ class Stats:
             snapshot["worker"] = {"slot": slot, "workers": of, "pid": self.pid,
                                   "supervisor_pid": os.getppid(), "scope": "this worker only"}
         return snapshot
+
+
+    def _compression_snapshot(self) -> dict:
+        """On-the-fly compression counters (all zero when it is off)."""
+        if self.compression is None:
+            return {"enabled": False, **dict.fromkeys(COMPRESSION_COUNTERS, 0)}
+        return {"enabled": True, **self.compression.snapshot()}
 
 
 class LockedStats(Stats):
@@ -208,4 +222,19 @@ def render_prometheus(snapshot: dict) -> bytes:
     metric("evicted_idle_total", "counter",
            "Idle keep-alive connections closed to admit new ones at the connection cap.",
            [({}, snapshot["evicted_idle_total"])])
+    compressed = snapshot["compression"]
+    metric("compression_cache_hits_total", "counter",
+           "Responses compressed on the fly answered from the compressed-body cache.",
+           [({}, compressed["hits_total"])])
+    metric("compression_cache_misses_total", "counter",
+           "Requests for a compressed body not yet cached (made inline, or queued while "
+           "the identity body was served).", [({}, compressed["misses_total"])])
+    metric("compression_saved_bytes_total", "counter",
+           "Body bytes not sent thanks to on-the-fly compression (200 responses to GET).",
+           [({}, compressed["saved_bytes_total"])])
+    metric("compression_background_total", "counter",
+           "Files compressed by the background thread.",
+           [({}, compressed["background_total"])])
+    metric("compression_cache_bytes", "gauge", "Bytes held by the compressed-body cache.",
+           [({}, compressed["cached_bytes"])])
     return ("\n".join(lines) + "\n").encode("utf-8")

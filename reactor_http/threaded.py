@@ -62,7 +62,8 @@ class ThreadedServer(EngineBase):
         self.clog = ConnectionLog(logs, "New thread started for", ", killing thread")
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
-        self.stats = LockedStats(config, "threaded", self._connection_states)
+        self.stats = LockedStats(config, "threaded", self._connection_states,
+                                 compression=site.compression)
         self.slots = threading.BoundedSemaphore(config.max_threads)
         self.stop_event = threading.Event()
         self.stop_requested = False
