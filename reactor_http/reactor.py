@@ -190,7 +190,7 @@ class Reactor(EngineBase):
             else:
                 self._accept(data, now)
         for queue in self.queues:
-            if len(queue):
+            if queue.entries:
                 for conn in queue.pop_expired(now):
                     conn.queue = None
                     self._on_timeout(conn, now)
@@ -210,9 +210,11 @@ class Reactor(EngineBase):
         """Seconds until the nearest deadline, capped by MAX_WAIT."""
         wait = MAX_WAIT
         for queue in self.queues:
-            deadline = queue.next_deadline()
-            if deadline is not None and deadline - now < wait:
-                wait = deadline - now
+            entries = queue.entries
+            if entries:
+                deadline = next(iter(entries.values()))
+                if deadline - now < wait:
+                    wait = deadline - now
         if self.fanouts:
             return 0.0  # a fan-out goes on in the next turn, after what is ready now
         if self.stopping:
