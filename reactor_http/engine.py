@@ -21,6 +21,7 @@ import traceback
 
 from . import sending
 from .logs import clf_prefix, clf_tail, escape
+from .protocol import HttpConnection
 
 log = logging.getLogger("reactor_http")
 
@@ -149,6 +150,16 @@ def prepare_accepted(sock: socket.socket, listener: Listener, blocking: bool):
     except (OSError, ValueError):
         sock.close()
         return None
+
+
+def open_connection(sock: socket.socket, address, listener: Listener, *, blocking: bool,
+                    site, parser, stats):
+    """An accepted socket made ready, and the protocol object for it; None if it is gone."""
+    sock = prepare_accepted(sock, listener, blocking)
+    if sock is None:
+        return None
+    return sock, HttpConnection(site, parser=parser, tls=listener.tls is not None, stats=stats,
+                                peer=peer_host(address))
 
 
 # What one handshake step needs next; HANDSHAKE_EOF: the client closed during the handshake.

@@ -21,8 +21,8 @@ from . import livereload, sending
 from .deadlines import DeadlineQueue
 from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
                      ConnectionLog, EngineBase, Listener, as_listeners, close_reason_for, format_peer,
-                     handshake_step, is_plaintext_on_tls, peer_host, plain_socket,
-                     prepare_accepted)
+                     handshake_step, is_plaintext_on_tls, open_connection, peer_host,
+                     plain_socket)
 from .parser import Limits
 from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, READ_STATES, STOP_GRACE, WRITE_STATES,
                        ConnState, HeadParser, HttpConnection)
@@ -321,13 +321,12 @@ class Reactor(EngineBase):
             if victim is not None:
                 victim.proto.evict()
                 self._close(victim, "evicted")
-            sock = prepare_accepted(sock, listener, blocking=False)
-            if sock is None:
+            opened = open_connection(sock, address, listener, blocking=False, site=self.site,
+                                     parser=self.parser, stats=self.stats)
+            if opened is None:
                 continue
-            tls = listener.tls is not None
-            proto = HttpConnection(self.site, parser=self.parser, tls=tls, stats=self.stats,
-                                   peer=peer_host(address))
-            conn = Conn(sock, address, proto, tls)
+            sock, proto = opened
+            conn = Conn(sock, address, proto, listener.tls is not None)
             self.conns.add(conn)
             self.selector.register(sock, READ, conn)
             self._arm(conn, self.queue_for[proto.state], now)

@@ -21,7 +21,7 @@ import time
 from . import livereload, sending
 from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, EngineBase, Listener,
                      as_listeners, close_reason_for, format_peer, is_plaintext_on_tls, peer_host,
-                     plain_socket, prepare_accepted)
+                     open_connection, plain_socket)
 from .parser import Limits
 from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, ConnState, HeadParser,
                        HttpConnection)
@@ -185,13 +185,12 @@ class ThreadedServer(EngineBase):
         """One connection's whole life, on this thread: from accept to CLOSED."""
         conn = None
         try:
-            sock = prepare_accepted(sock, listener, blocking=True)
-            if sock is None:
+            opened = open_connection(sock, address, listener, blocking=True, site=self.site,
+                                     parser=self.parser, stats=self.stats)
+            if opened is None:
                 return
-            tls = listener.tls is not None
-            proto = HttpConnection(self.site, parser=self.parser, tls=tls, stats=self.stats,
-                                   peer=peer_host(address))
-            conn = ThreadConn(sock, address, proto, tls)
+            sock, proto = opened
+            conn = ThreadConn(sock, address, proto, listener.tls is not None)
             with self.active_lock:
                 self.active[proto] = conn
             self.clog.opened(conn.peer)
@@ -226,11 +225,13 @@ class ThreadedServer(EngineBase):
             self.clog.cut(conn.peer, conn.host, plan, plan.body_sent(sent),
                           CLOSE_REASONS.get(proto.close_reason, proto.close_reason_text))
             plan.close()
+        conn.sock.close()
+        # Logged before the connection leaves `active`: the stop waits for `active` to empty,
+        # so "Server stopped" comes after every connection's line.
+        self.clog.closed(conn.peer, proto.close_reason_text)
         with self.active_lock:
             self.active.pop(proto, None)
             self.evicting.discard(proto)
-        conn.sock.close()
-        self.clog.closed(conn.peer, proto.close_reason_text)
 
     def _handshake(self, conn: ThreadConn) -> None:
         """The TLS handshake, bounded like a request head (slowloris guard)."""
