@@ -501,7 +501,7 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
 
 
 def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_result,
-                     ctype: str):
+                     ctype: str, siblings: bool = True):
     """Pick the coding the client gets: (coding, path, stat), path None for on the fly; or None.
 
     The offers are the precompressed siblings, then the codings compressed on the fly that no
@@ -512,7 +512,7 @@ def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_res
     symlink out of it, without --follow-symlinks) does not exist for us.
     """
     offers = []
-    for coding, suffix in filesystem.PRECOMPRESSED:
+    for coding, suffix in filesystem.PRECOMPRESSED if siblings else ():
         sibling_st = site.derived_stat(fs_path + suffix)
         if sibling_st is None or sibling_st.st_mtime_ns < st.st_mtime_ns:
             continue  # an older sibling is stale: never serve it
@@ -597,11 +597,13 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     """
     head_only = request.method == "HEAD"
     ctype = filesystem.content_type(fs_path, site.mime)
-    # --live-reload: an HTML page is served injected, never as a prepared .gz/.br sibling nor
-    # compressed on the fly (the injected bytes are made per request).
+    # --live-reload: an HTML page is served with the script in it, so never as a prepared
+    # .gz/.br sibling; a coding made on the fly applies to the injected page (_file_response).
     live = site.live is not None and livereload.is_html(ctype)
-    chosen, vary = (None, False) if live else \
-        _choose_encoding(request, site, fs_path, st, ctype)
+    chosen, vary = _choose_encoding(request, site, fs_path, st, ctype, siblings=not live)
+    live_coding = None
+    if live and chosen is not None:
+        live_coding, chosen = chosen[0], None
     extra = [("Vary", "Accept-Encoding")] if vary else []
     if site.cache_control:
         extra.append(("Cache-Control", site.cache_control))
@@ -637,7 +639,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     # including an exception raised while evaluating the request's conditionals and ranges.
     try:
         response = _file_response(request, site, fs_path, st, rep_path, rep_st, data, fd,
-                                  ctype, extra, cache)
+                                  ctype, extra, cache, live_coding=live_coding)
     except BaseException:
         if fd is not None:
             os.close(fd)
@@ -695,7 +697,7 @@ def _load(site: Site, path: str, st: os.stat_result):
 def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_result,
                    rep_path: str, rep_st: os.stat_result, data: bytes | None, fd: int | None,
                    ctype: str, extra: list, cache: tuple | None, etag: str | None = None,
-                   saved: int | None = None) -> Response:
+                   saved: int | None = None, live_coding: str | None = None) -> Response:
     """The answer for a representation we hold as `data` or as the open `fd`.
 
     `etag` and `saved` are given for a body compressed on the fly (its size is len(data)).
@@ -708,6 +710,14 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
         etag = filesystem.strong_etag(rep_st)
     if site.live is not None and livereload.is_html(ctype):  # --live-reload: the page
         data, size, etag = livereload.injected_page(data, fd, size, etag)
+        # The injected page compressed on the fly when the client chose a coding: inline, so
+        # only up to INLINE_MAX (a larger page goes as it is, with Vary); the answer cache
+        # keeps the result of a small page per Accept-Encoding.
+        if live_coding is not None and size <= content_coding.INLINE_MAX:
+            data = content_coding.compress(data, live_coding)
+            size = len(data)
+            etag = content_coding.coded_etag(etag, live_coding)
+            extra = [("Content-Encoding", live_coding)] + extra
     last_mod = filesystem.last_modified(rep_st)
     validators = [("Last-Modified", last_mod), ("ETag", etag)]
 

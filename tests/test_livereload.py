@@ -371,3 +371,28 @@ def test_each_worker_watches_and_streams(root, make_server):
         assert b"data: /index.html\n" in read_until(sock, b"data: /index.html\n")
     status, _, err = server.stop()
     assert status == 0, err
+
+
+def test_an_injected_page_is_compressed_on_the_fly_when_the_client_accepts_gzip(
+        root, make_server, mode):
+    # On-the-fly compression applies to the injected page (never a prepared .gz sibling).
+    page = b"<html><head><title>t</title></head><body>" + b"<p>hello</p>\n" * 300 + \
+        b"</body></html>\n"
+    (root / "mid.html").write_bytes(page)
+    (root / "mid.html.gz").write_bytes(gzip.compress(page))  # the uninjected file: never sent
+    server = make_server(root, mode, "--quiet", "--live-reload")
+    plain = get(server, "/mid.html")
+    assert "content-encoding" not in plain.headers and SCRIPT in plain.body
+    packed = get(server, "/mid.html", {"Accept-Encoding": "gzip"})
+    assert packed.status == 200 and packed.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(packed.body) == plain.body  # the injected page, compressed
+    assert "Accept-Encoding" in packed.headers["vary"] and "Accept-Encoding" in plain.headers["vary"]
+    assert packed.headers["etag"] != plain.headers["etag"]
+    head = get(server, "/mid.html", {"Accept-Encoding": "gzip"}, method="HEAD")
+    assert head.headers["content-length"] == str(len(packed.body))
+    assert head.headers["etag"] == packed.headers["etag"]
+    again = get(server, "/mid.html", {"Accept-Encoding": "gzip",
+                                      "If-None-Match": packed.headers["etag"]})
+    assert again.status == 304
+    part = get(server, "/mid.html", {"Accept-Encoding": "gzip", "Range": "bytes=0-9"})
+    assert part.status == 206 and part.body == packed.body[:10]
