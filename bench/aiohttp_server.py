@@ -5,16 +5,10 @@ Usage: python bench/aiohttp_server.py --root DIR --host 127.0.0.1 --port N
 SIGINT stops it (aiohttp's run_app handles both).
 """
 
-import argparse
-import resource
 import sys
 from pathlib import Path
 
-
-def _raise_nofile_limit():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+from peer_args import peer_args  # a sibling script module (see peer_args.py)
 
 
 def build_app(root):
@@ -34,12 +28,7 @@ def build_app(root):
 def main(argv=None):
     from aiohttp import web
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    _raise_nofile_limit()
+    args = peer_args(__doc__.splitlines()[0], argv)
     # keepalive_timeout: aiohttp's default (75 s) would not close our idle
     # probe either, but say it explicitly, as for every other server.
     web.run_app(build_app(args.root), host=args.host, port=args.port,

@@ -8,13 +8,13 @@ Usage: python bench/http11_server.py --root DIR --host 127.0.0.1 --port N
 SIGTERM or SIGINT stops it with exit status 0.
 """
 
-import argparse
 import functools
 import http.server
-import resource
 import signal
 import sys
 import threading
+
+from peer_args import peer_args  # a sibling script module (see peer_args.py)
 
 #: Listen backlog. socketserver's default of 5 would turn a burst of 1,000
 #: connects into SYN retries and measure the backlog, not the server.
@@ -40,19 +40,9 @@ class Http11Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-def _raise_nofile_limit():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    _raise_nofile_limit()
+    args = peer_args(__doc__.splitlines()[0], argv)
     handler = functools.partial(Http11Handler, directory=args.root)
     server = Http11Server((args.host, args.port), handler)
 

@@ -6,18 +6,13 @@ index.html for `/`, Range support on and large files streamed (sanic's settings 
 files). SIGTERM or SIGINT stops it (sanic handles both).
 """
 
-import argparse
-import resource
 import sys
+
+from peer_args import peer_args  # a sibling script module (see peer_args.py)
 
 #: Idle keep-alive seconds, as every bench server gets (sanic's default is 120).
 KEEPALIVE_TIMEOUT_S = 300
 
-
-def _raise_nofile_limit():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def build_app(root):
@@ -33,12 +28,7 @@ def build_app(root):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    _raise_nofile_limit()
+    args = peer_args(__doc__.splitlines()[0], argv)
     app = build_app(args.root)
     app.run(host=args.host, port=args.port, single_process=True, access_log=False,
             backlog=4096, debug=False)
