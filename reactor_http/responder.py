@@ -53,7 +53,8 @@ class Response:
     after it is built; `fields_bytes()` serialises its fields once.
     """
 
-    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "_fields", "wire")
+    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "_fields", "wire",
+                 "saved")
 
     def __init__(self, status: int, headers: list, segments: list | None = None,
                  body_length: int = 0, fd: int | None = None, close: bool = False):
@@ -66,6 +67,9 @@ class Response:
         self._fields = None
         # (Date field, Connection fields, whole response bytes): protocol.py's reuse cache.
         self.wire = None
+        # A cached answer with a body compressed on the fly: bytes each hit saves, counted per
+        # hit by cached_response (None for every other answer).
+        self.saved = None
 
     def fields_bytes(self) -> bytes:
         """The header fields as CRLF-terminated lines (computed once)."""
@@ -184,7 +188,7 @@ class Site:
         entry = self._fast.get(key)
         if entry is None:
             return None
-        checks, expires, get_response, head_response, saved = entry
+        checks, expires, get_response, head_response = entry
         if now < expires:
             for fs_path, identity in checks:
                 if self.stat_per_instant:
@@ -199,22 +203,25 @@ class Site:
                 if current != identity:
                     break
             else:
-                if saved is not None:  # a compressed answer: count it (content_coding.py)
-                    compressor = self.compression
-                    if method == "HEAD":
-                        saved = 0
-                    if self.stat_per_instant:
-                        # One request thread (the reactor) is the only writer of these two
-                        # counters: no lock needed, and a lock costs 5x the additions.
-                        compressor.hits += 1
-                        compressor.saved_bytes += saved
-                    else:
-                        compressor.hit(saved)
-                return head_response if method == "HEAD" else get_response
+                response = head_response if method == "HEAD" else get_response
+                if response.saved is not None:  # a compressed answer: count it
+                    self.count_compressed_hit(response)
+                return response
         with self._lock:
             if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
                 del self._fast[key]
         return None
+
+    def count_compressed_hit(self, response: Response) -> None:
+        """A cached answer compressed on the fly went out again (content_coding.py's counters)."""
+        compressor = self.compression
+        if self.stat_per_instant:
+            # One request thread (the reactor) is the only writer of these two counters: no
+            # lock needed, and a lock costs 5x the additions.
+            compressor.hits += 1
+            compressor.saved_bytes += response.saved
+        else:
+            compressor.hit(response.saved)
 
     @staticmethod
     def _current_identity(fs_path: str) -> tuple:
@@ -232,7 +239,9 @@ class Site:
         """
         head_response = Response(200, response.headers, [], 0)
         get_response = Response(200, response.headers, response.segments, response.body_length)
-        entry = (checks, now + FAST_PATH_TTL, get_response, head_response, saved)
+        if saved is not None:
+            get_response.saved, head_response.saved = saved, 0
+        entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
         with self._lock:
             while key not in self._fast and len(self._fast) >= FAST_PATH_ENTRIES:
                 if _pop_oldest(self._fast) is None:

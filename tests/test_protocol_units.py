@@ -6,6 +6,8 @@ closed by the tests, as an engine would.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reactor_http.config import Config
@@ -628,3 +630,60 @@ def test_without_the_flag_the_stream_path_is_an_ordinary_path(site):
     plan = conn.next_plan(NOW)
     assert status_of(plan) == 404
     assert complete(conn, plan) is S.IDLE
+
+
+def test_requests_at_one_instant_share_one_stat_and_a_new_instant_looks_again(site, monkeypatch):
+    # The reactor hands every request of one loop turn the same `now`: they may share one stat
+    # (and the plan built from it); a later instant must see a file changed on disk.
+    site.stat_per_instant = True
+    looks = []
+    real = Site._current_identity
+    monkeypatch.setattr(Site, "_current_identity",
+                        staticmethod(lambda path: looks.append(path) or real(path)))
+    conn = make_conn(site)
+    conn.receive(request())
+    complete(conn, conn.next_plan(NOW))      # parsed and cached by the usual route
+    looks.clear()
+    first = conn.take_request(request(), NOW + 0.25)
+    complete(conn, first)
+    again = conn.take_request(request(), NOW + 0.25)
+    complete(conn, again)
+    assert len(looks) == 1 and again is first and conn.requests_served == 3
+    (Path(site.config.root) / "a.txt").write_bytes(b"changed, and longer\n")
+    later = conn.take_request(request(), NOW + 0.5)
+    assert len(looks) == 2 and later is None  # the cached answer is stale: the usual route
+    conn.receive(request())
+    fresh = conn.next_plan(NOW + 0.5)
+    assert head_bytes(fresh).endswith(b"changed, and longer\n")
+
+
+def test_without_shared_instants_every_request_looks_at_the_file(site, monkeypatch):
+    # The threaded engine's requests never share an instant: each one stats the file.
+    site.stat_per_instant = False
+    looks = []
+    real = Site._current_identity
+    monkeypatch.setattr(Site, "_current_identity",
+                        staticmethod(lambda path: looks.append(path) or real(path)))
+    conn = make_conn(site)
+    conn.receive(request())
+    complete(conn, conn.next_plan(NOW))
+    looks.clear()
+    for _ in range(3):
+        complete(conn, conn.take_request(request(), NOW))
+    assert len(looks) == 3
+
+
+def test_a_compressed_answer_is_counted_for_every_request_of_an_instant(tmp_path):
+    (tmp_path / "app.js").write_bytes(b"function f() { return 1; }\n" * 200)
+    site = Site(Config(root=str(tmp_path), quiet=True).validate())
+    site.stat_per_instant = True
+    conn = HttpConnection(site)
+    raw = request("/app.js", "1.1", "Accept-Encoding: gzip")
+    conn.receive(raw)
+    complete(conn, conn.next_plan(NOW))
+    before = site.compression.hits
+    for _ in range(3):
+        plan = conn.take_request(raw, NOW + 0.25)
+        assert b"Content-Encoding: gzip" in head_bytes(plan)
+        complete(conn, plan)
+    assert site.compression.hits - before == 3
