@@ -10,7 +10,6 @@ Semantics live in protocol/responder; what both engines do alike lives in engine
 from __future__ import annotations
 
 import collections
-import selectors
 import signal
 import socket
 import ssl
@@ -24,6 +23,7 @@ from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, 
                      handshake_step, is_plaintext_on_tls, open_connection, peer_host,
                      plain_socket)
 from .parser import Limits
+from .poller import READ, WRITE, Poller, ready_mask
 from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, READ_STATES, STOP_GRACE, WRITE_STATES,
                        ConnState, HeadParser, HttpConnection)
 from .stats import Stats
@@ -41,11 +41,12 @@ HEARTBEAT_INTERVAL = 1.0
 # --live-reload: streams sent a change per loop turn. A change to 10,000 streams then goes out
 # over about 20 turns, and an ordinary request waits for one slice (a few ms), not for all.
 FANOUT_SLICE = 512
-READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 WOULD_BLOCK = sending.WOULD_BLOCK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
 HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
 STREAMING = ConnState.STREAMING
+# What the wake-up socket's events are dispatched to (signals, request_stop, --live-reload).
+WAKEUP = object()
 
 
 class Conn:
@@ -69,7 +70,7 @@ class Conn:
 
 
 class Reactor(EngineBase):
-    """The selectors loop serving one or more listening sockets (HTTP and HTTPS)."""
+    """The readiness loop serving one or more listening sockets (HTTP and HTTPS)."""
 
     def __init__(self, config, site, logs, listener, heartbeat=None):
         self.config = config
@@ -87,7 +88,8 @@ class Reactor(EngineBase):
                            compression=site.compression)
         # Requests answered in one loop turn share one `now`: they may share one stat per file.
         site.stat_per_instant = True
-        self.selector = selectors.DefaultSelector()
+        # Readiness: epoll itself on Linux (poller.py); register/modify/unregister by socket.
+        self.selector = Poller()
         self.conns: set[Conn] = set()
         self.listening = False
         self.accept_paused_until = 0.0
@@ -149,7 +151,7 @@ class Reactor(EngineBase):
         """Serve until stopped; return the exit status."""
         for listener in self.listeners:
             listener.sock.setblocking(False)
-        self.selector.register(self._wakeup_r, READ, None)
+        self.selector.register(self._wakeup_r, READ, WAKEUP)
         self.logs.start()  # log output is written on the sink's thread, never on this one
         self._resume_accepting()
         try:
@@ -179,15 +181,20 @@ class Reactor(EngineBase):
 
     def _loop_once(self, now: float) -> None:
         """One select() and everything it woke, then timers."""
-        events = self.selector.select(self._wait_time(now))
+        events = self.selector.poll(self._wait_time(now))
         now = time.monotonic()
-        for key, mask in events:
-            data = key.data
+        data_for = self.selector.data
+        for fd, mask in events:
+            data = data_for.get(fd)  # None: closed by an earlier event of this turn
             if type(data) is Conn:
+                if mask != READ:  # writable, or an error or hang-up: as `selectors` says it
+                    mask = ready_mask(mask, data.mask)
+                    if not mask:
+                        continue
                 self._handle(data, mask, now)
-            elif data is None:
+            elif data is WAKEUP:
                 self._drain_wakeup()
-            else:
+            elif data is not None:
                 self._accept(data, now)
         for queue in self.queues:
             if queue.entries:
