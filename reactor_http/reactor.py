@@ -308,7 +308,7 @@ class Reactor(EngineBase):
                     self._pause_accepting()
                     return
             try:
-                sock, address = listener.sock.accept()
+                sock, address = listener.accept()
             except BlockingIOError:
                 return
             except OSError as exc:
