@@ -111,3 +111,35 @@ def test_a_read_event_with_nothing_to_read_leaves_an_idle_connection_alone(bare_
         assert conn in bare_reactor.conns and conn.proto.state is ConnState.IDLE
     finally:
         client.close()
+
+
+def test_a_connection_not_logged_still_names_its_peer_when_an_error_needs_it(bare_reactor):
+    # With the connection log off the reactor does not format a connection's address up front;
+    # an error's log line (crash, internal error) still gets host:port, made on demand.
+    from reactor_http.engine import format_peer
+    bare_reactor.listeners[0].sock.setblocking(False)  # as run() sets it
+    client = socket.create_connection(bare_reactor.listeners[0].sock.getsockname())
+    try:
+        bare_reactor._accept(bare_reactor.listeners[0], 1.0)
+        (conn,) = bare_reactor.conns
+        assert conn.peer_name() == format_peer(client.getsockname()) == conn.peer_name()
+    finally:
+        for conn in list(bare_reactor.conns):
+            bare_reactor._close(conn, "stop")
+        client.close()
+
+
+def test_an_unexpected_error_names_the_peer_with_the_connection_log_off(bare_reactor, caplog):
+    # The error log is always on: its line names the peer even when nothing else is logged.
+    from reactor_http.engine import format_peer
+    bare_reactor.listeners[0].sock.setblocking(False)  # as run() sets it
+    client = socket.create_connection(bare_reactor.listeners[0].sock.getsockname())
+    try:
+        bare_reactor._accept(bare_reactor.listeners[0], 1.0)
+        (conn,) = bare_reactor.conns
+        bare_reactor._fail(conn, RuntimeError("a bug"))
+        assert conn not in bare_reactor.conns
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert any(format_peer(client.getsockname()) in message for message in errors), errors
+    finally:
+        client.close()
