@@ -311,9 +311,12 @@ class Reactor(EngineBase):
     def _accept(self, listener: Listener, now: float) -> None:
         """Accept a bounded batch of connections, until the backlog is empty or we are full."""
         limit = self.config.max_connections
+        conns = self.conns
+        tls = listener.tls is not None
+        named = self.connection_logging
         for _ in range(ACCEPT_BATCH):
             victim = None
-            if len(self.conns) >= limit:
+            if len(conns) >= limit:
                 # At the cap: the longest-idle keep-alive connection makes room (as nginx
                 # does), once a newcomer is really there; with none idle, the kernel backlog
                 # holds the rest for now.
@@ -340,11 +343,12 @@ class Reactor(EngineBase):
             if opened is None:
                 continue
             sock, proto = opened
-            conn = Conn(sock, address, proto, listener.tls is not None, self.connection_logging)
-            self.conns.add(conn)
+            conn = Conn(sock, address, proto, tls, named)
+            conns.add(conn)
             self.selector.register(sock, READ, conn)
-            self._arm(conn, self.queue_for[proto.state], now)
-            if self.connection_logging:
+            queue = conn.queue = self.queue_for[proto.state]  # no timer to disarm yet
+            queue.arm(conn, now)
+            if named:
                 self.clog.opened(conn.peer)
 
     # ---- per-connection events ---------------------------------------------------------------
@@ -704,10 +708,12 @@ class Reactor(EngineBase):
         A response cut short (reset, send timeout, the drain bound) still gets its access
         line, with the body bytes that went out.
         """
-        if conn not in self.conns:
-            return
-        self.conns.discard(conn)
-        self.streams.discard(conn)
+        try:
+            self.conns.remove(conn)
+        except KeyError:
+            return  # closed already
+        if self.streams:
+            self.streams.discard(conn)
         conn.outbox = None
         if conn.queue is not None:
             conn.queue.disarm(conn)
