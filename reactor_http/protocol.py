@@ -191,14 +191,17 @@ class ParsedHead:
     """What is memoised for one exact request head: the parse, the answer-cache key, and the
     last plan built for it (see HttpConnection.take_request)."""
 
-    __slots__ = ("parsed", "cache_key", "last")
+    __slots__ = ("parsed", "plain_key", "cache_key", "last")
 
     def __init__(self, parsed: tuple):
         self.parsed = parsed  # (Request, consumed bytes), as parse_head returns it
         request = parsed[0]
-        # The responder's answer-cache key (responder.plain_key) of a plain GET/HEAD without a
-        # body that asks to keep the connection: None for any other request (no shortcut).
-        self.cache_key = plain_key(request) if request.body_length == NO_BODY and \
+        # The responder's answer-cache key (responder.plain_key, a pure function of the
+        # request): given to respond() on the usual route, which would otherwise compute it.
+        self.plain_key = plain_key(request)
+        # The same key for a plain GET/HEAD without a body that asks to keep the connection:
+        # None for any other request (no shortcut).
+        self.cache_key = self.plain_key if request.body_length == NO_BODY and \
             request.keep_alive else None
         # (Response, Date field, plan, the engine instant it stands for or None): replaced
         # whole, so threads never see a mixed tuple.
@@ -232,18 +235,27 @@ class HeadParser:
 
     def parse(self, buf):
         """Same contract as parser.parse_head."""
+        head = self.parse_head(buf)
+        return head.parsed if head is not None else None
+
+    def parse_head(self, buf) -> ParsedHead | None:
+        """parse() with what is known of the head: its ParsedHead (memoised when it can be)."""
         end = buf.find(b"\r\n\r\n", 0, MEMO_MAX_HEAD)
         if end > 0:
-            key = bytes(buf[:end + 4])
+            # The whole buffer when it is one head (the usual case): one copy, not two.
+            key = bytes(buf) if len(buf) == end + 4 else bytes(buf[:end + 4])
             hit = self._memo.get(key)
             if hit is not None:
-                return hit.parsed
+                return hit
         parsed = parse_head(buf, self.limits)
-        if parsed is not None and end > 0 and parsed[1] == end + 4:
+        if parsed is None:
+            return None
+        head = ParsedHead(parsed)
+        if end > 0 and parsed[1] == end + 4:
             if len(self._memo) >= MEMO_ENTRIES:
                 self._memo.clear()
-            self._memo[key] = ParsedHead(parsed)
-        return parsed
+            self._memo[key] = head
+        return head
 
     def exact(self, data: bytes) -> ParsedHead | None:
         """The memo entry if `data` is exactly one head parsed before (nothing more, no less)."""
@@ -403,22 +415,22 @@ class HttpConnection:
         if state is not READING_HEAD:
             return None
         try:
-            parsed = self.parser.parse(self.buffer)
+            head = self.parser.parse_head(self.buffer)
         except errors.HttpError as exc:
             return self._error_plan(exc.status, now, self._first_line())
-        if parsed is None:
+        if head is None:
             skipped = skip_empty_lines(self.buffer)
             if skipped:
                 del self.buffer[:skipped]  # blank lines before a request line carry nothing
             return None
-        request, consumed = parsed
+        request, consumed = head.parsed
         del self.buffer[:consumed]
         if request.body_length != NO_BODY:
             self._pending_request = request
             self._discarder = BodyDiscarder(request.body_length, self.limits)
             self._move(Event.HEAD_COMPLETE)
             return self._continue_body(now)
-        return self._plan_for(request, now)
+        return self._plan_for(request, now, head.plain_key)
 
     def _continue_body(self, now: float) -> ResponsePlan | None:
         """Discard buffered body bytes; answer the request once its body has been read."""
@@ -444,14 +456,17 @@ class HttpConnection:
 
     # ---- output ------------------------------------------------------------------------------
 
-    def _plan_for(self, request, now: float) -> ResponsePlan:
-        """Run the responder for a parsed request and wrap it in a plan."""
+    def _plan_for(self, request, now: float, cache_key: tuple | None = None) -> ResponsePlan:
+        """Run the responder for a parsed request and wrap it in a plan.
+
+        `cache_key`: the request's plain_key if known (None: the responder computes it).
+        """
         try:
             response = None
             if self.stats is not None and self.stats.status_path is not None:
                 response = self.stats.answer(request, self.peer, now)
             if response is None:
-                response = respond(request, self.site, now)
+                response = respond(request, self.site, now, cache_key)
         except Exception as exc:  # a bug in the semantics costs this request a 500, not the loop
             self.internal_error = exc
             return self._error_plan(500, now, request.request_line,

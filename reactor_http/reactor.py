@@ -52,14 +52,19 @@ WAKEUP = object()
 class Conn:
     """The reactor's view of one client: its socket, protocol state, plan in progress, timer."""
 
-    __slots__ = ("sock", "peer", "host", "proto", "plan", "cursor", "mask", "queue", "tls",
-                 "want_write", "outbox")
+    __slots__ = ("sock", "address", "peer", "host", "proto", "plan", "cursor", "mask", "queue",
+                 "tls", "want_write", "outbox")
 
-    def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False):
+    def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False,
+                 named: bool = True):
         self.sock = sock
         self.tls = tls
         self.want_write = False  # TLS handshake waiting to write
-        self.peer = format_peer(address)
+        self.address = address
+        # host:port as logs show the peer. Made up front when `named` (the connection log is
+        # on: its lines name the peer); else None, and a line written with that log off (an
+        # error's) asks peer_name().
+        self.peer = format_peer(address) if named else None
         self.host = peer_host(address)
         self.proto = proto
         self.plan = None
@@ -67,6 +72,12 @@ class Conn:
         self.mask = READ
         self.queue: DeadlineQueue | None = None
         self.outbox = None  # --live-reload: a stream's bytes not yet sent
+
+    def peer_name(self) -> str:
+        """host:port as logs show the peer, whether or not the connection log is on."""
+        if self.peer is None:
+            self.peer = format_peer(self.address)
+        return self.peer
 
 
 class Reactor(EngineBase):
@@ -82,6 +93,9 @@ class Reactor(EngineBase):
         self.clog = ConnectionLog(logs, "New connection from")
         # Whether a finished exchange writes any log line (checked once per response).
         self.logging = logs.access_enabled or logs.connection_enabled
+        # Whether the connection log is on: only then are a connection's opened/closed lines,
+        # their text and its peer's name made.
+        self.connection_logging = logs.connection_enabled
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config))
         self.stats = Stats(config, "reactor", self._connection_states,
@@ -304,9 +318,12 @@ class Reactor(EngineBase):
     def _accept(self, listener: Listener, now: float) -> None:
         """Accept a bounded batch of connections, until the backlog is empty or we are full."""
         limit = self.config.max_connections
+        conns = self.conns
+        tls = listener.tls is not None
+        named = self.connection_logging
         for _ in range(ACCEPT_BATCH):
             victim = None
-            if len(self.conns) >= limit:
+            if len(conns) >= limit:
                 # At the cap: the longest-idle keep-alive connection makes room (as nginx
                 # does), once a newcomer is really there; with none idle, the kernel backlog
                 # holds the rest for now.
@@ -315,7 +332,7 @@ class Reactor(EngineBase):
                     self._pause_accepting()
                     return
             try:
-                sock, address = listener.sock.accept()
+                sock, address = listener.accept()
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -333,11 +350,13 @@ class Reactor(EngineBase):
             if opened is None:
                 continue
             sock, proto = opened
-            conn = Conn(sock, address, proto, listener.tls is not None)
-            self.conns.add(conn)
+            conn = Conn(sock, address, proto, tls, named)
+            conns.add(conn)
             self.selector.register(sock, READ, conn)
-            self._arm(conn, self.queue_for[proto.state], now)
-            self.clog.opened(conn.peer)
+            queue = conn.queue = self.queue_for[proto.state]  # no timer to disarm yet
+            queue.arm(conn, now)
+            if named:
+                self.clog.opened(conn.peer)
 
     # ---- per-connection events ---------------------------------------------------------------
 
@@ -397,7 +416,7 @@ class Reactor(EngineBase):
         """A connection's I/O failed (or a bug surfaced): close it with the reason, log a bug."""
         reason = close_reason_for(exc)
         if reason is None:
-            self.clog.crash(conn.peer, exc)
+            self.clog.crash(conn.peer_name(), exc)
             reason = "error"
         self._abort(conn, reason)
 
@@ -486,7 +505,7 @@ class Reactor(EngineBase):
                 plan = proto.next_plan(now)
                 if proto.internal_error is not None:
                     exc, proto.internal_error = proto.internal_error, None
-                    self.clog.internal_error(conn.peer, exc)
+                    self.clog.internal_error(conn.peer_name(), exc)
                 if plan is None:
                     return
                 # The connection owns the plan (and any file it holds) before the first send,
@@ -696,10 +715,12 @@ class Reactor(EngineBase):
         A response cut short (reset, send timeout, the drain bound) still gets its access
         line, with the body bytes that went out.
         """
-        if conn not in self.conns:
-            return
-        self.conns.discard(conn)
-        self.streams.discard(conn)
+        try:
+            self.conns.remove(conn)
+        except KeyError:
+            return  # closed already
+        if self.streams:
+            self.streams.discard(conn)
         conn.outbox = None
         if conn.queue is not None:
             conn.queue.disarm(conn)
@@ -719,4 +740,5 @@ class Reactor(EngineBase):
         except (KeyError, ValueError):
             pass
         conn.sock.close()
-        self.clog.closed(conn.peer, proto.close_reason_text)
+        if self.connection_logging:
+            self.clog.closed(conn.peer, proto.close_reason_text)

@@ -89,25 +89,53 @@ def test_send_blocking_sends_a_head_and_body_in_one_call():
     assert sock.calls == [b"HEAD\r\n\r\n" + b"x" * 40000]
 
 
-def test_a_read_event_with_nothing_to_read_leaves_an_idle_connection_alone(bare_reactor, caplog):
-    # A spurious wake-up (or the read a stop does on every idle connection) meets EAGAIN: the
-    # connection stays open and idle, nothing is logged as an error.
-    import selectors
-    from reactor_http.protocol import ConnState
+@pytest.fixture
+def accepted(bare_reactor):
+    """(reactor, its one accepted connection, the client socket); closed afterwards."""
     bare_reactor.listeners[0].sock.setblocking(False)  # as run() sets it
     client = socket.create_connection(bare_reactor.listeners[0].sock.getsockname())
     try:
         bare_reactor._accept(bare_reactor.listeners[0], 1.0)
         (conn,) = bare_reactor.conns
-        bare_reactor._handle(conn, selectors.EVENT_READ, 2.0)
-        assert conn in bare_reactor.conns
-        assert conn.proto.state is ConnState.IDLE
-        assert not [r for r in caplog.records if r.levelname == "ERROR"]
-        client.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        bare_reactor._handle(conn, selectors.EVENT_READ, 3.0)  # the request, then EAGAIN
-        client.settimeout(5)
-        assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
-        bare_reactor._handle(conn, selectors.EVENT_READ, 4.0)
-        assert conn in bare_reactor.conns and conn.proto.state is ConnState.IDLE
+        yield bare_reactor, conn, client
     finally:
+        for conn in list(bare_reactor.conns):
+            bare_reactor._close(conn, "stop")
         client.close()
+
+
+def test_a_read_event_with_nothing_to_read_leaves_an_idle_connection_alone(accepted, caplog):
+    # A spurious wake-up (or the read a stop does on every idle connection) meets EAGAIN: the
+    # connection stays open and idle, nothing is logged as an error.
+    import selectors
+    from reactor_http.protocol import ConnState
+    reactor, conn, client = accepted
+    reactor._handle(conn, selectors.EVENT_READ, 2.0)
+    assert conn in reactor.conns
+    assert conn.proto.state is ConnState.IDLE
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    client.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    reactor._handle(conn, selectors.EVENT_READ, 3.0)  # the request, then EAGAIN
+    client.settimeout(5)
+    assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    reactor._handle(conn, selectors.EVENT_READ, 4.0)
+    assert conn in reactor.conns and conn.proto.state is ConnState.IDLE
+
+
+def test_a_connection_not_logged_still_names_its_peer_when_an_error_needs_it(accepted):
+    # With the connection log off the reactor does not format a connection's address up front;
+    # an error's log line (crash, internal error) still gets host:port, made on demand.
+    from reactor_http.engine import format_peer
+    _, conn, client = accepted
+    assert conn.peer is None
+    assert conn.peer_name() == format_peer(client.getsockname()) == conn.peer_name()
+
+
+def test_an_unexpected_error_names_the_peer_with_the_connection_log_off(accepted, caplog):
+    # The error log is always on: its line names the peer even when nothing else is logged.
+    from reactor_http.engine import format_peer
+    reactor, conn, client = accepted
+    reactor._fail(conn, RuntimeError("a bug"))
+    assert conn not in reactor.conns
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(format_peer(client.getsockname()) in message for message in errors), errors
