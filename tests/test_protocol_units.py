@@ -632,17 +632,29 @@ def test_without_the_flag_the_stream_path_is_an_ordinary_path(site):
     assert complete(conn, plan) is S.IDLE
 
 
-def test_requests_at_one_instant_share_one_stat_and_a_new_instant_looks_again(site, monkeypatch):
+@pytest.fixture
+def looks(monkeypatch) -> list:
+    """Every path the answer cache stats from now on (Site._current_identity), in order."""
+    seen = []
+    real = Site._current_identity
+    monkeypatch.setattr(Site, "_current_identity",
+                        staticmethod(lambda path: seen.append(path) or real(path)))
+    return seen
+
+
+def cached_conn(site) -> HttpConnection:
+    """A connection that answered request() once by the usual route: its answer is cached."""
+    conn = make_conn(site)
+    conn.receive(request())
+    complete(conn, conn.next_plan(NOW))
+    return conn
+
+
+def test_requests_at_one_instant_share_one_stat_and_a_new_instant_looks_again(site, looks):
     # The reactor hands every request of one loop turn the same `now`: they may share one stat
     # (and the plan built from it); a later instant must see a file changed on disk.
     site.stat_per_instant = True
-    looks = []
-    real = Site._current_identity
-    monkeypatch.setattr(Site, "_current_identity",
-                        staticmethod(lambda path: looks.append(path) or real(path)))
-    conn = make_conn(site)
-    conn.receive(request())
-    complete(conn, conn.next_plan(NOW))      # parsed and cached by the usual route
+    conn = cached_conn(site)
     looks.clear()
     first = conn.take_request(request(), NOW + 0.25)
     complete(conn, first)
@@ -657,16 +669,10 @@ def test_requests_at_one_instant_share_one_stat_and_a_new_instant_looks_again(si
     assert head_bytes(fresh).endswith(b"changed, and longer\n")
 
 
-def test_without_shared_instants_every_request_looks_at_the_file(site, monkeypatch):
+def test_without_shared_instants_every_request_looks_at_the_file(site, looks):
     # The threaded engine's requests never share an instant: each one stats the file.
     site.stat_per_instant = False
-    looks = []
-    real = Site._current_identity
-    monkeypatch.setattr(Site, "_current_identity",
-                        staticmethod(lambda path: looks.append(path) or real(path)))
-    conn = make_conn(site)
-    conn.receive(request())
-    complete(conn, conn.next_plan(NOW))
+    conn = cached_conn(site)
     looks.clear()
     for _ in range(3):
         complete(conn, conn.take_request(request(), NOW))
