@@ -36,6 +36,18 @@ class EpollPoller:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self.data: dict[int, object] = {}  # fd -> what the loop dispatches the fd's events to
+        self._sockets: dict[int, object] = {}  # fd -> the socket registered under it
+
+    def _fd(self, sock) -> int:
+        """The descriptor `sock` was registered under, even if it has been closed since."""
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        if fd < 0:
+            # Closed before it was unregistered: find it by identity, as `selectors` does.
+            for known, registered in self._sockets.items():
+                if registered is sock:
+                    return known
+            raise KeyError(f"{sock!r} is not registered")
+        return fd
 
     def register(self, sock, mask: int, data) -> None:
         fd = sock if isinstance(sock, int) else sock.fileno()
@@ -43,16 +55,18 @@ class EpollPoller:
             raise KeyError(f"{fd} is already registered")
         self._epoll.register(fd, mask)
         self.data[fd] = data
+        self._sockets[fd] = sock
 
     def modify(self, sock, mask: int, data) -> None:
-        fd = sock if isinstance(sock, int) else sock.fileno()
+        fd = self._fd(sock)
         self._epoll.modify(fd, mask)
         self.data[fd] = data
 
     def unregister(self, sock) -> None:
-        """Forget a descriptor; KeyError if it is not registered (as `selectors` raises)."""
-        fd = sock if isinstance(sock, int) else sock.fileno()
+        """Forget a socket; KeyError if it is not registered (as `selectors` raises)."""
+        fd = self._fd(sock)
         del self.data[fd]
+        del self._sockets[fd]
         try:
             self._epoll.unregister(fd)
         except OSError:
@@ -64,6 +78,7 @@ class EpollPoller:
     def close(self) -> None:
         self._epoll.close()
         self.data.clear()
+        self._sockets.clear()
 
 
 class SelectorsPoller(EpollPoller):

@@ -211,9 +211,12 @@ class ParsedHead:
 def _shared_instant(site: Site, response: Response, now: float) -> float | None:
     """`now` if later requests at this same instant may reuse `response`'s plan untouched.
 
-    Requests an engine handles at one instant (the reactor: one loop turn) may share one stat
-    (site.stat_per_instant), so while `now` is the same the same answer stands without asking
-    the cache again. A compressed answer is counted per hit, so it always asks.
+    Requests an engine handles at one instant (the reactor: one loop turn, each turn a later
+    `now`) may share one stat (site.stat_per_instant), so while `now` is the same the same answer
+    stands without asking the cache again. A compressed answer is counted per hit, so it always
+    asks. Within one turn this is what the freshness rule allows, and no more: a request of the
+    same turn that took the usual route may already have seen a file changed meanwhile, and the
+    Date field may lag by the second the turn crossed; the next turn looks again.
     """
     return now if site.stat_per_instant and response.saved is None else None
 

@@ -10,6 +10,7 @@ Semantics live in protocol/responder; what both engines do alike lives in engine
 from __future__ import annotations
 
 import collections
+import math
 import signal
 import socket
 import ssl
@@ -101,7 +102,9 @@ class Reactor(EngineBase):
         self.stats = Stats(config, "reactor", self._connection_states,
                            compression=site.compression)
         # Requests answered in one loop turn share one `now`: they may share one stat per file.
+        # Each turn's `now` is later than the last one's (see _loop_once).
         site.stat_per_instant = True
+        self.instant = 0.0
         # Readiness: epoll itself on Linux (poller.py); register/modify/unregister by socket.
         self.selector = Poller()
         self.conns: set[Conn] = set()
@@ -197,6 +200,11 @@ class Reactor(EngineBase):
         """One select() and everything it woke, then timers."""
         events = self.selector.poll(self._wait_time(now))
         now = time.monotonic()
+        if now <= self.instant:
+            # Requests of one turn share `now` (and may share one stat): a clock too coarse to
+            # tell two turns apart must not make them one instant.
+            now = math.nextafter(self.instant, math.inf)
+        self.instant = now
         data_for = self.selector.data
         for fd, mask in events:
             data = data_for.get(fd)  # None: closed by an earlier event of this turn

@@ -139,3 +139,64 @@ def test_an_unexpected_error_names_the_peer_with_the_connection_log_off(accepted
     assert conn not in reactor.conns
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(format_peer(client.getsockname()) in message for message in errors), errors
+
+
+def turn_with(reactor, events) -> None:
+    """One loop turn at clock 1.5 (the `accepted` connection's timers, armed at 1.0, have not
+    run out) in which the poller reports `events`, a list of (fd, epoll bits)."""
+    from unittest import mock
+    with mock.patch.object(reactor.selector, "poll", lambda timeout: events), \
+            mock.patch("time.monotonic", lambda: 1.5):
+        reactor._loop_once(1.5)
+
+
+def test_an_event_for_a_connection_closed_earlier_in_the_same_turn_is_skipped(accepted, caplog):
+    # The first report ends the connection (the client closed); the second names the same
+    # descriptor, which nothing is registered under any more: nothing is dispatched for it.
+    reactor, conn, client = accepted
+    fd = conn.sock.fileno()
+    client.close()
+    turn_with(reactor, [(fd, 0x001), (fd, 0x001)])
+    assert conn not in reactor.conns and fd not in reactor.selector.data
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_hang_up_alone_wakes_a_reading_connection_to_find_the_eof(accepted):
+    # epoll reports EPOLLHUP (0x10) whatever the interest: a reader must read and find the end.
+    reactor, conn, client = accepted
+    client.close()
+    turn_with(reactor, [(conn.sock.fileno(), 0x010)])
+    assert conn not in reactor.conns
+
+
+def test_the_loop_instant_never_repeats_across_turns(accepted, monkeypatch):
+    # Requests of one turn may share one stat because they share `now`: a clock too coarse to
+    # tell two turns apart (Windows before Python 3.13 ticks every ~16 ms) must not merge them.
+    reactor, conn, _ = accepted
+    seen = []
+    monkeypatch.setattr(type(reactor), "_handle",
+                        lambda self, conn, mask, now: seen.append(now))
+    fd = conn.sock.fileno()
+    for _ in range(3):
+        turn_with(reactor, [(fd, 0x001), (fd, 0x001)])
+    assert seen[0] == seen[1] and seen[2] == seen[3] and seen[4] == seen[5]  # one turn, one now
+    assert seen[0] < seen[2] < seen[4]
+
+
+def test_a_500_from_a_bug_names_the_peer_with_the_connection_log_off(accepted, caplog,
+                                                                      monkeypatch):
+    from reactor_http import protocol
+    from reactor_http.engine import format_peer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the semantics")
+
+    monkeypatch.setattr(protocol, "respond", broken)
+    reactor, conn, client = accepted
+    client.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    client.settimeout(5)
+    reactor._handle(conn, 0x001, 1.5)
+    assert client.recv(65536).startswith(b"HTTP/1.1 500 ")
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(format_peer(client.getsockname()) in message and "a bug" in message
+               for message in errors), errors

@@ -81,3 +81,23 @@ def test_a_hang_up_wakes_a_reader_as_readable(poller, pair):
 ])
 def test_ready_mask_reads_an_epoll_report_as_selectors_does(events, interest, expected):
     assert ready_mask(events, interest) == expected
+
+
+def test_a_socket_closed_before_it_is_unregistered_is_still_forgotten(poller, pair):
+    # As with selectors: its descriptor may be reused at once, and registering the new socket
+    # must not find the old one still there.
+    a, b = pair
+    fd = a.fileno()
+    poller.register(a, READ, "old")
+    a.close()
+    poller.unregister(a)
+    assert poller.data == {}
+    c, d = socket.socketpair()  # the lowest free descriptors: c most likely gets `fd` again
+    try:
+        poller.register(c, READ, "new")
+        assert c.fileno() in poller.data and (c.fileno() == fd) == (fd in poller.data)
+        d.send(b"x")
+        assert ready(poller) == {"new": READ}
+    finally:
+        c.close()
+        d.close()
