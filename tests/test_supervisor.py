@@ -156,21 +156,30 @@ def test_sigterm_during_a_sighup_replacement_stops_promptly(site_copy, tmp_path)
     try:
         server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                                "--access-log", str(fifo))
-        assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
-    finally:
+    except BaseException:
         os.close(reader)
-    os.unlink(fifo)
-    os.mkfifo(fifo)
-    workers = worker_pids(server.pid)
-    os.kill(server.pid, signal.SIGHUP)
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 3)  # the replacement is starting
-    os.kill(server.pid, signal.SIGTERM)
+        raise
+    workers: set = set()
     try:
+        assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+        os.close(reader)
+        reader = None
+        os.unlink(fifo)
+        os.mkfifo(fifo)
+        workers = worker_pids(server.pid)
+        os.kill(server.pid, signal.SIGHUP)
+        assert wait_for(lambda: len(worker_pids(server.pid)) == 3)  # the replacement is starting
+        os.kill(server.pid, signal.SIGTERM)
         out, err = server.proc.communicate(timeout=8)
-    except subprocess.TimeoutExpired:
-        kill_leftovers(worker_pids(server.pid) | workers)
+    except BaseException as exc:
+        # Whatever failed, no supervisor or worker of this test outlives it.
+        if reader is not None:
+            os.close(reader)
+        kill_leftovers(worker_pids(server.pid) | workers | {server.pid})
         server.stop()
-        pytest.fail("SIGTERM was not handled while a SIGHUP replacement waited for a worker")
+        if isinstance(exc, subprocess.TimeoutExpired):
+            pytest.fail("SIGTERM was not handled while a SIGHUP replacement waited for a worker")
+        raise
     assert server.proc.returncode == 0, err
     assert b"Traceback" not in err, err
 
