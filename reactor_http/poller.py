@@ -81,12 +81,12 @@ class EpollPoller:
         self._sockets.clear()
 
 
-class SelectorsPoller(EpollPoller):
+class SelectorsPoller:
     """The same interface over `selectors.DefaultSelector` (kqueue, poll, select)."""
 
-    def __init__(self) -> None:  # pylint: disable=super-init-not-called
+    def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
-        self.data = {}
+        self.data: dict[int, object] = {}
 
     @staticmethod
     def _events(mask: int) -> int:

@@ -14,7 +14,7 @@ import types
 import pytest
 
 from conftest import (MODES, OUTSIDE_SECRET, SITE, ServerProcess, assert_closed, exchange, get,
-                      parse_multipart, read_response, wait_for)
+                      parse_multipart, read_response, recv_until_closed, wait_for)
 
 FOUR_GIB = 1 << 32
 # Bytes written into the sparse file just past 4 GiB (and where), to be read back by range.
@@ -127,12 +127,7 @@ def test_head_matches_get_without_body(srv, path):
     with srv.connect() as sock:
         sock.sendall(raw_request("HEAD", path, Host="x", Connection="close"))
         sock.settimeout(5)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until_closed(sock)
     head, _, rest = data.partition(b"\r\n\r\n")
     assert rest == b"", "HEAD must not send a body"
     assert head.split(b"\r\n")[0].startswith(b"HTTP/1.1 %d" % full.status)
