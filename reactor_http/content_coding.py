@@ -18,6 +18,7 @@ identity before storing them.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import queue
 import sys
@@ -26,6 +27,8 @@ import time
 import zlib
 
 from . import filesystem
+
+log = logging.getLogger("reactor_http")
 
 try:  # Python 3.14+: Zstandard in the standard library (PEP 784)
     from compression import zstd as _zstd
@@ -56,6 +59,8 @@ WORKER_NICE = 10
 # What one cache entry costs besides its body (bytes): its key tuple, path and dict slot. Also
 # the whole cost of a "not worth it" entry, so those are bounded by the budget too.
 ENTRY_OVERHEAD = 256
+# Failed jobs remembered so each is logged once (keys; the set starts over beyond it).
+FAILED_LOGGED_MAX = 4096
 
 # Content codings we can produce, in our order of preference when the client has none (Caddy's:
 # zstd, then gzip).
@@ -168,14 +173,19 @@ class Compressor:
     """Compressed bodies by (file identity, coding), LRU-bounded in bytes, plus one worker thread.
 
     Lookups are lock-free dict reads (atomic under the GIL); every change of the cache, the
-    pending set and the counters happens under `_lock`, so the threaded engine's threads and the
-    worker never lose an update.
+    pending set and the worker's counters happens under `_lock`, so the threaded engine's
+    threads and the worker never lose an update. The per-request counters (hits, misses,
+    saved bytes) are written by request threads only: with `single_writer` (one request thread,
+    the reactor) they are plain additions, since a lock costs five times as much; otherwise
+    they take the lock too.
     """
 
-    def __init__(self, max_bytes: int, cache_bytes: int, identity_of):
+    def __init__(self, max_bytes: int, cache_bytes: int, identity_of,
+                 single_writer: bool = False):
         self.max_bytes = max_bytes        # larger files are served as they are
         self.cache_bytes = cache_bytes    # the budget of `_bodies`
-        self._identity_of = identity_of   # stat_result -> identity tuple (responder._identity)
+        self._identity_of = identity_of   # stat_result -> identity tuple (site.file_identity)
+        self._single_writer = single_writer
         self._lock = threading.Lock()
         # (identity, coding) -> compressed bytes, or None: compression does not shrink it, or
         # the body alone exceeds the budget (serve identity, do not try again).
@@ -188,6 +198,9 @@ class Compressor:
         self.misses = 0        # compressed bodies that had to be made first
         self.saved_bytes = 0   # identity minus compressed size, per compressed 200 to a GET
         self.background_done = 0  # files compressed by the worker
+        self.failures = 0      # worker jobs that raised (the file is served as it is)
+        # Keys whose failure was logged: one line per file version and coding, not per retry.
+        self._failed_logged: set = set()
 
     def eligible(self, ctype: str, size: int) -> bool:
         """Would a file of this type and size be compressed (so its responses vary)?"""
@@ -213,11 +226,9 @@ class Compressor:
             except KeyError:  # evicted meanwhile by another thread: the body we hold is right
                 pass
             if body is not None:
-                with self._lock:
-                    self.hits += 1
+                self._count(hits=1)
             return body, True
-        with self._lock:
-            self.misses += 1
+        self._count(misses=1)
         if st.st_size > INLINE_MAX:
             self._schedule(key, fs_path)
             return None, False
@@ -232,13 +243,22 @@ class Compressor:
 
     def served(self, saved: int) -> None:
         """A compressed 200 answered a GET, `saved` bytes fewer than the identity body."""
-        with self._lock:
-            self.saved_bytes += saved
+        self._count(saved=saved)
 
     def hit(self, saved: int) -> None:
         """The answer cache answered with a compressed response (`saved` bytes, 0 for HEAD)."""
+        self._count(hits=1, saved=saved)
+
+    def _count(self, hits: int = 0, misses: int = 0, saved: int = 0) -> None:
+        """Add to the per-request counters (see the class docstring for the lock rule)."""
+        if self._single_writer:
+            self.hits += hits
+            self.misses += misses
+            self.saved_bytes += saved
+            return
         with self._lock:
-            self.hits += 1
+            self.hits += hits
+            self.misses += misses
             self.saved_bytes += saved
 
     def snapshot(self) -> dict:
@@ -247,6 +267,7 @@ class Compressor:
             return {"hits_total": self.hits, "misses_total": self.misses,
                     "saved_bytes_total": self.saved_bytes,
                     "background_total": self.background_done,
+                    "failures_total": self.failures,
                     "cached_entries": len(self._bodies), "cached_bytes": self._used,
                     "pending": len(self._pending)}
 
@@ -301,11 +322,24 @@ class Compressor:
                     self._store(key, body if len(body) < len(data) else None)
                     with self._lock:
                         self.background_done += 1
-            except Exception:  # a failure costs this file its compression, never the worker
-                pass
+            except Exception as exc:  # costs this file its compression, never the worker
+                self._failed(key, fs_path, exc)
             finally:
                 with self._lock:
                     self._pending.discard(key)
+
+    def _failed(self, key: tuple, fs_path: str, exc: Exception) -> None:
+        """A job raised: count it; log it once per file version and coding."""
+        with self._lock:
+            self.failures += 1
+            first = key not in self._failed_logged
+            if first:
+                if len(self._failed_logged) >= FAILED_LOGGED_MAX:
+                    self._failed_logged.clear()
+                self._failed_logged.add(key)
+        if first:
+            log.warning("compressing %s as %s failed (%s: %s); it is served uncompressed",
+                        fs_path, key[1], type(exc).__name__, exc)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no job is queued or running (for tests and tools); True if idle."""

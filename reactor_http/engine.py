@@ -22,6 +22,7 @@ import traceback
 
 from . import sending
 from .logs import clf_prefix, clf_tail, escape
+from .messages import Exchange
 from .protocol import HttpConnection
 
 log = logging.getLogger("reactor_http")
@@ -38,6 +39,8 @@ CONNECTION_ACCEPT_ERRORS = frozenset({
     errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
 # Access-line prefixes remembered, one per client address, before the cache starts over.
 PREFIX_CACHE_ENTRIES = 4096
+# Access-line tails remembered, one per request line, status and size, before the cache starts over (entries).
+TAIL_CACHE_ENTRIES = 4096
 # OpenSSL's reasons for a handshake that began with a plain HTTP request (nginx answers 497).
 PLAINTEXT_REASONS = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
 
@@ -245,12 +248,14 @@ class ConnectionLog:
     threaded engine keeps the seed design's "[+] New thread started for <peer>".
     """
 
-    __slots__ = ("logs", "opened_text", "closed_suffix", "_prefixes")
+    __slots__ = ("logs", "opened_text", "closed_suffix", "_prefixes", "_tails")
 
     def __init__(self, logs, opened_text: str, closed_suffix: str = ""):
         self.logs = logs
         # client address -> its access-line prefix (clients repeat; bounded)
         self._prefixes: dict[str, str] = {}
+        # (request line, status, body bytes) -> its access-line tail (clients repeat; bounded)
+        self._tails: dict[tuple[str, int, int], str] = {}
         self.opened_text = opened_text
         self.closed_suffix = closed_suffix
 
@@ -259,14 +264,20 @@ class ConnectionLog:
         if self.logs.connection_enabled:
             self.logs.event(f"[+] {self.opened_text} {peer}")
 
-    def exchange(self, peer: str, host: str, exchange) -> None:
-        """A response has gone out whole: its access line and connection-log line."""
+    def exchange(self, peer: str | None, host: str, exchange: Exchange) -> None:
+        """A response has gone out whole: its access line and connection-log line.
+
+        `peer` is None only while the connection log is off (the reactor names peers lazily).
+        """
         logs = self.logs
+        plan = exchange.plan
         if logs.access_enabled:
-            tail = exchange.log_tail
-            if tail is None:  # rendered once per plan; shared plans are logged many times
-                tail = exchange.log_tail = clf_tail(exchange.request_line, exchange.status,
-                                                    exchange.body_length)
+            key = (plan.request_line, plan.status, plan.body_length)
+            tail = self._tails.get(key)
+            if tail is None:
+                if len(self._tails) >= TAIL_CACHE_ENTRIES:
+                    self._tails.clear()
+                tail = self._tails[key] = clf_tail(*key)
             client = exchange.client or host
             prefix = self._prefixes.get(client)
             if prefix is None:
@@ -275,17 +286,18 @@ class ConnectionLog:
                 prefix = self._prefixes[client] = clf_prefix(client)
             logs.access_parts(prefix, tail)
         if logs.connection_enabled:
-            logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status}')
+            logs.event(f'{peer} "{escape(plan.request_line)}" -> {plan.status}')
 
-    def cut(self, peer: str, host: str, exchange, body_sent: int, reason_text: str) -> None:
+    def cut(self, peer: str | None, host: str, exchange: Exchange, reason_text: str) -> None:
         """A response started but did not finish: log it with the body bytes that went out."""
         logs = self.logs
+        plan = exchange.plan
+        body_sent = exchange.body_sent()
         if logs.access_enabled:
-            logs.access(exchange.client or host, exchange.request_line, exchange.status,
-                        body_sent)
+            logs.access(exchange.client or host, plan.request_line, plan.status, body_sent)
         if logs.connection_enabled:
-            logs.event(f'{peer} "{escape(exchange.request_line)}" -> {exchange.status} cut after '
-                       f'{body_sent} of {exchange.body_length} body bytes ({reason_text})')
+            logs.event(f'{peer} "{escape(plan.request_line)}" -> {plan.status} cut after '
+                       f'{body_sent} of {plan.body_length} body bytes ({reason_text})')
 
     def timed_out_head(self, peer: str) -> None:
         """A request head or body did not arrive in time: a 408 goes out."""

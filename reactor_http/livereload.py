@@ -18,6 +18,8 @@ import re
 import threading
 from urllib.parse import quote
 
+from .messages import Response
+
 # The URL path of the event stream. Off by default; with --live-reload this path is the stream
 # whether or not a file of that name exists.
 STREAM_PATH = "/__livereload"
@@ -37,7 +39,7 @@ OUTBOX_MAX = 256 * 1024
 
 # The stream response's fields: one shared list. The protocol recognises a stream's 200 by this
 # very object (identity), so no per-response flag is paid for by any other response.
-STREAM_FIELDS = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")]
+STREAM_FIELDS = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"))
 # The body the stream starts with: the reconnection delay.
 STREAM_START = f"retry: {RETRY_MS}\n\n".encode("ascii")
 
@@ -111,12 +113,13 @@ def injected_page(data: bytes | None, fd: int | None, size: int, etag: str):
     return page, len(page), page_etag(etag)
 
 
-def stream_response(response_class, head_only: bool):
+def stream_response(head_only: bool) -> Response:
     """The answer to GET (an event stream: STREAM_FIELDS, the retry line) or HEAD (its head)."""
     if head_only:
-        return response_class(200, list(STREAM_FIELDS))
+        return Response(200, STREAM_FIELDS)
     # close: the stream's body ends only when the connection does (RFC 9112 section 6.3).
-    return response_class(200, STREAM_FIELDS, [STREAM_START], len(STREAM_START), close=True)
+    return Response(200, STREAM_FIELDS, [STREAM_START], len(STREAM_START), close=True,
+                    stream=True)
 
 
 def url_path(relative: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from typing import Final
 
 from ._version import __version__
 
@@ -77,35 +78,62 @@ def encode_fields(headers) -> bytes:
 
 
 
-class ResponsePlan:
-    """What an engine sends for one request: segments in order, plus what to close afterwards.
+class Response:
+    """A response before connection management: status, fields, body segments, the fd it reads.
 
-    `body_length` counts the body bytes the segments carry (zero for HEAD and 304);
-    `first_region` is the index of the first FileRegion (-1 if none): once the cursor reaches it,
-    the head is out. `request_line` and `client` are what the access log says of it.
+    Immutable: answers of small unchanged files are cached and shared by every connection (and
+    every thread of the threaded engine), so nothing is written to a Response after it is built
+    (the attributes are Final for the type checker). `fields` is the header fields serialised
+    once, as CRLF-terminated lines. `stream`: the answer opens an event stream (--live-reload).
+    `saved`: for a cached answer with a body compressed on the fly, the bytes each hit saves
+    (counted per hit); None for every other answer.
+    """
+
+    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "stream",
+                 "saved", "fields")
+
+    def __init__(self, status: int, headers: list | tuple, segments: list | None = None,
+                 body_length: int = 0, fd: int | None = None, close: bool = False,
+                 stream: bool = False, saved: int | None = None):
+        self.status: Final = status
+        self.headers: Final = tuple(headers)
+        self.segments: Final[tuple] = tuple(segments) if segments else ()  # bytes | FileRegion
+        self.body_length: Final = body_length
+        self.fd: Final = fd
+        self.close: Final = close
+        self.stream: Final = stream
+        self.saved: Final = saved
+        self.fields: Final = encode_fields(self.headers)
+
+
+class ResponsePlan:
+    """What an engine sends for one request: the rendered head and body segments, in order.
+
+    Immutable and shareable: a plan without a descriptor may be replayed for the same request
+    head on any connection (protocol.Replay). `body_length` counts the body bytes the segments
+    carry (zero for HEAD and 304); `first_region` is the index of the first FileRegion (-1 if
+    none): once the cursor reaches it, the head is out. `fd` is the descriptor the regions read
+    (its ownership is the Exchange's); `request_line` is what the access log says of it.
     """
 
     __slots__ = ("status", "segments", "body_length", "keep_alive", "fd", "first_region",
-                 "request_line", "client", "log_tail")
+                 "request_line")
 
-    def __init__(self, status: int, segments: list, body_length: int, keep_alive: bool,
+    def __init__(self, status: int, segments: tuple, body_length: int, keep_alive: bool,
                  fd: int | None = None, request_line: str = "-"):
-        self.request_line = request_line
-        # The access line's end once rendered (logs.clf_tail), kept: plans are reused.
-        self.log_tail: str | None = None
-        # The client address for the access log ("" = the engine's peer address).
-        self.client = ""
-        self.status = status
-        self.segments = segments  # list[bytes | FileRegion]
-        self.body_length = body_length
-        self.keep_alive = keep_alive
-        self.fd = fd
-        self.first_region = -1
+        self.status: Final = status
+        self.segments: Final[tuple] = segments  # bytes | FileRegion
+        self.body_length: Final = body_length
+        self.keep_alive: Final = keep_alive
+        self.fd: Final = fd
+        self.request_line: Final = request_line
+        first_region = -1
         if fd is not None:
             for index, segment in enumerate(segments):
                 if type(segment) is FileRegion:
-                    self.first_region = index
+                    first_region = index
                     break
+        self.first_region: Final = first_region
 
     def body_sent(self, sent: int) -> int:
         """Body bytes among the first `sent` bytes of the plan (for a response cut short)."""
@@ -114,8 +142,32 @@ class ResponsePlan:
             total += len(segment) if type(segment) is bytes else segment.count
         return max(0, min(sent - (total - self.body_length), self.body_length))
 
+
+class Exchange:
+    """One request/response cycle as an engine carries it out: owned by one connection.
+
+    Holds what belongs to this exchange alone, apart from the shared, immutable plan: the
+    client the access log names ("" = the engine's peer address), the open descriptor it owns
+    (closed once, by `close`), and the cursor (segment index, offset into it, bytes sent).
+    A new one per request, never reset field by field (uvicorn's RequestResponseCycle).
+    """
+
+    __slots__ = ("plan", "client", "fd", "index", "offset", "sent")
+
+    def __init__(self, plan: ResponsePlan, client: str = ""):
+        self.plan = plan
+        self.client = client
+        self.fd = plan.fd
+        self.index = 0
+        self.offset = 0
+        self.sent = 0
+
+    def body_sent(self) -> int:
+        """Body bytes that went out so far."""
+        return self.plan.body_sent(self.sent)
+
     def close(self) -> None:
-        """Release the file descriptor the plan owns, once."""
+        """Release the file descriptor this exchange owns, once."""
         if self.fd is not None:
             fd, self.fd = self.fd, None
             os.close(fd)

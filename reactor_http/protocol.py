@@ -16,13 +16,15 @@ Engines only carry these decisions out.
 from __future__ import annotations
 
 import enum
-
 from . import errors
 from .addresses import address_in, forwarded_client
-from .messages import NO_BODY, ResponsePlan, status_line
+from typing import Final
+
+from .livereload import OUTBOX_MAX
+from .messages import NO_BODY, Exchange, Request, Response, ResponsePlan, status_line
 from .parser import BodyDiscarder, Limits, parse_head, skip_empty_lines
-from .livereload import OUTBOX_MAX, STREAM_FIELDS
-from .responder import Response, Site, error_response, plain_key, respond
+from .responder import error_response, respond
+from .website import Site, plain_key
 
 
 class ConnState(enum.Enum):
@@ -131,9 +133,9 @@ WRITE_STATES = frozenset({S.WRITING_HEAD, S.SENDING_BODY})
 STREAM_STATES = frozenset({S.STREAMING})
 
 CLOSE_FIELDS = b"Connection: close\r\n"
-# Bodies up to this size (bytes) are kept rendered together with their head (Response.wire),
-# so a hit is one send of one object; larger ones are sent as head + body with sendmsg, and
-# are not copied again (a 64 KiB copy per response per second per variant adds up).
+# Bodies up to this size (bytes) are rendered together with their head into one bytes object
+# (replayed per head, see Replay), so an answer is one send of one object; larger ones are sent
+# as head + body with sendmsg and are not copied (a 64 KiB copy per response adds up).
 WIRE_CACHE_MAX_BODY = 16 * 1024
 
 # Why a connection ended, as the connection log says it.
@@ -160,6 +162,9 @@ LINGER_MAX_BYTES = 256 * 1024
 STOP_GRACE = 0.25
 # Body of the 400 for a plain-HTTP request on the HTTPS port (nginx answers its 497 so too).
 PLAINTEXT_BODY = (b"400 Bad Request: this port speaks HTTPS. Use an https:// URL.\n")
+PLAINTEXT_RESPONSE = Response(400, [("Content-Type", "text/plain; charset=utf-8"),
+                                    ("Content-Length", str(len(PLAINTEXT_BODY)))],
+                              [PLAINTEXT_BODY], len(PLAINTEXT_BODY))
 
 
 # Heads up to this many bytes are memoised by HeadParser (clients repeat the same heads).
@@ -187,32 +192,51 @@ def keep_alive_fields(timeout: float, max_requests: int) -> bytes:
     return fields
 
 
+class Replay:
+    """An answer rendered for one request head, replayed while it still stands (immutable).
+
+    `response` and `date` (the Date field object) are what the plan was rendered from; `instant`
+    is the engine instant at which it may be replayed without asking the answer cache again
+    (see _shared_instant), or None.
+    """
+
+    __slots__ = ("response", "date", "plan", "instant")
+
+    def __init__(self, response: Response, date: bytes, plan: ResponsePlan,
+                 instant: float | None):
+        self.response: Final = response
+        self.date: Final = date
+        self.plan: Final = plan
+        self.instant: Final = instant
+
+
 class ParsedHead:
-    """What is memoised for one exact request head: the parse, the answer-cache key, and the
-    last plan built for it (see HttpConnection.take_request)."""
+    """What is memoised for one exact request head: the parse, its answer-cache keys, and the
+    last answer rendered for it (see HttpConnection.take_request)."""
 
-    __slots__ = ("parsed", "plain_key", "cache_key", "last")
+    __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "last")
 
-    def __init__(self, parsed: tuple):
-        self.parsed = parsed  # (Request, consumed bytes), as parse_head returns it
-        request = parsed[0]
-        # The responder's answer-cache key (responder.plain_key, a pure function of the
-        # request): given to respond() on the usual route, which would otherwise compute it.
-        self.plain_key = plain_key(request)
-        # The same key for a plain GET/HEAD without a body that asks to keep the connection:
-        # None for any other request (no shortcut).
-        self.cache_key = self.plain_key if request.body_length == NO_BODY and \
-            request.keep_alive else None
-        # (Response, Date field, plan, the engine instant it stands for or None): replaced
-        # whole, so threads never see a mixed tuple.
-        self.last: tuple | None = None
+    def __init__(self, parsed: tuple, site: Site | None):
+        self.parsed: Final = parsed  # (Request, consumed bytes), as parse_head returns it
+        request = self.request = parsed[0]
+        # The responder's answer-cache key (website.plain_key, a pure function of the request):
+        # given to respond() on the usual route, which would otherwise compute it.
+        self.plain_key: Final = plain_key(request)
+        # The key under which the site lets an answer to this head be replayed (its
+        # declaration, Site.replay_key), for a head that carries no body; else None.
+        self.replay_key: Final = site.replay_key(request) \
+            if site is not None and request.body_length == NO_BODY else None
+        self.keep_alive: Final = request.keep_alive
+        # The last answer rendered for this head (a Replay), replaced whole, so threads never
+        # see a mixed record; None until one without a descriptor is rendered.
+        self.last: Replay | None = None
 
 
 def _shared_instant(site: Site, response: Response, now: float) -> float | None:
-    """`now` if later requests at this same instant may reuse `response`'s plan untouched.
+    """`now` if later requests at this same instant may replay `response`'s plan untouched.
 
     Requests an engine handles at one instant (the reactor: one loop turn, each turn a later
-    `now`) may share one stat (site.stat_per_instant), so while `now` is the same the same answer
+    `now`) may share one stat (Site's single_thread), so while `now` is the same the same answer
     stands without asking the cache again. A compressed answer is counted per hit, so it always
     asks. Within one turn this is what the freshness rule allows, and no more: a request of the
     same turn that took the usual route may already have seen a file changed meanwhile, and the
@@ -230,10 +254,12 @@ class HeadParser:
     Requests are immutable values, so sharing them between connections is safe.
     """
 
-    __slots__ = ("limits", "_memo")
+    __slots__ = ("limits", "site", "_memo")
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, site: Site | None = None):
         self.limits = limits
+        # The site whose replay declaration each memoised head records (None: no replay).
+        self.site = site
         self._memo: dict[bytes, ParsedHead] = {}
 
     def parse(self, buf):
@@ -253,7 +279,7 @@ class HeadParser:
         parsed = parse_head(buf, self.limits)
         if parsed is None:
             return None
-        head = ParsedHead(parsed)
+        head = ParsedHead(parsed, self.site)
         if end > 0 and parsed[1] == end + 4:
             if len(self._memo) >= MEMO_ENTRIES:
                 self._memo.clear()
@@ -289,9 +315,9 @@ class HttpConnection:
     """One client connection's protocol state. Engines own the socket; this owns the meaning."""
 
     __slots__ = ("state", "site", "limits", "parser", "buffer", "requests_served", "max_requests",
-                 "keep_alive_fields", "close_reason", "exchange", "_discarder",
+                 "keep_alive_fields", "close_reason", "_discarder",
                  "_pending_request", "internal_error", "stats", "peer", "trust_forwarded",
-                 "lingered", "idle_since", "shortcut_limit", "_draining", "stream_next")
+                 "lingered", "idle_since", "_draining", "stream_next")
 
     def __init__(self, site: Site, limits: Limits | None = None,
                  parser: HeadParser | None = None, tls: bool = False, stats=None,
@@ -300,7 +326,9 @@ class HttpConnection:
         self.state = ConnState.HANDSHAKING if tls else ConnState.IDLE
         self.site = site
         if parser is None:
-            parser = HeadParser(limits or Limits.from_config(config))
+            parser = HeadParser(limits or Limits.from_config(config), site)
+        elif parser.site is not site:
+            raise ValueError("the head parser must declare replays for this connection's site")
         self.parser = parser
         self.limits = parser.limits
         self.buffer = bytearray()
@@ -311,8 +339,6 @@ class HttpConnection:
         # True once an event stream's plan is made: its completion opens STREAMING.
         self.stream_next = False
         self.close_reason = ""
-        # The last response plan: what the logs say of the request/response just done.
-        self.exchange: ResponsePlan | None = None
         self._discarder: BodyDiscarder | None = None
         self._pending_request = None
         # An exception the responder raised, for the engine to log with its traceback.
@@ -326,14 +352,6 @@ class HttpConnection:
         self.lingered = 0
         # When the last response went out (engine clock); None until one has.
         self.idle_since: float | None = None
-        # take_request serves while requests_served is below this: the last request before
-        # --max-requests gets Connection: close by the usual route; with a status page or a
-        # trusted proxy every request does (they decide per request), and so after a stop.
-        # With --auth every request goes to responder.respond, which checks the credentials
-        # before its answer cache: the shortcut never answers a request that lacks them.
-        status_page = stats is not None and stats.status_path is not None
-        self.shortcut_limit = -1 if status_page or self.trust_forwarded or \
-            site.auth is not None else self.max_requests - 1
 
     @property
     def draining(self) -> bool:
@@ -343,8 +361,15 @@ class HttpConnection:
     @draining.setter
     def draining(self, value: bool) -> None:
         self._draining = value
-        if value:
-            self.shortcut_limit = -1
+
+    def _persists(self, wanted: bool) -> bool:
+        """Whether the connection stays open after the request now being answered.
+
+        RFC 9112 section 9.3: only if the client wants it (and the answer allows it), no
+        graceful stop has begun, and the request is not the last --max-requests allows. The
+        one predicate both routes decide persistence with.
+        """
+        return wanted and not self._draining and self.requests_served + 1 < self.max_requests
 
     def _move(self, event: Event) -> ConnState:
         """Apply one event through the transition table."""
@@ -373,45 +398,32 @@ class HttpConnection:
             return
         self.buffer += data
 
-    def take_request(self, data: bytes, now: float) -> ResponsePlan | None:
-        """IDLE with nothing buffered, `data` just arrived: its plan, if this is the common case.
+    def take_request(self, data: bytes, now: float) -> Exchange | None:
+        """IDLE with nothing buffered, `data` just arrived: its exchange, if this is the common case.
 
-        A shorter route through the same decisions as receive() + next_plan(), for bytes that
-        are exactly one request head parsed before, a plain GET/HEAD with keep-alive whose
-        answer the responder has cached (validated by stat, as always). The memo gives the
-        Request and its cache key; _finish renders the plan, which is reused while the same
-        Response, Date and Connection fields apply. In every other case it returns None having
-        changed nothing, and the caller takes the usual route.
+        The short route through the same decisions as receive() + next_exchange(), for bytes
+        that are exactly one request head parsed before whose answer the site lets be replayed
+        (ParsedHead.replay_key: the site's declaration) and that leaves the connection open
+        (_persists, the predicate _finish uses). The answer is what respond() would give, the
+        site's cached answer (validated by stat, as always); _finish renders and records it as
+        for any request. In every other case it returns None having changed nothing, and the
+        caller takes the usual route. tests/test_routes.py proves the two routes equal.
         """
-        entry = self.parser._memo.get(data)
-        # shortcut_limit folds draining, --trust-proxy, --status and --max-requests into one
-        # number: past it (or at -1) every request takes the usual route.
-        if entry is None or entry.cache_key is None or \
-                self.requests_served >= self.shortcut_limit or self.state is not IDLE:
+        head = self.parser._memo.get(data)
+        if head is None or head.replay_key is None or self.state is not IDLE or \
+                not self._persists(head.keep_alive):
             return None
-        last = entry.last
-        if last is None or last[3] != now:
-            request = entry.parsed[0]
-            site = self.site
-            response = site.cached_response(entry.cache_key, request.method, now)
-            if response is None or response.close:
-                return None
-            date = site.dates.field()
-            if last is None or last[0] is not response or last[1] is not date:
-                plan = self._finish(response, True, request.request_line, now, WHOLE_REQUEST)
-                if plan.fd is None:  # a plan holding a descriptor is never shared
-                    entry.last = (response, date, plan, _shared_instant(site, response, now))
-                return plan
-            instant = _shared_instant(site, response, now)
-            if instant is not None:
-                entry.last = last = (response, date, last[2], instant)
-        self._move(WHOLE_REQUEST)
-        self.requests_served += 1
-        plan = self.exchange = last[2]
-        return plan
+        replay = head.last
+        if replay is not None and replay.instant == now and replay.plan.keep_alive:
+            # This instant already asked the answer cache for this head: the same answer stands.
+            return self._record(replay.plan, WHOLE_REQUEST, self._client(head.request))
+        response = self.site.cached_response(head.replay_key, head.request.method, now)
+        if response is None:
+            return None
+        return self._finish(response, True, head.request, now, WHOLE_REQUEST, head, cached=True)
 
-    def next_plan(self, now: float) -> ResponsePlan | None:
-        """The next response to send, if a whole request (and its body) is buffered."""
+    def next_exchange(self, now: float) -> Exchange | None:
+        """The next exchange to carry out, if a whole request (and its body) is buffered."""
         state = self.state
         if state is READING_BODY:
             return self._continue_body(now)
@@ -420,7 +432,7 @@ class HttpConnection:
         try:
             head = self.parser.parse_head(self.buffer)
         except errors.HttpError as exc:
-            return self._error_plan(exc.status, now, self._first_line())
+            return self._error_exchange(exc.status, now, self._first_line())
         if head is None:
             skipped = skip_empty_lines(self.buffer)
             if skipped:
@@ -433,22 +445,22 @@ class HttpConnection:
             self._discarder = BodyDiscarder(request.body_length, self.limits)
             self._move(Event.HEAD_COMPLETE)
             return self._continue_body(now)
-        return self._plan_for(request, now, head.plain_key)
+        return self._answer(request, now, head)
 
-    def _continue_body(self, now: float) -> ResponsePlan | None:
+    def _continue_body(self, now: float) -> Exchange | None:
         """Discard buffered body bytes; answer the request once its body has been read."""
         request = self._pending_request
         try:
             used = self._discarder.feed(self.buffer)
         except errors.HttpError as exc:
-            return self._error_plan(exc.status, now, request.request_line)
+            return self._error_exchange(exc.status, now, request.request_line)
         if used:
             del self.buffer[:used]
         if not self._discarder.done:
             return None
         self._pending_request = None
         self._discarder = None
-        return self._plan_for(request, now)
+        return self._answer(request, now)
 
     def _first_line(self) -> str:
         """The start of what the client sent, for the log of a request we could not parse."""
@@ -459,84 +471,102 @@ class HttpConnection:
 
     # ---- output ------------------------------------------------------------------------------
 
-    def _plan_for(self, request, now: float, cache_key: tuple | None = None) -> ResponsePlan:
-        """Run the responder for a parsed request and wrap it in a plan.
-
-        `cache_key`: the request's plain_key if known (None: the responder computes it).
-        """
+    def _answer(self, request: Request, now: float, head: ParsedHead | None = None) -> Exchange:
+        """Run the responder for a parsed request (`head`: its memo entry, if it has one)."""
         try:
             response = None
             if self.stats is not None and self.stats.status_path is not None:
                 response = self.stats.answer(request, self.peer, now)
             if response is None:
-                response = respond(request, self.site, now, cache_key)
+                response = respond(request, self.site, now,
+                                   head.plain_key if head is not None else None)
         except Exception as exc:  # a bug in the semantics costs this request a 500, not the loop
             self.internal_error = exc
-            return self._error_plan(500, now, request.request_line,
-                                    head_only=request.method == "HEAD")
-        keep_alive = request.keep_alive and not response.close
-        plan = self._finish(response, keep_alive, request.request_line, now, RESPONSE_READY)
-        if response.headers is STREAM_FIELDS:  # --live-reload: an event stream's 200
+            return self._error_exchange(500, now, request.request_line,
+                                        head_only=request.method == "HEAD")
+        if response.stream:  # --live-reload: an event stream's 200
             self.stream_next = True
-        if self.trust_forwarded:
-            self.exchange.client = forwarded_client(request.fields.get("x-forwarded-for"),
-                                                    self.peer)
-        return plan
+        return self._finish(response, request.keep_alive, request, now, RESPONSE_READY, head)
 
-    def _error_plan(self, status: int, now: float, request_line: str,
-                    event: Event = Event.RESPONSE_READY, head_only: bool = False) -> ResponsePlan:
+    def _client(self, request: Request) -> str:
+        """The client the access log names: the one a trusted proxy reports, else "" (the peer)."""
+        if self.trust_forwarded:
+            return forwarded_client(request.fields.get("x-forwarded-for"), self.peer)
+        return ""
+
+    def _error_exchange(self, status: int, now: float, request_line: str,
+                        event: Event = Event.RESPONSE_READY,
+                        head_only: bool = False) -> Exchange:
         """A protocol error: answer with `status`, then close (framing can no longer be trusted)."""
         if not self.close_reason:
             self.close_reason = "error"
         self.buffer.clear()
         self._discarder = None
         self._pending_request = None
-        return self._finish(error_response(status, head_only=head_only), False, request_line,
-                            now, event)
+        plan = self._render(error_response(status, head_only=head_only), False, request_line)
+        return self._record(plan, event, "")
 
-    def _finish(self, response: Response, keep_alive: bool, request_line: str,
-                now: float, event: Event) -> ResponsePlan:
-        """Decide persistence, render the head and build the plan."""
-        self.requests_served += 1
-        if keep_alive and (self.draining or self.requests_served >= self.max_requests):
-            keep_alive = False
-            if not self.close_reason:
-                self.close_reason = "stop" if self.draining else "max"
-        elif not keep_alive and not self.close_reason:
-            self.close_reason = "close"
+    def _finish(self, response: Response, wanted: bool, request: Request, now: float,
+                event: Event, head: ParsedHead | None, cached: bool = False) -> Exchange:
+        """Decide persistence, render the answer (or replay the head's), record the exchange.
+
+        `cached`: `response` came from the answer cache just now (the short route), so the
+        head's replay may stand for the rest of this instant (see _shared_instant).
+        """
+        keep_alive = self._persists(wanted and not response.close)
+        if not keep_alive and not self.close_reason:
+            if not wanted or response.close:
+                self.close_reason = "close"
+            else:
+                self.close_reason = "stop" if self._draining else "max"
+        replay = head.last if head is not None else None
+        date = self.site.dates.field()
+        if replay is not None and replay.response is response and replay.date is date and \
+                replay.plan.keep_alive is keep_alive:
+            plan = replay.plan
+        else:
+            plan = self._render(response, keep_alive, request.request_line, date)
+            replay = None
+        if head is not None and plan.fd is None:  # a plan holding a descriptor is never shared
+            instant = _shared_instant(self.site, response, now) if cached else None
+            if replay is None or replay.instant != instant:
+                head.last = Replay(response, date, plan, instant)
+        return self._record(plan, event, self._client(request))
+
+    def _render(self, response: Response, keep_alive: bool, request_line: str,
+                date: bytes | None = None) -> ResponsePlan:
+        """The plan for `response`: its head rendered, the body segments after it."""
         site = self.site
-        date = site.dates.field()
-        connection = self.keep_alive_fields if keep_alive else CLOSE_FIELDS
+        if date is None:
+            date = site.dates.field()
+        head = b"".join((status_line(response.status), site.server_field, date, response.fields,
+                         site.extra_fields,
+                         self.keep_alive_fields if keep_alive else CLOSE_FIELDS, b"\r\n"))
         segments = response.segments
         if response.fd is None and len(segments) <= 1 and \
                 (not segments or len(segments[0]) <= WIRE_CACHE_MAX_BODY):
-            # Head + in-memory body as one bytes object, reused while the Date and Connection
-            # fields are the same objects (cached responses are shared, so this is most hits).
-            wire = response.wire
-            if wire is None or wire[0] is not date or wire[1] is not connection:
-                data = b"".join((status_line(response.status), site.server_field, date,
-                                 response.fields_bytes(), site.extra_fields, connection,
-                                 b"\r\n", *segments))
-                wire = response.wire = (date, connection, data)
-            segments = [wire[2]]
+            # Head and in-memory body as one bytes object: one send.
+            segments = (head + segments[0],) if segments else (head,)
         else:
-            head = b"".join((status_line(response.status), site.server_field, date,
-                             response.fields_bytes(), site.extra_fields, connection, b"\r\n"))
-            segments = [head] + segments  # a larger body goes out with the head in one sendmsg
-        self._move(event)
-        plan = self.exchange = ResponsePlan(response.status, segments, response.body_length,
-                                            keep_alive, response.fd, request_line)
-        return plan
+            segments = (head, *segments)  # a larger body goes out with the head in one sendmsg
+        return ResponsePlan(response.status, segments, response.body_length, keep_alive,
+                            response.fd, request_line)
 
-    def timeout(self, now: float) -> ResponsePlan | None:
+    def _record(self, plan: ResponsePlan, event: Event, client: str) -> Exchange:
+        """The bookkeeping every answer shares: move the state, count it, start its exchange."""
+        self._move(event)
+        self.requests_served += 1
+        return Exchange(plan, client)
+
+    def timeout(self, now: float) -> Exchange | None:
         """The state's timer expired: a 408 plan for a half-read request, else nothing."""
         if self.stats is not None:
             self.stats.timed_out(self.state)
         if self.state in (ConnState.READING_HEAD, ConnState.READING_BODY):
             self.close_reason = "timeout"
             pending = self._pending_request
-            return self._error_plan(408, now, pending.request_line if pending else "-",
-                                    Event.TIMEOUT)
+            return self._error_exchange(408, now, pending.request_line if pending else "-",
+                                        Event.TIMEOUT)
         if not self.close_reason:
             if self.draining and self.state is ConnState.IDLE:
                 self.close_reason = "stop"
@@ -554,16 +584,13 @@ class HttpConnection:
         """The engine has sent the head; file regions follow."""
         self._move(Event.HEAD_SENT)
 
-    def plaintext_on_tls(self, now: float) -> ResponsePlan:
+    def plaintext_on_tls(self, now: float) -> Exchange:
         """The TLS handshake met a plain-HTTP request: a 400 saying so, sent in clear, then close.
 
-        The engine sends this plan on the TCP socket under the failed TLS one.
+        The engine sends this exchange on the TCP socket under the failed TLS one.
         """
         self.close_reason = "plaintext"
-        response = Response(400, [("Content-Type", "text/plain; charset=utf-8"),
-                                  ("Content-Length", str(len(PLAINTEXT_BODY)))],
-                            [PLAINTEXT_BODY], len(PLAINTEXT_BODY))
-        return self._finish(response, False, "-", now, Event.RESPONSE_READY)
+        return self._record(self._render(PLAINTEXT_RESPONSE, False, "-"), Event.RESPONSE_READY, "")
 
     def begin_stop(self, now: float) -> float | None:
         """A graceful stop began: how long this connection may still wait idle for a request.

@@ -23,6 +23,7 @@ from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, 
                      ConnectionLog, EngineBase, Listener, as_listeners, close_reason_for, format_peer,
                      handshake_step, is_plaintext_on_tls, open_connection, peer_host,
                      plain_socket)
+from .messages import Exchange
 from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
 from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, READ_STATES, STOP_GRACE, WRITE_STATES,
@@ -51,10 +52,10 @@ WAKEUP = object()
 
 
 class Conn:
-    """The reactor's view of one client: its socket, protocol state, plan in progress, timer."""
+    """The reactor's view of one client: its socket, protocol state, exchange in progress, timer."""
 
-    __slots__ = ("sock", "address", "peer", "host", "proto", "plan", "cursor", "mask", "queue",
-                 "tls", "want_write", "outbox")
+    __slots__ = ("sock", "address", "peer", "host", "proto", "exchange", "mask", "queue",
+                 "armed_served", "armed_sent", "tls", "want_write", "outbox")
 
     def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False,
                  named: bool = True):
@@ -65,20 +66,25 @@ class Conn:
         # host:port as logs show the peer. Made up front when `named` (the connection log is
         # on: its lines name the peer); else None, and a line written with that log off (an
         # error's) asks peer_name().
-        self.peer = format_peer(address) if named else None
+        self.peer: str | None = format_peer(address) if named else None
         self.host = peer_host(address)
         self.proto = proto
-        self.plan = None
-        self.cursor = None
+        # The exchange being sent (it owns its file and cursor), or None.
+        self.exchange: Exchange | None = None
         self.mask = READ
+        # The timer queue armed, and the progress it was armed at: requests served and bytes of
+        # the exchange sent (see _settle).
         self.queue: DeadlineQueue | None = None
+        self.armed_served = 0
+        self.armed_sent = 0
         self.outbox = None  # --live-reload: a stream's bytes not yet sent
 
     def peer_name(self) -> str:
         """host:port as logs show the peer, whether or not the connection log is on."""
-        if self.peer is None:
-            self.peer = format_peer(self.address)
-        return self.peer
+        peer = self.peer
+        if peer is None:
+            peer = self.peer = format_peer(self.address)
+        return peer
 
 
 class Reactor(EngineBase):
@@ -98,12 +104,12 @@ class Reactor(EngineBase):
         # their text and its peer's name made.
         self.connection_logging = logs.connection_enabled
         self.listeners = as_listeners(listener)
-        self.parser = HeadParser(Limits.from_config(config))
+        self.parser = HeadParser(Limits.from_config(config), site)
         self.stats = Stats(config, "reactor", self._connection_states,
                            compression=site.compression)
-        # Requests answered in one loop turn share one `now`: they may share one stat per file.
-        # Each turn's `now` is later than the last one's (see _loop_once).
-        site.stat_per_instant = True
+        # Requests answered in one loop turn share one `now` (a site made with single_thread
+        # shares one stat per file per instant). Each turn's `now` is later than the last one's
+        # (see _loop_once).
         self.instant = 0.0
         # Readiness: epoll itself on Linux (poller.py); register/modify/unregister by socket.
         self.selector = Poller()
@@ -384,31 +390,30 @@ class Reactor(EngineBase):
                     data = sock.recv(RECV_SIZE)
                 except WOULD_BLOCK:
                     return  # a spurious wake-up (or a read at a stop): nothing has changed
-                plan = proto.take_request(data, now) if data else None
-                if plan is None:
+                exchange = proto.take_request(data, now) if data else None
+                if exchange is None:
                     self._handle_data(conn, data, now)
                     return
-                conn.plan = plan  # owned before the first send, so a failure closes its file
-                if len(plan.segments) != 1:
+                conn.exchange = exchange  # owned before the first send: a failure closes its file
+                if len(exchange.plan.segments) != 1:
                     self._advance(conn, now)
-                elif self._send_single(conn, plan):
-                    conn.plan = None
-                    if self.logging:
-                        self.clog.exchange(conn.peer, conn.host, plan)
-                    if proto.response_done(plan, now) is IDLE and conn.queue is self.idle_queue:
-                        self.idle_queue.arm(conn, now)  # a new request restarts the timer
+                elif sending.send_available(sock, exchange):
+                    if self._complete(conn, exchange, now) is IDLE and \
+                            conn.queue is self.idle_queue:
+                        # A new request restarts the timer (_arm's work, for this case only).
+                        self.idle_queue.arm(conn, now)
+                        conn.armed_served = proto.requests_served
                         return
             except Exception as exc:  # the loop must outlive any one connection's failure
                 self._fail(conn, exc)
                 return
-            self._settle(conn, now, IDLE, -1, -1)
+            self._settle(conn, now)
             return
         self._handle_general(conn, mask, now)
 
-    def _handle_data(self, conn: Conn, data, now: float) -> None:
+    def _handle_data(self, conn: Conn, data: bytes, now: float) -> None:
         """An idle plain-TCP connection received `data` that took no short route."""
         proto = conn.proto
-        start_served = proto.requests_served
         try:
             proto.receive(data)
             if proto.state is CLOSED:
@@ -418,7 +423,7 @@ class Reactor(EngineBase):
         except Exception as exc:
             self._fail(conn, exc)
             return
-        self._settle(conn, now, IDLE, start_served, -1)
+        self._settle(conn, now)
 
     def _fail(self, conn: Conn, exc: Exception) -> None:
         """A connection's I/O failed (or a bug surfaced): close it with the reason, log a bug."""
@@ -435,14 +440,13 @@ class Reactor(EngineBase):
         if start_state is STREAMING:
             self._stream_io(conn, mask, now)
             return
-        start_served = proto.requests_served
-        cursor = conn.cursor
-        start_sent = cursor.sent if cursor is not None else -1
         try:
             if start_state is ConnState.HANDSHAKING:
                 if not self._handshake(conn, now):
-                    self._settle(conn, now, start_state, start_served, start_sent)
+                    self._settle(conn, now)
                     return
+                # The handshake is over: the next wait's timer starts now.
+                self._arm(conn, self.queue_for[proto.state], now)
                 # The request may have arrived with the client's Finished; a plain-HTTP client
                 # has a 400 to be sent.
                 mask = READ if proto.state is ConnState.IDLE else WRITE
@@ -461,9 +465,9 @@ class Reactor(EngineBase):
                 if data is not None:
                     # The common case by its shorter route (one whole known request), else the
                     # bytes go to the protocol's buffer.
-                    plan = proto.take_request(data, now) if start_state is IDLE else None
-                    if plan is not None:
-                        conn.plan = plan
+                    exchange = proto.take_request(data, now) if start_state is IDLE else None
+                    if exchange is not None:
+                        conn.exchange = exchange
                     else:
                         proto.receive(data)  # in CLOSING it drains and counts lingering bytes
                         if proto.state is CLOSED:
@@ -475,7 +479,7 @@ class Reactor(EngineBase):
         except Exception as exc:  # the loop must outlive any one connection's failure or bug
             self._fail(conn, exc)
             return
-        self._settle(conn, now, start_state, start_served, start_sent)
+        self._settle(conn, now)
 
     def _handshake(self, conn: Conn, now: float) -> bool:
         """One non-blocking TLS handshake step; True once the connection can move on."""
@@ -490,8 +494,7 @@ class Reactor(EngineBase):
             conn.tls = False
             self.selector.register(conn.sock, conn.mask, conn)
             self.clog.plaintext_on_tls(conn.peer)
-            conn.plan = conn.proto.plaintext_on_tls(now)
-            conn.cursor = sending.Cursor()
+            conn.exchange = conn.proto.plaintext_on_tls(now)
             return True
         if step == HANDSHAKE_DONE:
             conn.want_write = False
@@ -508,68 +511,50 @@ class Reactor(EngineBase):
         proto = conn.proto
         sock = conn.sock
         while True:
-            plan = conn.plan
-            if plan is None:
-                plan = proto.next_plan(now)
+            exchange = conn.exchange
+            if exchange is None:
+                exchange = proto.next_exchange(now)
                 if proto.internal_error is not None:
                     exc, proto.internal_error = proto.internal_error, None
                     self.clog.internal_error(conn.peer_name(), exc)
-                if plan is None:
+                if exchange is None:
                     return
-                # The connection owns the plan (and any file it holds) before the first send,
-                # so an error in that send still closes the file with the connection.
-                conn.plan = plan
-            cursor = conn.cursor
-            segments = plan.segments
-            if cursor is None and len(segments) == 1:
-                if not self._send_single(conn, plan):
-                    return
-            else:
-                if cursor is None:
-                    cursor = conn.cursor = sending.Cursor()
-                done = sending.send_available(sock, plan, cursor, tls=conn.tls)
-                if plan.first_region >= 0 and proto.state is WRITING_HEAD and \
-                        cursor.index >= plan.first_region:
-                    proto.head_sent()
-                if not done:
-                    return
-            self._complete(conn, plan, now)
-            if proto.state is not READING_HEAD:
+                # The connection owns the exchange (and any file it holds) before the first
+                # send, so an error in that send still closes the file with the connection.
+                conn.exchange = exchange
+            done = sending.send_available(sock, exchange, tls=conn.tls)
+            first_region = exchange.plan.first_region
+            if first_region >= 0 and proto.state is WRITING_HEAD and \
+                    exchange.index >= first_region:
+                proto.head_sent()
+            if not done:
+                return
+            if self._complete(conn, exchange, now) is not READING_HEAD:
                 return
 
-    def _send_single(self, conn: Conn, plan) -> bool:
-        """Send a one-object plan (head + small body) in one send; True if all of it went.
-
-        Otherwise a cursor keeps the place and the connection waits to write.
-        """
-        data = plan.segments[0]
-        try:
-            sent = conn.sock.send(data)
-        except WOULD_BLOCK:
-            sent = 0
-        if sent == len(data):
-            return True
-        cursor = conn.cursor = sending.Cursor()
-        cursor.sent = cursor.offset = sent
-        return False
-
-    def _complete(self, conn: Conn, plan, now: float) -> None:
-        """A plan is fully sent: log it, release its file, move the protocol on."""
-        conn.plan = None
-        conn.cursor = None
-        if plan.fd is not None:
-            plan.close()
+    def _complete(self, conn: Conn, exchange: Exchange, now: float) -> ConnState:
+        """An exchange is fully sent: log it, release its file, move the protocol on."""
+        conn.exchange = None
+        if exchange.fd is not None:
+            exchange.close()
         if self.logging:
-            self.clog.exchange(conn.peer, conn.host, plan)
-        if conn.proto.response_done(plan, now) is CLOSING:
+            self.clog.exchange(conn.peer, conn.host, exchange)
+        state = conn.proto.response_done(exchange.plan, now)
+        if state is CLOSING:
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+        return state
 
-    def _settle(self, conn: Conn, now: float, start_state, start_served: int,
-                start_sent: int) -> None:
-        """After a handler: re-arm the state's timer and set selector interest if it changed."""
+    def _settle(self, conn: Conn, now: float) -> None:
+        """After a handler: re-arm the state's timer and set selector interest if it changed.
+
+        A new kind of wait or a new request starts its timer afresh. Otherwise: the header
+        timer runs from a request's first byte to the end of its body (as in the threaded
+        engine) and the linger timer from our close, so trickled bytes never extend them; the
+        send timer restarts only when bytes actually went out since it was armed.
+        """
         proto = conn.proto
         state = proto.state
         if state is CLOSED:
@@ -579,19 +564,11 @@ class Reactor(EngineBase):
             self._stream_settle(conn, now)
             return
         queue = self.queue_for[state]
-        # A new kind of wait or a new request starts its timer afresh. Otherwise: the header
-        # timer runs from a request's first byte to the end of its body (as in the threaded
-        # engine) and the linger timer from our close, so trickled bytes never extend them;
-        # the send timer restarts only when bytes actually went out.
-        if queue is not conn.queue or proto.requests_served != start_served or \
-                (start_state is HANDSHAKING and state is not start_state):
-            if conn.queue is not None and conn.queue is not queue:
-                conn.queue.disarm(conn)
-            queue.arm(conn, now)
-            conn.queue = queue
-        elif state in WRITE_STATES:
-            if conn.cursor is not None and conn.cursor.sent != start_sent:
-                self._arm(conn, queue, now)
+        exchange = conn.exchange
+        if queue is not conn.queue or proto.requests_served != conn.armed_served or \
+                (exchange is not None and exchange.sent != conn.armed_sent and
+                 state in WRITE_STATES):
+            self._arm(conn, queue, now)
         if state is HANDSHAKING:
             mask = WRITE if conn.want_write else READ
         else:
@@ -601,28 +578,33 @@ class Reactor(EngineBase):
             conn.mask = mask
 
     def _arm(self, conn: Conn, queue: DeadlineQueue, now: float) -> None:
+        """(Re)start `queue`'s timer for `conn`, noting the progress it was armed at."""
         if conn.queue is not None and conn.queue is not queue:
             conn.queue.disarm(conn)
         queue.arm(conn, now)
         conn.queue = queue
+        conn.armed_served = conn.proto.requests_served
+        exchange = conn.exchange
+        conn.armed_sent = exchange.sent if exchange is not None else 0
 
     def _on_timeout(self, conn: Conn, now: float) -> None:
-        """A connection's timer expired: 408 for a half-read request, otherwise close."""
+        """A connection's timer expired: 408 for a half-read request, otherwise close.
+
+        Guarded like every handler: a failure here closes this connection, never the loop.
+        """
         proto = conn.proto
-        start_state = proto.state
-        plan = proto.timeout(now)
-        if plan is None:
-            self._close(conn, proto.close_reason)
-            return
-        self.clog.timed_out_head(conn.peer)
-        conn.plan = plan
-        conn.cursor = sending.Cursor()
         try:
+            exchange = proto.timeout(now)
+            if exchange is None:
+                self._close(conn, proto.close_reason)
+                return
+            self.clog.timed_out_head(conn.peer)
+            conn.exchange = exchange
             self._advance(conn, now)
-        except (OSError, sending.FileShrank):
-            self._abort(conn, "reset")
+        except Exception as exc:
+            self._fail(conn, exc)
             return
-        self._settle(conn, now, start_state, -1, -1)
+        self._settle(conn, now)
 
     # ---- --live-reload's event streams -------------------------------------------------------
 
@@ -736,13 +718,12 @@ class Reactor(EngineBase):
         proto = conn.proto
         if proto.state is not ConnState.CLOSED:
             proto.abort(reason or "close")
-        plan = conn.plan
-        if plan is not None:
-            conn.plan = None
-            sent = conn.cursor.sent if conn.cursor is not None else 0
-            self.clog.cut(conn.peer, conn.host, plan, plan.body_sent(sent),
+        exchange = conn.exchange
+        if exchange is not None:
+            conn.exchange = None
+            self.clog.cut(conn.peer, conn.host, exchange,
                           CLOSE_REASONS.get(reason, proto.close_reason_text))
-            plan.close()
+            exchange.close()
         try:
             self.selector.unregister(conn.sock)
         except (KeyError, ValueError):

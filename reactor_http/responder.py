@@ -9,304 +9,19 @@ the options users ask for. It never touches a socket and never sends; connection
 from __future__ import annotations
 
 import os
-import threading
 
 from . import content_coding, extras, filesystem, livereload
-from .headers import DateCache, comma_list, parse_http_date, quality_values
-from .messages import REASONS, FileRegion, Request, encode_fields
+from .headers import comma_list, parse_http_date, quality_values
+from .messages import REASONS, FileRegion, Request, Response
+from .website import SMALL_FILE_MAX, Site, file_identity, plain_key
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 # Methods we know (RFC 9110 section 9, RFC 5789, WebDAV) and refuse with 405; others are 501.
 KNOWN_METHODS = frozenset({
     "POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH", "PROPFIND", "PROPPATCH", "MKCOL",
     "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "QUERY"})
-# Files up to this size are kept in memory and sent with the head in one send (bytes).
-SMALL_FILE_MAX = 64 * 1024
-# Total bytes of small files kept in memory; the oldest entries go first beyond it.
-SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
-# Directory listings kept in memory (entries), rebuilt when the folder's stat changes.
-LISTING_CACHE_ENTRIES = 256
-# A cached listing is rebuilt after this long (seconds) even if the folder's own stat is unchanged:
-# a file modified inside it changes the size and date the listing shows but not the folder.
-LISTING_TTL = 1.0
 # At most this many parts in a multipart/byteranges answer (see filesystem.parse_range).
 MAX_RANGES = 16
-# A cached small-file response is re-validated by one os.stat per request, and rebuilt from
-# scratch after this long (seconds) anyway, which bounds how late we notice a precompressed
-# sibling appearing or a symlink changing without the file's identity changing.
-FAST_PATH_TTL = 1.0
-# Cached small-file responses kept (entries); the oldest go first beyond it. Each entry's body is
-# shared with the small-file cache, but once sent it may also hold protocol.py's rendered copy of
-# the whole response (Response.wire: head + body, up to 16 KiB), so 1,024 entries bound that
-# extra memory to about 16 MiB. Keys are normalised paths without the query (see _fast_key),
-# so `/app.js?v=1`, `?v=2`, `/x/../app.js`, `//app.js` ... share one entry.
-FAST_PATH_ENTRIES = 1024
-# Requests carrying any of these fields take the full path (conditionals and ranges).
-_FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
-                               "if-modified-since", "if-unmodified-since"})
-
-
-class Response:
-    """A response before connection management: status, fields, body segments, owned fd.
-
-    Responses of small unchanged files are cached and shared, so a Response is never mutated
-    after it is built; `fields_bytes()` serialises its fields once.
-    """
-
-    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "_fields", "wire",
-                 "saved")
-
-    def __init__(self, status: int, headers: list, segments: list | None = None,
-                 body_length: int = 0, fd: int | None = None, close: bool = False):
-        self.status = status
-        self.headers = headers
-        self.segments = segments if segments is not None else []  # bytes | FileRegion
-        self.body_length = body_length
-        self.fd = fd
-        self.close = close
-        self._fields = None
-        # (Date field, Connection fields, whole response bytes): protocol.py's reuse cache.
-        self.wire = None
-        # A cached answer with a body compressed on the fly: bytes each hit saves, counted per
-        # hit by cached_response (None for every other answer).
-        self.saved = None
-
-    def fields_bytes(self) -> bytes:
-        """The header fields as CRLF-terminated lines (computed once)."""
-        if self._fields is None:
-            self._fields = encode_fields(self.headers)
-        return self._fields
-
-
-class Site:
-    """What the responder keeps between requests: the configuration, the real root and caches.
-
-    One Site serves every thread of the threaded engine. Cache hits are plain dict lookups
-    (atomic under the GIL, no lock); every mutation of a cache (insert, evict, invalidate, and
-    the small-file byte count) happens under `_lock`, so two threads can never both evict the
-    same key or lose an update of the count.
-    """
-
-    def __init__(self, config):
-        self.config = config
-        self.real_root = os.path.realpath(config.root)
-        self.dates = DateCache()
-        self.allow_dotfiles = config.dotfiles == "allow"
-        # --live-reload: the livereload.Hub (server.py sets it); None when off.
-        self.live = None
-        self._lock = threading.Lock()
-        self._small_files: dict[str, tuple[tuple, bytes]] = {}
-        self._small_file_bytes = 0
-        # (folder path, JSON?) -> (identity, expires, body, weak ETag)
-        self._listings: dict[tuple[str, bool], tuple[tuple, float, bytes, str]] = {}
-        # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
-        # response), where checks are the (path, identity) pairs whose stat must be unchanged.
-        self._fast: dict[tuple, tuple] = {}
-        # Set by an engine whose `now` is one instant per loop turn (the reactor): answer-cache
-        # checks then share one stat per file per turn. The requests one select() returned
-        # arrived together; a later turn has a later `now` and stats afresh, so a change on
-        # disk is seen by every request that arrives after it.
-        self.stat_per_instant = False
-        self._stat_instant = -1.0
-        self._identities: dict[str, tuple] = {}
-        # On-the-fly compression (content_coding.py), or None with --no-compress.
-        self.compression = content_coding.Compressor(
-            config.compress_max_bytes, config.compress_cache_bytes, _identity) \
-            if config.compress else None
-        # No `public`: it would let shared caches store answers to requests that carried
-        # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
-        self.cache_control = None
-        if config.max_age is not None:
-            self.cache_control = f"max-age={config.max_age}"
-            if config.immutable:
-                self.cache_control += ", immutable"
-        elif config.immutable:
-            self.cache_control = "max-age=31536000, immutable"
-        # What every response head carries besides its own fields (--header), rendered once:
-        # protocol.py puts them in every head it renders, errors included.
-        self.server_field, self.extra_fields = extras.header_fields(config.headers)
-        # --mime: {'.ext': 'type/subtype'} consulted before the built-in table.
-        self.mime = extras.mime_table(config.mime)
-        # --auth: every request but --status and CORS preflights must carry these credentials.
-        self.auth = extras.BasicAuth(config.auth) if config.auth is not None else None
-        self.listing_cache_control = "no-cache"
-        user_cache_control = any(text.partition(":")[0].strip().lower() == "cache-control"
-                                 for text in config.headers)
-        if self.auth is not None and not user_cache_control:
-            # An answer to a request with credentials is for that user only (RFC 9111 section
-            # 5.2.2.7); --max-age or a --header Cache-Control is the user's own choice instead.
-            self.cache_control = self.cache_control or "private"
-            self.listing_cache_control = "private, no-cache"
-
-    def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
-        """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.
-
-        With `forbidden`, a folder that may not be searched raises filesystem.Forbidden.
-        """
-        return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks,
-                                      forbidden=forbidden)
-
-    def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
-        """The bytes of a small regular file, from memory if its identity is unchanged."""
-        identity = _identity(st)
-        cached = self._small_files.get(fs_path)
-        if cached is not None and cached[0] == identity:
-            return cached[1]
-        opened = filesystem.open_regular(fs_path)
-        if opened is None:
-            return None
-        fd, st_open = opened
-        try:
-            if st_open.st_size > SMALL_FILE_MAX:
-                return None
-            data = os.pread(fd, st_open.st_size, 0)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        if len(data) != st_open.st_size or _identity(st_open) != identity:
-            return None  # changed under us: do not cache, the caller serves from a descriptor
-        self._remember_small_file(fs_path, identity, data)
-        return data
-
-    def _remember_small_file(self, fs_path: str, identity: tuple, data: bytes) -> None:
-        """Cache file bytes, evicting the oldest entries beyond the byte budget."""
-        with self._lock:
-            old = self._small_files.pop(fs_path, None)
-            if old is not None:
-                self._small_file_bytes -= len(old[1])
-            while self._small_file_bytes + len(data) > SMALL_FILE_CACHE_BYTES:
-                popped = _pop_oldest(self._small_files)
-                if popped is None:
-                    break
-                self._small_file_bytes -= len(popped[1][1])
-            self._small_files[fs_path] = (identity, data)
-            self._small_file_bytes += len(data)
-
-    def cached_response(self, key: tuple, method: str, now: float) -> Response | None:
-        """A cached answer for a plain GET/HEAD of a small file (see _fast_key), if still valid."""
-        entry = self._fast.get(key)
-        if entry is None:
-            return None
-        checks, expires, get_response, head_response = entry
-        if now < expires:
-            for fs_path, identity in checks:
-                if self.stat_per_instant:
-                    if now != self._stat_instant:
-                        self._stat_instant = now
-                        self._identities = {}
-                    current = self._identities.get(fs_path)
-                    if current is None:
-                        current = self._identities[fs_path] = self._current_identity(fs_path)
-                else:
-                    current = self._current_identity(fs_path)
-                if current != identity:
-                    break
-            else:
-                response = head_response if method == "HEAD" else get_response
-                if response.saved is not None:  # a compressed answer: count it
-                    self.count_compressed_hit(response)
-                return response
-        with self._lock:
-            if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
-                del self._fast[key]
-        return None
-
-    def count_compressed_hit(self, response: Response) -> None:
-        """A cached answer compressed on the fly went out again (content_coding.py's counters)."""
-        compressor = self.compression
-        if self.stat_per_instant:
-            # One request thread (the reactor) is the only writer of these two counters: no
-            # lock needed, and a lock costs 5x the additions.
-            compressor.hits += 1
-            compressor.saved_bytes += response.saved
-        else:
-            compressor.hit(response.saved)
-
-    @staticmethod
-    def _current_identity(fs_path: str) -> tuple:
-        """The file's identity now (see _identity); () if it cannot be stat'ed."""
-        try:
-            return _identity(os.stat(fs_path))
-        except OSError:
-            return ()
-
-    def remember_response(self, key: tuple, now: float, checks: tuple,
-                          response: Response, saved: int | None = None) -> None:
-        """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests.
-
-        `saved`: for a body compressed on the fly, how many bytes it saves (counted per hit).
-        """
-        head_response = Response(200, response.headers, [], 0)
-        get_response = Response(200, response.headers, response.segments, response.body_length)
-        if saved is not None:
-            get_response.saved, head_response.saved = saved, 0
-        entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
-        with self._lock:
-            while key not in self._fast and len(self._fast) >= FAST_PATH_ENTRIES:
-                if _pop_oldest(self._fast) is None:
-                    break
-            self._fast[key] = entry
-
-    def listing(self, fs_dir: str, st: os.stat_result, url_path: str,
-                now: float, as_json: bool = False) -> tuple[bytes, str]:
-        """The HTML (or JSON) listing of a directory and its weak ETag, rebuilt when it may have
-        changed.
-
-        Keyed by the folder path and the format: `url_path` is normalised, so one folder has one
-        title. Raises filesystem.Forbidden or NotFound (nothing is cached then).
-        """
-        identity = _identity(st)
-        key = (fs_dir, as_json)
-        cached = self._listings.get(key)
-        if cached is not None and cached[0] == identity and now < cached[1]:
-            return cached[2], cached[3]
-        build = filesystem.listing_json if as_json else filesystem.listing_html
-        body = build(self.real_root, fs_dir, url_path, allow_dotfiles=self.allow_dotfiles,
-                     follow_symlinks=self.config.follow_symlinks)
-        etag = filesystem.weak_etag(body)
-        with self._lock:
-            while key not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
-                if _pop_oldest(self._listings) is None:
-                    break
-            self._listings[key] = (identity, now + LISTING_TTL, body, etag)
-        return body, etag
-
-
-def _fast_key(path: str, request: Request) -> tuple | None:
-    """The fast-path cache key: the *normalised* URL path without the query, and Accept-Encoding.
-
-    The responder ignores the query, so keying on the whole target would let `/f.js?v=0`,
-    `?v=1`, ... each fill an entry with the same answer; normalising first means `/a/../b`,
-    `//b` and `/%62` share the entry of `/b` instead of each filling one. A path without `%`,
-    `//` or `/.` is already its own normal form (decoding and dot-segment removal leave it
-    unchanged), so the common case costs three substring tests. None for a path that cannot
-    be normalised (it is refused before anything is cached).
-    """
-    if "%" in path or "//" in path or "/." in path:
-        try:
-            path = filesystem.canonical_path(*filesystem.normalize_path(path))
-        except (filesystem.NotFound, filesystem.BadPath):
-            return None
-    return path, request.fields.get("accept-encoding")
-
-
-def _pop_oldest(cache: dict):
-    """Remove and return the first-inserted (key, value) of a dict; None if there is none.
-
-    Callers hold the Site lock; even so, an empty dict or a key gone meanwhile is not an error.
-    """
-    try:
-        key = next(iter(cache))
-    except (StopIteration, RuntimeError):  # RuntimeError: the dict changed while iterating
-        return None
-    value = cache.pop(key, None)
-    return None if value is None else (key, value)
-
-
-def _identity(st: os.stat_result) -> tuple:
-    """What changes when a file is replaced or modified, or its mode or owner changes (ctime)."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def error_page(status: int) -> bytes:
@@ -326,24 +41,6 @@ def error_response(status: int, *, close: bool = False, head_only: bool = False,
     if head_only:
         return Response(status, headers, close=close)
     return Response(status, headers, [body], len(body), close=close)
-
-
-def plain_key(request: Request) -> tuple | None:
-    """The answer-cache key of a plain GET/HEAD (see _fast_key); None for any other request.
-
-    Plain: no field that changes the answer beyond path and Accept-Encoding (conditionals,
-    ranges, CORS preflight...). A pure function of the request, so the protocol may memoise it
-    with the parsed head.
-    """
-    method = request.method
-    if (method != "GET" and method != "HEAD") or \
-            not request.fields.keys().isdisjoint(_FULL_PATH_FIELDS):
-        return None
-    split = filesystem.split_target(request.target)
-    if split is None:
-        return None
-    return _fast_key(split[0], request)
-
 
 def respond(request: Request, site: Site, now: float, cache_key: tuple | None = None) -> Response:
     """Decide the response to one parsed request (`cache_key`: its plain_key, if known)."""
@@ -375,7 +72,7 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
     if method == "OPTIONS":
         return _options(request, site)
     if site.live is not None and path == livereload.STREAM_PATH:
-        return livereload.stream_response(Response, head_only)
+        return livereload.stream_response(head_only)
     try:
         found = filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
                                  follow_symlinks=site.config.follow_symlinks, query=query)
@@ -757,9 +454,9 @@ def _file_response(request: Request, site: Site, fs_path: str, st: os.stat_resul
         segments = [] if head_only or size == 0 else [piece(0, size)]
         response = Response(200, headers, segments, 0 if head_only else size, fd)
         if cache is not None and data is not None and size <= SMALL_FILE_MAX:
-            checks = ((fs_path, _identity(st)),)
+            checks = ((fs_path, file_identity(st)),)
             if rep_path != fs_path:
-                checks += ((rep_path, _identity(rep_st)),)
+                checks += ((rep_path, file_identity(rep_st)),)
             full = Response(200, headers, [data] if size else [], size)
             site.remember_response(cache[0], cache[1], checks, full, saved)
         return response

@@ -4,9 +4,10 @@ Over TLS the kernel cannot encrypt, so file regions are read in bounded chunks w
 from the saved offset and sent through the SSL object (what `SSLSocket.sendfile` falls back to);
 a chunk refused with SSLWantWriteError is re-read and re-sent unchanged on the next turn.
 
-Two ways to execute a `ResponsePlan`: `send_available` for the reactor's non-blocking sockets
-(send what the kernel takes now, keep the cursor, report whether more remains) and
-`send_blocking` for the threaded engine's blocking sockets with a timeout.
+Two ways to carry out an `Exchange` (its plan's segments, from its cursor): `send_available` for
+the reactor's non-blocking sockets (send what the kernel takes now, keep the cursor, report
+whether more remains) and `send_blocking` for the threaded engine's blocking sockets with a
+timeout. The exchange is the cursor: segment index, offset into it, bytes sent.
 A sendfile that returns 0 before its count means the file shrank: the Content-Length promise can
 no longer be kept, so we raise `FileShrank` and the engine closes the connection.
 """
@@ -19,7 +20,7 @@ import select
 import socket
 import ssl
 
-from .messages import ResponsePlan
+from .messages import Exchange
 
 # Bytes one sendfile call may move; the kernel stops earlier when the socket buffer is full.
 SENDFILE_CHUNK = 1 << 20
@@ -40,47 +41,36 @@ class FileShrank(Exception):
     """The file got shorter while we were sending it."""
 
 
-class Cursor:
-    """Where a plan's sending stands: segment index and offset into it."""
-
-    __slots__ = ("index", "offset", "sent")
-
-    def __init__(self) -> None:
-        self.index = 0
-        self.offset = 0
-        self.sent = 0
-
-
-def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
-                   budget: int = TURN_BUDGET, tls: bool = False) -> bool:
-    """Send from the cursor until done, the socket would block, or the budget is spent.
+def send_available(sock: socket.socket, exchange: Exchange, budget: int = TURN_BUDGET,
+                   tls: bool = False) -> bool:
+    """Send from the exchange's cursor until done, the socket would block, or the budget is spent.
 
     Returns True when the whole plan is out. Raises PEER_GONE errors and FileShrank.
     """
-    segments = plan.segments
+    segments = exchange.plan.segments
     count = len(segments)
-    if count == 1 and cursor.offset == 0 and cursor.index == 0 and type(segments[0]) is bytes:
+    if count == 1 and exchange.offset == 0 and exchange.index == 0 and type(segments[0]) is bytes:
         # The common case (head + small body in one bytes object): one send, no loop.
         data = segments[0]
         try:
             sent = sock.send(data)
         except WOULD_BLOCK:
             return False
-        cursor.sent = sent
+        exchange.sent = sent
         if sent == len(data):
-            cursor.index = 1
+            exchange.index = 1
             return True
-        cursor.offset = sent
+        exchange.offset = sent
         return False
     fileno = sock.fileno()
-    while cursor.index < count:
+    while exchange.index < count:
         if budget <= 0:
             return False
-        segment = segments[cursor.index]
+        segment = segments[exchange.index]
         try:
             if type(segment) is bytes:
-                view = segment if cursor.offset == 0 else memoryview(segment)[cursor.offset:]
-                following = cursor.index + 1
+                view = segment if exchange.offset == 0 else memoryview(segment)[exchange.offset:]
+                following = exchange.index + 1
                 if tls:
                     sent = sock.send(view)  # SSLSocket.send takes no flags
                 elif following < count and type(segments[following]) is bytes:
@@ -90,53 +80,53 @@ def send_available(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
                         buffers.append(segments[following])
                         following += 1
                     sent = sock.sendmsg(buffers, (), _MSG_MORE if following < count else 0)
-                    cursor.sent += sent
+                    exchange.sent += sent
                     budget -= sent
-                    _skip(cursor, segments, sent)
+                    _skip(exchange, segments, sent)
                     continue
                 else:
                     sent = sock.send(view, _MSG_MORE if following < count else 0)
-                remaining = len(segment) - cursor.offset
+                remaining = len(segment) - exchange.offset
             elif tls:
-                remaining = segment.count - cursor.offset
+                remaining = segment.count - exchange.offset
                 chunk = os.pread(segment.fd, min(remaining, TLS_CHUNK),
-                                 segment.offset + cursor.offset)
+                                 segment.offset + exchange.offset)
                 if not chunk:
                     raise FileShrank(f"file ended {remaining} bytes early")
                 sent = sock.send(chunk)
             else:
-                remaining = segment.count - cursor.offset
-                sent = os.sendfile(fileno, segment.fd, segment.offset + cursor.offset,
+                remaining = segment.count - exchange.offset
+                sent = os.sendfile(fileno, segment.fd, segment.offset + exchange.offset,
                                    min(remaining, SENDFILE_CHUNK))
                 if sent == 0:
                     raise FileShrank(f"file ended {remaining} bytes early")
         except WOULD_BLOCK:
             return False
-        cursor.sent += sent
+        exchange.sent += sent
         budget -= sent
         if sent >= remaining:
-            cursor.index += 1
-            cursor.offset = 0
+            exchange.index += 1
+            exchange.offset = 0
         else:
-            cursor.offset += sent
+            exchange.offset += sent
     return True
 
 
-def _skip(cursor: Cursor, segments: list, sent: int) -> None:
-    """Move the cursor past `sent` bytes of consecutive bytes segments."""
+def _skip(exchange: Exchange, segments: tuple, sent: int) -> None:
+    """Move the exchange past `sent` bytes of consecutive bytes segments."""
     while sent:
-        left = len(segments[cursor.index]) - cursor.offset
+        left = len(segments[exchange.index]) - exchange.offset
         if sent < left:
-            cursor.offset += sent
+            exchange.offset += sent
             return
         sent -= left
-        cursor.index += 1
-        cursor.offset = 0
+        exchange.index += 1
+        exchange.offset = 0
 
 
-def send_blocking(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
-                  on_head_sent=None, tls: bool = False) -> None:
-    """Send a whole plan on a blocking socket with a timeout; `cursor.sent` counts what went out.
+def send_blocking(sock: socket.socket, exchange: Exchange, on_head_sent=None,
+                  tls: bool = False) -> None:
+    """Send a whole exchange on a blocking socket with a timeout; `exchange.sent` counts what went out.
 
     Raises TimeoutError when the peer accepts nothing for the socket's timeout, PEER_GONE
     errors, and FileShrank. File regions go out with os.sendfile from an explicit offset in
@@ -146,32 +136,32 @@ def send_blocking(sock: socket.socket, plan: ResponsePlan, cursor: Cursor,
     """
     pending: list[bytes] = []  # consecutive bytes segments go out in one sendall
     head_reported = False
-    for segment in plan.segments:
+    for segment in exchange.plan.segments:
         if type(segment) is bytes:
             pending.append(segment)
             continue
         if pending:
-            _sendall(sock, pending, cursor)
+            _sendall(sock, pending, exchange)
         if not head_reported and on_head_sent is not None:
             on_head_sent()
             head_reported = True
         if tls:
-            _send_region_tls(sock, segment, cursor)
+            _send_region_tls(sock, segment, exchange)
         else:
-            _send_region(sock, segment, cursor)
+            _send_region(sock, segment, exchange)
     if pending:
-        _sendall(sock, pending, cursor)
+        _sendall(sock, pending, exchange)
 
 
-def _sendall(sock: socket.socket, pending: list, cursor: Cursor) -> None:
+def _sendall(sock: socket.socket, pending: list, exchange: Exchange) -> None:
     """sendall the joined bytes segments, then count them."""
     data = pending[0] if len(pending) == 1 else b"".join(pending)
     pending.clear()
     sock.sendall(data)
-    cursor.sent += len(data)
+    exchange.sent += len(data)
 
 
-def _send_region(sock: socket.socket, region, cursor: Cursor) -> None:
+def _send_region(sock: socket.socket, region, exchange: Exchange) -> None:
     """os.sendfile a region on a socket with a timeout, waiting for writability as needed."""
     timeout = sock.gettimeout()
     fileno = sock.fileno()
@@ -192,10 +182,10 @@ def _send_region(sock: socket.socket, region, cursor: Cursor) -> None:
             raise FileShrank(f"file ended {remaining} bytes early")
         offset += sent
         remaining -= sent
-        cursor.sent += sent
+        exchange.sent += sent
 
 
-def _send_region_tls(sock: socket.socket, region, cursor: Cursor) -> None:
+def _send_region_tls(sock: socket.socket, region, exchange: Exchange) -> None:
     """Read a region in TLS_CHUNK pieces and sendall each through the SSL object."""
     offset = region.offset
     remaining = region.count
@@ -206,4 +196,4 @@ def _send_region_tls(sock: socket.socket, region, cursor: Cursor) -> None:
         sock.sendall(chunk)
         offset += len(chunk)
         remaining -= len(chunk)
-        cursor.sent += len(chunk)
+        exchange.sent += len(chunk)

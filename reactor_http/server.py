@@ -15,7 +15,7 @@ import threading
 from .listeners import StartupError, listeners_url, open_listeners, raise_fd_limit
 from .logs import LogSink
 from .protocol import record_transitions
-from .responder import Site
+from .website import Site
 from .workers import Supervisor
 
 __all__ = ["StartupError", "serve", "run_engine"]
@@ -52,12 +52,14 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
     rows: set = set()
     if trace_path:
         record_transitions(rows)
-    site = Site(config)
     watcher = None
+    hub = None
     if config.live_reload:  # the hub first: engines subscribe to it as they are made
         from .livereload import Hub
         from .watcher import start_watcher
-        site.live = Hub()
+        hub = Hub()
+    # The reactor answers every request on one thread, one instant per loop turn.
+    site = Site(config, live=hub, single_thread=config.mode == "reactor")
     logs = LogSink(access=not config.quiet, log_dir=config.log_dir, access_file=config.access_log)
     url = listeners_url(listeners)
     if config.mode == "threaded":

@@ -23,7 +23,7 @@ from ._version import __version__
 from .addresses import LOOPBACK, address_in, forwarded_client
 from .headers import quality_values
 from .protocol import ConnState
-from .responder import Response
+from .messages import Response
 
 # Timeout kinds, by the state a connection was in when its timer fired (both engines).
 TIMEOUT_KIND = {
@@ -39,6 +39,7 @@ TIMEOUT_KIND = {
 TIMEOUT_KINDS = ("idle", "header", "send", "linger", "handshake")
 # content_coding.Compressor.snapshot()'s keys, in the order the status page shows them.
 COMPRESSION_COUNTERS = ("hits_total", "misses_total", "saved_bytes_total", "background_total",
+                        "failures_total",
                         "cached_entries", "cached_bytes", "pending")
 JSON_TYPE = "application/json"
 # Prometheus text exposition format 0.0.4 (what every Prometheus server scrapes).
@@ -235,6 +236,9 @@ def render_prometheus(snapshot: dict) -> bytes:
     metric("compression_background_total", "counter",
            "Files compressed by the background thread.",
            [({}, compressed["background_total"])])
+    metric("compression_failures_total", "counter",
+           "Background compressions that failed (the file is served uncompressed).",
+           [({}, compressed["failures_total"])])
     metric("compression_cache_bytes", "gauge", "Bytes held by the compressed-body cache.",
            [({}, compressed["cached_bytes"])])
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -22,6 +22,7 @@ from . import livereload, sending
 from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, EngineBase, Listener,
                      as_listeners, close_reason_for, format_peer, is_plaintext_on_tls, peer_host,
                      open_connection, plain_socket)
+from .messages import Exchange
 from .parser import Limits
 from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, ConnState, HeadParser,
                        HttpConnection)
@@ -35,9 +36,9 @@ _READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
 class ThreadConn:
-    """One connection as its thread sees it: socket, protocol, the plan being sent."""
+    """One connection as its thread sees it: socket, protocol, the exchange being sent."""
 
-    __slots__ = ("sock", "proto", "peer", "host", "tls", "plan", "cursor")
+    __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange")
 
     def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool):
         self.sock = sock
@@ -45,8 +46,7 @@ class ThreadConn:
         self.peer = format_peer(address)
         self.host = peer_host(address)
         self.tls = tls
-        self.plan = None
-        self.cursor = None
+        self.exchange: Exchange | None = None  # owns its file and cursor
 
 
 class ThreadedServer(EngineBase):
@@ -61,7 +61,7 @@ class ThreadedServer(EngineBase):
         self.logs = logs
         self.clog = ConnectionLog(logs, "New thread started for", ", killing thread")
         self.listeners = as_listeners(listener)
-        self.parser = HeadParser(Limits.from_config(config))
+        self.parser = HeadParser(Limits.from_config(config), site)
         self.stats = LockedStats(config, "threaded", self._connection_states,
                                  compression=site.compression)
         self.slots = threading.BoundedSemaphore(config.max_threads)
@@ -218,13 +218,12 @@ class ThreadedServer(EngineBase):
         proto = conn.proto
         if proto.state is not ConnState.CLOSED:
             proto.abort("drain" if self.drain_expired else "close")
-        plan = conn.plan
-        if plan is not None:
-            conn.plan = None
-            sent = conn.cursor.sent if conn.cursor is not None else 0
-            self.clog.cut(conn.peer, conn.host, plan, plan.body_sent(sent),
+        exchange = conn.exchange
+        if exchange is not None:
+            conn.exchange = None
+            self.clog.cut(conn.peer, conn.host, exchange,
                           CLOSE_REASONS.get(proto.close_reason, proto.close_reason_text))
-            plan.close()
+            exchange.close()
         conn.sock.close()
         # Logged before the connection leaves `active`: the stop waits for `active` to empty,
         # so "Server stopped" comes after every connection's line.
@@ -275,32 +274,32 @@ class ThreadedServer(EngineBase):
             try:
                 data = sock.recv(RECV_SIZE)
             except (TimeoutError, socket.timeout):
-                plan = proto.timeout(time.monotonic())
-                if plan is not None:
+                exchange = proto.timeout(time.monotonic())
+                if exchange is not None:
                     self.clog.timed_out_head(conn.peer)
-                    if self._send(conn, plan) is ConnState.CLOSING:
+                    if self._send(conn, exchange) is ConnState.CLOSING:
                         self._linger(conn)
                 return
             if not data and proto in self.evicting:
                 proto.evict()
                 return
-            plan = proto.take_request(data, time.monotonic()) if was_idle else None
-            if plan is None:
+            exchange = proto.take_request(data, time.monotonic()) if was_idle else None
+            if exchange is None:
                 proto.receive(data)
                 if proto.state is ConnState.CLOSED:
                     return
             if was_idle:
                 head_deadline = time.monotonic() + config.header_timeout
             while True:
-                if plan is None:
-                    plan = proto.next_plan(time.monotonic())
+                if exchange is None:
+                    exchange = proto.next_exchange(time.monotonic())
                 if proto.internal_error is not None:
                     exc, proto.internal_error = proto.internal_error, None
                     self.clog.internal_error(conn.peer, exc)
-                if plan is None:
+                if exchange is None:
                     break
-                state = self._send(conn, plan)
-                plan = None
+                state = self._send(conn, exchange)
+                exchange = None
                 if state is ConnState.CLOSING:
                     self._linger(conn)
                     return
@@ -348,17 +347,16 @@ class ThreadedServer(EngineBase):
         proto.timeout(time.monotonic())  # idle while stopping: closed as "server stopping"
         return False
 
-    def _send(self, conn: ThreadConn, plan) -> ConnState:
-        """Send a plan with the send timeout; log it; return the protocol's next state."""
+    def _send(self, conn: ThreadConn, exchange: Exchange) -> ConnState:
+        """Carry out an exchange with the send timeout; log it; return the protocol's next state."""
         conn.sock.settimeout(self.config.send_timeout)
-        conn.plan = plan
-        conn.cursor = sending.Cursor()
-        sending.send_blocking(conn.sock, plan, conn.cursor, on_head_sent=conn.proto.head_sent,
+        conn.exchange = exchange
+        sending.send_blocking(conn.sock, exchange, on_head_sent=conn.proto.head_sent,
                               tls=conn.tls)
-        conn.plan = None
-        plan.close()
-        self.clog.exchange(conn.peer, conn.host, plan)
-        return conn.proto.response_done(plan, time.monotonic())
+        conn.exchange = None
+        exchange.close()
+        self.clog.exchange(conn.peer, conn.host, exchange)
+        return conn.proto.response_done(exchange.plan, time.monotonic())
 
     def _stream(self, conn: ThreadConn) -> None:
         """--live-reload: hold an event stream on this thread until EOF, a stop or an error.

@@ -21,7 +21,8 @@ from reactor_http.content_coding import Compressor, coded_etag, compressible_typ
 from reactor_http.config import Config
 from reactor_http.headers import quality_values
 from reactor_http.parser import Limits, parse_head
-from reactor_http.responder import SMALL_FILE_MAX, Site, _identity, respond
+from reactor_http.responder import respond
+from reactor_http.website import SMALL_FILE_MAX, Site, file_identity as _identity
 
 KIB = 1024
 # A JavaScript text that gzip shrinks to about a third, like real scripts.

@@ -18,7 +18,7 @@ def bare_reactor(site_copy):
     from reactor_http.config import Config
     from reactor_http.logs import LogSink
     from reactor_http.reactor import Reactor
-    from reactor_http.responder import Site
+    from reactor_http.website import Site
     config = Config(root=str(site_copy), port=0, quiet=True)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -72,7 +72,7 @@ def test_send_blocking_sends_a_head_and_body_in_one_call():
     # The threaded engine's send of a head and an in-memory body: one sendall, not two
     # small writes (a 16-64 KiB body would otherwise go out as two segments).
     from reactor_http import sending
-    from reactor_http.messages import ResponsePlan
+    from reactor_http.messages import Exchange, ResponsePlan
 
     class RecordingSocket:
         def __init__(self):
@@ -82,10 +82,9 @@ def test_send_blocking_sends_a_head_and_body_in_one_call():
             self.calls.append(bytes(data))
 
     sock = RecordingSocket()
-    plan = ResponsePlan(200, [b"HEAD\r\n\r\n", b"x" * 40000], 40000, True)
-    cursor = sending.Cursor()
-    sending.send_blocking(sock, plan, cursor)
-    assert cursor.sent == 40008
+    exchange = Exchange(ResponsePlan(200, (b"HEAD\r\n\r\n", b"x" * 40000), 40000, True))
+    sending.send_blocking(sock, exchange)
+    assert exchange.sent == 40008
     assert sock.calls == [b"HEAD\r\n\r\n" + b"x" * 40000]
 
 

@@ -16,7 +16,7 @@ from reactor_http.config import Config
 from reactor_http.messages import CHUNKED, FileRegion, Request
 from reactor_http.parser import BodyDiscarder, Limits, parse_head
 from reactor_http.protocol import ConnState, HttpConnection
-from reactor_http.responder import Site
+from reactor_http.website import Site
 
 FUZZ_SETTINGS = settings(max_examples=300, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow])
@@ -152,14 +152,14 @@ def responses_for(site: Site, pieces: list[bytes]) -> list:
             break
         conn.receive(piece)
         for _ in range(100):
-            plan = conn.next_plan(0.0)
-            if plan is None:
+            exchange = conn.next_exchange(0.0)
+            if exchange is None:
                 break
-            answers.append((plan.status, plan.keep_alive, plan.body_length))
-            if any(isinstance(segment, FileRegion) for segment in plan.segments):
+            answers.append((exchange.plan.status, exchange.plan.keep_alive, exchange.plan.body_length))
+            if any(isinstance(segment, FileRegion) for segment in exchange.plan.segments):
                 conn.head_sent()
-            plan.close()
-            if conn.response_done(plan) is not ConnState.READING_HEAD:
+            exchange.close()
+            if conn.response_done(exchange.plan) is not ConnState.READING_HEAD:
                 break
     return answers + [conn.state]
 

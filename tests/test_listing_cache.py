@@ -15,6 +15,7 @@ import pytest
 from conftest import MODES, ServerProcess, get, read_response
 
 from reactor_http import responder
+from reactor_http import website as site_module
 from test_responder_units import NOW, body_of, field, make_site, request, respond
 
 PAST = "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -49,7 +50,7 @@ def test_listing_has_a_weak_etag_and_no_cache(site):
     assert field(response, "Cache-Control") == "no-cache"
     assert field(response, "Last-Modified") is None
     head = respond(site, "/list/", method="HEAD")
-    assert field(head, "ETag") == etag and head.segments == []
+    assert field(head, "ETag") == etag and head.segments == ()
 
 
 def test_etag_is_stable_across_restarts_for_an_unchanged_folder(root):
@@ -62,7 +63,7 @@ def test_if_none_match_gets_304(site, value):
     strong = etag[2:]  # weak comparison: the opaque tags match, whatever their W/ prefix
     response = respond(site, "/list/", If_None_Match=value.format(etag=etag, strong=strong))
     assert response.status == 304
-    assert response.segments == [] and response.fd is None
+    assert response.segments == () and response.fd is None
     assert field(response, "ETag") == etag
     assert field(response, "Cache-Control") == "no-cache"
     assert field(response, "Content-Length") is None
@@ -115,7 +116,7 @@ def test_file_changed_inside_is_shown_after_the_listing_ttl(site, root):
     etag = field(first, "ETag")
     (root / "list" / "b.txt").write_bytes(b"b" * 5000)
     os.utime(root / "list", ns=(folder_st.st_atime_ns, folder_st.st_mtime_ns))
-    later = responder.respond(request("/list/"), site, NOW + responder.LISTING_TTL + 1)
+    later = responder.respond(request("/list/"), site, NOW + site_module.LISTING_TTL + 1)
     assert field(later, "ETag") != etag
     assert b"4.9 KiB" in body_of(later)
 
@@ -127,10 +128,10 @@ def test_spellings_of_a_folder_share_one_title_and_etag(site):
 
 
 def test_listing_cache_stays_bounded(site, root):
-    for number in range(responder.LISTING_CACHE_ENTRIES + 5):
+    for number in range(site_module.LISTING_CACHE_ENTRIES + 5):
         (root / f"d{number}").mkdir()
         assert respond(site, f"/d{number}/").status == 200
-    assert len(site._listings) == responder.LISTING_CACHE_ENTRIES
+    assert len(site._listings) == site_module.LISTING_CACHE_ENTRIES
 
 
 # ---- Cache-Control for files ------------------------------------------------------------------

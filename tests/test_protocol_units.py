@@ -16,7 +16,7 @@ from reactor_http.messages import FileRegion
 from reactor_http.livereload import OUTBOX_MAX, Hub
 from reactor_http.protocol import (READ_STATES, STREAM_STATES, TRANSITIONS, WRITE_STATES,
                                    ConnState, Event, HttpConnection, ProtocolViolation)
-from reactor_http.responder import Site
+from reactor_http.website import Site
 
 S, E = ConnState, Event
 NOW = 1000.0
@@ -44,23 +44,23 @@ def request(path="/a.txt", version="1.1", *fields: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def status_of(plan) -> int:
-    return plan.status
+def status_of(exchange) -> int:
+    return exchange.plan.status
 
 
-def head_bytes(plan) -> bytes:
-    first = plan.segments[0]
+def head_bytes(exchange) -> bytes:
+    first = exchange.plan.segments[0]
     assert isinstance(first, bytes)
     return first
 
 
-def complete(conn: HttpConnection, plan) -> ConnState:
-    """Play the engine: 'send' the plan, report the head if a file follows, finish it."""
-    if any(isinstance(segment, FileRegion) for segment in plan.segments):
+def complete(conn: HttpConnection, exchange) -> ConnState:
+    """Play the engine: 'send' the exchange, report the head if a file follows, finish it."""
+    if any(isinstance(segment, FileRegion) for segment in exchange.plan.segments):
         conn.head_sent()
         assert conn.state is S.SENDING_BODY
-    plan.close()
-    return conn.response_done(plan)
+    exchange.close()
+    return conn.response_done(exchange.plan)
 
 
 def serve_all(conn: HttpConnection, data: bytes, now: float = NOW) -> list:
@@ -68,11 +68,11 @@ def serve_all(conn: HttpConnection, data: bytes, now: float = NOW) -> list:
     conn.receive(data)
     answers = []
     for _ in range(100):
-        plan = conn.next_plan(now)
-        if plan is None:
+        exchange = conn.next_exchange(now)
+        if exchange is None:
             break
-        answers.append((plan.status, head_bytes(plan), plan.keep_alive))
-        state = complete(conn, plan)
+        answers.append((exchange.plan.status, head_bytes(exchange), exchange.plan.keep_alive))
+        state = complete(conn, exchange)
         if state is not S.READING_HEAD:
             break
     return answers
@@ -200,7 +200,7 @@ def test_a_tls_connection_starts_handshaking_then_serves(site):
     conn.handshake_done()
     assert conn.state is S.IDLE
     conn.receive(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert conn.next_plan(0.0).status in (200, 404)
+    assert conn.next_exchange(0.0).plan.status in (200, 404)
 
 
 def test_a_handshake_timeout_closes_with_its_reason(site):
@@ -226,12 +226,12 @@ def test_illegal_calls_from_an_engine_raise(site):
     with pytest.raises(ProtocolViolation):
         conn.head_sent()                 # nothing is being written
     conn.receive(request())
-    plan = conn.next_plan(NOW)
-    plan.close()
-    conn.response_done(plan)
+    exchange = conn.next_exchange(NOW)
+    exchange.close()
+    conn.response_done(exchange.plan)
     assert conn.state is S.IDLE
     with pytest.raises(ProtocolViolation):
-        conn.response_done(plan)         # the same plan cannot finish twice
+        conn.response_done(exchange.plan)         # the same plan cannot finish twice
     conn.abort("reset")
     with pytest.raises(ProtocolViolation):
         conn.receive(b"")                # EOF after CLOSED
@@ -244,25 +244,25 @@ def test_one_request_walks_idle_reading_writing_idle(site):
     assert conn.state is S.IDLE
     conn.receive(b"GET /a.txt HT")
     assert conn.state is S.READING_HEAD
-    assert conn.next_plan(NOW) is None
+    assert conn.next_exchange(NOW) is None
     conn.receive(b"TP/1.1\r\nHost: t\r\n\r\n")
-    plan = conn.next_plan(NOW)
+    exchange = conn.next_exchange(NOW)
     assert conn.state is S.WRITING_HEAD
-    assert plan.status == 200 and plan.keep_alive
-    assert b"hello a\n" in b"".join(s for s in plan.segments if isinstance(s, bytes))
-    assert complete(conn, plan) is S.IDLE
+    assert exchange.plan.status == 200 and exchange.plan.keep_alive
+    assert b"hello a\n" in b"".join(s for s in exchange.plan.segments if isinstance(s, bytes))
+    assert complete(conn, exchange) is S.IDLE
     assert conn.requests_served == 1
 
 
 def test_file_region_plan_goes_through_sending_body(site):
     conn = make_conn(site)
     conn.receive(request("/big.bin"))
-    plan = conn.next_plan(NOW)
-    assert any(isinstance(s, FileRegion) for s in plan.segments)
+    exchange = conn.next_exchange(NOW)
+    assert any(isinstance(s, FileRegion) for s in exchange.plan.segments)
     conn.head_sent()
     assert conn.state is S.SENDING_BODY
-    plan.close()
-    assert conn.response_done(plan) is S.IDLE
+    exchange.close()
+    assert conn.response_done(exchange.plan) is S.IDLE
 
 
 @pytest.mark.parametrize("version, fields, keep_alive", [
@@ -324,33 +324,33 @@ def test_pipelined_requests_are_answered_in_order(site):
     conn2.receive(data)
     bodies = []
     for _ in range(3):
-        plan = conn2.next_plan(NOW)
-        bodies.append(b"".join(s for s in plan.segments if isinstance(s, bytes)))
+        exchange = conn2.next_exchange(NOW)
+        bodies.append(b"".join(s for s in exchange.plan.segments if isinstance(s, bytes)))
         expected = S.READING_HEAD if len(bodies) < 3 else S.IDLE
-        assert complete(conn2, plan) is expected
+        assert complete(conn2, exchange) is expected
     assert b"hello a" in bodies[0] and b"hello b" in bodies[2]
 
 
 def test_no_second_plan_until_the_first_is_done(site):
     conn = make_conn(site)
     conn.receive(request() + request("/b.txt"))
-    plan = conn.next_plan(NOW)
-    assert conn.next_plan(NOW) is None     # still WRITING_HEAD
-    complete(conn, plan)
+    exchange = conn.next_exchange(NOW)
+    assert conn.next_exchange(NOW) is None     # still WRITING_HEAD
+    complete(conn, exchange)
     assert conn.state is S.READING_HEAD
-    assert conn.next_plan(NOW).status == 200
+    assert conn.next_exchange(NOW).plan.status == 200
 
 
 def test_bytes_arriving_while_writing_are_kept_for_the_next_request(site):
     conn = make_conn(site)
     conn.receive(request())
-    plan = conn.next_plan(NOW)
+    exchange = conn.next_exchange(NOW)
     conn.receive(request("/b.txt")[:10])
     assert conn.state is S.WRITING_HEAD
-    assert complete(conn, plan) is S.READING_HEAD
-    assert conn.next_plan(NOW) is None
+    assert complete(conn, exchange) is S.READING_HEAD
+    assert conn.next_exchange(NOW) is None
     conn.receive(request("/b.txt")[10:])
-    assert conn.next_plan(NOW).status == 200
+    assert conn.next_exchange(NOW).plan.status == 200
 
 
 @pytest.mark.parametrize("body_fields, body", [
@@ -415,21 +415,21 @@ def test_empty_lines_before_a_request_are_skipped(site):
 def test_timeout_while_reading_head_is_408_then_close(site):
     conn = make_conn(site)
     conn.receive(b"GET / HTTP/1.1\r\nHost")
-    assert conn.next_plan(NOW) is None
-    plan = conn.timeout(NOW + 10)
-    assert plan.status == 408 and not plan.keep_alive
-    assert b"Connection: close" in head_bytes(plan)
+    assert conn.next_exchange(NOW) is None
+    exchange = conn.timeout(NOW + 10)
+    assert exchange.plan.status == 408 and not exchange.plan.keep_alive
+    assert b"Connection: close" in head_bytes(exchange)
     assert conn.state is S.WRITING_HEAD
     assert conn.close_reason == "timeout"
-    assert complete(conn, plan) is S.CLOSING
+    assert complete(conn, exchange) is S.CLOSING
 
 
 def test_timeout_while_reading_body_is_408(site):
     conn = make_conn(site)
     conn.receive(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
-    assert conn.next_plan(NOW) is None
+    assert conn.next_exchange(NOW) is None
     assert conn.state is S.READING_BODY
-    assert conn.timeout(NOW + 10).status == 408
+    assert conn.timeout(NOW + 10).plan.status == 408
 
 
 @pytest.mark.parametrize("reason_state, reason", [
@@ -470,8 +470,8 @@ def test_responder_bug_costs_one_500_not_the_connection_machinery(site, monkeypa
     monkeypatch.setattr(protocol, "respond", broken)
     conn = make_conn(site)
     conn.receive(request())
-    plan = conn.next_plan(NOW)
-    assert plan.status == 500 and not plan.keep_alive
+    exchange = conn.next_exchange(NOW)
+    assert exchange.plan.status == 500 and not exchange.plan.keep_alive
     assert isinstance(conn.internal_error, RuntimeError)
 
 
@@ -484,9 +484,9 @@ def test_a_500_to_head_has_no_body(site, monkeypatch):
     monkeypatch.setattr(protocol, "respond", broken)
     conn = make_conn(site)
     conn.receive(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-    plan = conn.next_plan(0.0)
-    assert plan.status == 500
-    wire = b"".join(s for s in plan.segments if isinstance(s, bytes))
+    exchange = conn.next_exchange(0.0)
+    assert exchange.plan.status == 500
+    wire = b"".join(s for s in exchange.plan.segments if isinstance(s, bytes))
     head, _, body = wire.partition(b"\r\n\r\n")
     assert body == b""
     assert b"Content-Length: " in head
@@ -496,9 +496,9 @@ def test_error_response_never_echoes_request_bytes(site):
     marker = "<script>alert(1)</script>"
     conn = make_conn(site)
     conn.receive(f"GET /{marker} HTTP/1.1\r\nHost: t\r\nX {marker}: v\r\n\r\n".encode())
-    plan = conn.next_plan(NOW)
-    assert plan.status == 400
-    sent = b"".join(s for s in plan.segments if isinstance(s, bytes))
+    exchange = conn.next_exchange(NOW)
+    assert exchange.plan.status == 400
+    sent = b"".join(s for s in exchange.plan.segments if isinstance(s, bytes))
     assert b"script" not in sent
 
 
@@ -553,23 +553,23 @@ def test_deadline_queue_pop_stops_at_the_first_live_entry():
 
 def live_conn(site) -> HttpConnection:
     """A connection of a site served with --live-reload (its hub set, as server.py does)."""
-    live = Site(Config(root=site.config.root, quiet=True, live_reload=True).validate())
-    live.live = Hub()
+    live = Site(Config(root=site.config.root, quiet=True, live_reload=True).validate(),
+                live=Hub())
     return HttpConnection(live)
 
 
 def open_stream(conn: HttpConnection):
     """Request the stream and send its plan: the connection is then STREAMING."""
     conn.receive(request("/__livereload"))
-    plan = conn.next_plan(NOW)
-    assert complete(conn, plan) is S.STREAMING
-    return plan
+    exchange = conn.next_exchange(NOW)
+    assert complete(conn, exchange) is S.STREAMING
+    return exchange
 
 
 def test_the_stream_answers_its_head_and_retry_then_streams(site):
     conn = live_conn(site)
-    plan = open_stream(conn)
-    wire = b"".join(plan.segments)
+    exchange = open_stream(conn)
+    wire = b"".join(exchange.plan.segments)
     head, _, body = wire.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nContent-Type: text/event-stream\r\n" in head
@@ -591,8 +591,8 @@ def test_a_stream_ends_at_once_on_a_stop_and_is_never_opened_while_stopping(site
     conn = live_conn(site)
     conn.draining = True
     conn.receive(request("/__livereload"))
-    plan = conn.next_plan(NOW)
-    assert complete(conn, plan) is S.CLOSING  # head and retry out, then closed: it reconnects
+    exchange = conn.next_exchange(NOW)
+    assert complete(conn, exchange) is S.CLOSING  # head and retry out, then closed: it reconnects
 
 
 def test_a_stream_piling_up_unsent_bytes_is_dropped(site):
@@ -616,9 +616,9 @@ def test_a_stream_piling_up_unsent_bytes_is_dropped(site):
 def test_other_requests_to_the_stream_get_ordinary_answers(site, raw, status, streaming):
     conn = live_conn(site)
     conn.receive(raw)
-    plan = conn.next_plan(NOW)
-    assert status_of(plan) == status
-    state = complete(conn, plan)
+    exchange = conn.next_exchange(NOW)
+    assert status_of(exchange) == status
+    state = complete(conn, exchange)
     assert (state is S.STREAMING) is streaming
     if not streaming:
         assert state is S.IDLE  # answered as any request, the connection kept
@@ -627,9 +627,9 @@ def test_other_requests_to_the_stream_get_ordinary_answers(site, raw, status, st
 def test_without_the_flag_the_stream_path_is_an_ordinary_path(site):
     conn = make_conn(site)
     conn.receive(request("/__livereload"))
-    plan = conn.next_plan(NOW)
-    assert status_of(plan) == 404
-    assert complete(conn, plan) is S.IDLE
+    exchange = conn.next_exchange(NOW)
+    assert status_of(exchange) == 404
+    assert complete(conn, exchange) is S.IDLE
 
 
 @pytest.fixture
@@ -646,32 +646,32 @@ def cached_conn(site) -> HttpConnection:
     """A connection that answered request() once by the usual route: its answer is cached."""
     conn = make_conn(site)
     conn.receive(request())
-    complete(conn, conn.next_plan(NOW))
+    complete(conn, conn.next_exchange(NOW))
     return conn
 
 
 def test_requests_at_one_instant_share_one_stat_and_a_new_instant_looks_again(site, looks):
     # The reactor hands every request of one loop turn the same `now`: they may share one stat
     # (and the plan built from it); a later instant must see a file changed on disk.
-    site.stat_per_instant = True
+    site = Site(site.config, single_thread=True)
     conn = cached_conn(site)
     looks.clear()
     first = conn.take_request(request(), NOW + 0.25)
     complete(conn, first)
     again = conn.take_request(request(), NOW + 0.25)
     complete(conn, again)
-    assert len(looks) == 1 and again is first and conn.requests_served == 3
+    assert len(looks) == 1 and again.plan is first.plan and conn.requests_served == 3
     (Path(site.config.root) / "a.txt").write_bytes(b"changed, and longer\n")
     later = conn.take_request(request(), NOW + 0.5)
     assert len(looks) == 2 and later is None  # the cached answer is stale: the usual route
     conn.receive(request())
-    fresh = conn.next_plan(NOW + 0.5)
+    fresh = conn.next_exchange(NOW + 0.5)
     assert head_bytes(fresh).endswith(b"changed, and longer\n")
 
 
 def test_without_shared_instants_every_request_looks_at_the_file(site, looks):
     # The threaded engine's requests never share an instant: each one stats the file.
-    site.stat_per_instant = False
+    assert not site.stat_per_instant
     conn = cached_conn(site)
     looks.clear()
     for _ in range(3):
@@ -681,15 +681,14 @@ def test_without_shared_instants_every_request_looks_at_the_file(site, looks):
 
 def test_a_compressed_answer_is_counted_for_every_request_of_an_instant(tmp_path):
     (tmp_path / "app.js").write_bytes(b"function f() { return 1; }\n" * 200)
-    site = Site(Config(root=str(tmp_path), quiet=True).validate())
-    site.stat_per_instant = True
+    site = Site(Config(root=str(tmp_path), quiet=True).validate(), single_thread=True)
     conn = HttpConnection(site)
     raw = request("/app.js", "1.1", "Accept-Encoding: gzip")
     conn.receive(raw)
-    complete(conn, conn.next_plan(NOW))
+    complete(conn, conn.next_exchange(NOW))
     before = site.compression.hits
     for _ in range(3):
-        plan = conn.take_request(raw, NOW + 0.25)
-        assert b"Content-Encoding: gzip" in head_bytes(plan)
-        complete(conn, plan)
+        exchange = conn.take_request(raw, NOW + 0.25)
+        assert b"Content-Encoding: gzip" in head_bytes(exchange)
+        complete(conn, exchange)
     assert site.compression.hits - before == 3

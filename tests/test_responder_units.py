@@ -15,6 +15,7 @@ import pytest
 
 import conftest
 
+from reactor_http import website as site_module
 from reactor_http import filesystem, headers, responder
 from reactor_http.config import Config
 from reactor_http.messages import FileRegion
@@ -73,7 +74,7 @@ def root(tmp_path):
 
 
 def make_site(root, **options):
-    return responder.Site(Config(root=str(root), **options).validate())
+    return site_module.Site(Config(root=str(root), **options).validate())
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def test_head_has_get_fields_and_no_body(site, target):
     head = respond(site, target, method="HEAD")
     body_of(get)
     assert head.status == get.status
-    assert head.segments == [] and head.body_length == 0
+    assert head.segments == () and head.body_length == 0
     assert head.headers == get.headers
     body_of(head)
 
@@ -215,7 +216,7 @@ def test_options(site, target):
     response = respond(site, target, method="OPTIONS")
     assert response.status == 204
     assert {m.strip() for m in field(response, "Allow").split(",")} >= {"GET", "HEAD", "OPTIONS"}
-    assert response.segments == []
+    assert response.segments == ()
 
 
 def test_get_star_is_400(site):
@@ -233,7 +234,7 @@ def test_if_none_match_304_carries_validators(root):
     etag = _etag(root)
     response = respond(site, "/abc.txt", If_None_Match=etag)
     assert response.status == 304
-    assert response.segments == [] and response.fd is None
+    assert response.segments == () and response.fd is None
     assert field(response, "ETag") == etag
     assert field(response, "Last-Modified")
     assert field(response, "Cache-Control") == "max-age=60"
@@ -303,7 +304,7 @@ def test_precondition_order(site, root):
 
 def test_412_head_has_no_body(site):
     response = respond(site, "/abc.txt", method="HEAD", If_Match='"x"')
-    assert response.status == 412 and response.segments == []
+    assert response.status == 412 and response.segments == ()
 
 
 def test_preconditions_ignored_for_404(site):
@@ -506,7 +507,7 @@ def test_precompressed_negotiation(site, root, accept, coding, data):
 def test_precompressed_head_length(site):
     response = respond(site, "/app.js", method="HEAD", Accept_Encoding="br")
     assert field(response, "Content-Length") == str(len(b"BROTLI"))
-    assert response.segments == []
+    assert response.segments == ()
 
 
 def test_stale_sibling_is_ignored(site, root):
@@ -578,7 +579,7 @@ def test_custom_404_page(site, root):
     assert response.status == 404
     assert body_of(response) == b"<p>custom missing</p>"
     head = respond(site, "/nope", method="HEAD")
-    assert head.status == 404 and head.segments == []
+    assert head.status == 404 and head.segments == ()
     assert field(head, "Content-Length") == str(len(b"<p>custom missing</p>"))
 
 
@@ -874,9 +875,9 @@ def test_cached_response_notices_a_changed_file(site, root):
 
 def test_cached_response_head_then_get(site):
     head = respond(site, "/abc.txt", method="HEAD")
-    assert head.segments == [] and field(head, "Content-Length") == str(len(ABC))
+    assert head.segments == () and field(head, "Content-Length") == str(len(ABC))
     assert body_of(respond(site, "/abc.txt")) == ABC
-    assert respond(site, "/abc.txt", method="HEAD").segments == []
+    assert respond(site, "/abc.txt", method="HEAD").segments == ()
 
 
 def test_cached_response_notices_a_removed_sibling(site, root):
@@ -927,14 +928,14 @@ def test_fast_path_cache_ignores_the_query(tmp_path):
 
 
 def test_fast_path_cache_is_bounded(tmp_path):
-    count = responder.FAST_PATH_ENTRIES + 10
-    assert responder.FAST_PATH_ENTRIES <= 1024
+    count = site_module.FAST_PATH_ENTRIES + 10
+    assert site_module.FAST_PATH_ENTRIES <= 1024
     for i in range(count):
         (tmp_path / f"{i}.txt").write_bytes(b"x")
     site = make_site(tmp_path)
     for i in range(count):
         assert respond(site, f"/{i}.txt").status == 200
-    assert len(site._fast) == responder.FAST_PATH_ENTRIES
+    assert len(site._fast) == site_module.FAST_PATH_ENTRIES
 
 
 def test_site_caches_survive_concurrent_use(tmp_path):
@@ -972,7 +973,7 @@ def test_site_caches_survive_concurrent_use(tmp_path):
 
 def test_small_file_byte_count_stays_exact_under_threads(tmp_path, monkeypatch):
     # A tiny budget forces evictions on nearly every insert.
-    monkeypatch.setattr(responder, "SMALL_FILE_CACHE_BYTES", 3000)
+    monkeypatch.setattr(site_module, "SMALL_FILE_CACHE_BYTES", 3000)
     for i in range(8):
         (tmp_path / f"{i}.txt").write_bytes(b"z" * 1000)
     site = make_site(tmp_path)
@@ -998,7 +999,7 @@ def test_small_file_byte_count_stays_exact_under_threads(tmp_path, monkeypatch):
 
 
 def test_pop_oldest_tolerates_an_empty_or_shrunk_cache():
-    assert responder._pop_oldest({}) is None
+    assert site_module._pop_oldest({}) is None
     cache = {"a": 1, "b": 2}
-    assert responder._pop_oldest(cache) == ("a", 1)
+    assert site_module._pop_oldest(cache) == ("a", 1)
     assert cache == {"b": 2}

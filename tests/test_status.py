@@ -15,7 +15,8 @@ import pytest
 from conftest import MODES, get, read_response, run_cli, wait_for, worker_pids
 from reactor_http.config import Config
 from reactor_http.protocol import ConnState, HttpConnection
-from reactor_http.responder import Site, error_page
+from reactor_http.responder import error_page
+from reactor_http.website import Site
 from reactor_http.stats import Stats, render_prometheus, wants_prometheus
 
 
@@ -44,11 +45,11 @@ def status_request(peer: str, config: Config, stats_states=(), extra: bytes = b"
     stats = Stats(config, "reactor", lambda: stats_states)
     conn = HttpConnection(site, stats=stats, peer=peer)
     conn.receive(b"GET /status HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
-    plan = conn.next_plan(time.monotonic())
-    data = b"".join(segment for segment in plan.segments if isinstance(segment, bytes))
+    exchange = conn.next_exchange(time.monotonic())
+    data = b"".join(segment for segment in exchange.plan.segments if isinstance(segment, bytes))
     head, _, body = data.partition(b"\r\n\r\n")
-    conn.response_done(plan)
-    return plan.status, body, conn, stats
+    conn.response_done(exchange.plan)
+    return exchange.plan.status, body, conn, stats
 
 
 @pytest.mark.parametrize("peer, allow, allowed", [
@@ -86,13 +87,13 @@ def test_counters_through_the_protocol_core(tmp_path):
     conn = HttpConnection(site, stats=stats, peer="127.0.0.1")
     for target in (b"/a.txt", b"/a.txt", b"/nope"):
         conn.receive(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-        conn.response_done(conn.next_plan(time.monotonic()))
+        conn.response_done(conn.next_exchange(time.monotonic()).plan)
     idle = HttpConnection(site, stats=stats, peer="127.0.0.1")
     idle.timeout(time.monotonic())
     slow = HttpConnection(site, stats=stats, peer="127.0.0.1")
     slow.receive(b"GET / HT")
-    slow.next_plan(time.monotonic())
-    slow.response_done(slow.timeout(time.monotonic()))  # 408
+    slow.next_exchange(time.monotonic())
+    slow.response_done(slow.timeout(time.monotonic()).plan)  # 408
     snapshot = stats.snapshot(time.monotonic())
     assert snapshot["requests_total"] == 4
     assert snapshot["responses"] == {"200": 2, "404": 1, "408": 1}

@@ -29,7 +29,7 @@ from conftest import (MODES, SMALL_RCVBUF, ServerProcess, read_response, server_
 from conftest import tcp_entry as _entry
 from conftest import tcp_table as _tcp_table
 from reactor_http.protocol import LINGER_MAX_BYTES, STOP_GRACE, TRANSITIONS, ConnState, Event
-from reactor_http.responder import SMALL_FILE_MAX
+from reactor_http.website import SMALL_FILE_MAX
 from reactor_http.server import TRACE_ENV
 
 S, E = ConnState, Event

@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from conftest import REPO, get, read_response, run_cli, server_env
+from reactor_http import website as site_module
 from reactor_http import cli, extras, filesystem, responder
 from reactor_http.config import Config
 from reactor_http.protocol import HttpConnection
@@ -258,19 +259,19 @@ def test_a_cached_answer_never_reaches_a_request_without_credentials(tmp_path):
     # Pure: the same connection asks without, with, then again without credentials; the
     # authorised 200 fills the answer cache, the memoised unauthorised head must still get 401.
     (tmp_path / "a.txt").write_text("secret\n")
-    site = responder.Site(Config(root=str(tmp_path), auth="ann:pw").validate())
+    site = site_module.Site(Config(root=str(tmp_path), auth="ann:pw").validate())
     conn = HttpConnection(site)
     without = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
     with_auth = (b"GET /a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: "
                  + basic("ann", "pw").encode() + b"\r\n\r\n")
     statuses = []
     for raw in (without, with_auth, with_auth, without, without):
-        plan = conn.take_request(raw, 1.0)
-        if plan is None:
+        exchange = conn.take_request(raw, 1.0)
+        if exchange is None:
             conn.receive(raw)
-            plan = conn.next_plan(1.0)
-        statuses.append(plan.status)
-        conn.response_done(plan, 1.0)
+            exchange = conn.next_exchange(1.0)
+        statuses.append(exchange.plan.status)
+        conn.response_done(exchange.plan, 1.0)
     assert statuses == [401, 200, 200, 401, 401]
 
 

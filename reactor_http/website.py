@@ -1,0 +1,313 @@
+"""The Site: what the responder keeps between requests, and which of its answers may be replayed.
+
+Owns the configuration's derived values (real root, Cache-Control, extra fields, --mime, --auth),
+the caches (small files, directory listings, the answer cache of whole 200 responses keyed by
+normalised path and Accept-Encoding) and their locks, and the one declaration the protocol's
+short route obeys: `replay_key(request)`, whether an answer to an exact request head may be
+replayed from the answer cache without running `responder.respond` again. Every option that
+looks at a request beyond its head bytes and the file's identity takes part in that
+declaration, so a new per-request rule cannot be skipped by the short route.
+
+Must not decide HTTP semantics (responder.py does) or touch a socket.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from . import content_coding, extras, filesystem
+from .headers import DateCache
+from .messages import Request, Response
+
+# Files up to this size are kept in memory and sent with the head in one send (bytes).
+SMALL_FILE_MAX = 64 * 1024
+# Total bytes of small files kept in memory; the oldest entries go first beyond it.
+SMALL_FILE_CACHE_BYTES = 32 * 1024 * 1024
+# Directory listings kept in memory (entries), rebuilt when the folder's stat changes.
+LISTING_CACHE_ENTRIES = 256
+# A cached listing is rebuilt after this long (seconds) even if the folder's own stat is unchanged:
+# a file modified inside it changes the size and date the listing shows but not the folder.
+LISTING_TTL = 1.0
+# A cached small-file response is re-validated by one os.stat per request, and rebuilt from
+# scratch after this long (seconds) anyway, which bounds how late we notice a precompressed
+# sibling appearing or a symlink changing without the file's identity changing.
+FAST_PATH_TTL = 1.0
+# Cached small-file responses kept (entries); the oldest go first beyond it. Each entry's body is
+# shared with the small-file cache, but once sent it may also hold protocol.py's rendered copy of
+# the whole response (Response.wire: head + body, up to 16 KiB), so 1,024 entries bound that
+# extra memory to about 16 MiB. Keys are normalised paths without the query (see _fast_key),
+# so `/app.js?v=1`, `?v=2`, `/x/../app.js`, `//app.js` ... share one entry.
+FAST_PATH_ENTRIES = 1024
+# Requests carrying any of these fields take the full path (conditionals and ranges).
+_FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
+                               "if-modified-since", "if-unmodified-since"})
+
+
+class Site:
+    """What the responder keeps between requests: the configuration, the real root and caches.
+
+    One Site serves every thread of the threaded engine. Cache hits are plain dict lookups
+    (atomic under the GIL, no lock); every mutation of a cache (insert, evict, invalidate, and
+    the small-file byte count) happens under `_lock`, so two threads can never both evict the
+    same key or lose an update of the count. Engines never write to a Site: what differs by
+    engine is given to the constructor.
+
+    `live`: --live-reload's livereload.Hub, or None. `single_thread`: one thread answers every
+    request and each of its instants is one loop turn (the reactor). Answer-cache checks then
+    share one stat per file per instant: the requests one poll returned arrived together; a
+    later turn has a later `now` and stats afresh, so a change on disk is seen by every request
+    that arrives after it. The compressor's per-request counters then need no lock.
+    """
+
+    def __init__(self, config, *, live=None, single_thread: bool = False):
+        self.config = config
+        self.real_root = os.path.realpath(config.root)
+        self.dates = DateCache()
+        self.allow_dotfiles = config.dotfiles == "allow"
+        self.live = live
+        self.stat_per_instant = single_thread
+        self._lock = threading.Lock()
+        self._small_files: dict[str, tuple[tuple, bytes]] = {}
+        self._small_file_bytes = 0
+        # (folder path, JSON?) -> (identity, expires, body, weak ETag)
+        self._listings: dict[tuple[str, bool], tuple[tuple, float, bytes, str]] = {}
+        # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
+        # response), where checks are the (path, identity) pairs whose stat must be unchanged.
+        self._fast: dict[tuple, tuple] = {}
+        # With stat_per_instant: the instant the identities below were taken at.
+        self._stat_instant = -1.0
+        self._identities: dict[str, tuple] = {}
+        # On-the-fly compression (content_coding.py), or None with --no-compress.
+        self.compression = content_coding.Compressor(
+            config.compress_max_bytes, config.compress_cache_bytes, file_identity,
+            single_writer=single_thread) if config.compress else None
+        # No `public`: it would let shared caches store answers to requests that carried
+        # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
+        self.cache_control = None
+        if config.max_age is not None:
+            self.cache_control = f"max-age={config.max_age}"
+            if config.immutable:
+                self.cache_control += ", immutable"
+        elif config.immutable:
+            self.cache_control = "max-age=31536000, immutable"
+        # What every response head carries besides its own fields (--header), rendered once:
+        # protocol.py puts them in every head it renders, errors included.
+        self.server_field, self.extra_fields = extras.header_fields(config.headers)
+        # --mime: {'.ext': 'type/subtype'} consulted before the built-in table.
+        self.mime = extras.mime_table(config.mime)
+        # --auth: every request but --status and CORS preflights must carry these credentials.
+        self.auth = extras.BasicAuth(config.auth) if config.auth is not None else None
+        self.listing_cache_control = "no-cache"
+        user_cache_control = any(text.partition(":")[0].strip().lower() == "cache-control"
+                                 for text in config.headers)
+        if self.auth is not None and not user_cache_control:
+            # An answer to a request with credentials is for that user only (RFC 9111 section
+            # 5.2.2.7); --max-age or a --header Cache-Control is the user's own choice instead.
+            self.cache_control = self.cache_control or "private"
+            self.listing_cache_control = "private, no-cache"
+        # --status: its page is made afresh per request (stats.Stats.answer), never replayed.
+        self.status_path = config.status_path
+
+    def replay_key(self, request: Request) -> tuple | None:
+        """The answer-cache key under which answers to this exact request head may be replayed.
+
+        The declaration the protocol's short route obeys (protocol.HttpConnection.take_request):
+        for a head that parsed before, a non-None key means that `respond` would answer it with
+        `cached_response(key, ...)` whenever that is not None, so the protocol may ask the
+        answer cache directly. None: every request with this head runs `respond`.
+
+        A pure function of the head (the protocol computes it once per distinct head). Every
+        option that looks at a request beyond its head bytes and the file's identity takes part
+        here; a new per-request rule must too, or the short route would skip it:
+        - plain GET/HEAD only (plain_key: no conditionals, ranges or unnormalisable path);
+        - --status: its path is answered per request by the engine's counters;
+        - --auth: only a head whose credentials are right (checked once per head, in constant
+          time): a wrong or missing one never reaches a cached answer.
+        """
+        key = plain_key(request)
+        if key is None:
+            return None
+        if self.status_path is not None and \
+                request.target.partition("?")[0] == self.status_path:
+            return None
+        if self.auth is not None and not self.auth.allows(request.fields.get("authorization")):
+            return None
+        return key
+
+    def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
+        """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.
+
+        With `forbidden`, a folder that may not be searched raises filesystem.Forbidden.
+        """
+        return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks,
+                                      forbidden=forbidden)
+
+    def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
+        """The bytes of a small regular file, from memory if its identity is unchanged."""
+        identity = file_identity(st)
+        cached = self._small_files.get(fs_path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        opened = filesystem.open_regular(fs_path)
+        if opened is None:
+            return None
+        fd, st_open = opened
+        try:
+            if st_open.st_size > SMALL_FILE_MAX:
+                return None
+            data = os.pread(fd, st_open.st_size, 0)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(data) != st_open.st_size or file_identity(st_open) != identity:
+            return None  # changed under us: do not cache, the caller serves from a descriptor
+        self._remember_small_file(fs_path, identity, data)
+        return data
+
+    def _remember_small_file(self, fs_path: str, identity: tuple, data: bytes) -> None:
+        """Cache file bytes, evicting the oldest entries beyond the byte budget."""
+        with self._lock:
+            old = self._small_files.pop(fs_path, None)
+            if old is not None:
+                self._small_file_bytes -= len(old[1])
+            while self._small_file_bytes + len(data) > SMALL_FILE_CACHE_BYTES:
+                popped = _pop_oldest(self._small_files)
+                if popped is None:
+                    break
+                self._small_file_bytes -= len(popped[1][1])
+            self._small_files[fs_path] = (identity, data)
+            self._small_file_bytes += len(data)
+
+    def cached_response(self, key: tuple, method: str, now: float) -> Response | None:
+        """A cached answer for a plain GET/HEAD of a small file (see _fast_key), if still valid."""
+        entry = self._fast.get(key)
+        if entry is None:
+            return None
+        checks, expires, get_response, head_response = entry
+        if now < expires:
+            for fs_path, identity in checks:
+                if self.stat_per_instant:
+                    if now != self._stat_instant:
+                        self._stat_instant = now
+                        self._identities = {}
+                    current = self._identities.get(fs_path)
+                    if current is None:
+                        current = self._identities[fs_path] = self._current_identity(fs_path)
+                else:
+                    current = self._current_identity(fs_path)
+                if current != identity:
+                    break
+            else:
+                response = head_response if method == "HEAD" else get_response
+                if response.saved is not None:  # a compressed answer: count it
+                    self.compression.hit(response.saved)
+                return response
+        with self._lock:
+            if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
+                del self._fast[key]
+        return None
+
+    @staticmethod
+    def _current_identity(fs_path: str) -> tuple:
+        """The file's identity now (see identity); () if it cannot be stat'ed."""
+        try:
+            return file_identity(os.stat(fs_path))
+        except OSError:
+            return ()
+
+    def remember_response(self, key: tuple, now: float, checks: tuple,
+                          response: Response, saved: int | None = None) -> None:
+        """Cache a full 200 answer (headers + small body) for plain GET/HEAD requests.
+
+        `saved`: for a body compressed on the fly, how many bytes it saves (counted per hit).
+        """
+        head_response = Response(200, response.headers, [], 0,
+                                 saved=None if saved is None else 0)
+        get_response = Response(200, response.headers, response.segments, response.body_length,
+                                saved=saved)
+        entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
+        with self._lock:
+            while key not in self._fast and len(self._fast) >= FAST_PATH_ENTRIES:
+                if _pop_oldest(self._fast) is None:
+                    break
+            self._fast[key] = entry
+
+    def listing(self, fs_dir: str, st: os.stat_result, url_path: str,
+                now: float, as_json: bool = False) -> tuple[bytes, str]:
+        """The HTML (or JSON) listing of a directory and its weak ETag, rebuilt when it may have
+        changed.
+
+        Keyed by the folder path and the format: `url_path` is normalised, so one folder has one
+        title. Raises filesystem.Forbidden or NotFound (nothing is cached then).
+        """
+        identity = file_identity(st)
+        key = (fs_dir, as_json)
+        cached = self._listings.get(key)
+        if cached is not None and cached[0] == identity and now < cached[1]:
+            return cached[2], cached[3]
+        build = filesystem.listing_json if as_json else filesystem.listing_html
+        body = build(self.real_root, fs_dir, url_path, allow_dotfiles=self.allow_dotfiles,
+                     follow_symlinks=self.config.follow_symlinks)
+        etag = filesystem.weak_etag(body)
+        with self._lock:
+            while key not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
+                if _pop_oldest(self._listings) is None:
+                    break
+            self._listings[key] = (identity, now + LISTING_TTL, body, etag)
+        return body, etag
+
+
+def _fast_key(path: str, request: Request) -> tuple | None:
+    """The fast-path cache key: the *normalised* URL path without the query, and Accept-Encoding.
+
+    The responder ignores the query, so keying on the whole target would let `/f.js?v=0`,
+    `?v=1`, ... each fill an entry with the same answer; normalising first means `/a/../b`,
+    `//b` and `/%62` share the entry of `/b` instead of each filling one. A path without `%`,
+    `//` or `/.` is already its own normal form (decoding and dot-segment removal leave it
+    unchanged), so the common case costs three substring tests. None for a path that cannot
+    be normalised (it is refused before anything is cached).
+    """
+    if "%" in path or "//" in path or "/." in path:
+        try:
+            path = filesystem.canonical_path(*filesystem.normalize_path(path))
+        except (filesystem.NotFound, filesystem.BadPath):
+            return None
+    return path, request.fields.get("accept-encoding")
+
+
+def _pop_oldest(cache: dict):
+    """Remove and return the first-inserted (key, value) of a dict; None if there is none.
+
+    Callers hold the Site lock; even so, an empty dict or a key gone meanwhile is not an error.
+    """
+    try:
+        key = next(iter(cache))
+    except (StopIteration, RuntimeError):  # RuntimeError: the dict changed while iterating
+        return None
+    value = cache.pop(key, None)
+    return None if value is None else (key, value)
+
+
+def file_identity(st: os.stat_result) -> tuple:
+    """What changes when a file is replaced or modified, or its mode or owner changes (ctime)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def plain_key(request: Request) -> tuple | None:
+    """The answer-cache key of a plain GET/HEAD (see _fast_key); None for any other request.
+
+    Plain: no field that changes the answer beyond path and Accept-Encoding (conditionals,
+    ranges, CORS preflight...). A pure function of the request, so the protocol may memoise it
+    with the parsed head.
+    """
+    method = request.method
+    if (method != "GET" and method != "HEAD") or \
+            not request.fields.keys().isdisjoint(_FULL_PATH_FIELDS):
+        return None
+    split = filesystem.split_target(request.target)
+    if split is None:
+        return None
+    return _fast_key(split[0], request)
+
