@@ -195,26 +195,22 @@ def keep_alive_fields(timeout: float, max_requests: int) -> bytes:
 class Replay:
     """An answer rendered for one request head, replayed while it still stands (immutable).
 
-    `response` and `date` (the Date field object) are what the plan was rendered from; `instant`
-    is the engine instant at which it may be replayed without asking the answer cache again
-    (see _shared_instant), or None.
+    `response` and `date` (the Date field object) are what `plan` was rendered from.
     """
 
-    __slots__ = ("response", "date", "plan", "instant")
+    __slots__ = ("response", "date", "plan")
 
-    def __init__(self, response: Response, date: bytes, plan: ResponsePlan,
-                 instant: float | None):
+    def __init__(self, response: Response, date: bytes, plan: ResponsePlan):
         self.response: Final = response
         self.date: Final = date
         self.plan: Final = plan
-        self.instant: Final = instant
 
 
 class ParsedHead:
     """What is memoised for one exact request head: the parse, its answer-cache keys, and the
     last answer rendered for it (see HttpConnection.take_request)."""
 
-    __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "last")
+    __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "last", "instant")
 
     def __init__(self, parsed: tuple, site: Site | None):
         self.parsed: Final = parsed  # (Request, consumed bytes), as parse_head returns it
@@ -230,19 +226,11 @@ class ParsedHead:
         # The last answer rendered for this head (a Replay), replaced whole, so threads never
         # see a mixed record; None until one without a descriptor is rendered.
         self.last: Replay | None = None
-
-
-def _shared_instant(site: Site, response: Response, now: float) -> float | None:
-    """`now` if later requests at this same instant may replay `response`'s plan untouched.
-
-    Requests an engine handles at one instant (the reactor: one loop turn, each turn a later
-    `now`) may share one stat (Site's single_thread), so while `now` is the same the same answer
-    stands without asking the cache again. A compressed answer is counted per hit, so it always
-    asks. Within one turn this is what the freshness rule allows, and no more: a request of the
-    same turn that took the usual route may already have seen a file changed meanwhile, and the
-    Date field may lag by the second the turn crossed; the next turn looks again.
-    """
-    return now if site.stat_per_instant and response.saved is None else None
+        # The engine instant at which `last` came from the answer cache, so that requests of the
+        # same instant may replay it without asking again (see HttpConnection._replay); None
+        # otherwise. Only a single-thread site sets it, so no thread sees it beside another
+        # thread's `last`.
+        self.instant: float | None = None
 
 
 class HeadParser:
@@ -317,7 +305,7 @@ class HttpConnection:
     __slots__ = ("state", "site", "limits", "parser", "buffer", "requests_served", "max_requests",
                  "keep_alive_fields", "close_reason", "_discarder",
                  "_pending_request", "internal_error", "stats", "peer", "trust_forwarded",
-                 "lingered", "idle_since", "_draining", "stream_next")
+                 "lingered", "idle_since", "_draining", "persist_below", "stream_next")
 
     def __init__(self, site: Site, limits: Limits | None = None,
                  parser: HeadParser | None = None, tls: bool = False, stats=None,
@@ -336,6 +324,11 @@ class HttpConnection:
         self.max_requests = config.max_requests
         self.keep_alive_fields = keep_alive_fields(config.keepalive_timeout, config.max_requests)
         self._draining = False
+        # RFC 9112 section 9.3: the connection persists after a request the client (and the
+        # answer) let persist while requests_served is below this: the last request
+        # --max-requests allows closes, and once a graceful stop begins every one does (-1).
+        # The one predicate both routes decide persistence with (take_request, _finish).
+        self.persist_below = self.max_requests - 1
         # True once an event stream's plan is made: its completion opens STREAMING.
         self.stream_next = False
         self.close_reason = ""
@@ -361,15 +354,7 @@ class HttpConnection:
     @draining.setter
     def draining(self, value: bool) -> None:
         self._draining = value
-
-    def _persists(self, wanted: bool) -> bool:
-        """Whether the connection stays open after the request now being answered.
-
-        RFC 9112 section 9.3: only if the client wants it (and the answer allows it), no
-        graceful stop has begun, and the request is not the last --max-requests allows. The
-        one predicate both routes decide persistence with.
-        """
-        return wanted and not self._draining and self.requests_served + 1 < self.max_requests
+        self.persist_below = -1 if value else self.max_requests - 1
 
     def _move(self, event: Event) -> ConnState:
         """Apply one event through the transition table."""
@@ -404,23 +389,24 @@ class HttpConnection:
         The short route through the same decisions as receive() + next_exchange(), for bytes
         that are exactly one request head parsed before whose answer the site lets be replayed
         (ParsedHead.replay_key: the site's declaration) and that leaves the connection open
-        (_persists, the predicate _finish uses). The answer is what respond() would give, the
+        (persist_below, the predicate _finish uses). The answer is what respond() would give, the
         site's cached answer (validated by stat, as always); _finish renders and records it as
         for any request. In every other case it returns None having changed nothing, and the
         caller takes the usual route. tests/test_routes.py proves the two routes equal.
         """
         head = self.parser._memo.get(data)
         if head is None or head.replay_key is None or self.state is not IDLE or \
-                not self._persists(head.keep_alive):
+                not head.keep_alive or self.requests_served >= self.persist_below:
             return None
         replay = head.last
-        if replay is not None and replay.instant == now and replay.plan.keep_alive:
-            # This instant already asked the answer cache for this head: the same answer stands.
-            return self._record(replay.plan, WHOLE_REQUEST, self._client(head.request))
-        response = self.site.cached_response(head.replay_key, head.request.method, now)
-        if response is None:
-            return None
-        return self._finish(response, True, head.request, now, WHOLE_REQUEST, head, cached=True)
+        if replay is None or head.instant != now or not replay.plan.keep_alive:
+            response = self.site.cached_response(head.replay_key, head.request.method, now)
+            if response is None or response.close:  # (a cached answer never closes)
+                return None
+            replay = self._replay(head, response, True, now, True)
+        # else: this instant already asked the answer cache for this head; its answer stands.
+        return self._record(replay.plan, WHOLE_REQUEST,
+                            self._client(head.request) if self.trust_forwarded else "")
 
     def next_exchange(self, now: float) -> Exchange | None:
         """The next exchange to carry out, if a whole request (and its body) is buffered."""
@@ -489,10 +475,9 @@ class HttpConnection:
         return self._finish(response, request.keep_alive, request, now, RESPONSE_READY, head)
 
     def _client(self, request: Request) -> str:
-        """The client the access log names: the one a trusted proxy reports, else "" (the peer)."""
-        if self.trust_forwarded:
-            return forwarded_client(request.fields.get("x-forwarded-for"), self.peer)
-        return ""
+        """The client a trusted proxy reports (callers ask only with --trust-proxy: else the
+        exchange's client is "", the peer)."""
+        return forwarded_client(request.fields.get("x-forwarded-for"), self.peer)
 
     def _error_exchange(self, status: int, now: float, request_line: str,
                         event: Event = Event.RESPONSE_READY,
@@ -507,31 +492,48 @@ class HttpConnection:
         return self._record(plan, event, "")
 
     def _finish(self, response: Response, wanted: bool, request: Request, now: float,
-                event: Event, head: ParsedHead | None, cached: bool = False) -> Exchange:
-        """Decide persistence, render the answer (or replay the head's), record the exchange.
-
-        `cached`: `response` came from the answer cache just now (the short route), so the
-        head's replay may stand for the rest of this instant (see _shared_instant).
-        """
-        keep_alive = self._persists(wanted and not response.close)
+                event: Event, head: ParsedHead | None) -> Exchange:
+        """Decide persistence (persist_below, which the short route checks first), render the
+        answer or replay the head's, and record the exchange."""
+        keep_alive = wanted and not response.close and self.requests_served < self.persist_below
         if not keep_alive and not self.close_reason:
             if not wanted or response.close:
                 self.close_reason = "close"
             else:
                 self.close_reason = "stop" if self._draining else "max"
-        replay = head.last if head is not None else None
-        date = self.site.dates.field()
-        if replay is not None and replay.response is response and replay.date is date and \
-                replay.plan.keep_alive is keep_alive:
-            plan = replay.plan
+        if head is not None:
+            plan = self._replay(head, response, keep_alive, now, False).plan
         else:
-            plan = self._render(response, keep_alive, request.request_line, date)
-            replay = None
-        if head is not None and plan.fd is None:  # a plan holding a descriptor is never shared
-            instant = _shared_instant(self.site, response, now) if cached else None
-            if replay is None or replay.instant != instant:
-                head.last = Replay(response, date, plan, instant)
-        return self._record(plan, event, self._client(request))
+            plan = self._render(response, keep_alive, request.request_line)
+        return self._record(plan, event, self._client(request) if self.trust_forwarded else "")
+
+    def _replay(self, head: ParsedHead, response: Response, keep_alive: bool, now: float,
+                cached: bool) -> Replay:
+        """The head's last answer if it was rendered from this response, Date and persistence;
+        else `response` rendered now (and kept as the head's last answer if it holds no file).
+
+        `cached`: `response` came from the answer cache just now (the short route). Requests an
+        engine handles at one instant (the reactor: one loop turn, each turn a later `now`) may
+        then share one stat (Site's single_thread), so while `now` is the same the same answer
+        stands without asking the cache again; a compressed answer is counted per hit, so it
+        always asks. Within one turn this is what the freshness rule allows, and no more: a
+        request of the same turn that took the usual route may already have seen a file changed
+        meanwhile, and the Date field may lag by the second the turn crossed; the next turn
+        looks again.
+        """
+        site = self.site
+        date = site.dates.field()
+        replay = head.last
+        if replay is None or replay.response is not response or replay.date is not date or \
+                replay.plan.keep_alive is not keep_alive:
+            replay = Replay(response, date,
+                            self._render(response, keep_alive, head.request.request_line, date))
+            if replay.plan.fd is not None:  # a plan holding a descriptor is never shared
+                return replay
+            head.last = replay
+        head.instant = now if cached and site.stat_per_instant and response.saved is None \
+            else None
+        return replay
 
     def _render(self, response: Response, keep_alive: bool, request_line: str,
                 date: bytes | None = None) -> ResponsePlan:
