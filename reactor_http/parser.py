@@ -20,7 +20,7 @@ from types import MappingProxyType
 from . import errors
 from .headers import wants_keep_alive
 from .messages import CHUNKED, NO_BODY, Request
-from .options import DEFAULTS
+from .options import Settings
 
 # tchar from RFC 9110 section 5.6.2.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -46,14 +46,15 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-
 
 
 class Limits:
-    """The parser's limits, in bytes and counts (defaults and reasons: options.OPTIONS)."""
+    """The parser's limits, in bytes and counts (defaults and reasons: options.Settings, whose
+    class attributes are its fields' defaults)."""
 
     __slots__ = ("max_head_bytes", "max_target_bytes", "max_header_count", "max_body_bytes")
 
-    def __init__(self, max_head_bytes: int = DEFAULTS["max_head_bytes"],
-                 max_target_bytes: int = DEFAULTS["max_target_bytes"],
-                 max_header_count: int = DEFAULTS["max_header_count"],
-                 max_body_bytes: int = DEFAULTS["max_body_bytes"]):
+    def __init__(self, max_head_bytes: int = Settings.max_head_bytes,
+                 max_target_bytes: int = Settings.max_target_bytes,
+                 max_header_count: int = Settings.max_header_count,
+                 max_body_bytes: int = Settings.max_body_bytes):
         self.max_head_bytes = max_head_bytes
         self.max_target_bytes = max_target_bytes
         self.max_header_count = max_header_count
