@@ -106,6 +106,7 @@ def injected_page(data: bytes | None, fd: int | None, size: int, etag: str):
     script's place depends on the end of the page.
     """
     if data is None:
+        assert fd is not None  # the file is held in memory or open
         data = os.pread(fd, size, 0)
     page = inject(data)
     return page, len(page), page_etag(etag)

@@ -382,10 +382,10 @@ README_END = "<!-- end of options -->"
 def usage_text(option: Option) -> str:
     """The option as a user types it: `--mode reactor|threaded`, `--port PORT`, `--cors`."""
     if option.kind == SWITCH:
-        return option.flag
+        return option.label
     if option.kind == CHOICE:
-        return f"{option.flag} {'|'.join(option.choices)}"
-    return f"{option.flag} {option.metavar or option.name.upper()}"
+        return f"{option.label} {'|'.join(option.choices)}"
+    return f"{option.label} {option.metavar or option.name.upper()}"
 
 
 def readme_table() -> str:

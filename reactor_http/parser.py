@@ -61,7 +61,7 @@ class Limits:
         self.max_body_bytes = max_body_bytes
 
     @classmethod
-    def from_config(cls, config) -> "Limits":
+    def from_config(cls, config) -> Limits:
         """The limits a Config names."""
         return cls(config.max_head_bytes, config.max_target_bytes, config.max_header_count,
                    config.max_body_bytes)
@@ -78,7 +78,9 @@ def skip_empty_lines(buf) -> int:
     single-class regex finds the run of CR/LF bytes, then the first CR in it not followed by LF
     cuts the run short. (A repeated group, `(?:\\r?\\n)*`, is no faster in `re` than the loop.)
     """
-    end = _CR_LF_RUN.match(buf).end()
+    run = _CR_LF_RUN.match(buf)
+    assert run is not None  # `[\r\n]*` matches any text, if only emptily
+    end = run.end()
     if not end:
         return 0
     # Searching only up to `end` makes a CR at the run's last byte count as stray too.
