@@ -87,7 +87,8 @@ def is_html(content_type: str) -> bool:
 def inject(body: bytes) -> bytes:
     """`body` with the script before its last `</body>`, or appended when there is none."""
     last = None
-    for last in _BODY_END.finditer(body):
+    # The loop only leaves `last` at the last match (bugbear thinks it unused).
+    for last in _BODY_END.finditer(body):  # noqa: B007
         pass
     if last is None:
         return body + SCRIPT
