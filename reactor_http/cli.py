@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("port_positional", nargs="?", default=None, metavar="PORT",
                    type=_number_type(BY_NAME["port"], "PORT"),
                    help="port to listen on, as in `python -m http.server 8080`")
-    sections = {None: p}
+    # add_argument's owners: the parser itself for the main list, a group per section.
+    sections: dict[str | None, argparse._ActionsContainer] = {None: p}
     for group in GROUPS[1:]:
         sections[group] = p.add_argument_group(group)
     for option in OPTIONS:

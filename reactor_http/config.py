@@ -1,6 +1,6 @@
-"""Every knob of the server in one frozen dataclass, built from the declarations in options.py.
+"""Every knob of the server in one frozen dataclass: the declarations in options.py, validated.
 
-`Config`'s fields, types and defaults come from `options.OPTIONS` (their units, ranges and the
+`Config`'s fields, types and defaults are those of `options.Settings` (their units, ranges and the
 reasons for them are written there), plus `worker`, which the supervisor sets in each worker.
 This module owns validation of a whole configuration: each value's range (the same check the
 command line makes), the settings that depend on each other, and the files and folders named.
@@ -14,60 +14,53 @@ import os
 
 from .addresses import parse_networks
 from .extras import BasicAuth, header_fields, mime_table
-from .options import OPTIONS, problem
+from .options import OPTIONS, Settings, problem
 
 
-def _validate(self) -> "Config":
-    """Raise ValueError naming the first bad setting (with its --flag); return self."""
-    for option in OPTIONS:
-        message = problem(option, getattr(self, option.name))
-        if message:
-            raise ValueError(message)
-    if self.workers > 1 and self.mode != "reactor":
-        raise ValueError("--workers needs --mode reactor")
-    if (self.keyfile or self.tls_port is not None) and not self.certfile:
-        raise ValueError("--keyfile and --tls-port need --certfile")
-    if self.tls_port is not None and self.workers > 1:
-        raise ValueError("--tls-port is not supported with --workers; serve HTTPS on --port")
-    if self.tls_port is not None and self.tls_port == self.port != 0:
-        raise ValueError(f"--tls-port and --port must differ (both are {self.port}): one port "
-                         f"serves either HTTP or HTTPS")
-    if self.certfile and not os.path.isfile(self.certfile):
-        raise ValueError(f"--certfile {self.certfile!r} does not exist or is not a file")
-    if self.keyfile and not os.path.isfile(self.keyfile):
-        raise ValueError(f"--keyfile {self.keyfile!r} does not exist or is not a file")
-    if self.status_path is not None and not self.status_path.startswith("/"):
-        raise ValueError(f"--status path must start with '/', not {self.status_path!r}")
-    for name in ("trust_proxy", "status_allow"):
-        try:
-            parse_networks(tuple(getattr(self, name)))
-        except ValueError as exc:
-            raise ValueError(f"--{name.replace('_', '-')}: {exc}") from None
-    header_fields(self.headers)
-    if self.cors and any(text.partition(":")[0].strip().lower() ==
-                         "access-control-allow-origin" for text in self.headers):
-        # Two Access-Control-Allow-Origin fields fail every CORS check (Fetch standard).
-        raise ValueError("--header Access-Control-Allow-Origin and --cors both set that field; "
-                         "give one")
-    mime_table(self.mime)
-    if self.auth is not None:
-        BasicAuth(self.auth)
-    if not os.path.isdir(self.root):
-        raise ValueError(f"--root {self.root!r} is not a directory")
-    if not os.access(self.root, os.R_OK | os.X_OK):
-        raise ValueError(f"--root {self.root!r} is not readable")
-    return self
+@dataclasses.dataclass(frozen=True)
+class Config(Settings):
+    """The server's settings (see options.Settings). Times are seconds, sizes bytes."""
 
-
-Config = dataclasses.make_dataclass(
-    "Config",
-    [(option.name, option.annotation, dataclasses.field(default=option.default))
-     for option in OPTIONS]
     # Set by the supervisor in each worker: (slot, of N). None in a single process.
-    + [("worker", "tuple[int, int] | None", dataclasses.field(default=None))],
-    frozen=True,
-    namespace={
-        "__module__": __name__,
-        "__doc__": "The server's settings (see options.OPTIONS). Times are seconds, sizes bytes.",
-        "validate": _validate,
-    })
+    worker: tuple[int, int] | None = None
+
+    def validate(self) -> Config:
+        """Raise ValueError naming the first bad setting (with its --flag); return self."""
+        for option in OPTIONS:
+            message = problem(option, getattr(self, option.name))
+            if message:
+                raise ValueError(message)
+        if self.workers > 1 and self.mode != "reactor":
+            raise ValueError("--workers needs --mode reactor")
+        if (self.keyfile or self.tls_port is not None) and not self.certfile:
+            raise ValueError("--keyfile and --tls-port need --certfile")
+        if self.tls_port is not None and self.workers > 1:
+            raise ValueError("--tls-port is not supported with --workers; serve HTTPS on --port")
+        if self.tls_port is not None and self.tls_port == self.port != 0:
+            raise ValueError(f"--tls-port and --port must differ (both are {self.port}): one port "
+                             f"serves either HTTP or HTTPS")
+        if self.certfile and not os.path.isfile(self.certfile):
+            raise ValueError(f"--certfile {self.certfile!r} does not exist or is not a file")
+        if self.keyfile and not os.path.isfile(self.keyfile):
+            raise ValueError(f"--keyfile {self.keyfile!r} does not exist or is not a file")
+        if self.status_path is not None and not self.status_path.startswith("/"):
+            raise ValueError(f"--status path must start with '/', not {self.status_path!r}")
+        for name in ("trust_proxy", "status_allow"):
+            try:
+                parse_networks(tuple(getattr(self, name)))
+            except ValueError as exc:
+                raise ValueError(f"--{name.replace('_', '-')}: {exc}") from None
+        header_fields(self.headers)
+        if self.cors and any(text.partition(":")[0].strip().lower() ==
+                             "access-control-allow-origin" for text in self.headers):
+            # Two Access-Control-Allow-Origin fields fail every CORS check (Fetch standard).
+            raise ValueError("--header Access-Control-Allow-Origin and --cors both set that field; "
+                             "give one")
+        mime_table(self.mime)
+        if self.auth is not None:
+            BasicAuth(self.auth)
+        if not os.path.isdir(self.root):
+            raise ValueError(f"--root {self.root!r} is not a directory")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise ValueError(f"--root {self.root!r} is not readable")
+        return self

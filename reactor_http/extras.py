@@ -131,7 +131,7 @@ class BasicAuth:
 
     def __init__(self, text: str):
         user, password = parse_auth(text)
-        self._digest = hashlib.sha256(f"{user}:{password}".encode("utf-8")).digest()
+        self._digest = hashlib.sha256(f"{user}:{password}".encode()).digest()
 
     def allows(self, authorization: str | None) -> bool:
         """True if the Authorization field carries our user and password.

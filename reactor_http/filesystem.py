@@ -359,7 +359,7 @@ def coalesce_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _human_size(size: int) -> str:
+def _human_size(size: float) -> str:
     """A byte count as a short human-readable string."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":

@@ -44,7 +44,8 @@ def parse_http_date(value: str) -> int | None:
         match = _RFC850_DATE.fullmatch(value)
         if match:
             day, month, year2, hour, minute, second = match.groups()
-            # RFC 9110 section 5.6.7: a two-digit year more than 50 years in the future is in the past.
+            # RFC 9110 section 5.6.7: a two-digit year more than 50 years in the future is in the
+            # past.
             this_year = time.gmtime().tm_year
             year = 1900 + int(year2) + 100 * ((this_year - 1900) // 100)
             if year > this_year + 50:

@@ -89,7 +89,8 @@ def is_html(content_type: str) -> bool:
 def inject(body: bytes) -> bytes:
     """`body` with the script before its last `</body>`, or appended when there is none."""
     last = None
-    for last in _BODY_END.finditer(body):
+    # The loop only leaves `last` at the last match (bugbear thinks it unused).
+    for last in _BODY_END.finditer(body):  # noqa: B007
         pass
     if last is None:
         return body + SCRIPT
@@ -108,6 +109,7 @@ def injected_page(data: bytes | None, fd: int | None, size: int, etag: str):
     script's place depends on the end of the page.
     """
     if data is None:
+        assert fd is not None  # the file is held in memory or open
         data = os.pread(fd, size, 0)
     page = inject(data)
     return page, len(page), page_etag(etag)

@@ -1,11 +1,13 @@
 """Every setting of the server, declared once: flag, kind, default, unit, help and valid range.
 
-`config.Config` takes its fields and defaults from OPTIONS, `cli` builds the argument parser from
-them, `parser.Limits` takes its defaults from them, and README.md's option table is generated
-from them (`python -m reactor_http.options --update README.md`; a test fails when it is stale).
-`problem(option, value)` is the one range check: `Config.validate()` makes it for programmatic
-users and the command line alike (argparse's type functions only parse the text), so both get the
-same one-line message naming the --option.
+The declaration is the frozen dataclass `Settings`: a field per option, with its type and default,
+and the rest (flag, kind, help, --help group, range) in the field's metadata. OPTIONS is read from
+those fields. `config.Config` is `Settings` plus validation, `cli` builds the argument parser from
+OPTIONS, `parser.Limits` takes its defaults from `Settings`, and README.md's option table is
+generated from OPTIONS (`python -m reactor_http.options --update README.md`; a test fails when it
+is stale). `problem(option, value)` is the one range check: `Config.validate()` makes it for
+programmatic users and the command line alike (argparse's type functions only parse the text), so
+both get the same one-line message naming the --option.
 
 Pure data and small pure functions: imports nothing of this package and nothing heavy, because
 the request parser imports it for its limits.
@@ -17,6 +19,7 @@ import dataclasses
 import math
 import re
 import sys
+from typing import Any, TypeVar
 
 # Kinds of value. A kind fixes the Python type, how a value is checked and how it is described.
 SECONDS = "seconds"      # a finite float (int accepted): a duration in seconds
@@ -54,9 +57,9 @@ GROUPS = (None, "TLS", "connections and limits", "what is served", "logging", "d
 
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """One setting: its `Config` field, its command-line flag, and the values it takes."""
+    """One setting: its `Settings` field, its command-line flag, and the values it takes."""
 
-    name: str                      # the Config field
+    name: str                      # the Settings (and so Config) field
     flag: str | None               # the command-line option; None: settable from code only
     kind: str                      # one of the kinds above
     default: object                # None: the feature is off unless given
@@ -73,7 +76,7 @@ class Option:
 
     @property
     def annotation(self) -> str:
-        """The field's type as `Config` declares it."""
+        """The field's type that the option's kind calls for (a test holds `Settings` to it)."""
         base = _TYPES[self.kind]
         return f"{base} | None" if self.default is None else base
 
@@ -83,162 +86,214 @@ class Option:
         return self.flag or self.name
 
 
-OPTIONS = (
-    Option("root", "--root", TEXT, ".", "folder to serve", metavar="ROOT",
-           shown_default="the current folder"),
-    Option("host", "--host", TEXT, "127.0.0.1", "address to bind; `::` for IPv6 and IPv4",
-           metavar="HOST"),
-    Option("port", "--port", PORT, 8000, "port to listen on, 0 picks a free one; a bare PORT "
-           "works too, as in `python -m http.server 8080`", metavar="PORT", low=0, high=PORT_MAX),
-    Option("mode", "--mode", CHOICE, "reactor", "I/O engine: one selectors loop, or one thread "
-           "per connection to compare", choices=("reactor", "threaded")),
+_T = TypeVar("_T")
+
+
+def option_field(default: _T, flag: str | None, kind: str, help: str, **details: Any) -> _T:
+    """A `Settings` field declaring one option: `default` is the field's default; the flag, kind,
+    help and `details` (the rest of `Option`'s attributes) go in its metadata, whence OPTIONS.
+
+    Typed like `dataclasses.field` (which returns a Field, typed as the default's type), so that
+    type checkers see each field with its declared type and a default."""
+    return dataclasses.field(default=default, metadata={
+        "option": {"flag": flag, "kind": kind, "help": help, **details}})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every option, declared once: one field each, with its type and default; flag, kind, help,
+    group and valid range in the field's metadata (see `option_field`).
+
+    `config.Config` is this plus `worker` and validation. Here rather than in config.py because the
+    request parser takes its limits' defaults from these fields without loading config's imports.
+    """
+
+    root: str = option_field(
+        ".", "--root", TEXT, "folder to serve", metavar="ROOT", shown_default="the current folder")
+    host: str = option_field(
+        "127.0.0.1", "--host", TEXT, "address to bind; `::` for IPv6 and IPv4", metavar="HOST")
+    port: int = option_field(
+        8000, "--port", PORT, "port to listen on, 0 picks a free one; a bare PORT works too, as "
+        "in `python -m http.server 8080`", metavar="PORT", low=0, high=PORT_MAX)
+    mode: str = option_field(
+        "reactor", "--mode", CHOICE, "I/O engine: one selectors loop, or one thread per "
+        "connection to compare", choices=("reactor", "threaded"))
     # More reactor processes than this is a typo: each is a full copy of the server.
-    Option("workers", "--workers", COUNT, 1, "reactor processes serving one port, supervised by "
-           "a parent (restart with back-off, SIGHUP replaces them one by one); `auto` = one per "
-           "CPU, 1 = no parent", metavar="N|auto", low=1, high=1024, auto=True),
-    Option("certfile", "--certfile", TEXT, None, "serve HTTPS with this certificate chain "
-           "(TLS 1.2+, the ssl module's recommended ciphers); it may hold the key too",
-           group="TLS", metavar="PEM"),
-    Option("keyfile", "--keyfile", TEXT, None, "the private key, if not in --certfile",
-           group="TLS", metavar="PEM"),
-    Option("tls_port", "--tls-port", PORT, None, "serve HTTPS on this port and plain HTTP on "
-           "--port, side by side", group="TLS", metavar="PORT", low=0, high=PORT_MAX),
+    workers: int = option_field(
+        1, "--workers", COUNT, "reactor processes serving one port, supervised by a parent "
+        "(restart with back-off, SIGHUP replaces them one by one); `auto` = one per CPU, 1 = no "
+        "parent", metavar="N|auto", low=1, high=1024, auto=True)
+    certfile: str | None = option_field(
+        None, "--certfile", TEXT, "serve HTTPS with this certificate chain (TLS 1.2+, the ssl "
+        "module's recommended ciphers); it may hold the key too", group="TLS", metavar="PEM")
+    keyfile: str | None = option_field(
+        None, "--keyfile", TEXT, "the private key, if not in --certfile", group="TLS",
+        metavar="PEM")
+    tls_port: int | None = option_field(
+        None, "--tls-port", PORT, "serve HTTPS on this port and plain HTTP on --port, side by "
+        "side", group="TLS", metavar="PORT", low=0, high=PORT_MAX)
     # Keep-alive idle timeout: the seed design's 5 s (nginx: 75 s, Apache: 5 s); sent to clients
     # as `Keep-Alive: timeout=N`.
-    Option("keepalive_timeout", "--keepalive-timeout", SECONDS, 5.0, "close idle keep-alive "
-           "connections after this; announced in the Keep-Alive header",
-           group="connections and limits", metavar="SECONDS", low=0, high=ONE_DAY,
-           low_open=True, shown_default="5"),
+    keepalive_timeout: float = option_field(
+        5.0, "--keepalive-timeout", SECONDS, "close idle keep-alive connections after this; "
+        "announced in the Keep-Alive header", group="connections and limits", metavar="SECONDS",
+        low=0, high=ONE_DAY, low_open=True, shown_default="5")
     # Requests per connection: the seed design's "max=100" (nginx: 1000). A billion is
     # unlimited in practice; the value is sent as `Keep-Alive: max=N`.
-    Option("max_requests", "--max-requests", COUNT, 100, "requests per connection, then "
-           "`Connection: close`", group="connections and limits", metavar="N", low=1,
-           high=10 ** 9),
+    max_requests: int = option_field(
+        100, "--max-requests", COUNT, "requests per connection, then `Connection: close`",
+        group="connections and limits", metavar="N", low=1, high=10 ** 9)
     # Slowloris guard: a request head must be complete this long after its first byte
     # (Apache mod_reqtimeout: 20-40 s; nginx client_header_timeout: 60 s).
-    Option("header_timeout", "--header-timeout", SECONDS, 10.0, "slowloris guard: a request "
-           "head must arrive within this, else 408", group="connections and limits",
-           metavar="SECONDS", low=0, high=ONE_DAY, low_open=True, shown_default="10"),
+    header_timeout: float = option_field(
+        10.0, "--header-timeout", SECONDS, "slowloris guard: a request head must arrive within "
+        "this, else 408", group="connections and limits", metavar="SECONDS", low=0, high=ONE_DAY,
+        low_open=True, shown_default="10")
     # A client that accepts no bytes for this long is dropped (nginx send_timeout: 60 s).
-    Option("send_timeout", "--send-timeout", SECONDS, 30.0, "drop a client that accepts no "
-           "bytes for this long", group="connections and limits", metavar="SECONDS", low=0,
-           high=ONE_DAY, low_open=True, shown_default="30"),
+    send_timeout: float = option_field(
+        30.0, "--send-timeout", SECONDS, "drop a client that accepts no bytes for this long",
+        group="connections and limits", metavar="SECONDS", low=0, high=ONE_DAY, low_open=True,
+        shown_default="30")
     # Whole request head, request line included (nginx: 1 KiB + 4 x 8 KiB; h11: 16 KiB). At
     # least the shortest useful head (`GET / HTTP/1.1`, a Host field, the blank line); at most
     # 1 MiB, because a head is held whole in memory per connection.
-    Option("max_head_bytes", "--max-head-bytes", BYTES, 8192, "largest request head; larger "
-           "gets 431", group="connections and limits", metavar="BYTES", low=64, high=1 << 20),
+    max_head_bytes: int = option_field(
+        8192, "--max-head-bytes", BYTES, "largest request head; larger gets 431",
+        group="connections and limits", metavar="BYTES", low=64, high=1 << 20)
     # Request-target length; longer -> 414 (RFC 9112 section 3 recommends supporting 8000
     # octets). The target is part of the head, so the head's bound applies.
-    Option("max_target_bytes", "--max-target-bytes", BYTES, 4096, "longest request-target; "
-           "longer gets 414", group="connections and limits", metavar="BYTES", low=1,
-           high=1 << 20),
+    max_target_bytes: int = option_field(
+        4096, "--max-target-bytes", BYTES, "longest request-target; longer gets 414",
+        group="connections and limits", metavar="BYTES", low=1, high=1 << 20)
     # Header field lines per request (Apache LimitRequestFields: 100). HTTP/1.1 needs Host, so
     # at least 1; 10,000 fields would not fit in the largest head anyway.
-    Option("max_header_count", "--max-header-count", COUNT, 100, "most header fields in a "
-           "request; more gets 431", group="connections and limits", metavar="N", low=1,
-           high=10_000),
+    max_header_count: int = option_field(
+        100, "--max-header-count", COUNT, "most header fields in a request; more gets 431",
+        group="connections and limits", metavar="N", low=1, high=10_000)
     # Request bodies are read and discarded up to this size (nginx client_max_body_size:
     # 1 MiB). 0 refuses every body. Discarding costs bandwidth, not memory: capped at 1 GiB.
-    Option("max_body_bytes", "--max-body-bytes", BYTES, 1 << 20, "largest request body read "
-           "and discarded; larger gets 413", group="connections and limits", metavar="BYTES",
-           low=0, high=1 << 30, shown_default="1 MiB"),
+    max_body_bytes: int = option_field(
+        1 << 20, "--max-body-bytes", BYTES, "largest request body read and discarded; larger gets "
+        "413", group="connections and limits", metavar="BYTES", low=0, high=1 << 30,
+        shown_default="1 MiB")
     # Reactor: stop accepting beyond this many open connections; the kernel backlog holds the
     # rest. Linux's default ceiling on descriptors per process (fs.nr_open) is 1,048,576.
-    Option("max_connections", "--max-connections", COUNT, 10_000, "reactor: open connections at "
-           "most; at the cap the longest-idle keep-alive connection makes room, and with none "
-           "idle the kernel backlog holds newcomers",
-           group="connections and limits", metavar="N", low=1, high=1 << 20),
+    max_connections: int = option_field(
+        10_000, "--max-connections", COUNT, "reactor: open connections at most; at the cap the "
+        "longest-idle keep-alive connection makes room, and with none idle the kernel backlog "
+        "holds newcomers", group="connections and limits", metavar="N", low=1, high=1 << 20)
     # Threaded engine: at most this many connection threads. Each reserves a stack; past
     # 10,000 threads one process spends its time scheduling.
-    Option("max_threads", "--max-threads", COUNT, 256, "threaded: connection threads "
-           "at most; at the cap the longest-idle keep-alive connection makes room, and with "
-           "none idle newcomers wait in the backlog", group="connections and limits", metavar="N", low=1,
-           high=10_000),
+    max_threads: int = option_field(
+        256, "--max-threads", COUNT, "threaded: connection threads at most; at the cap the "
+        "longest-idle keep-alive connection makes room, and with none idle newcomers wait in the "
+        "backlog", group="connections and limits", metavar="N", low=1, high=10_000)
     # Graceful stop: in-flight responses get this long to finish; 0 stops at once.
-    Option("drain_timeout", "--drain-timeout", SECONDS, 5.0, "on SIGTERM/SIGINT, let "
-           "in-flight responses finish this long", group="connections and limits",
-           metavar="SECONDS", low=0, high=ONE_DAY, shown_default="5"),
+    drain_timeout: float = option_field(
+        5.0, "--drain-timeout", SECONDS, "on SIGTERM/SIGINT, let in-flight responses finish this "
+        "long", group="connections and limits", metavar="SECONDS", low=0, high=ONE_DAY,
+        shown_default="5")
     # Listen backlog (the kernel caps it at net.core.somaxconn, itself at most 65535 before
     # Linux 5.4). No flag: systemd's Backlog= or the default serves every deployment here.
-    Option("backlog", None, COUNT, 1024, "listen backlog", low=1, high=PORT_MAX),
-    Option("listing", "--no-listing", SWITCH, True, "answer 404 for folders without "
-           "index.html instead of listing them", group="what is served", inverted=True),
-    Option("max_age", "--max-age", WHOLE_SECONDS, None, "send `Cache-Control: "
-           "max-age=SECONDS` with files", group="what is served", metavar="SECONDS", low=0,
-           high=MAX_AGE_MAX),
-    Option("immutable", "--immutable", SWITCH, False, "add `immutable` to Cache-Control, for "
-           "fingerprinted assets", group="what is served"),
-    Option("cors", "--cors", SWITCH, False, "send `Access-Control-Allow-Origin: *` and answer "
-           "CORS preflights", group="what is served"),
-    Option("spa", "--spa", SWITCH, False, "single-page app: unknown paths without a file "
-           "extension get /index.html", group="what is served"),
-    Option("dotfiles", "--dotfiles", CHOICE, "deny", "serve names starting with a dot? deny "
-           "makes .git and .env 404; `.well-known` is always public", group="what is served",
-           choices=("deny", "allow")),
+    backlog: int = option_field(1024, None, COUNT, "listen backlog", low=1, high=PORT_MAX)
+    listing: bool = option_field(
+        True, "--no-listing", SWITCH, "answer 404 for folders without index.html instead of "
+        "listing them", group="what is served", inverted=True)
+    max_age: int | None = option_field(
+        None, "--max-age", WHOLE_SECONDS, "send `Cache-Control: max-age=SECONDS` with files",
+        group="what is served", metavar="SECONDS", low=0, high=MAX_AGE_MAX)
+    immutable: bool = option_field(
+        False, "--immutable", SWITCH, "add `immutable` to Cache-Control, for fingerprinted assets",
+        group="what is served")
+    cors: bool = option_field(
+        False, "--cors", SWITCH, "send `Access-Control-Allow-Origin: *` and answer CORS "
+        "preflights", group="what is served")
+    spa: bool = option_field(
+        False, "--spa", SWITCH, "single-page app: unknown paths without a file extension get "
+        "/index.html", group="what is served")
+    dotfiles: str = option_field(
+        "deny", "--dotfiles", CHOICE, "serve names starting with a dot? deny makes .git and .env "
+        "404; `.well-known` is always public", group="what is served", choices=("deny", "allow"))
     # Off by default: without it no response changes and /__livereload is an ordinary path.
-    Option("live_reload", "--live-reload", SWITCH, False, "development: put a script into "
-           "HTML pages that reloads them when a file under the root changes (stylesheets are "
-           "swapped in place); the event stream is /__livereload", group="what is served"),
-    Option("follow_symlinks", "--follow-symlinks", SWITCH, False, "follow symlinks that lead "
-           "outside the root; by default only those resolving inside it are served",
-           group="what is served"),
+    live_reload: bool = option_field(
+        False, "--live-reload", SWITCH, "development: put a script into HTML pages that reloads "
+        "them when a file under the root changes (stylesheets are swapped in place); the event "
+        "stream is /__livereload", group="what is served")
+    follow_symlinks: bool = option_field(
+        False, "--follow-symlinks", SWITCH, "follow symlinks that lead outside the root; by "
+        "default only those resolving inside it are served", group="what is served")
     # Rendered once into every response head, errors included (see extras.header_fields).
-    Option("headers", "--header", REPEATED, (), "add this field to every response, errors "
-           "included; repeatable. Server replaces ours; fields the server manages (framing, "
-           "Date, Content-Type, validators...) are refused", group="what is served",
-           metavar="NAME:VALUE", shown_default="none"),
-    Option("mime", "--mime", REPEATED, (), "serve files ending in EXT as TYPE, over the "
-           "built-in table; repeatable; text types get charset=utf-8",
-           group="what is served", metavar="EXT=TYPE", shown_default="none"),
+    headers: tuple[str, ...] = option_field(
+        (), "--header", REPEATED, "add this field to every response, errors included; repeatable. "
+        "Server replaces ours; fields the server manages (framing, Date, Content-Type, "
+        "validators...) are refused", group="what is served", metavar="NAME:VALUE",
+        shown_default="none")
+    mime: tuple[str, ...] = option_field(
+        (), "--mime", REPEATED, "serve files ending in EXT as TYPE, over the built-in table; "
+        "repeatable; text types get charset=utf-8", group="what is served", metavar="EXT=TYPE",
+        shown_default="none")
     # From REACTOR_HTTP_AUTH too (the flag wins), so the password need not show in `ps`.
-    Option("auth", "--auth", TEXT, None, "require HTTP Basic credentials (RFC 7617) for "
-           "everything but --status and CORS preflights; also read from REACTOR_HTTP_AUTH, "
-           "which keeps the password out of the process list", group="what is served",
-           metavar="USER:PASSWORD", shown_default="off"),
+    auth: str | None = option_field(
+        None, "--auth", TEXT, "require HTTP Basic credentials (RFC 7617) for everything but "
+        "--status and CORS preflights; also read from REACTOR_HTTP_AUTH, which keeps the password "
+        "out of the process list", group="what is served", metavar="USER:PASSWORD",
+        shown_default="off")
     # On-the-fly gzip (and zstd where Python has compression.zstd) of text, scripts, JSON, SVG,
     # WebAssembly and uncompressed fonts from 1 KiB up (see content_coding.py).
-    Option("compress", "--no-compress", SWITCH, True, "do not compress responses on the fly; "
-           "prepared .br/.gz siblings are still served", group="what is served", inverted=True),
+    compress: bool = option_field(
+        True, "--no-compress", SWITCH, "do not compress responses on the fly; prepared .br/.gz "
+        "siblings are still served", group="what is served", inverted=True)
     # Larger files are sent as they are: a compressed body is held whole in memory. Caddy and
     # nginx have no cap (they stream); 16 MiB covers any script or stylesheet a page loads.
-    Option("compress_max_bytes", "--compress-max-bytes", BYTES, 16 << 20, "compress files up "
-           "to this size on the fly; larger ones are sent as they are", group="what is served",
-           metavar="BYTES", low=1024, high=1 << 30, shown_default="16 MiB"),
+    compress_max_bytes: int = option_field(
+        16 << 20, "--compress-max-bytes", BYTES, "compress files up to this size on the fly; "
+        "larger ones are sent as they are", group="what is served", metavar="BYTES", low=1024,
+        high=1 << 30, shown_default="16 MiB")
     # Memory for compressed bodies, least recently used out. At least 1 MiB: with less, most
     # bodies could not be kept and would be compressed again and again.
-    Option("compress_cache_bytes", "--compress-cache-bytes", BYTES, 64 << 20, "memory for "
-           "compressed bodies, least recently used out", group="what is served",
-           metavar="BYTES", low=1 << 20, high=1 << 36, shown_default="64 MiB"),
-    Option("log_dir", "--log-dir", TEXT, None, "write the dated connection log "
-           "DDMMYYconnectionLog.txt in DIR", group="logging", metavar="DIR"),
-    Option("quiet", "--quiet", SWITCH, False, "no access lines on stdout", group="logging"),
+    compress_cache_bytes: int = option_field(
+        64 << 20, "--compress-cache-bytes", BYTES, "memory for compressed bodies, least recently "
+        "used out", group="what is served", metavar="BYTES", low=1 << 20, high=1 << 36,
+        shown_default="64 MiB")
+    log_dir: str | None = option_field(
+        None, "--log-dir", TEXT, "write the dated connection log DDMMYYconnectionLog.txt in DIR",
+        group="logging", metavar="DIR")
+    quiet: bool = option_field(
+        False, "--quiet", SWITCH, "no access lines on stdout", group="logging")
     # O_APPEND, so workers can share it; reopened on SIGUSR1 for logrotate.
-    Option("access_log", "--access-log", TEXT, None, "also append access lines to FILE; "
-           "SIGUSR1 reopens it, for logrotate", group="logging",
-           metavar="FILE"),
+    access_log: str | None = option_field(
+        None, "--access-log", TEXT, "also append access lines to FILE; SIGUSR1 reopens it, for "
+        "logrotate", group="logging", metavar="FILE")
     # A worker whose loop sends no heartbeat for this long is stuck, not busy: a loop that is
     # serving, however loaded, turns many times a second and beats about once a second, so
     # less than 2 s would kill healthy workers (gunicorn's --timeout: 30 s).
-    Option("worker_timeout", "--worker-timeout", SECONDS, 30.0, "--workers: kill and replace "
-           "a worker whose loop has not turned for this long", group="deployment",
-           metavar="SECONDS", low=2, high=ONE_DAY, shown_default="30"),
-    Option("pid_file", "--pid-file", TEXT, None, "write the server's pid to FILE once it "
-           "listens; removed at exit; a second start refuses while that pid runs",
-           group="deployment", metavar="FILE"),
+    worker_timeout: float = option_field(
+        30.0, "--worker-timeout", SECONDS, "--workers: kill and replace a worker whose loop has "
+        "not turned for this long", group="deployment", metavar="SECONDS", low=2, high=ONE_DAY,
+        shown_default="30")
+    pid_file: str | None = option_field(
+        None, "--pid-file", TEXT, "write the server's pid to FILE once it listens; removed at "
+        "exit; a second start refuses while that pid runs", group="deployment", metavar="FILE")
     # Proxies whose X-Forwarded-For we believe: the access log and --status-allow then judge
     # the client the proxy saw (its last entry) instead of the proxy.
-    Option("trust_proxy", "--trust-proxy", ADDRESSES, (), "a proxy, address or CIDR, "
-           "repeatable, whose X-Forwarded-For is believed: logs and --status-allow see the "
-           "client it reports", group="deployment", metavar="ADDR", shown_default="none"),
+    trust_proxy: tuple[str, ...] = option_field(
+        (), "--trust-proxy", ADDRESSES, "a proxy, address or CIDR, repeatable, whose "
+        "X-Forwarded-For is believed: logs and --status-allow see the client it reports",
+        group="deployment", metavar="ADDR", shown_default="none")
     # Off by default, so a plain static server reveals nothing about itself.
-    Option("status_path", "--status", TEXT, None, "serve live counters at PATH: JSON, or "
-           "Prometheus text when the client asks for text/plain", group="deployment",
-           metavar="PATH", shown_default="off"),
-    Option("status_allow", "--status-allow", ADDRESSES, (), "clients, address or CIDR, "
-           "repeatable, that may read --status; others get 404", group="deployment",
-           metavar="ADDR", shown_default="loopback only"),
-)
+    status_path: str | None = option_field(
+        None, "--status", TEXT, "serve live counters at PATH: JSON, or Prometheus text when the "
+        "client asks for text/plain", group="deployment", metavar="PATH", shown_default="off")
+    status_allow: tuple[str, ...] = option_field(
+        (), "--status-allow", ADDRESSES, "clients, address or CIDR, repeatable, that may read "
+        "--status; others get 404", group="deployment", metavar="ADDR",
+        shown_default="loopback only")
+
+
+# Each field's declaration, in field order.
+OPTIONS = tuple(
+    Option(name=field.name, default=field.default, **field.metadata["option"])
+    for field in dataclasses.fields(Settings))
 
 BY_NAME = {option.name: option for option in OPTIONS}
 # Every setting's default by Config field name.
@@ -327,10 +382,10 @@ README_END = "<!-- end of options -->"
 def usage_text(option: Option) -> str:
     """The option as a user types it: `--mode reactor|threaded`, `--port PORT`, `--cors`."""
     if option.kind == SWITCH:
-        return option.flag
+        return option.label
     if option.kind == CHOICE:
-        return f"{option.flag} {'|'.join(option.choices)}"
-    return f"{option.flag} {option.metavar or option.name.upper()}"
+        return f"{option.label} {'|'.join(option.choices)}"
+    return f"{option.label} {option.metavar or option.name.upper()}"
 
 
 def readme_table() -> str:

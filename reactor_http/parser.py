@@ -20,7 +20,7 @@ from types import MappingProxyType
 from . import errors
 from .headers import wants_keep_alive
 from .messages import CHUNKED, NO_BODY, Request
-from .options import DEFAULTS
+from .options import Settings
 
 # tchar from RFC 9110 section 5.6.2.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -46,21 +46,22 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-
 
 
 class Limits:
-    """The parser's limits, in bytes and counts (defaults and reasons: options.OPTIONS)."""
+    """The parser's limits, in bytes and counts (defaults and reasons: options.Settings, whose
+    class attributes are its fields' defaults)."""
 
     __slots__ = ("max_head_bytes", "max_target_bytes", "max_header_count", "max_body_bytes")
 
-    def __init__(self, max_head_bytes: int = DEFAULTS["max_head_bytes"],
-                 max_target_bytes: int = DEFAULTS["max_target_bytes"],
-                 max_header_count: int = DEFAULTS["max_header_count"],
-                 max_body_bytes: int = DEFAULTS["max_body_bytes"]):
+    def __init__(self, max_head_bytes: int = Settings.max_head_bytes,
+                 max_target_bytes: int = Settings.max_target_bytes,
+                 max_header_count: int = Settings.max_header_count,
+                 max_body_bytes: int = Settings.max_body_bytes):
         self.max_head_bytes = max_head_bytes
         self.max_target_bytes = max_target_bytes
         self.max_header_count = max_header_count
         self.max_body_bytes = max_body_bytes
 
     @classmethod
-    def from_config(cls, config) -> "Limits":
+    def from_config(cls, config) -> Limits:
         """The limits a Config names."""
         return cls(config.max_head_bytes, config.max_target_bytes, config.max_header_count,
                    config.max_body_bytes)
@@ -77,7 +78,9 @@ def skip_empty_lines(buf) -> int:
     single-class regex finds the run of CR/LF bytes, then the first CR in it not followed by LF
     cuts the run short. (A repeated group, `(?:\\r?\\n)*`, is no faster in `re` than the loop.)
     """
-    end = _CR_LF_RUN.match(buf).end()
+    run = _CR_LF_RUN.match(buf)
+    assert run is not None  # `[\r\n]*` matches any text, if only emptily
+    end = run.end()
     if not end:
         return 0
     # Searching only up to `end` makes a CR at the run's last byte count as stray too.

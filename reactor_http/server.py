@@ -11,12 +11,17 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from .listeners import StartupError, listeners_url, open_listeners, raise_fd_limit
 from .logs import LogSink
 from .protocol import record_transitions
 from .website import Site
 from .workers import Supervisor
+
+if TYPE_CHECKING:  # run_engine imports the one engine it runs, when it runs it
+    from .reactor import Reactor
+    from .threaded import ThreadedServer
 
 __all__ = ["StartupError", "serve", "run_engine"]
 
@@ -62,6 +67,7 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
     site = Site(config, live=hub, single_thread=config.mode == "reactor")
     logs = LogSink(access=not config.quiet, log_dir=config.log_dir, access_file=config.access_log)
     url = listeners_url(listeners)
+    engine: ThreadedServer | Reactor
     if config.mode == "threaded":
         from .threaded import ThreadedServer
         engine = ThreadedServer(config, site, logs, listeners)

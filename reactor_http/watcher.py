@@ -259,7 +259,7 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="live-reload-watcher",
                                         daemon=True)
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         """Start the thread."""
         self._thread.start()
         return self
@@ -276,7 +276,7 @@ class Watcher:
         batcher = Batcher()
         try:
             if self.inotify is not None:
-                self._run_inotify(batcher)
+                self._run_inotify(self.inotify, batcher)
             else:
                 self._run_polling(batcher)
         except Exception as exc:  # a watcher failure must not take the server down
@@ -288,23 +288,24 @@ class Watcher:
         if paths:
             self.publish(paths)
 
-    def _run_inotify(self, batcher: Batcher) -> None:
+    def _run_inotify(self, inotify: Inotify, batcher: Batcher) -> None:
         """Wait on the inotify descriptor; publish each burst when its window closes."""
         poller = select.poll()
-        poller.register(self.inotify.fd, select.POLLIN)
+        poller.register(inotify.fd, select.POLLIN)
         while not self._stop.is_set():
             wait = batcher.wait(time.monotonic())
             ready = poller.poll((STOP_CHECK if wait is None else wait) * 1000)
             now = time.monotonic()
-            if ready and not self.inotify.read(batcher, now):
+            if ready and not inotify.read(batcher, now):
                 # The kernel dropped events: compare with a fresh walk of what exists (every
                 # file is announced; a reload too many beats a missed one).
-                self.inotify.add_tree("", batcher, now)
+                inotify.add_tree("", batcher, now)
             if batcher.wait(now) == 0:
                 self._flush(batcher)
 
     def _run_polling(self, batcher: Batcher) -> None:
         """Scan, compare, publish; sleep between scans."""
+        assert self._snapshot is not None  # the first scan, made without inotify
         interval = POLL_INTERVAL
         while not self._stop.wait(interval):
             started = time.monotonic()

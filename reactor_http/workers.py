@@ -174,6 +174,7 @@ class Supervisor:
 
     def _loop_once(self) -> None:
         """One select() (signals, ready bytes, heartbeats), then act on what changed."""
+        assert self.selector is not None and self.wake is not None  # run() made them
         wake_r = self.wake[0]
         for key, _ in self.selector.select(LOOP_WAIT):
             if key.data is None:
@@ -224,6 +225,7 @@ class Supervisor:
         now = time.monotonic()
         worker = Worker(slot, pid, now, pipe_r, last_beat=now)
         self.workers[pid] = worker
+        assert self.selector is not None  # run() made it
         self.selector.register(pipe_r, selectors.EVENT_READ, worker)
         return worker
 
@@ -237,6 +239,7 @@ class Supervisor:
             except OSError:
                 data = b""
             if not data:
+                assert self.selector is not None  # run() made it
                 self.selector.unregister(worker.pipe)
                 worker.watched = False
                 return
@@ -249,6 +252,7 @@ class Supervisor:
         """An exited worker: read what it wrote last, close its pipe."""
         self._read_pipe(worker)
         if worker.watched:
+            assert self.selector is not None  # run() made it
             self.selector.unregister(worker.pipe)
             worker.watched = False
         os.close(worker.pipe)
@@ -323,9 +327,9 @@ class Supervisor:
             else:
                 return
         while self.replacing is None and self.replace_queue:
-            old = self.workers.get(self.replace_queue.pop(0))
-            if old is not None and not old.retiring:
-                self.replacing = (old, self._spawn(old.slot))
+            queued = self.workers.get(self.replace_queue.pop(0))
+            if queued is not None and not queued.retiring:
+                self.replacing = (queued, self._spawn(queued.slot))
 
     def _check_heartbeats(self, now: float) -> None:
         """SIGKILL a worker that has written nothing for --worker-timeout; _reap replaces it."""
@@ -351,9 +355,9 @@ class Supervisor:
             _signal(worker.pid, signal.SIGKILL)
         while self.workers:
             pid, _ = os.waitpid(-1, 0)
-            worker = self.workers.pop(pid, None)
-            if worker is not None:
-                self._forget(worker)
+            exited = self.workers.pop(pid, None)
+            if exited is not None:
+                self._forget(exited)
         return 0
 
     # ---- child -------------------------------------------------------------------------------
@@ -381,6 +385,7 @@ class Supervisor:
             os.set_blocking(pipe_w, False)  # a busy parent must never stall our loop
             config = dataclasses.replace(self.config, port=self.port,
                                          worker=(slot, self.config.workers))
+            assert self.holder is not None  # run() opened it
             if self.reuse_port:
                 self.holder.close()
                 sock = bind_listener(config.host, self.port, config.backlog, reuse_port=True)
@@ -424,6 +429,7 @@ class Supervisor:
         for worker in self.workers.values():
             os.close(worker.pipe)
         self.workers.clear()
+        assert self.selector is not None and self.wake is not None  # run() made them
         self.selector.close()
         for sock in self.wake:
             sock.close()

@@ -56,6 +56,13 @@ def test_config_fields_and_defaults_are_the_declarations():
     assert Config().max_age is None and Config().worker is None
 
 
+
+def test_field_types_are_what_the_kinds_call_for():
+    """Each Settings field's written type is the one its option's kind makes validation and the
+    command line produce, so type checkers see the values the server really holds."""
+    for field in dataclasses.fields(options.Settings):
+        assert field.type == options.BY_NAME[field.name].annotation, field.name
+
 def test_limits_defaults_are_the_declarations():
     for name in ("max_head_bytes", "max_target_bytes", "max_header_count", "max_body_bytes"):
         assert getattr(DEFAULT_LIMITS, name) == options.DEFAULTS[name]
