@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import compression_stall, loadgen
+from bench import compression_stall, micro
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,3 +68,30 @@ def test_compression_stall_fails_loudly_when_it_times_nothing():
     proc = run_module("-c", script)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "no loop turn" in proc.stderr
+
+
+# ---------------------------------------------------------------- bench/micro.py
+
+def test_micro_measures_every_part_above_zero():
+    proc = run_module("-m", "bench.micro", "--iterations", "200", "--repeats", "2", "--json")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    assert [row["key"] for row in data["parts"]] == [key for key, *_ in micro.PARTS]
+    for row in data["parts"]:
+        assert row["us"] > 0 and len(row["repeats_us"]) == 2, row
+    assert data["meta"]["cpu"] and data["meta"]["iterations"] == 200
+
+
+def test_micro_fails_when_a_part_measures_nothing(monkeypatch, capsys):
+    def nothing(bench):
+        return lambda n: (0, n)
+
+    monkeypatch.setattr(micro, "PARTS", [("nothing", "a part that takes no time", "", nothing)])
+    assert micro.main(["--iterations", "10", "--repeats", "1"]) == 1
+    assert "no time measured for nothing" in capsys.readouterr().err
+
+
+def test_micro_table_has_a_row_per_part():
+    meta = {"cpu": "x", "cpus": 2, "python": "3", "system": "s", "repeats": 1, "iterations": 1}
+    rows = [{"part": "p", "us": 1.5, "what": "w"}]
+    assert "| p | 1.500 | w |" in micro.render(meta, rows)
