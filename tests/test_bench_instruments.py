@@ -95,3 +95,29 @@ def test_micro_table_has_a_row_per_part():
     meta = {"cpu": "x", "cpus": 2, "python": "3", "system": "s", "repeats": 1, "iterations": 1}
     rows = [{"part": "p", "us": 1.5, "what": "w"}]
     assert "| p | 1.500 | w |" in micro.render(meta, rows)
+
+
+# ---------------------------------------------------------------- bench/large_file_study.py
+
+@pytest.mark.slow
+def test_large_file_study_moves_bytes_through_the_reactor():
+    proc = run_module("-m", "bench.large_file_study", "--servers", "reactor", "--runs", "1",
+                      "--duration", "1", "--size-mib", "8", "--connections", "2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("run 1 reactor")]
+    mb_per_s = float(line.split()[3].replace(",", ""))
+    server_cpu = float(line.split("server ")[1].split()[0])
+    assert mb_per_s > 0 and server_cpu > 0, line
+    assert "ratio to reactor" in proc.stdout
+
+
+# ---------------------------------------------------------------- bench/streams.py
+
+@pytest.mark.slow
+def test_streams_holds_streams_and_times_a_fan_out():
+    proc = run_module("-m", "bench.streams", "--mode", "reactor", "--streams", "20")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    [result] = json_lines(proc.stdout)
+    assert result["mode"] == "reactor" and result["held"] == 20, result
+    assert result["delivered"] == 20 and result["fanout_seconds"] > 0, result
+    assert result["rss_after_kib"] > 0 and result["baseline_latency_ms"] > 0, result
