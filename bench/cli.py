@@ -80,6 +80,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="keep the temporary site, configs and server logs")
     args = p.parse_args(argv)
     args.out = resolve_out(p, args)
+    if args.publish and (args.no_plots or not plots.matplotlib_available()):
+        # RESULTS.md embeds the PNGs in bench/results/: a publish without them would leave the
+        # previous run's plots beside this run's tables.
+        p.error("--publish writes the plots RESULTS.md embeds: it needs matplotlib "
+                "(pip install matplotlib) and takes no --no-plots")
     return args
 
 

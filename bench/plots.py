@@ -128,3 +128,27 @@ def make_plots(summaries: list, out_dir: Path, log=print) -> list:
         if plot(plt, summaries, path):
             written.append(path)
     return written
+
+
+def main(argv=None) -> int:
+    """`python -m bench.plots RESULTS_JSON`: the plots of a finished run, written beside it.
+
+    Plots read only the summaries, so those of a published run can be remade from its
+    results.json (say, where the run itself had no matplotlib)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.plots", description=main.__doc__)
+    parser.add_argument("results_json", type=Path)
+    args = parser.parse_args(argv)
+    summaries = json.loads(args.results_json.read_text())["scenarios"]
+    if not matplotlib_available():
+        print("matplotlib is not installed (pip install matplotlib)")
+        return 1
+    for path in make_plots(summaries, args.results_json.parent):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,10 @@ them hand-made records.
 from __future__ import annotations
 
 import json
+import re
 import statistics
+import sys
+import tempfile
 from pathlib import Path
 
 from bench.scenarios import IDLE, LOCUST, WRK
@@ -17,6 +20,50 @@ REFERENCE = "reactor"   # every ratio is "this server / the reactor, same run"
 #: scenario also gets `reference / floor`.
 FLOOR = "floor"
 FLOOR_LABEL = "the floor, bench/floor.py, is the least any Python server can do: not a server"
+
+
+# ---------------------------------------------------------------- published text
+
+REPO = Path(__file__).resolve().parent.parent
+#: The folders an absolute path of this machine starts with (what published results must not
+#: name: they say where this machine keeps things, not what was measured).
+MACHINE_PREFIXES = ("tmp", "var", "work", "home", "root", "usr", "opt", "srv", "mnt", "Users",
+                    "private", "nix", "snap")
+MACHINE_PATH = re.compile(r"(?<![\w.:/~$])/(?:%s)(?:/[^\s/`'\"(),;]+)+" % "|".join(MACHINE_PREFIXES))
+
+
+def _public_path(match: re.Match) -> str:
+    """One absolute path, as a published result says it."""
+    path = match.group(0)
+    parts = path.split("/")
+    name = parts[-1]
+    if re.fullmatch(r"python[\d.]*", name) and parts[-2] == "bin":
+        return "python"  # the interpreter, wherever it lives
+    if parts[-2] in ("bin", "sbin"):
+        return name  # a program on PATH: taskset, nginx, lighttpd
+    if "bench" in parts[:-1] and parts[-2] == "bench":
+        return f"bench/{name}"  # one of this repository's bench scripts
+    match_work = re.search(r"/reactor-http-[\w-]+?-[\w]{8}(/.*)?$", path)
+    if match_work:
+        return "$WORK" + (match_work.group(1) or "")  # the run's temporary folder
+    tail = [part for part in parts[-2:] if part and part not in MACHINE_PREFIXES]
+    return ".../" + "/".join(tail or [name])  # anything else: its last names
+
+
+def public(value):
+    """`value` (str, or lists/dicts of them, recursively) with this machine's absolute paths
+    replaced: the run's temporary folder by $WORK, programs and the interpreter by their names,
+    bench scripts by their path in the repository, anything else by its last two names."""
+    if isinstance(value, str):
+        value = value.replace(sys.executable, "python").replace(f"{REPO}/", "")
+        temp = tempfile.gettempdir()
+        value = re.sub(re.escape(temp) + r"/reactor-http-[\w-]+?-[\w]{8}(?![\w])", "$WORK", value)
+        return MACHINE_PATH.sub(_public_path, value)
+    if isinstance(value, dict):
+        return {key: public(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [public(item) for item in value]
+    return value
 
 
 def _median(values):
@@ -126,8 +173,10 @@ def summarize(records: list, scenarios: list, servers: list, reference: str = RE
 
 
 def write_json(path: Path, meta: dict, summaries: list, records: list) -> None:
+    """results.json: every figure, with no absolute path of this machine (see public)."""
     data = {"meta": meta, "scenarios": summaries, "runs": [r.to_dict() for r in records]}
-    Path(path).write_text(json.dumps(data, indent=1, default=str))
+    Path(path).write_text(json.dumps(public(json.loads(json.dumps(data, default=str))),
+                                     indent=1))
 
 
 # ---------------------------------------------------------------- Markdown
@@ -203,6 +252,7 @@ def render_markdown(meta: dict, summaries: list, plots: list, title: bool = True
 
     title=False leaves out the top heading and plot_dir prefixes the plot links (for the
     copy embedded in bench/RESULTS.md)."""
+    meta = public(meta)  # published: no absolute path of this machine
     out = ["# reactor_http bench results", ""] if title else []
     out += [f"- {key}: {value}" for key, value in meta.items() if not isinstance(value, (dict, list))]
     for key in ("servers", "notes"):
@@ -230,6 +280,7 @@ def render_markdown(meta: dict, summaries: list, plots: list, title: bool = True
             out.append(_idle_table(scenario))
         out.append("")
     if plots:
-        out += ["## Plots", ""] + [f"![{Path(p).stem}]({plot_dir}{Path(p).name})"
-                                   for p in plots] + [""]
+        out += ["## Plots", ""]
+        for plot in plots:  # relative links: they work from the folder the Markdown is in
+            out += [f"![{Path(plot).stem}]({plot_dir}{Path(plot).name})", ""]
     return "\n".join(out)

@@ -212,6 +212,7 @@ def _cores(value) -> str:
 
 
 def render_markdown(meta: dict, summaries: list) -> str:
+    meta = report.public(meta)  # published: no absolute path of this machine
     out = ["# reactor_http scaling: 1 and 2 workers against nginx", ""]
     out += [f"- {k}: {v}" for k, v in meta.items() if not isinstance(v, (dict, list))]
     if meta.get("servers"):
@@ -254,7 +255,8 @@ def render_markdown(meta: dict, summaries: list) -> str:
 
 def write_json(path: Path, meta: dict, summaries: list, records: list) -> None:
     data = {"meta": meta, "scenarios": summaries, "runs": [r.to_dict() for r in records]}
-    Path(path).write_text(json.dumps(data, indent=1, default=str))
+    Path(path).write_text(json.dumps(report.public(json.loads(json.dumps(data, default=str))),
+                                     indent=1))
 
 
 # ---------------------------------------------------------------- command

@@ -244,7 +244,7 @@ FLOOR_GROUP = KEEPALIVE_GROUP
 
 SPECS = {
     "reactor": ServerSpec("reactor", _reactor_http_available, _reactor_http_command("reactor"),
-                          "reactor_http, selectors reactor (one thread)"),
+                          "reactor_http reactor (one event loop: epoll on Linux)"),
     "threaded": ServerSpec("threaded", _reactor_http_available, _reactor_http_command("threaded"),
                            "reactor_http, thread per connection"),
     "http.server": ServerSpec("http.server", lambda: True, _script_command("http11_server.py"),

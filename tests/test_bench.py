@@ -11,12 +11,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from bench import (cli, headline, idle, loadgen, locust_runner, procfs, report, scenarios,
-                   servers, sitegen)
+from bench import (cli, headline, idle, loadgen, locust_runner, plots, procfs, report,
+                   scenarios, servers, sitegen)
 from bench.runner import RunRecord
 
 REPO = Path(__file__).resolve().parent.parent
@@ -194,11 +195,12 @@ def test_reactor_to_floor_ratio_in_report_and_headline():
     assert headline.headline({"scenarios": [summary]}).rstrip().endswith("| 0.25x |  |")
 
 
-def test_publish_is_explicit_and_rewrites_only_between_the_markers(tmp_path):
+def test_publish_is_explicit_and_rewrites_only_between_the_markers(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "matplotlib_available", lambda: True)
     assert cli.parse_args([]).out == cli.DEFAULT_OUT != cli.PUBLISHED_OUT
     assert cli.parse_args(["--publish"]).out == cli.PUBLISHED_OUT
     for refused in (["--publish", "--smoke"], ["--publish", "--quick"],
-                    ["--publish", "--out", str(tmp_path)]):
+                    ["--publish", "--out", str(tmp_path)], ["--publish", "--no-plots"]):
         with pytest.raises(SystemExit):
             cli.parse_args(refused)
     results_md = tmp_path / "RESULTS.md"
@@ -210,6 +212,40 @@ def test_publish_is_explicit_and_rewrites_only_between_the_markers(tmp_path):
     published = (REPO / "bench" / "RESULTS.md").read_text()
     for marker in cli.HEADLINE_MARKERS + cli.TABLES_MARKERS:
         assert published.count(marker) == 1
+
+
+def test_publish_needs_matplotlib_so_the_plots_match_the_tables(monkeypatch):
+    monkeypatch.setattr(plots, "matplotlib_available", lambda: False)
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--publish"])
+    assert cli.parse_args([]).out == cli.DEFAULT_OUT  # other runs go on without plots
+
+
+def test_published_text_names_no_path_of_this_machine(tmp_path):
+    work = f"{tempfile.gettempdir()}/reactor-http-bench-tcq3a8w1"
+    meta = {"locust": f"locust 2.47.0 from {sys.prefix}/lib/site-packages/locust",
+            "servers": {"reactor": f"`/usr/bin/taskset -c 0 {sys.executable} -m reactor_http "
+                                   f"--root {work}/www`",
+                        "floor": f"`/opt/venv/bin/python3 {REPO}/bench/floor.py "
+                                 f"--root {work}/www`",
+                        "nginx": f"`/usr/sbin/nginx -c /work/elsewhere/bench/x/nginx.conf`"},
+            "notes": ["stdout to /dev/null, CPU from /proc/PID/stat"]}
+    markdown = report.render_markdown(meta, [], [])
+    assert "`taskset -c 0 python -m reactor_http --root $WORK/www`" in markdown
+    assert "`python bench/floor.py --root $WORK/www`" in markdown
+    assert "from .../site-packages/locust" in markdown
+    assert "/dev/null" in markdown and "/proc/PID/stat" in markdown  # not machine paths
+    report.write_json(tmp_path / "results.json", meta, [], [])
+    for text in (markdown, (tmp_path / "results.json").read_text()):
+        assert not report.MACHINE_PATH.search(text), report.MACHINE_PATH.search(text)
+        assert str(REPO) not in text and sys.executable not in text
+
+
+def test_markdown_embeds_plots_by_relative_links(tmp_path):
+    files = [tmp_path / "rps_vs_connections.png", tmp_path / "idle_rss.png"]
+    markdown = report.render_markdown({}, [], files, title=False, plot_dir="results/")
+    assert "![rps_vs_connections](results/rps_vs_connections.png)\n\n" in markdown
+    assert str(tmp_path) not in markdown
 
 
 # ---------------------------------------------------------------- against a server
