@@ -21,8 +21,9 @@ import time
 
 import pytest
 
-from conftest import (REPO, SITE, assert_closed, get, read_banner, read_response, run_cli,
-                      server_env, wait_for)
+from tests.helpers.http import assert_closed, get, read_response
+from tests.helpers.polling import wait_until
+from tests.helpers.servers import REPO, SITE, read_banner, run_cli, server_env
 from reactor_http import __version__, cli
 from reactor_http.logs import connection_log_name, escape
 
@@ -251,7 +252,7 @@ def test_an_aborted_download_gets_its_access_line_with_the_bytes_sent(make_serve
         received += len(sock.recv(65536))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()  # a reset, mid-body
-    assert wait_for(lambda: all(_cut_lines(access_log, log_dir)), timeout=20), \
+    assert wait_until(lambda: all(_cut_lines(access_log, log_dir)), timeout=20), \
         _cut_lines(access_log, log_dir)
     status, _, err = srv.stop()
     assert status == 0, err
@@ -269,7 +270,7 @@ def test_a_response_cut_by_the_drain_bound_gets_its_access_line(make_server, mod
                       str(log_dir), "--drain-timeout", "1")
     with srv.connect() as sock:  # never reads: the response cannot finish
         sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert wait_for(lambda: '"GET /big.bin HTTP/1.1" -> 200' not in _log_text(log_dir)
+        assert wait_until(lambda: '"GET /big.bin HTTP/1.1" -> 200' not in _log_text(log_dir)
                         and "New" in _log_text(log_dir), timeout=10)
         status, _, err = srv.stop()
     assert status == 0, err
@@ -327,7 +328,7 @@ def test_connection_log(make_server, mode, tmp_path):
 
     # A close is logged just after it happens (a client's close may even reach the server after
     # our signal): wait until every connection's line is written before stopping.
-    assert wait_for(all_disconnects_logged, timeout=10), _log_text(log_dir)
+    assert wait_until(all_disconnects_logged, timeout=10), _log_text(log_dir)
     status, _, err = srv.stop(signal.SIGTERM)
     assert status == 0, err
 

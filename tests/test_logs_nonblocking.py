@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import MODES, SITE, ServerProcess, read_response
+from tests.helpers.http import read_response
+from tests.helpers.servers import MODES, SITE, ServerProcess
 from reactor_http.logs import FLUSH_INTERVAL, MAX_BUFFERED_LINES, LogSink
 
 # Generous bound for "answered at all" (seconds): not a performance assertion.

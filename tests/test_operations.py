@@ -11,7 +11,10 @@ import socket
 
 import pytest
 
-from conftest import MODES, get, run_cli, wait_for, worker_pids
+from tests.helpers.http import get
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import MODES, run_cli
 
 
 def lines_of(path) -> list[str]:
@@ -47,7 +50,7 @@ def test_access_log_file_and_stdout(site_copy, tmp_path, make_server, mode):
     server = make_server(site_copy, mode, "--access-log", str(log))
     get(server, "/abc.txt")
     get(server, "/missing")
-    assert wait_for(lambda: len(lines_of(log)) == 2)
+    assert wait_until(lambda: len(lines_of(log)) == 2)
     # Each line is written when its response is done: two requests may be logged in either order.
     lines = lines_of(log)
     [found] = [line for line in lines if '"GET /abc.txt HTTP/1.1" 200' in line]
@@ -63,7 +66,7 @@ def test_quiet_access_log_goes_to_the_file_only(site_copy, tmp_path, make_server
     log = tmp_path / "access.log"
     server = make_server(site_copy, mode, "--quiet", "--access-log", str(log))
     get(server, "/abc.txt")
-    assert wait_for(lambda: len(lines_of(log)) == 1)
+    assert wait_until(lambda: len(lines_of(log)) == 1)
     _, out, _ = server.stop()
     assert out.splitlines() == []
 
@@ -75,12 +78,12 @@ def test_sigusr1_reopens_the_access_log(site_copy, tmp_path, make_server, mode):
     rotated = tmp_path / "access.log.1"
     server = make_server(site_copy, mode, "--quiet", "--access-log", str(log))
     get(server, "/abc.txt")
-    assert wait_for(lambda: len(lines_of(log)) == 1)
+    assert wait_until(lambda: len(lines_of(log)) == 1)
     os.rename(log, rotated)                      # what logrotate does first
     os.kill(server.pid, signal.SIGUSR1)          # then its postrotate script
-    assert wait_for(lambda: log.exists())        # reopened under the old name
+    assert wait_until(lambda: log.exists())        # reopened under the old name
     get(server, "/abc.txt?after")
-    assert wait_for(lambda: len(lines_of(log)) == 1)
+    assert wait_until(lambda: len(lines_of(log)) == 1)
     assert "after" in lines_of(log)[0]
     assert len(lines_of(rotated)) == 1 and "after" not in lines_of(rotated)[0]
     status, _, err = server.stop()
@@ -94,10 +97,10 @@ def test_sigusr1_reaches_every_worker(site_copy, tmp_path, make_server):
     log_dir = tmp_path / "connections"
     server = make_server(site_copy, "reactor", "--workers", "2", "--quiet",
                          "--access-log", str(log), "--log-dir", str(log_dir))
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     workers = worker_pids(server.pid)
     get(server, "/abc.txt")
-    assert wait_for(lambda: len(lines_of(log)) == 1)
+    assert wait_until(lambda: len(lines_of(log)) == 1)
     os.rename(log, rotated)
     os.kill(server.pid, signal.SIGUSR1)  # the supervisor forwards it
 
@@ -109,10 +112,10 @@ def test_sigusr1_reaches_every_worker(site_copy, tmp_path, make_server):
                     pids.add(int(line.rsplit("pid ", 1)[1].rstrip(")")))
         return pids
 
-    assert wait_for(lambda: reopened_pids() == workers), reopened_pids()
+    assert wait_until(lambda: reopened_pids() == workers), reopened_pids()
     for index in range(10):
         get(server, f"/abc.txt?after{index}")
-    assert wait_for(lambda: len(lines_of(log)) == 10)
+    assert wait_until(lambda: len(lines_of(log)) == 10)
     assert len(lines_of(rotated)) == 1
     assert server.stop()[0] == 0
 
@@ -142,9 +145,9 @@ def test_pid_file_with_workers_names_the_supervisor(site_copy, tmp_path, make_se
     pid_file = tmp_path / "server.pid"
     server = make_server(site_copy, "reactor", "--workers", "2", "--pid-file", str(pid_file))
     assert pid_file.read_text() == f"{server.pid}\n"
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     os.kill(min(worker_pids(server.pid)), signal.SIGKILL)  # a dying worker leaves it alone
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     assert pid_file.read_text() == f"{server.pid}\n"
     assert server.stop()[0] == 0
     assert not pid_file.exists()

@@ -22,7 +22,8 @@ import sys
 
 import pytest
 
-from conftest import MODES, REPO, SITE, get, read_response, run_cli
+from tests.helpers.http import get, read_response
+from tests.helpers.servers import MODES, REPO, SITE, run_cli
 from reactor_http import cli, options
 from reactor_http.config import Config
 from reactor_http.options import OPTIONS

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, server_env
+from tests.helpers.servers import REPO, server_env
 
 PACKAGE = REPO / "reactor_http"
 # Standard-library names of Pythons newer than the one running the tests (3.14 adds these).

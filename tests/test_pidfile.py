@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from conftest import MODES, SITE, get, run_cli
+from tests.helpers.http import get
+from tests.helpers.servers import MODES, SITE, run_cli
 from reactor_http.service import PidFile, process_running
 
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import SITE, assert_closed, exchange, get, read_response
+from tests.helpers.http import assert_closed, exchange, get, read_response
+from tests.helpers.servers import SITE
 
 IMF_FIXDATE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "

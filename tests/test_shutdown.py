@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from conftest import (SITE, ServerProcess, assert_closed, get, read_response, recv_until_closed,
-                      wait_for)
+from tests.helpers.http import assert_closed, get, read_response, recv_until_closed
+from tests.helpers.polling import wait_until
+from tests.helpers.servers import SITE, ServerProcess
 
 BIG_SIZE = 4 * 1024 * 1024 + 5  # bytes: far more than the socket buffers hold
 
@@ -173,7 +174,7 @@ def test_sigterm_refuses_new_connections_while_draining(make_server, stop_root, 
     server.proc.send_signal(signal.SIGTERM)
 
     try:
-        assert wait_for(lambda: refuses_connections(server), 3), \
+        assert wait_until(lambda: refuses_connections(server), 3), \
             "new connections still accepted while draining"
         assert server.proc.poll() is None    # the download is still in flight
         sock, buffer = downloads[0]
@@ -195,7 +196,7 @@ def test_a_fresh_connection_is_answered_during_a_graceful_stop(stop_root, make_s
             assert read_response(probe, bytearray()).status == 200
         server.proc.send_signal(signal.SIGTERM)
         # The stop has begun once the listener is closed; only then does the request go out.
-        assert wait_for(lambda: refuses_connections(server), 10), "the stop never began"
+        assert wait_until(lambda: refuses_connections(server), 10), "the stop never began"
         assert server.proc.poll() is None, "exited without answering the fresh connection"
         sock.sendall(req(server, close=False))
         response = read_response(sock, bytearray())

@@ -16,8 +16,10 @@ import sys
 
 import pytest
 
-from conftest import (BANNER, REPO, ServerProcess, get, read_banner, server_env, wait_for,
-                      worker_pids)
+from tests.helpers.http import get
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import BANNER, REPO, ServerProcess, read_banner, server_env
 
 
 def gone(pid: int) -> bool:
@@ -74,12 +76,12 @@ def start_in_own_group(root, mode: str, *args: str) -> subprocess.Popen:
 
 def test_workers_exit_when_the_supervisor_is_killed(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet")
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     workers = worker_pids(server.pid)
     try:
         os.kill(server.pid, signal.SIGKILL)
         server.proc.wait(timeout=10)
-        assert wait_for(lambda: all(gone(pid) for pid in workers), timeout=10), \
+        assert wait_until(lambda: all(gone(pid) for pid in workers), timeout=10), \
             [pid for pid in workers if not gone(pid)]
         # Nobody holds the pipes any more: every worker has really exited.
         server.proc.communicate(timeout=10)
@@ -97,10 +99,10 @@ def test_a_worker_that_keeps_failing_to_start_stops_the_supervisor(site_copy, tm
     log_dir.mkdir()
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                            "--access-log", str(log_dir / "access.log"))
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     workers = worker_pids(server.pid)
     # Both workers have started: each holds its access log open.
-    assert wait_for(lambda: all(holds_open(pid, log_dir / "access.log") for pid in workers))
+    assert wait_until(lambda: all(holds_open(pid, log_dir / "access.log") for pid in workers))
     shutil.rmtree(log_dir)
     victim = min(workers)
     os.kill(victim, signal.SIGKILL)
@@ -125,14 +127,14 @@ def test_a_worker_that_keeps_failing_to_start_stops_the_supervisor(site_copy, tm
 def test_a_worker_that_crashes_after_starting_is_always_restarted(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                            "--status", "/status")
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     killed = []
     try:
         for _ in range(6):  # more than the boot-failure limit, each after it served a request
             victim = status_pid(server)
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
-            assert wait_for(lambda: victim not in worker_pids(server.pid)
+            assert wait_until(lambda: victim not in worker_pids(server.pid)
                             and len(worker_pids(server.pid)) == 2)
         assert server.proc.poll() is None
         assert get(server, "/abc.txt").status == 200
@@ -161,14 +163,14 @@ def test_sigterm_during_a_sighup_replacement_stops_promptly(site_copy, tmp_path)
         raise
     workers: set = set()
     try:
-        assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+        assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
         os.close(reader)
         reader = None
         os.unlink(fifo)
         os.mkfifo(fifo)
         workers = worker_pids(server.pid)
         os.kill(server.pid, signal.SIGHUP)
-        assert wait_for(lambda: len(worker_pids(server.pid)) == 3)  # the replacement is starting
+        assert wait_until(lambda: len(worker_pids(server.pid)) == 3)  # the replacement is starting
         os.kill(server.pid, signal.SIGTERM)
         out, err = server.proc.communicate(timeout=8)
     except BaseException as exc:
@@ -186,7 +188,7 @@ def test_sigterm_during_a_sighup_replacement_stops_promptly(site_copy, tmp_path)
 
 def test_sighup_then_sigterm_at_once_leaves_no_worker(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet")
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     os.kill(server.pid, signal.SIGHUP)
     os.kill(server.pid, signal.SIGTERM)
     out, err = server.proc.communicate(timeout=15)  # returns once no worker holds the pipes
@@ -199,20 +201,20 @@ def test_sighup_then_sigterm_at_once_leaves_no_worker(site_copy):
 def test_a_worker_whose_loop_stopped_is_killed_and_replaced(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                            "--status", "/status", "--worker-timeout", "2")
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     victim, healthy = sorted(worker_pids(server.pid))
     answered = set()
     # Both workers serve (their loops turn) before one is stopped.
-    assert wait_for(lambda: answered.add(status_pid(server)) or answered == {victim, healthy},
+    assert wait_until(lambda: answered.add(status_pid(server)) or answered == {victim, healthy},
                     timeout=20, interval=0)
     try:
         os.kill(victim, signal.SIGSTOP)  # its loop stops turning; the process stays
-        assert wait_for(lambda: victim not in worker_pids(server.pid)
+        assert wait_until(lambda: victim not in worker_pids(server.pid)
                         and len(worker_pids(server.pid)) == 2, timeout=20)
         new = (worker_pids(server.pid) - {healthy}).pop()
         assert healthy in worker_pids(server.pid)  # a worker that beats is left alone
         # The replacement serves: the kernel hands it some of a run of fresh connections.
-        assert wait_for(lambda: status_pid(server) == new, timeout=20, interval=0)
+        assert wait_until(lambda: status_pid(server) == new, timeout=20, interval=0)
     finally:
         kill_leftovers([victim])
         status, out, err = server.stop()
@@ -244,7 +246,7 @@ def test_a_signal_to_the_process_group_stops_cleanly(site_copy, engine, signum, 
     mode, *args = engine
     proc = start_in_own_group(site_copy, mode, *args)
     if args:
-        assert wait_for(lambda: len(worker_pids(proc.pid)) == 2)
+        assert wait_until(lambda: len(worker_pids(proc.pid)) == 2)
     for _ in range(times):  # Ctrl+C, or systemctl stop, once or twice in quick succession
         try:
             os.killpg(proc.pid, signum)

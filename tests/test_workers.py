@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-from conftest import ServerProcess, get, read_response, run_cli, wait_for, worker_pids
+from tests.helpers.http import get, read_response
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import ServerProcess, run_cli
 
 # Every test here forks a supervisor and its workers and waits on them.
 pytestmark = pytest.mark.slow
@@ -52,7 +55,7 @@ def workers_server(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                            "--status", "/status")
     assert "2 workers" in server.banner
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     yield server
     server.stop()
 
@@ -92,11 +95,11 @@ def test_a_killed_worker_comes_back_and_requests_keep_working(workers_server):
     before = worker_pids(workers_server.pid)
     victim = min(before)
     with RequestLoop(workers_server) as loop:
-        wait_for(lambda: loop.ok >= 5)
+        wait_until(lambda: loop.ok >= 5)
         os.kill(victim, signal.SIGKILL)
-        assert wait_for(lambda: len(worker_pids(workers_server.pid) - {victim}) == 2)
+        assert wait_until(lambda: len(worker_pids(workers_server.pid) - {victim}) == 2)
         count = loop.ok
-        assert wait_for(lambda: loop.ok >= count + 20)
+        assert wait_until(lambda: loop.ok >= count + 20)
     after = worker_pids(workers_server.pid)
     assert victim not in after and len(after) == 2
     # Connections the dead worker held may fail; nothing else does.
@@ -106,12 +109,12 @@ def test_a_killed_worker_comes_back_and_requests_keep_working(workers_server):
 def test_sighup_replaces_every_worker_without_failed_requests(workers_server):
     before = worker_pids(workers_server.pid)
     with RequestLoop(workers_server) as loop:
-        wait_for(lambda: loop.ok >= 5)
+        wait_until(lambda: loop.ok >= 5)
         os.kill(workers_server.pid, signal.SIGHUP)
-        assert wait_for(lambda: not (worker_pids(workers_server.pid) & before)
+        assert wait_until(lambda: not (worker_pids(workers_server.pid) & before)
                         and len(worker_pids(workers_server.pid)) == 2)
         count = loop.ok
-        assert wait_for(lambda: loop.ok >= count + 20)
+        assert wait_until(lambda: loop.ok >= count + 20)
     assert loop.failures == []
 
 
