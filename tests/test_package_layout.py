@@ -69,3 +69,14 @@ def test_importing_the_parser_loads_no_start_up_or_engine_code():
     assert "reactor_http.parser" in loaded
     assert not loaded & {f"reactor_http.{name}" for name in
                          ("server", "reactor", "threaded", "workers", "cli", "listeners")}
+
+
+def test_importing_the_parser_loads_no_start_up_code():
+    code = ("import sys, reactor_http.parser; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('reactor_http'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, timeout=20, check=True)
+    loaded = set(result.stdout.split())
+    assert "reactor_http.options" in loaded
+    for heavy in ("cli", "config", "server", "reactor", "threaded", "workers", "logs"):
+        assert f"reactor_http.{heavy}" not in loaded, loaded

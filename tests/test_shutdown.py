@@ -1,4 +1,5 @@
-"""Stopping the server: SIGINT and SIGTERM, the drain of in-flight responses, request_stop().
+"""Stopping the server: SIGINT and SIGTERM (to the process or its whole group, as Ctrl+C sends),
+the drain of in-flight responses, request_stop().
 
 Real server processes on 127.0.0.1 with ephemeral ports, in both engines. A stop refuses new
 connections, closes idle keep-alive connections, answers connections whose request is on its way
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -18,7 +21,8 @@ import pytest
 
 from tests.helpers.http import assert_closed, get, read_response, recv_until_closed
 from tests.helpers.polling import wait_until
-from tests.helpers.servers import SITE, ServerProcess
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import BANNER, REPO, SITE, ServerProcess, read_banner, server_env
 
 BIG_SIZE = 4 * 1024 * 1024 + 5  # bytes: far more than the socket buffers hold
 
@@ -321,3 +325,45 @@ def test_an_idle_connection_is_closed_at_once_at_stop(make_server, site_copy, mo
     finally:
         sock.close()
         server.stop()
+
+
+# ---- Ctrl+C: a signal to the whole process group -------------------------------------------------
+
+def start_in_own_group(root, mode: str, *args: str) -> subprocess.Popen:
+    """Start a server as the leader of a new process group (as a shell job is); wait for it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0", "--mode", mode,
+         "--quiet", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env(), cwd=REPO,
+        start_new_session=True)
+    line = read_banner(proc)
+    if not BANNER.search(line):
+        proc.kill()
+        out, err = proc.communicate(timeout=5)
+        raise RuntimeError(f"server did not start: {line!r} {out!r} {err!r}")
+    return proc
+
+
+@pytest.mark.parametrize("times", [1, 2])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("engine", [("reactor",), ("threaded",), ("reactor", "--workers", "2")],
+                         ids=["reactor", "threaded", "workers"])
+def test_a_signal_to_the_process_group_stops_cleanly(site_copy, engine, signum, times):
+    mode, *args = engine
+    proc = start_in_own_group(site_copy, mode, *args)
+    if args:
+        assert wait_until(lambda: len(worker_pids(proc.pid)) == 2)
+    for _ in range(times):  # Ctrl+C, or systemctl stop, once or twice in quick succession
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=5)
+        pytest.fail("the server did not stop")
+    err = err.decode()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert proc.returncode == 0, err

@@ -78,6 +78,20 @@ def exchange(server, raw: bytes, head_only: bool = False) -> RawResponse:
         return read_response(sock, bytearray(), head_only)
 
 
+def exchange_and_closed(server, raw: bytes, head_only: bool = False):
+    """Send raw bytes on a new connection, read one response, and report whether the server
+    then closed: (response, closed)."""
+    with server.connect() as sock:
+        sock.sendall(raw)
+        response = read_response(sock, bytearray(), head_only)
+        sock.settimeout(5)
+        try:
+            closed = sock.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+    return response, closed
+
+
 def get(server, path: str, headers: dict | None = None, method: str = "GET",
         version: str = "HTTP/1.1") -> RawResponse:
     """One request on a fresh connection, with Host and Connection: close."""

@@ -1,30 +1,29 @@
-"""The command line, the logs and connection management, over real processes and sockets.
+"""The logs over real processes: Common Log Format access lines on stdout (unless --quiet) and
+in --access-log's file, with client bytes escaped; SIGUSR1 reopening (logrotate); access lines
+reaching a terminal at once; responses cut short logged with the bytes sent; and the dated
+connection log of the seed design (DDMMYYconnectionLog.txt).
 
-CLI: --help, --version, the positional port, one-line errors with exit status 2. Logs: Common Log
-Format access lines on stdout (unless --quiet) with client bytes escaped, and the dated connection
-log of the seed design (DDMMYYconnectionLog.txt). Connections: the Keep-Alive field, max requests,
-the idle timeout, pipelining, and the bad request the seed design's test client sends. Stopping
-(SIGINT, SIGTERM) is in test_shutdown.py.
+That logging never blocks the engines (a stuck stdout) is in test_logs_nonblocking.py.
 """
 
 from __future__ import annotations
 
 import os
+import pty
 import re
-import shutil
+import select
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 from tests.helpers.http import assert_closed, get, read_response
 from tests.helpers.polling import wait_until
-from tests.helpers.servers import REPO, SITE, read_banner, run_cli, server_env
-from reactor_http import __version__, cli
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import MODES, REPO, SITE, run_cli
 from reactor_http.logs import connection_log_name, escape
 
 CLF = re.compile(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
@@ -32,140 +31,18 @@ CLF = re.compile(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+
 ABC = (SITE / "abc.txt").read_bytes()
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    """Exit status 2 and one stderr line, "reactor-http: error: ...", containing `words`."""
-    assert result.returncode == 2, result
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("reactor-http: error: "), lines[0]
-    for word in words:
-        assert word in lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-
 def request(path: str = "/abc.txt", close: bool = False) -> bytes:
     extra = "Connection: close\r\n" if close else ""
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode()
 
 
-# ---- command line --------------------------------------------------------------------------
-
-def test_help_documents_every_option():
-    result = run_cli("--help")
-    assert result.returncode == 0
-    for option in ("--root", "--host", "--port", "--mode", "--keepalive-timeout",
-                   "--max-requests", "--log-dir", "--quiet", "--version", "--no-listing",
-                   "--max-age", "--immutable", "--cors", "--spa", "--dotfiles",
-                   "--follow-symlinks", "PORT"):
-        assert option in result.stdout, option
-
-
-def test_version():
-    result = run_cli("--version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"reactor_http {__version__}"
-
-
-def test_positional_port(make_server, mode):
-    port = free_port()
-    srv = make_server(SITE, mode, "--quiet")  # a reference server, to compare the banner shape
-    proc = subprocess.Popen([sys.executable, "-m", "reactor_http", str(port), "--root", str(SITE),
-                             "--mode", mode, "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=server_env(), cwd=REPO)
+def lines_of(path) -> list[str]:
+    """The lines of a file, or [] if it does not exist (yet)."""
     try:
-        banner = read_banner(proc).decode()
-        assert f"http://127.0.0.1:{port}/" in banner
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(request(close=True))
-            assert read_response(sock, bytearray()).body == ABC
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=15)
-    assert proc.returncode == 0
-    assert srv.banner.replace(str(srv.port), "PORT") == banner.replace(str(port), "PORT")
-
-
-def test_port_given_twice_differently_is_an_error():
-    result = run_cli("8123", "--port", "8124", "--root", str(SITE))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-
-
-def test_banner(make_server, mode):
-    srv = make_server(SITE, mode, "--quiet")
-    assert srv.banner.count("\n") == 1
-    assert f"http://127.0.0.1:{srv.port}/" in srv.banner
-    assert mode in srv.banner
-    assert "Ctrl+C" in srv.banner
-
-
-def test_missing_root_is_a_one_line_error(tmp_path):
-    assert_one_line_error(run_cli("--root", str(tmp_path / "nope"), "--port", "0"), "nope")
-
-
-def test_root_that_is_a_file_is_a_one_line_error(tmp_path):
-    (tmp_path / "file").write_text("x")
-    assert_one_line_error(run_cli("--root", str(tmp_path / "file"), "--port", "0"))
-
-
-def test_unreadable_root_is_a_one_line_error():
-    """A folder we may not read: as root, the server runs as `nobody` to make that true."""
-    base = tempfile.mkdtemp(prefix="reactor-unreadable-")
-    try:
-        os.chmod(base, 0o755)
-        root = os.path.join(base, "root")
-        os.mkdir(root, 0o000)
-        os.chmod(root, 0o000)
-        kwargs = {}
-        python = sys.executable
-        if os.geteuid() == 0:
-            python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or ""
-            if not python or subprocess.run([python, "-c", "import sys; assert sys.version_info"
-                                             " >= (3, 10)"], user=65534).returncode != 0:
-                pytest.skip("no system python runnable by an unprivileged user")
-            kwargs = {"user": 65534, "group": 65534}
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-        result = subprocess.run([python, "-m", "reactor_http", "--root", root, "--port", "0"],
-                                capture_output=True, text=True, timeout=20, env=env, cwd="/",
-                                **kwargs)
-        assert_one_line_error(result, "readable")
-    finally:
-        os.chmod(os.path.join(base, "root"), 0o755)
-        shutil.rmtree(base)
-
-
-def test_unreadable_root_in_process(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(os, "access", lambda path, mode: False)
-    assert cli.main(["--root", str(tmp_path), "--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "readable" in err
-
-
-def test_port_in_use_is_a_one_line_error(mode):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen(1)
-        port = busy.getsockname()[1]
-        result = run_cli("--root", str(SITE), "--port", str(port), "--mode", mode)
-    assert_one_line_error(result, str(port), "in use")
-
-
-@pytest.mark.parametrize("args", [["--max-age", "-1"], ["--keepalive-timeout", "0"],
-                                  ["--max-requests", "0"], ["--port", "70000"]])
-def test_bad_values_are_one_line_errors(args):
-    assert_one_line_error(run_cli("--root", str(SITE), *args))
-
-
-def test_unusable_log_dir_is_a_one_line_error(tmp_path):
-    (tmp_path / "a-file").write_text("x")
-    result = run_cli("--root", str(SITE), "--port", "0", "--log-dir", str(tmp_path / "a-file"))
-    assert_one_line_error(result, "log")
+        with open(path, encoding="utf-8") as file:
+            return file.read().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 # ---- access log ----------------------------------------------------------------------------
@@ -216,6 +93,128 @@ def test_access_log_escapes_client_bytes(make_server, mode):
 def test_escape_unit():
     assert escape('a"b\\c\x00\x1f\x7f\x80\xff') == 'a\\"b\\\\c\\x00\\x1f\\x7f\\x80\\xff'
     assert escape("GET /ok HTTP/1.1") == "GET /ok HTTP/1.1"
+
+
+# ---- --access-log and SIGUSR1 -----------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_access_log_file_and_stdout(site_copy, tmp_path, make_server, mode):
+    log = tmp_path / "access.log"
+    server = make_server(site_copy, mode, "--access-log", str(log))
+    get(server, "/abc.txt")
+    get(server, "/missing")
+    assert wait_until(lambda: len(lines_of(log)) == 2)
+    # Each line is written when its response is done: two requests may be logged in either order.
+    lines = lines_of(log)
+    [found] = [line for line in lines if '"GET /abc.txt HTTP/1.1" 200' in line]
+    [missing] = [line for line in lines if '"GET /missing HTTP/1.1" 404' in line]
+    assert found.startswith("127.0.0.1 - - [") and missing.startswith("127.0.0.1 - - [")
+    _, out, _ = server.stop()
+    assert sorted(out.splitlines()) == sorted(lines)  # stdout has the same lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_quiet_access_log_goes_to_the_file_only(site_copy, tmp_path, make_server, mode):
+    log = tmp_path / "access.log"
+    server = make_server(site_copy, mode, "--quiet", "--access-log", str(log))
+    get(server, "/abc.txt")
+    assert wait_until(lambda: len(lines_of(log)) == 1)
+    _, out, _ = server.stop()
+    assert out.splitlines() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_sigusr1_reopens_the_access_log(site_copy, tmp_path, make_server, mode):
+    log = tmp_path / "access.log"
+    rotated = tmp_path / "access.log.1"
+    server = make_server(site_copy, mode, "--quiet", "--access-log", str(log))
+    get(server, "/abc.txt")
+    assert wait_until(lambda: len(lines_of(log)) == 1)
+    os.rename(log, rotated)                      # what logrotate does first
+    os.kill(server.pid, signal.SIGUSR1)          # then its postrotate script
+    assert wait_until(lambda: log.exists())        # reopened under the old name
+    get(server, "/abc.txt?after")
+    assert wait_until(lambda: len(lines_of(log)) == 1)
+    assert "after" in lines_of(log)[0]
+    assert len(lines_of(rotated)) == 1 and "after" not in lines_of(rotated)[0]
+    status, _, err = server.stop()
+    assert status == 0 and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sigusr1_reaches_every_worker(site_copy, tmp_path, make_server):
+    log = tmp_path / "access.log"
+    rotated = tmp_path / "access.log.1"
+    log_dir = tmp_path / "connections"
+    server = make_server(site_copy, "reactor", "--workers", "2", "--quiet",
+                         "--access-log", str(log), "--log-dir", str(log_dir))
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    workers = worker_pids(server.pid)
+    get(server, "/abc.txt")
+    assert wait_until(lambda: len(lines_of(log)) == 1)
+    os.rename(log, rotated)
+    os.kill(server.pid, signal.SIGUSR1)  # the supervisor forwards it
+
+    def reopened_pids() -> set[int]:
+        pids = set()
+        for name in os.listdir(log_dir):
+            for line in lines_of(log_dir / name):
+                if "Reopened log files (SIGUSR1, pid " in line:
+                    pids.add(int(line.rsplit("pid ", 1)[1].rstrip(")")))
+        return pids
+
+    assert wait_until(lambda: reopened_pids() == workers), reopened_pids()
+    for index in range(10):
+        get(server, f"/abc.txt?after{index}")
+    assert wait_until(lambda: len(lines_of(log)) == 10)
+    assert len(lines_of(rotated)) == 1
+    assert server.stop()[0] == 0
+
+
+def test_unwritable_access_log_is_a_one_line_error(site_copy, tmp_path):
+    result = run_cli("--root", str(site_copy), "--port", "0",
+                     "--access-log", str(tmp_path / "no" / "such" / "dir" / "access.log"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "access log" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- access lines on a terminal -----------------------------------------------------------------
+
+def test_access_lines_reach_a_terminal_at_once(tmp_path):
+    """With the writer's interval set to an hour, a terminal still gets each line as it comes
+    (files and pipes get them within the interval, about a second)."""
+    main, secondary = pty.openpty()
+    code = ("import sys, reactor_http.logs as logs; logs.FLUSH_INTERVAL = 3600.0; "
+            "from reactor_http.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", code, "--root", str(SITE), "--port", "0"],
+                            stdout=secondary, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    os.close(secondary)
+    try:
+        seen = read_terminal_until(main, b"press Ctrl+C")
+        port = int(seen.split(b"http://127.0.0.1:", 1)[1].split(b"/", 1)[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_response(sock, bytearray()).status == 200
+        line = read_terminal_until(main, b'"GET /abc.txt HTTP/1.1" 200')
+        assert b"127.0.0.1 - - [" in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        os.close(main)
+
+
+def read_terminal_until(fd: int, marker: bytes, timeout: float = 20.0) -> bytes:
+    """Bytes read from a pty until `marker` appears; fails after `timeout` seconds."""
+    seen = b""
+    while marker not in seen:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no {marker!r} on the terminal within {timeout} s: {seen!r}"
+        seen += os.read(fd, 4096)
+    return seen
 
 
 # ---- responses cut short -----------------------------------------------------------------------
@@ -351,78 +350,3 @@ def test_connection_log(make_server, mode, tmp_path):
     assert re.search(rf'127\.0\.0\.1:{ports["max"]} "GET /nope HTTP/1.1" -> 404', text)
     assert re.search(rf'127\.0\.0\.1:{ports["error"]} "BAD\\x1b\[31m" -> 400', text), text
     assert "stopped" in lines[-1].lower()
-
-
-# ---- connection management ---------------------------------------------------------------
-
-def test_post_without_host_or_body_is_a_4xx_and_close(server):
-    """The seed design's test client sends a raw `POST /test/ HTTP/1.1` with no Host and no body."""
-    with server.connect() as sock:
-        sock.sendall(b"POST /test/ HTTP/1.1\r\n\r\n")
-        response = read_response(sock, bytearray())
-        assert 400 <= response.status < 500
-        assert response.headers["connection"] == "close"
-        assert_closed(sock)
-
-
-def test_keep_alive_header_reflects_options(make_server, mode):
-    srv = make_server(SITE, mode, "--quiet", "--keepalive-timeout", "7", "--max-requests", "3")
-    with srv.connect() as sock:
-        buffer = bytearray()
-        sock.sendall(request())
-        response = read_response(sock, buffer)
-        assert response.headers["connection"] == "keep-alive"
-        assert response.headers["keep-alive"] == "timeout=7, max=3"
-
-
-def test_closes_after_max_requests(make_server, mode):
-    srv = make_server(SITE, mode, "--quiet", "--max-requests", "3")
-    with srv.connect() as sock:
-        buffer = bytearray()
-        seen = []
-        for _ in range(3):
-            sock.sendall(request())
-            response = read_response(sock, buffer)
-            assert response.body == ABC
-            seen.append(response.headers["connection"])
-        assert seen == ["keep-alive", "keep-alive", "close"]
-        assert_closed(sock)
-
-
-@pytest.mark.slow
-def test_idle_connection_closed_after_keepalive_timeout(make_server, mode):
-    srv = make_server(SITE, mode, "--quiet", "--keepalive-timeout", "0.5")
-    with srv.connect() as sock:
-        sock.sendall(request())
-        assert read_response(sock, bytearray()).status == 200
-        assert_closed(sock)
-    with srv.connect() as sock:  # never sent a byte: closed too
-        assert_closed(sock)
-
-
-def test_pipelined_requests_answered_in_order(server):
-    paths = ["/abc.txt", "/style.css", "/nope", "/test.png", "/sub/", "/index.html"]
-    raw = b"".join(request(p) for p in paths) + request("/abc.txt", close=True)
-    with server.connect() as sock:
-        sock.sendall(raw)
-        buffer = bytearray()
-        responses = [read_response(sock, buffer) for _ in range(len(paths) + 1)]
-        assert_closed(sock)
-    expected = [(SITE / "abc.txt").read_bytes(), (SITE / "style.css").read_bytes(), None,
-                (SITE / "test.png").read_bytes(), (SITE / "sub" / "index.html").read_bytes(),
-                (SITE / "index.html").read_bytes(), ABC]
-    for response, body in zip(responses, expected):
-        if body is None:
-            assert response.status == 404
-        else:
-            assert response.status == 200 and response.body == body
-
-
-def test_pipelined_byte_by_byte(server):
-    raw = request("/abc.txt") + request("/style.css", close=True)
-    with server.connect() as sock:
-        for i in range(len(raw)):
-            sock.send(raw[i:i + 1])
-        buffer = bytearray()
-        assert read_response(sock, buffer).body == ABC
-        assert read_response(sock, buffer).body == (SITE / "style.css").read_bytes()
