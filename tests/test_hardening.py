@@ -519,7 +519,8 @@ def test_out_of_descriptors_on_accept_logs_once_pauses_and_recovers(site_copy, m
         for _ in range(60):  # more connections than the server has descriptors for
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             held.append(sock)
-        time.sleep(1.0)  # the server hits EMFILE and pauses
+        # The server hits EMFILE (all 48 descriptors open: its next accept fails) and pauses.
+        wait_until(lambda: server.open_fds() >= 48, timeout=10)
         before = cpu_seconds(proc.pid)
         time.sleep(1.5)
         used = cpu_seconds(proc.pid) - before

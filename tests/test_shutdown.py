@@ -274,6 +274,7 @@ def test_back_to_back_clients_lose_no_request_at_stop(make_server, site_copy, mo
                          "--max-requests", "100000")
     lost = []
     answered = []
+    flowing = []  # one entry per client once its first answer came
     started = threading.Barrier(17)
 
     def client() -> None:
@@ -289,6 +290,8 @@ def test_back_to_back_clients_lose_no_request_at_stop(make_server, site_copy, mo
                     lost.append(repr(exc))
                     break
                 count += 1
+                if count == 1:
+                    flowing.append(True)
                 if response.headers.get("connection") == "close":
                     break
         answered.append(count)
@@ -298,7 +301,8 @@ def test_back_to_back_clients_lose_no_request_at_stop(make_server, site_copy, mo
         thread.start()
     try:
         started.wait(20)
-        time.sleep(0.3)
+        # Every client is in its request-answer loop when the stop comes.
+        wait_until(lambda: len(flowing) == 16 or bool(lost), timeout=20)
         server.proc.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(30)

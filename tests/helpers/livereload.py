@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.polling import wait_until
 from tests.helpers.procfs import server_ports, tcp_entry, tcp_table
 
 # A path component as long as names may be (bytes): a change to a file under a chain of such
@@ -37,12 +37,19 @@ def stall_stream(root: Path, stalled: socket.socket, each_round=None) -> None:
     ports = server_ports(stalled)
     for rounds in range(64):
         before = tcp_entry(tcp_table(), *ports)[3]
+
+        def round_taken() -> bool:
+            row = tcp_entry(tcp_table(), *ports)
+            return row is None or row[5] == 0 or row[3] - before >= round_bytes
+
         for name in names:
             (deep / name).write_bytes(str(rounds).encode())
         if each_round is not None:
             each_round(last)
         else:
-            time.sleep(0.3)  # a round's changes are announced within 0.3 s
+            # A round's changes are announced within 0.3 s: wait that long at most, and no
+            # longer than until the kernel holds the whole round (or the stream is gone).
+            wait_until(round_taken, timeout=0.3)
         after = tcp_entry(tcp_table(), *ports)
         # The client's small buffer takes a few KB of the first round.
         if after is None or after[5] == 0 or after[3] - before < round_bytes // 2:
