@@ -13,8 +13,10 @@ import sys
 
 import pytest
 
-from conftest import (BANNER, REPO, ServerProcess, get, read_banner, server_env, wait_for,
-                      worker_pids)
+from tests.helpers.http import get
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import BANNER, REPO, ServerProcess, read_banner, server_env
 from reactor_http.service import take_listen_fds
 
 LAUNCHER = """
@@ -143,7 +145,7 @@ def test_workers_share_the_inherited_socket(site_copy, started):
         server = ActivatedServer(site_copy, "reactor", [sock], "--workers", "2", "--quiet")
         started.append(server)
     assert server.port == port and "2 workers" in server.banner
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     for _ in range(10):
         assert get(server, "/abc.txt").status == 200
     status, _, err = server.stop()

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from conftest import (MODES, ServerProcess, get, parse_multipart, read_response, run_cli,
-                      wait_for)
+from tests.helpers.http import get, parse_multipart, read_response
+from tests.helpers.polling import wait_until
+from tests.helpers.servers import MODES, ServerProcess, run_cli
 from reactor_http import content_coding as compression
 from reactor_http.content_coding import Compressor, coded_etag, compressible_type, negotiate
 from reactor_http.config import Config
@@ -247,7 +248,7 @@ def gzipped(server, path: str, headers: dict | None = None, method: str = "GET")
         responses.append(get(server, path, fields, method=method))
         return responses[-1].headers.get("content-encoding") == "gzip"
 
-    assert wait_for(compressed, timeout=30), responses[-1]
+    assert wait_until(compressed, timeout=30), responses[-1]
     return responses[-1]
 
 

@@ -18,10 +18,11 @@ import time
 
 import pytest
 
-import conftest
-
-from conftest import (MODES, ServerProcess, cpu_seconds, read_response, recv_until_closed,
-                      wait_for)
+from tests.helpers import http as client
+from tests.helpers.http import read_response, recv_until_closed
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import cpu_seconds
+from tests.helpers.servers import MODES, ServerProcess
 
 SECRET = b"TOPSECRET-7c1e9b"
 BIG_SIZE = 4 * 1024 * 1024 + 5
@@ -63,7 +64,7 @@ def req(server, path="/a.txt", *fields: str, method="GET", version="HTTP/1.1",
 
 def assert_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
     """The server closes the connection without sending a further response."""
-    return conftest.assert_closed(sock, timeout, expect_nothing=False)
+    return client.assert_closed(sock, timeout, expect_nothing=False)
 
 
 def send_and_read(server, raw: bytes, timeout: float = 5.0):
@@ -200,9 +201,9 @@ def test_client_that_stops_reading_is_dropped_after_the_send_timeout(make_server
     sock = stalled_client(server)
     try:
         # While stalled the server holds the socket and the file open...
-        assert wait_for(lambda: server.open_fds() >= baseline + 2, 5)
+        assert wait_until(lambda: server.open_fds() >= baseline + 2, 5)
         # ...and after the send timeout it lets both go, although the client never closed.
-        assert wait_for(lambda: server.open_fds() <= baseline, 10), server.open_fds()
+        assert wait_until(lambda: server.open_fds() <= baseline, 10), server.open_fds()
         sock.settimeout(5)
         received = recv_until_closed(sock)
         assert len(received) < 20 * BIG_SIZE
@@ -458,7 +459,7 @@ def check_aborts(make_server, hroot, mode, count: int) -> None:
     assert response.status == 200
     baseline = stable_fd_count(server)
     abort_downloads(server, count)
-    assert wait_for(lambda: server.open_fds() <= baseline, 15), \
+    assert wait_until(lambda: server.open_fds() <= baseline, 15), \
         f"{server.open_fds()} fds open after {count} aborts; baseline {baseline}"
     print(f"\n[figures] {mode}: fds baseline {baseline}, after {count} aborts "
           f"{server.open_fds()}")
@@ -495,7 +496,7 @@ def test_reset_while_answering_head_of_a_large_file_leaks_no_descriptor(site_cop
             sock = server.connect()
             sock.sendall(get_big * 400)
             reset_close(sock)
-        assert wait_for(lambda: server.open_fds() <= baseline, timeout=15), \
+        assert wait_until(lambda: server.open_fds() <= baseline, timeout=15), \
             (server.open_fds(), baseline)
     finally:
         server.stop()
@@ -518,7 +519,8 @@ def test_out_of_descriptors_on_accept_logs_once_pauses_and_recovers(site_copy, m
         for _ in range(60):  # more connections than the server has descriptors for
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             held.append(sock)
-        time.sleep(1.0)  # the server hits EMFILE and pauses
+        # The server hits EMFILE (all 48 descriptors open: its next accept fails) and pauses.
+        wait_until(lambda: server.open_fds() >= 48, timeout=10)
         before = cpu_seconds(proc.pid)
         time.sleep(1.5)
         used = cpu_seconds(proc.pid) - before
@@ -535,7 +537,7 @@ def test_out_of_descriptors_on_accept_logs_once_pauses_and_recovers(site_copy, m
             except OSError:
                 return False
 
-        assert wait_for(answered, timeout=15)
+        assert wait_until(answered, timeout=15)
     finally:
         for sock in held:
             sock.close()

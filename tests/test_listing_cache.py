@@ -12,11 +12,12 @@ import os
 
 import pytest
 
-from conftest import MODES, ServerProcess, get, read_response
+from tests.helpers.http import get, read_response
+from tests.helpers.respond import NOW, body_of, field, make_site, request, respond
+from tests.helpers.servers import MODES, ServerProcess
 
 from reactor_http import responder
 from reactor_http import website as site_module
-from test_responder_units import NOW, body_of, field, make_site, request, respond
 
 PAST = "Sun, 06 Nov 1994 08:49:37 GMT"
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"

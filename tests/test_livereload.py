@@ -17,8 +17,11 @@ import time
 
 import pytest
 
-from conftest import (BANNER, LONG_NAME, MODES, SMALL_RCVBUF, get, server_ports, stall_stream, tcp_entry,
-                      tcp_table, wait_for)
+from tests.helpers.http import get
+from tests.helpers.livereload import LONG_NAME, SMALL_RCVBUF, stall_stream
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import server_ports, tcp_entry, tcp_table
+from tests.helpers.servers import BANNER, MODES
 from reactor_http import livereload
 from reactor_http.config import Config
 from reactor_http.livereload import SCRIPT, STREAM_PATH, Hub, inject, page_etag
@@ -296,7 +299,7 @@ def test_a_client_closing_its_stream_frees_it_and_others_go_on(root, make_server
         read_until(sock, b"retry: 1000\n\n")
         socks.append(sock)
     socks.pop().close()
-    assert wait_for(lambda: get(server, "/app.js").status == 200, EVENT_WAIT)
+    assert wait_until(lambda: get(server, "/app.js").status == 200, EVENT_WAIT)
     (root / "app.js").write_bytes(b"console.log(2)\n")
     for sock in socks:
         assert b"data: /app.js\n" in read_until(sock, b"data: /app.js\n")
@@ -323,7 +326,7 @@ def test_an_idle_stream_gets_heartbeat_comments(engine, root, monkeypatch):
                               kwargs={"banner": banners.append, "ready": engines.append})
     thread.start()
     try:
-        assert wait_for(lambda: engines, EVENT_WAIT)
+        assert wait_until(lambda: engines, EVENT_WAIT)
         port = int(BANNER.search(banners[0].encode()).group(2))
         with socket.create_connection(("127.0.0.1", port), timeout=EVENT_WAIT) as sock:
             sock.sendall(f"GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -365,13 +368,13 @@ def test_a_stream_that_is_never_read_is_dropped_and_others_go_on(root, make_serv
         names = [f"m{index:02d}" * (LONG_NAME // 3) for index in range(32)]
         last = f"data: /{(deep / names[-1]).relative_to(root).as_posix()}\n".encode()
         for rounds in range(48):  # about 130 KB a round: more than any kernel buffer here
-            if wait_for(dropped, 0.5):
+            if wait_until(dropped, 0.5):
                 break
             for name in names:
                 (deep / name).write_bytes(str(rounds).encode())
             read_until(good, last)
         # The last bytes it could not take start the send timer (--send-timeout 2).
-        assert wait_for(dropped, EVENT_WAIT), "the server kept a stream whose client never reads"
+        assert wait_until(dropped, EVENT_WAIT), "the server kept a stream whose client never reads"
         (root / "after.txt").write_bytes(b"x")
         assert b"data: /after.txt\n" in read_until(good, b"data: /after.txt\n")
     finally:

@@ -15,7 +15,8 @@ import subprocess
 
 import pytest
 
-from conftest import MODES, wait_for
+from tests.helpers.polling import wait_until
+from tests.helpers.servers import MODES
 
 # Longest wait for the browser to do one thing (seconds): a cold Chromium start on a loaded
 # 2-core machine takes a few seconds; this only bounds a failing test.
@@ -63,16 +64,16 @@ def test_chromium_reloads_the_page_and_swaps_a_stylesheet(mode, make_server, tmp
          "--remote-debugging-port=0", f"http://127.0.0.1:{server.port}/"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        assert wait_for(lambda: count(log, "/beacon/") == 1 and
+        assert wait_until(lambda: count(log, "/beacon/") == 1 and
                         count(log, "/__livereload") == 1, BROWSER_WAIT), access_lines(log)
         # A stylesheet is swapped in place: fetched again, no reload.
         (root / "style.css").write_text("p { color: red }\n")
-        assert wait_for(lambda: count(log, "/style.css?livereload=") == 1, BROWSER_WAIT), \
+        assert wait_until(lambda: count(log, "/style.css?livereload=") == 1, BROWSER_WAIT), \
             access_lines(log)
         # (A reload would have fetched /style.css plain; the swap's URL proves the swap.)
         # Any other change reloads the page, which connects its stream again.
         (root / "index.html").write_text(PAGE.format(version=2))
-        assert wait_for(lambda: count(log, "/beacon/") == 2 and
+        assert wait_until(lambda: count(log, "/beacon/") == 2 and
                         count(log, "/__livereload") == 2, BROWSER_WAIT), access_lines(log)
         # One reload in all: the stylesheet's change caused none.
         assert count(log, "/beacon/") == 2 and count(log, "/style.css?") == 1, access_lines(log)

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, SITE, server_env
+from tests.helpers.servers import REPO, SITE, server_env
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
                                 reason="locust is not installed")

@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from conftest import MODES, SITE, ServerProcess, read_response
+from tests.helpers.http import read_response
+from tests.helpers.polling import wait_until
+from tests.helpers.servers import MODES, SITE, ServerProcess
 from reactor_http.logs import FLUSH_INTERVAL, MAX_BUFFERED_LINES, LogSink
 
 # Generous bound for "answered at all" (seconds): not a performance assertion.
@@ -97,9 +99,7 @@ def test_flush_at_exit_gives_up_on_a_stuck_stream():
     assert results == [False, False]
     stream.release.set()
     # Once the stuck write returns, flushing works again (the first try may still see the stall).
-    deadline = time.monotonic() + THREAD_TIMEOUT
-    while not sink.flush(timeout=1.0) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: sink.flush(timeout=1.0), THREAD_TIMEOUT, interval=0.05)
     assert sink.flush(timeout=THREAD_TIMEOUT)
     assert "GET / HTTP/1.1" in stream.text
 

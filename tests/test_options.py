@@ -2,27 +2,20 @@
 
 The declarations feed argparse, Config's fields and defaults, parser.Limits' defaults and README's
 option table. Bad values are refused in one line that names the option, argparse's own errors in
-at most three; start-up errors about files say what is wrong with which file. Also the two
-option-driven behaviours fixed here: a trusted proxy's unusable X-Forwarded-For grants nothing
-(--trust-proxy with --status), and access lines reach a terminal at once.
+at most three; start-up errors about files (TLS files among them) say what is wrong with which
+file. What each option does is tested with its topic (test_logs.py, test_trust_proxy.py...).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import pty
-import select
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 
 import pytest
 
-from conftest import MODES, REPO, SITE, get, read_response, run_cli
+from tests.helpers.servers import REPO, SITE, run_cli
 from reactor_http import cli, options
 from reactor_http.config import Config
 from reactor_http.options import OPTIONS
@@ -127,17 +120,6 @@ def test_readme_option_table_is_generated_from_the_declarations():
 def test_readme_table_update_replaces_only_the_table():
     text = f"before\n{options.README_START}\n| old |\n{options.README_END}\nafter\n"
     assert options.readme_with_table(text) == f"before\n{options.readme_table()}\nafter\n"
-
-
-def test_importing_the_parser_loads_no_start_up_code():
-    code = ("import sys, reactor_http.parser; "
-            "print(' '.join(sorted(m for m in sys.modules if m.startswith('reactor_http'))))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=REPO, timeout=20, check=True)
-    loaded = set(result.stdout.split())
-    assert "reactor_http.options" in loaded
-    for heavy in ("cli", "config", "server", "reactor", "threaded", "workers", "logs"):
-        assert f"reactor_http.{heavy}" not in loaded, loaded
 
 
 # ---- values: ranges, one-line refusals ---------------------------------------------------------
@@ -297,59 +279,3 @@ def test_encrypted_key_is_refused_without_a_prompt(pems, tmp_path):
 def test_certificate_with_its_key_in_one_file_loads(pems):
     from reactor_http.tls import make_tls_context
     assert make_tls_context(str(pems / "both.pem")) is not None
-
-
-# ---- --trust-proxy with --status: an unusable X-Forwarded-For grants nothing -------------------
-
-@pytest.mark.parametrize("mode", MODES)
-def test_unparseable_forwarded_for_from_a_trusted_proxy_is_not_loopback(site_copy, make_server,
-                                                                       mode):
-    """The proxy is loopback, which may read /status; a client behind it that sends garbage
-    (or nothing usable) in X-Forwarded-For must not be taken for the proxy."""
-    server = make_server(site_copy, mode, "--trust-proxy", "127.0.0.1", "--status", "/status")
-    assert get(server, "/status").status == 200                                # the proxy itself
-    assert get(server, "/status", {"X-Forwarded-For": "::1"}).status == 200    # a local client
-    assert get(server, "/status", {"X-Forwarded-For": "garbage"}).status == 404
-    assert get(server, "/status", {"X-Forwarded-For": ""}).status == 404
-    assert get(server, "/status", {"X-Forwarded-For": "203.0.113.9, "}).status == 404
-    assert get(server, "/status", {"X-Forwarded-For": "203.0.113.9"}).status == 404
-    _, out, _ = server.stop()
-    clients = sorted(line.split(" ", 1)[0] for line in out.splitlines())
-    # Logged as what they are: "-" (no client address known), never the proxy's address.
-    assert clients == sorted(["127.0.0.1", "::1", "-", "-", "-", "203.0.113.9"]), out
-
-
-# ---- access lines on a terminal -----------------------------------------------------------------
-
-def test_access_lines_reach_a_terminal_at_once(tmp_path):
-    """With the writer's interval set to an hour, a terminal still gets each line as it comes
-    (files and pipes get them within the interval, about a second)."""
-    main, secondary = pty.openpty()
-    code = ("import sys, reactor_http.logs as logs; logs.FLUSH_INTERVAL = 3600.0; "
-            "from reactor_http.cli import main; sys.exit(main(sys.argv[1:]))")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", code, "--root", str(SITE), "--port", "0"],
-                            stdout=secondary, stderr=subprocess.PIPE, env=env, cwd=REPO)
-    os.close(secondary)
-    try:
-        seen = read_terminal_until(main, b"press Ctrl+C")
-        port = int(seen.split(b"http://127.0.0.1:", 1)[1].split(b"/", 1)[0])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert read_response(sock, bytearray()).status == 200
-        line = read_terminal_until(main, b'"GET /abc.txt HTTP/1.1" 200')
-        assert b"127.0.0.1 - - [" in line
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-        os.close(main)
-
-
-def read_terminal_until(fd: int, marker: bytes, timeout: float = 20.0) -> bytes:
-    """Bytes read from a pty until `marker` appears; fails after `timeout` seconds."""
-    seen = b""
-    while marker not in seen:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"no {marker!r} on the terminal within {timeout} s: {seen!r}"
-        seen += os.read(fd, 4096)
-    return seen

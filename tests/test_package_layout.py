@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, server_env
+from tests.helpers.servers import REPO, server_env
 
 PACKAGE = REPO / "reactor_http"
 # Standard-library names of Pythons newer than the one running the tests (3.14 adds these).
@@ -69,3 +69,14 @@ def test_importing_the_parser_loads_no_start_up_or_engine_code():
     assert "reactor_http.parser" in loaded
     assert not loaded & {f"reactor_http.{name}" for name in
                          ("server", "reactor", "threaded", "workers", "cli", "listeners")}
+
+
+def test_importing_the_parser_loads_no_start_up_code():
+    code = ("import sys, reactor_http.parser; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('reactor_http'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, timeout=20, check=True)
+    loaded = set(result.stdout.split())
+    assert "reactor_http.options" in loaded
+    for heavy in ("cli", "config", "server", "reactor", "threaded", "workers", "logs"):
+        assert f"reactor_http.{heavy}" not in loaded, loaded

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MODES, ServerProcess, assert_closed, get, read_response
+from tests.helpers.http import assert_closed, get, read_response
+from tests.helpers.respond import body_of, field, make_site, request, respond
+from tests.helpers.servers import MODES, ServerProcess
 
 from reactor_http import website as site_module
 from reactor_http import filesystem, responder
-from test_responder_units import body_of, field, make_site, request, respond
 
 ROOT_INDEX = b"<p>root index</p>"
 ABC = b"abc file\n"

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODES, REPO, ServerProcess, get
+from tests.helpers.http import get
+from tests.helpers.respond import body_of, make_site, respond
+from tests.helpers.servers import MODES, REPO, ServerProcess
 
 from reactor_http import filesystem, responder
-from test_responder_units import body_of, make_site, respond
 
 ROOT_INDEX = b"<p>root</p>"
 # Linux capability numbers (linux/capability.h) and the prctl that drops one from the bounding set.

@@ -15,7 +15,10 @@ import sys
 
 import pytest
 
-from conftest import MODES, SITE, get, run_cli
+from tests.helpers.http import get
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import MODES, SITE, run_cli
 from reactor_http.service import PidFile, process_running
 
 
@@ -96,6 +99,39 @@ def test_no_temporary_file_is_left_beside_the_pid_file(make_server, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["rh.pid"]
     assert server.stop()[0] == 0
     assert os.listdir(tmp_path) == []
+
+
+# ---- written at start and removed at exit, with --workers too; an unwritable path --------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pid_file_written_at_start_and_removed_at_exit(site_copy, tmp_path, make_server, mode):
+    pid_file = tmp_path / "server.pid"
+    server = make_server(site_copy, mode, "--pid-file", str(pid_file))
+    assert pid_file.read_text() == f"{server.pid}\n"
+    # Answering means the signal handlers are in (serve() prints the banner just before).
+    assert get(server, "/abc.txt").status == 200
+    status, _, err = server.stop(signal.SIGTERM)
+    assert status == 0, err
+    assert not pid_file.exists()
+
+
+def test_pid_file_with_workers_names_the_supervisor(site_copy, tmp_path, make_server):
+    pid_file = tmp_path / "server.pid"
+    server = make_server(site_copy, "reactor", "--workers", "2", "--pid-file", str(pid_file))
+    assert pid_file.read_text() == f"{server.pid}\n"
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    os.kill(min(worker_pids(server.pid)), signal.SIGKILL)  # a dying worker leaves it alone
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    assert pid_file.read_text() == f"{server.pid}\n"
+    assert server.stop()[0] == 0
+    assert not pid_file.exists()
+
+
+def test_unwritable_pid_file_is_a_one_line_error(site_copy, tmp_path):
+    result = run_cli("--root", str(site_copy), "--port", "0",
+                     "--pid-file", str(tmp_path / "no" / "dir" / "x.pid"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pid file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 # ---- the PidFile object (what the start-up code calls) -----------------------------------------

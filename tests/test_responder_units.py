@@ -13,47 +13,20 @@ import time
 
 import pytest
 
-import conftest
+from tests.helpers.http import parse_multipart
+from tests.helpers.respond import NOW, body_of, field, make_site, request, respond
+from tests.helpers.sites import OUTSIDE_SECRET
 
 from reactor_http import website as site_module
 from reactor_http import filesystem, headers, responder
-from reactor_http.config import Config
 from reactor_http.messages import FileRegion
-from reactor_http.parser import parse_head
 
-NOW = time.time()
 PAST = "Sun, 06 Nov 1994 08:49:37 GMT"
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
 ABC = b"abcdefghijklmnopqrstuvwxyz0123456789"
 HUGE = "9" * 5000  # longer than Python's int max str digits (4,300)
-SECRET = conftest.OUTSIDE_SECRET
+SECRET = OUTSIDE_SECRET
 BIG = 100_000  # bytes: more than responder.SMALL_FILE_MAX, so the file is served from an fd
-
-
-def request(target: str, method: str = "GET", version: str = "HTTP/1.1", **fields):
-    """A Request built by the real parser; field names use '_' for '-'."""
-    lines = [f"{method} {target} {version}", "Host: example.test"]
-    lines += [f"{name.replace('_', '-')}: {value}" for name, value in fields.items()]
-    raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    parsed = parse_head(raw)
-    assert parsed is not None
-    req, consumed = parsed
-    assert consumed == len(raw)
-    return req
-
-
-def field(response, name: str):
-    """The value of a response field (case-insensitive), or None; fields must not repeat."""
-    values = [v for n, v in response.headers if n.lower() == name.lower()]
-    assert len(values) <= 1, (name, response.headers)
-    return values[0] if values else None
-
-
-def body_of(response) -> bytes:
-    """The body bytes a plan would send; checks they match the declared body length."""
-    data = conftest.body_of(response)
-    assert len(data) == response.body_length
-    return data
 
 
 @pytest.fixture
@@ -73,17 +46,9 @@ def root(tmp_path):
     return tmp_path
 
 
-def make_site(root, **options):
-    return site_module.Site(Config(root=str(root), **options).validate())
-
-
 @pytest.fixture
 def site(root):
     return make_site(root)
-
-
-def respond(site, *args, **kwargs):
-    return responder.respond(request(*args, **kwargs), site, NOW)
 
 
 def own_fds() -> int:
@@ -395,7 +360,7 @@ def test_multipart_byteranges(site, root, name):
     assert field(response, "Content-Range") is None
     body = body_of(response)
     assert field(response, "Content-Length") == str(len(body))
-    parts = conftest.parse_multipart(field(response, "Content-Type"), body)
+    parts = parse_multipart(field(response, "Content-Type"), body)
     size = len(data)
     assert [(r, d) for _, r, d in parts] == [
         (f"bytes 0-2/{size}", data[0:3]), (f"bytes 10-12/{size}", data[10:13]),

@@ -1,7 +1,7 @@
 """The HTTP semantics of the core over real sockets, in both engines.
 
 Uses the shared `server` fixture (a server per engine over a copy of site/); tests that need a
-modified site build their own under tmp_path.
+modified site build their own under tmp_path. Keep-alive and pipelining are in test_keep_alive.py.
 """
 
 from __future__ import annotations
@@ -12,25 +12,13 @@ import time
 
 import pytest
 
-from conftest import SITE, assert_closed, exchange, get, read_response
+from tests.helpers.http import exchange, exchange_and_closed, get, read_response
+from tests.helpers.servers import SITE
 
 IMF_FIXDATE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"\d{4} \d\d:\d\d:\d\d GMT")
 
-
-
-def send_and_read(server, raw: bytes, head_only: bool = False):
-    """Send raw bytes, read one response, and report whether the server then closed."""
-    with server.connect() as sock:
-        sock.sendall(raw)
-        response = read_response(sock, bytearray(), head_only)
-        sock.settimeout(5)
-        try:
-            closed = sock.recv(1) == b""
-        except ConnectionResetError:
-            closed = True
-    return response, closed
 
 
 @pytest.mark.parametrize("name, ctype", [
@@ -135,7 +123,7 @@ def test_unknown_method_501(server):
     b"GET /abc.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 ])
 def test_malformed_400_and_close(server, raw):
-    response, closed = send_and_read(server, raw)
+    response, closed = exchange_and_closed(server, raw)
     assert response.status == 400
     assert response.headers["connection"] == "close"
     assert closed
@@ -143,7 +131,8 @@ def test_malformed_400_and_close(server, raw):
 
 @pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"])
 def test_other_major_version_505(server, version):
-    response, closed = send_and_read(server, f"GET /abc.txt {version}\r\nHost: x\r\n\r\n".encode())
+    response, closed = exchange_and_closed(server,
+                                           f"GET /abc.txt {version}\r\nHost: x\r\n\r\n".encode())
     assert response.status == 505 and closed
 
 
@@ -154,7 +143,7 @@ def test_higher_minor_version_answered_as_11(server):
 
 
 def test_http10_without_host_is_fine(server):
-    response, closed = send_and_read(server, b"GET /abc.txt HTTP/1.0\r\n\r\n")
+    response, closed = exchange_and_closed(server, b"GET /abc.txt HTTP/1.0\r\n\r\n")
     assert response.status == 200 and closed
 
 
@@ -189,63 +178,6 @@ def test_symlink_outside_root_404(make_server, mode, tmp_path):
     assert get(srv, "/inside").body == b"ok"
     assert get(srv, "/escape").status == 404
     assert get(srv, "/escape-dir/secret.txt").status == 404
-
-
-# ---- keep-alive (RFC 9112 section 9.3) -----------------------------------------------------
-
-def test_http11_persists_with_keep_alive_header(server):
-    with server.connect() as sock:
-        buffer = bytearray()
-        for _ in range(3):
-            sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-            response = read_response(sock, buffer)
-            assert response.status == 200
-            assert response.headers["connection"] == "keep-alive"
-            assert response.headers["keep-alive"] == "timeout=5, max=100"
-
-
-def test_http11_close(server):
-    response, closed = send_and_read(server, b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n"
-                                             b"Connection: close\r\n\r\n")
-    assert response.headers["connection"] == "close" and closed
-    assert "keep-alive" not in response.headers
-
-
-def test_http10_closes_unless_keep_alive(server):
-    response, closed = send_and_read(server, b"GET /abc.txt HTTP/1.0\r\n\r\n")
-    assert closed and response.headers["connection"] == "close"
-    with server.connect() as sock:
-        buffer = bytearray()
-        sock.sendall(b"GET /abc.txt HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-        first = read_response(sock, buffer)
-        assert first.headers["connection"] == "keep-alive"
-        assert first.headers["keep-alive"] == "timeout=5, max=100"
-        sock.sendall(b"HEAD /abc.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        assert read_response(sock, buffer, head_only=True).status == 200
-        sock.sendall(b"GET /abc.txt HTTP/1.0\r\n\r\n")
-        assert read_response(sock, buffer).status == 200
-        assert_closed(sock)
-
-
-def test_error_responses_keep_the_connection(server):
-    """404 and 405 are ordinary answers: the connection persists."""
-    with server.connect() as sock:
-        buffer = bytearray()
-        sock.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert read_response(sock, buffer).status == 404
-        sock.sendall(b"DELETE /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert read_response(sock, buffer).status == 405
-        sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert read_response(sock, buffer).status == 200
-
-
-def test_bad_request_after_good_one_closes(server):
-    with server.connect() as sock:
-        buffer = bytearray()
-        sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
-        assert read_response(sock, buffer).status == 200
-        assert read_response(sock, buffer).status == 400
-        assert_closed(sock)
 
 
 def test_binary_body_exact(server):

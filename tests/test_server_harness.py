@@ -1,4 +1,5 @@
-"""The test harness itself: conftest's start-up line reader must not hang the suite.
+"""The test harness itself: the start-up line reader (tests.helpers.servers.read_banner) must
+not hang the suite.
 
 A server that never prints its start-up line fails its own test within the deadline (and is
 killed); the reader takes the line and nothing after it, so the access lines that follow still
@@ -12,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import read_banner
+from tests.helpers.servers import read_banner
 
 
 def child(code: str) -> subprocess.Popen:

@@ -1,4 +1,5 @@
-"""Stopping the server: SIGINT and SIGTERM, the drain of in-flight responses, request_stop().
+"""Stopping the server: SIGINT and SIGTERM (to the process or its whole group, as Ctrl+C sends),
+the drain of in-flight responses, request_stop().
 
 Real server processes on 127.0.0.1 with ephemeral ports, in both engines. A stop refuses new
 connections, closes idle keep-alive connections, answers connections whose request is on its way
@@ -11,13 +12,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import (SITE, ServerProcess, assert_closed, get, read_response, recv_until_closed,
-                      wait_for)
+from tests.helpers.http import assert_closed, get, read_response, recv_until_closed
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import BANNER, REPO, SITE, ServerProcess, read_banner, server_env
 
 BIG_SIZE = 4 * 1024 * 1024 + 5  # bytes: far more than the socket buffers hold
 
@@ -173,7 +178,7 @@ def test_sigterm_refuses_new_connections_while_draining(make_server, stop_root, 
     server.proc.send_signal(signal.SIGTERM)
 
     try:
-        assert wait_for(lambda: refuses_connections(server), 3), \
+        assert wait_until(lambda: refuses_connections(server), 3), \
             "new connections still accepted while draining"
         assert server.proc.poll() is None    # the download is still in flight
         sock, buffer = downloads[0]
@@ -195,7 +200,7 @@ def test_a_fresh_connection_is_answered_during_a_graceful_stop(stop_root, make_s
             assert read_response(probe, bytearray()).status == 200
         server.proc.send_signal(signal.SIGTERM)
         # The stop has begun once the listener is closed; only then does the request go out.
-        assert wait_for(lambda: refuses_connections(server), 10), "the stop never began"
+        assert wait_until(lambda: refuses_connections(server), 10), "the stop never began"
         assert server.proc.poll() is None, "exited without answering the fresh connection"
         sock.sendall(req(server, close=False))
         response = read_response(sock, bytearray())
@@ -269,6 +274,7 @@ def test_back_to_back_clients_lose_no_request_at_stop(make_server, site_copy, mo
                          "--max-requests", "100000")
     lost = []
     answered = []
+    flowing = []  # one entry per client once its first answer came
     started = threading.Barrier(17)
 
     def client() -> None:
@@ -284,6 +290,8 @@ def test_back_to_back_clients_lose_no_request_at_stop(make_server, site_copy, mo
                     lost.append(repr(exc))
                     break
                 count += 1
+                if count == 1:
+                    flowing.append(True)
                 if response.headers.get("connection") == "close":
                     break
         answered.append(count)
@@ -293,7 +301,8 @@ def test_back_to_back_clients_lose_no_request_at_stop(make_server, site_copy, mo
         thread.start()
     try:
         started.wait(20)
-        time.sleep(0.3)
+        # Every client is in its request-answer loop when the stop comes.
+        wait_until(lambda: len(flowing) == 16 or bool(lost), timeout=20)
         server.proc.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(30)
@@ -320,3 +329,45 @@ def test_an_idle_connection_is_closed_at_once_at_stop(make_server, site_copy, mo
     finally:
         sock.close()
         server.stop()
+
+
+# ---- Ctrl+C: a signal to the whole process group -------------------------------------------------
+
+def start_in_own_group(root, mode: str, *args: str) -> subprocess.Popen:
+    """Start a server as the leader of a new process group (as a shell job is); wait for it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0", "--mode", mode,
+         "--quiet", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env(), cwd=REPO,
+        start_new_session=True)
+    line = read_banner(proc)
+    if not BANNER.search(line):
+        proc.kill()
+        out, err = proc.communicate(timeout=5)
+        raise RuntimeError(f"server did not start: {line!r} {out!r} {err!r}")
+    return proc
+
+
+@pytest.mark.parametrize("times", [1, 2])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("engine", [("reactor",), ("threaded",), ("reactor", "--workers", "2")],
+                         ids=["reactor", "threaded", "workers"])
+def test_a_signal_to_the_process_group_stops_cleanly(site_copy, engine, signum, times):
+    mode, *args = engine
+    proc = start_in_own_group(site_copy, mode, *args)
+    if args:
+        assert wait_until(lambda: len(worker_pids(proc.pid)) == 2)
+    for _ in range(times):  # Ctrl+C, or systemctl stop, once or twice in quick succession
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=5)
+        pytest.fail("the server did not stop")
+    err = err.decode()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert proc.returncode == 0, err

@@ -1,6 +1,6 @@
 """A first end-to-end pass: the site answers in both engines."""
 
-from conftest import get
+from tests.helpers.http import get
 
 
 def test_index_page(server):

@@ -13,8 +13,11 @@ import types
 
 import pytest
 
-from conftest import (MODES, OUTSIDE_SECRET, SITE, ServerProcess, assert_closed, exchange, get,
-                      parse_multipart, read_response, recv_until_closed, wait_for)
+from tests.helpers.http import (assert_closed, exchange, get, parse_multipart, read_response,
+                                recv_until_closed)
+from tests.helpers.polling import wait_until
+from tests.helpers.servers import MODES, SITE, ServerProcess
+from tests.helpers.sites import OUTSIDE_SECRET
 
 FOUR_GIB = 1 << 32
 # Bytes written into the sparse file just past 4 GiB (and where), to be read back by range.
@@ -318,7 +321,7 @@ def test_overlong_range_and_year_zero_dates_over_sockets(make_server, mode, tmp_
         response = get(srv, "/s.txt", {"If-Modified-Since": "Sun Jan  1 00:00:00 0000"},
                        method="HEAD")
         assert response.status == 200 and response.headers["content-length"] == "2"
-    assert wait_for(lambda: srv.open_fds() <= base, timeout=5), (base, srv.open_fds())
+    assert wait_until(lambda: srv.open_fds() <= base, timeout=5), (base, srv.open_fds())
 
 
 # ---- directories ---------------------------------------------------------------------------

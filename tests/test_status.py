@@ -12,7 +12,10 @@ import time
 
 import pytest
 
-from conftest import MODES, get, read_response, run_cli, wait_for, worker_pids
+from tests.helpers.http import get, read_response
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import MODES, run_cli
 from reactor_http.config import Config
 from reactor_http.protocol import ConnState, HttpConnection
 from reactor_http.responder import error_page
@@ -111,7 +114,7 @@ def test_counters_through_the_protocol_core(tmp_path):
 
 @pytest.fixture(scope="module", params=MODES)
 def status_server(request, site_copy):
-    from conftest import ServerProcess
+    from tests.helpers.servers import ServerProcess
     server = ServerProcess(site_copy, request.param, "--quiet", "--status", "/status",
                            "--keepalive-timeout", "0.5", "--header-timeout", "0.5")
     yield server
@@ -169,7 +172,7 @@ def test_live_connections_by_state(status_server):
     with status_server.connect() as sock:
         sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive: stays open
         assert read_response(sock, bytearray()).status == 200
-        assert wait_for(lambda: status_json(status_server)["connections"]["idle"] >= 1)
+        assert wait_until(lambda: status_json(status_server)["connections"]["idle"] >= 1)
 
 
 @pytest.mark.slow
@@ -208,7 +211,7 @@ def test_bad_status_path_is_a_one_line_error(site_copy):
 
 def test_workers_say_which_worker_answered(site_copy, make_server):
     server = make_server(site_copy, "reactor", "--workers", "2", "--quiet", "--status", "/status")
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     workers = worker_pids(server.pid)
     seen = set()
     for _ in range(6):
@@ -229,4 +232,4 @@ def test_send_timeouts_are_counted(site_copy, make_server, mode):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
         sock.connect((server.host, server.port))
         sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert wait_for(lambda: status_json(server)["timeouts"]["send"] == 1)
+        assert wait_until(lambda: status_json(server)["timeouts"]["send"] == 1)

@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from conftest import MODES, ServerProcess, assert_closed, read_response, recv_until_closed
+from tests.helpers.http import assert_closed, read_response, recv_until_closed
+from tests.helpers.servers import MODES, ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -146,7 +147,7 @@ def test_curl_k_gets_the_same_bytes(https_server, site_copy):
 def test_missing_certificate_is_a_one_line_error(site_copy, tmp_path):
     import os
     import sys
-    from conftest import REPO
+    from tests.helpers.servers import REPO
     result = subprocess.run(
         [sys.executable, "-m", "reactor_http", "--root", str(site_copy), "--port", "0",
          "--certfile", str(tmp_path / "nope.pem")],

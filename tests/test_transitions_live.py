@@ -24,10 +24,13 @@ import time
 
 import pytest
 
-from conftest import (MODES, SMALL_RCVBUF, ServerProcess, read_response, server_ports,
-                      stall_stream, wait_for)
-from conftest import tcp_entry as _entry
-from conftest import tcp_table as _tcp_table
+from tests.helpers.http import read_response
+from tests.helpers.livereload import SMALL_RCVBUF, stall_stream
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import server_ports
+from tests.helpers.procfs import tcp_entry as _entry
+from tests.helpers.procfs import tcp_table as _tcp_table
+from tests.helpers.servers import MODES, ServerProcess
 from reactor_http.protocol import LINGER_MAX_BYTES, STOP_GRACE, TRANSITIONS, ConnState, Event
 from reactor_http.website import SMALL_FILE_MAX
 from reactor_http.server import TRACE_ENV
@@ -97,7 +100,7 @@ def wait_server_accepted(sock: socket.socket, what: str) -> None:
         theirs = _entry(_tcp_table(), server_port, client_port)
         return theirs is not None and theirs[5] != 0
 
-    assert wait_for(accepted, DEADLINE), f"the server did not accept {what}"
+    assert wait_until(accepted, DEADLINE), f"the server did not accept {what}"
 
 
 def wait_server_read(sock: socket.socket, what: str) -> None:
@@ -111,7 +114,7 @@ def wait_server_read(sock: socket.socket, what: str) -> None:
         return ours is not None and ours[3] == 0 and theirs is not None and theirs[5] != 0 \
             and theirs[4] == 0
 
-    assert wait_for(all_read, DEADLINE), f"the server did not read {what}"
+    assert wait_until(all_read, DEADLINE), f"the server did not read {what}"
 
 
 def wait_server_closed(ports: tuple[int, int], what: str) -> None:
@@ -122,7 +125,7 @@ def wait_server_closed(ports: tuple[int, int], what: str) -> None:
         theirs = _entry(_tcp_table(), server_port, client_port)
         return theirs is None or theirs[5] == 0
 
-    assert wait_for(released, DEADLINE), f"the server did not close {what}"
+    assert wait_until(released, DEADLINE), f"the server did not close {what}"
 
 
 def connections_in(port: int, state: ConnState) -> int:
@@ -139,13 +142,13 @@ def wait_connection_state(port: int, state: ConnState, what: str) -> None:
     The reactor answers the page between two handlers, so a connection it shows in a state
     has settled there (not one passing through it inside a send loop).
     """
-    assert wait_for(lambda: connections_in(port, state) > 0, DEADLINE), \
+    assert wait_until(lambda: connections_in(port, state) > 0, DEADLINE), \
         f"no connection in {state.name}: {what}"
 
 
 def wait_listener_closed(port: int) -> None:
     """Wait until nothing listens on `port` any more (a graceful stop has begun)."""
-    assert wait_for(lambda: not any(row[0] == port and row[2] == TCP_LISTEN
+    assert wait_until(lambda: not any(row[0] == port and row[2] == TCP_LISTEN
                                     for row in _tcp_table()), DEADLINE), \
         "the server kept listening after SIGTERM"
 

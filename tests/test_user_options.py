@@ -18,7 +18,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, get, read_response, run_cli, server_env
+from tests.helpers.http import get, read_response
+from tests.helpers.servers import REPO, run_cli, server_env
 from reactor_http import website as site_module
 from reactor_http import cli, extras, filesystem, responder
 from reactor_http.config import Config

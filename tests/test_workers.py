@@ -1,19 +1,30 @@
-"""--workers: pre-forked reactors on one SO_REUSEPORT port, supervised by a parent."""
+"""--workers: pre-forked reactors on one SO_REUSEPORT port, supervised by a parent.
+
+Serving, a killed worker, SIGHUP and SIGTERM first; then the supervisor under faults: its own
+death, boot failures, stuck workers, a stop during a SIGHUP replacement. Real
+`python -m reactor_http --workers 2` processes on 127.0.0.1 with ephemeral ports; worker pids
+come from /proc. A server's stdout and stderr pipes are held by the supervisor and every worker,
+so `communicate()` returning means no worker is left. A signal to the whole process group
+(Ctrl+C) is in test_shutdown.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import ServerProcess, get, read_response, run_cli, wait_for, worker_pids
-
-# Every test here forks a supervisor and its workers and waits on them.
-pytestmark = pytest.mark.slow
+from tests.helpers.http import get, read_response
+from tests.helpers.polling import wait_until
+from tests.helpers.procfs import worker_pids
+from tests.helpers.servers import REPO, ServerProcess, run_cli
 
 
 class RequestLoop:
@@ -52,7 +63,7 @@ def workers_server(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                            "--status", "/status")
     assert "2 workers" in server.banner
-    assert wait_for(lambda: len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     yield server
     server.stop()
 
@@ -74,6 +85,9 @@ def answering_pids(server, count: int) -> list[int]:
             sock.close()
 
 
+# ---- serving, a killed worker, SIGHUP, SIGTERM ----------------------------------------------
+
+@pytest.mark.slow  # forks a supervisor and its workers and waits on them
 def test_two_workers_serve_the_same_port(workers_server):
     workers = worker_pids(workers_server.pid)
     assert len(workers) == 2 and workers_server.pid not in workers
@@ -88,33 +102,36 @@ def test_two_workers_serve_the_same_port(workers_server):
     assert seen == workers, (seen, workers)
 
 
+@pytest.mark.slow  # forks a supervisor and its workers and waits on them
 def test_a_killed_worker_comes_back_and_requests_keep_working(workers_server):
     before = worker_pids(workers_server.pid)
     victim = min(before)
     with RequestLoop(workers_server) as loop:
-        wait_for(lambda: loop.ok >= 5)
+        wait_until(lambda: loop.ok >= 5)
         os.kill(victim, signal.SIGKILL)
-        assert wait_for(lambda: len(worker_pids(workers_server.pid) - {victim}) == 2)
+        assert wait_until(lambda: len(worker_pids(workers_server.pid) - {victim}) == 2)
         count = loop.ok
-        assert wait_for(lambda: loop.ok >= count + 20)
+        assert wait_until(lambda: loop.ok >= count + 20)
     after = worker_pids(workers_server.pid)
     assert victim not in after and len(after) == 2
     # Connections the dead worker held may fail; nothing else does.
     assert len(loop.failures) <= 2, loop.failures
 
 
+@pytest.mark.slow  # forks a supervisor and its workers and waits on them
 def test_sighup_replaces_every_worker_without_failed_requests(workers_server):
     before = worker_pids(workers_server.pid)
     with RequestLoop(workers_server) as loop:
-        wait_for(lambda: loop.ok >= 5)
+        wait_until(lambda: loop.ok >= 5)
         os.kill(workers_server.pid, signal.SIGHUP)
-        assert wait_for(lambda: not (worker_pids(workers_server.pid) & before)
+        assert wait_until(lambda: not (worker_pids(workers_server.pid) & before)
                         and len(worker_pids(workers_server.pid)) == 2)
         count = loop.ok
-        assert wait_for(lambda: loop.ok >= count + 20)
+        assert wait_until(lambda: loop.ok >= count + 20)
     assert loop.failures == []
 
 
+@pytest.mark.slow  # forks a supervisor and its workers and waits on them
 def test_sigterm_stops_parent_and_workers(workers_server):
     children = worker_pids(workers_server.pid)
     status, out, err = workers_server.stop(signal.SIGTERM)
@@ -127,8 +144,210 @@ def test_sigterm_stops_parent_and_workers(workers_server):
             open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
+@pytest.mark.slow  # forks a supervisor and its workers and waits on them
 def test_workers_need_the_reactor(site_copy):
     result = run_cli("--root", str(site_copy), "--port", "0", "--workers", "2",
                      "--mode", "threaded")
     assert result.returncode == 2
     assert "workers" in result.stderr and "Traceback" not in result.stderr
+
+
+# ==== the supervisor under faults ================================================================
+
+def gone(pid: int) -> bool:
+    """True if `pid` has exited (a zombie counts: it serves nothing and holds no socket)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def kill_leftovers(pids) -> None:
+    """SIGKILL processes this test started that are still alive (cleanup after a failure)."""
+    for pid in pids:
+        if not gone(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def status_pid(server: ServerProcess) -> int:
+    """The pid of the worker that answered one GET of the --status page."""
+    response = get(server, "/status")
+    assert response.status == 200
+    return json.loads(response.body)["worker"]["pid"]
+
+
+def holds_open(pid: int, path) -> bool:
+    """True if process `pid` has `path` open."""
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+# ---- the supervisor dies -------------------------------------------------------------------------
+
+def test_workers_exit_when_the_supervisor_is_killed(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet")
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    workers = worker_pids(server.pid)
+    try:
+        os.kill(server.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+        assert wait_until(lambda: all(gone(pid) for pid in workers), timeout=10), \
+            [pid for pid in workers if not gone(pid)]
+        # Nobody holds the pipes any more: every worker has really exited.
+        server.proc.communicate(timeout=10)
+    finally:
+        kill_leftovers(workers)
+        server.stop()
+
+
+# ---- workers that fail to start, and workers that crash after starting ---------------------------
+
+def test_a_worker_that_keeps_failing_to_start_stops_the_supervisor(site_copy, tmp_path):
+    # The access log's folder is deleted while the server runs: a restarted worker cannot open
+    # its access log, dies before it is ready, and would be restarted forever.
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--access-log", str(log_dir / "access.log"))
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    workers = worker_pids(server.pid)
+    # Both workers have started: each holds its access log open.
+    assert wait_until(lambda: all(holds_open(pid, log_dir / "access.log") for pid in workers))
+    shutil.rmtree(log_dir)
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    try:
+        out, err = server.proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        kill_leftovers(worker_pids(server.pid) | workers)
+        server.stop()
+        pytest.fail("the supervisor kept restarting a worker that cannot start")
+    assert server.proc.returncode == 1, err
+    err = err.decode()
+    assert "Traceback" not in err, err
+    assert f"worker {victim} (slot " in err and "killed by signal 9 (SIGKILL)" in err, err
+    assert "No such file or directory" in err, err  # each failed start says why
+    halt = [line for line in err.splitlines() if "failed to start" in line and "in a row" in line]
+    assert len(halt) == 1, err
+    assert halt[0].startswith("reactor_http: error: "), halt
+    # The worker that was serving was stopped with the supervisor.
+    assert all(gone(pid) for pid in workers)
+
+
+def test_a_worker_that_crashes_after_starting_is_always_restarted(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--status", "/status")
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    killed = []
+    try:
+        for _ in range(6):  # more than the boot-failure limit, each after it served a request
+            victim = status_pid(server)
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            assert wait_until(lambda: victim not in worker_pids(server.pid)
+                            and len(worker_pids(server.pid)) == 2)
+        assert server.proc.poll() is None
+        assert get(server, "/abc.txt").status == 200
+    finally:
+        status, out, err = server.stop()
+    assert status == 0, err
+    for pid in killed:
+        assert f"worker {pid} (slot " in err
+    assert err.count("killed by signal 9 (SIGKILL); restarting in") == len(killed), err
+    assert "status -9" not in err and "in a row" not in err, err
+
+
+# ---- a stop during a SIGHUP replacement ----------------------------------------------------------
+
+def test_sigterm_during_a_sighup_replacement_stops_promptly(site_copy, tmp_path):
+    # The access log is a FIFO (a log shipper reads it). The shipper restarts and makes a new
+    # FIFO, not yet opened: a new worker blocks in open() and never says it is ready.
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                               "--access-log", str(fifo))
+    except BaseException:
+        os.close(reader)
+        raise
+    workers: set = set()
+    try:
+        assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+        os.close(reader)
+        reader = None
+        os.unlink(fifo)
+        os.mkfifo(fifo)
+        workers = worker_pids(server.pid)
+        os.kill(server.pid, signal.SIGHUP)
+        assert wait_until(lambda: len(worker_pids(server.pid)) == 3)  # the replacement is starting
+        os.kill(server.pid, signal.SIGTERM)
+        out, err = server.proc.communicate(timeout=8)
+    except BaseException as exc:
+        # Whatever failed, no supervisor or worker of this test outlives it.
+        if reader is not None:
+            os.close(reader)
+        kill_leftovers(worker_pids(server.pid) | workers | {server.pid})
+        server.stop()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            pytest.fail("SIGTERM was not handled while a SIGHUP replacement waited for a worker")
+        raise
+    assert server.proc.returncode == 0, err
+    assert b"Traceback" not in err, err
+
+
+def test_sighup_then_sigterm_at_once_leaves_no_worker(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet")
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    os.kill(server.pid, signal.SIGHUP)
+    os.kill(server.pid, signal.SIGTERM)
+    out, err = server.proc.communicate(timeout=15)  # returns once no worker holds the pipes
+    assert server.proc.returncode == 0, err
+    assert b"Traceback" not in err, err
+
+
+# ---- heartbeats ----------------------------------------------------------------------------------
+
+def test_a_worker_whose_loop_stopped_is_killed_and_replaced(site_copy):
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--status", "/status", "--worker-timeout", "2")
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    victim, healthy = sorted(worker_pids(server.pid))
+    answered = set()
+    # Both workers serve (their loops turn) before one is stopped.
+    assert wait_until(lambda: answered.add(status_pid(server)) or answered == {victim, healthy},
+                    timeout=20, interval=0)
+    try:
+        os.kill(victim, signal.SIGSTOP)  # its loop stops turning; the process stays
+        assert wait_until(lambda: victim not in worker_pids(server.pid)
+                        and len(worker_pids(server.pid)) == 2, timeout=20)
+        new = (worker_pids(server.pid) - {healthy}).pop()
+        assert healthy in worker_pids(server.pid)  # a worker that beats is left alone
+        # The replacement serves: the kernel hands it some of a run of fresh connections.
+        assert wait_until(lambda: status_pid(server) == new, timeout=20, interval=0)
+    finally:
+        kill_leftovers([victim])
+        status, out, err = server.stop()
+    assert status == 0, err
+    assert f"worker {victim} (slot " in err, err
+    assert "no heartbeat for 2 s; killing it" in err, err
+    assert f"worker {victim} (slot 0) killed by signal 9 (SIGKILL)" in err or \
+        f"worker {victim} (slot 1) killed by signal 9 (SIGKILL)" in err, err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_worker_timeout_must_be_finite_and_positive(site_copy, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "reactor_http", "--root", str(site_copy), "--port", "0",
+         "--workers", "2", "--worker-timeout", value],
+        capture_output=True, text=True, timeout=20, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2
+    assert "--worker-timeout" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
