@@ -42,7 +42,8 @@ from reactor_http.logs import LogSink
 from reactor_http.parser import Limits, parse_head
 from reactor_http.poller import READ, Poller
 from reactor_http.protocol import HeadParser, HttpConnection
-from reactor_http.responder import Site, respond
+from reactor_http.responder import respond
+from reactor_http.website import Site
 from reactor_http.stats import Stats
 
 #: The bench's small file and the request head wrk sends for it.
@@ -59,7 +60,7 @@ PEER = "127.0.0.1"
 
 # ==== THE PROTOCOL ADAPTER ======================================================================
 # The only code in this module that calls HttpConnection's API (the protocol is being reshaped:
-# when take_request / next_plan / response_done change, change this function and nothing else).
+# when take_request / next_exchange / response_done change, change this function and nothing else).
 
 def protocol_adapter(site, parser, stats):
     """(connect, short, general) for driving the protocol as the reactor does.
@@ -68,24 +69,24 @@ def protocol_adapter(site, parser, stats):
     short(conn, data, now) -> the exchange, by the short route: `data` is one whole request
         head seen before, its answer cached (the reactor's `take_request` then `response_done`
         once the single send went out).
-    general(conn, data, now) -> the exchange, by the general route (`receive`, `next_plan`,
-        `response_done`).
-    The exchange is what the engine hands to ConnectionLog.exchange (status, request line...).
+    general(conn, data, now) -> the exchange, by the general route (`receive`,
+        `next_exchange`, `response_done`).
+    The exchange (messages.Exchange) is what the engine hands to ConnectionLog.exchange.
     """
 
     def connect():
         return HttpConnection(site, parser=parser, stats=stats, peer=PEER)
 
     def short(conn, data, now):
-        plan = conn.take_request(data, now)
-        conn.response_done(plan, now)
-        return plan
+        exchange = conn.take_request(data, now)
+        conn.response_done(exchange.plan, now)
+        return exchange
 
     def general(conn, data, now):
         conn.receive(data)
-        plan = conn.next_plan(now)
-        conn.response_done(plan, now)
-        return plan
+        exchange = conn.next_exchange(now)
+        conn.response_done(exchange.plan, now)
+        return exchange
 
     return connect, short, general
 
@@ -115,10 +116,9 @@ class Bench:
         self.path = str(root / FILE_NAME)
         config = Config(root=str(root), quiet=True, max_requests=10 ** 9).validate()
         self.config = config
-        self.site = Site(config)
-        # As the reactor sets it: requests of one loop turn (one `now`) may share one stat.
-        self.site.stat_per_instant = True
-        self.parser = HeadParser(Limits.from_config(config))
+        # As the reactor makes it: requests of one loop turn (one `now`) may share one stat.
+        self.site = Site(config, single_thread=True)
+        self.parser = HeadParser(Limits.from_config(config), self.site)
         self.stats = Stats(config, "reactor", compression=self.site.compression)
         self.connect, self.short, self.general = protocol_adapter(self.site, self.parser,
                                                                   self.stats)
@@ -135,8 +135,9 @@ class Bench:
         for name, route in (("general", self.general), ("short", self.short)):
             conn = self.connect()
             exchange = route(conn, HEAD, self.tick())  # the general route first: it fills caches
-            if exchange is None or exchange.status != 200 or \
-                    exchange.body_length != FILE_SIZE or not exchange.keep_alive:
+            plan = exchange.plan if exchange is not None else None
+            if plan is None or plan.status != 200 or plan.body_length != FILE_SIZE or \
+                    not plan.keep_alive:
                 raise SystemExit(f"bench.micro: the {name} route did not answer {HEAD!r} with "
                                  f"a kept-alive 200 of {FILE_SIZE} bytes (got {exchange!r}); "
                                  f"update protocol_adapter")
@@ -455,7 +456,7 @@ PARTS = [
     ("turn_of_64", "a loop turn of 64 connections, per request",
      "readiness lookup, short route and idle timer re-armed for 64 connections sharing one "
      "`now`: 1 first request + 63 later ones (no syscalls)", part_turn_of_64),
-    ("general", "general route", "receive + next_plan + response_done: buffer, memo, "
+    ("general", "general route", "receive + next_exchange + response_done: buffer, memo, "
      "responder.respond, head render reused", part_general),
     ("respond", "responder.respond, answer-cache hit", "key computed, identity checked (stat "
      "shared in the turn)", part_respond),

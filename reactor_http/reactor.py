@@ -24,6 +24,7 @@ from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, 
                      handshake_step, is_plaintext_on_tls, open_connection, peer_host,
                      plain_socket)
 from .messages import Exchange
+from .sending import send_available
 from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
 from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, READ_STATES, STOP_GRACE, WRITE_STATES,
@@ -212,6 +213,7 @@ class Reactor(EngineBase):
             now = math.nextafter(self.instant, math.inf)
         self.instant = now
         data_for = self.selector.data
+        handle = self._handle
         for fd, mask in events:
             data = data_for.get(fd)  # None: closed by an earlier event of this turn
             if type(data) is Conn:
@@ -219,7 +221,7 @@ class Reactor(EngineBase):
                     mask = ready_mask(mask, data.mask)
                     if not mask:
                         continue
-                self._handle(data, mask, now)
+                handle(data, mask, now)
             elif data is WAKEUP:
                 self._drain_wakeup()
             elif data is not None:
@@ -395,9 +397,9 @@ class Reactor(EngineBase):
                     self._handle_data(conn, data, now)
                     return
                 conn.exchange = exchange  # owned before the first send: a failure closes its file
-                if len(exchange.plan.segments) != 1:
+                if exchange.fd is not None:  # a file follows the head: _advance reports it
                     self._advance(conn, now)
-                elif sending.send_available(sock, exchange):
+                elif send_available(sock, exchange):
                     if self._complete(conn, exchange, now) is IDLE and \
                             conn.queue is self.idle_queue:
                         # A new request restarts the timer (_arm's work, for this case only).
@@ -522,7 +524,7 @@ class Reactor(EngineBase):
                 # The connection owns the exchange (and any file it holds) before the first
                 # send, so an error in that send still closes the file with the connection.
                 conn.exchange = exchange
-            done = sending.send_available(sock, exchange, tls=conn.tls)
+            done = send_available(sock, exchange, tls=conn.tls)
             first_region = exchange.plan.first_region
             if first_region >= 0 and proto.state is WRITING_HEAD and \
                     exchange.index >= first_region:

@@ -49,7 +49,7 @@ def send_available(sock: socket.socket, exchange: Exchange, budget: int = TURN_B
     """
     segments = exchange.plan.segments
     count = len(segments)
-    if count == 1 and exchange.offset == 0 and exchange.index == 0 and type(segments[0]) is bytes:
+    if count == 1 and not exchange.sent and type(segments[0]) is bytes:
         # The common case (head + small body in one bytes object): one send, no loop.
         data = segments[0]
         try:

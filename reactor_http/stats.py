@@ -15,6 +15,7 @@ the path would be without --status, usually a 404, so the page's existence is no
 from __future__ import annotations
 
 import json
+import collections
 import os
 import threading
 import time
@@ -62,7 +63,7 @@ class Stats:
         self.started_wall = time.time()
         self.requests = 0
         self.bytes_sent = 0
-        self.responses: dict[int, int] = {}
+        self.responses: collections.defaultdict[int, int] = collections.defaultdict(int)
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
         # Idle keep-alive connections closed to admit new ones at the connection cap.
         self.evicted = 0
@@ -73,7 +74,7 @@ class Stats:
         """One response has gone out completely."""
         self.requests += 1
         self.bytes_sent += body_bytes
-        self.responses[status] = self.responses.get(status, 0) + 1
+        self.responses[status] += 1
 
     def timed_out(self, state: ConnState) -> None:
         """A connection's timer fired while it was in `state`."""
