@@ -23,7 +23,7 @@ import traceback
 from . import sending
 from .logs import clf_prefix, clf_tail, escape
 from .messages import Exchange
-from .protocol import HttpConnection
+from .protocol import CloseReason, HttpConnection
 
 log = logging.getLogger("reactor_http")
 
@@ -220,19 +220,19 @@ def plain_socket(sock: ssl.SSLSocket) -> socket.socket:
     return raw
 
 
-def close_reason_for(exc: BaseException) -> str | None:
+def close_reason_for(exc: BaseException) -> CloseReason | None:
     """The close reason for an exception raised while serving a connection; None for a bug."""
     if isinstance(exc, sending.PEER_GONE):
-        return "reset"
+        return CloseReason.RESET
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "send"
+        return CloseReason.SEND
     if isinstance(exc, ssl.SSLError):
-        return "tls"  # a client that cannot speak TLS
+        return CloseReason.TLS  # a client that cannot speak TLS
     if isinstance(exc, sending.FileShrank):
         log.warning("%s; closing the connection", exc)
-        return "error"
+        return CloseReason.ERROR
     if isinstance(exc, OSError) and exc.errno in sending.PEER_GONE_ERRNOS:
-        return "reset"
+        return CloseReason.RESET
     return None
 
 

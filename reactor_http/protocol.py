@@ -132,11 +132,6 @@ CLOSING, STREAMING = S.CLOSING, S.STREAMING
 WHOLE_REQUEST, DATA, RESPONSE_READY = E.WHOLE_REQUEST, E.DATA, E.RESPONSE_READY
 DONE_IDLE, DONE_PIPELINED, DONE_CLOSE = E.DONE_IDLE, E.DONE_PIPELINED, E.DONE_CLOSE
 
-# States in which the engine waits to read, and in which it waits to write.
-READ_STATES = frozenset({S.IDLE, S.READING_HEAD, S.READING_BODY, S.CLOSING})
-WRITE_STATES = frozenset({S.WRITING_HEAD, S.SENDING_BODY})
-# A stream waits to read (for EOF) and, while a message is going out, to write as well.
-STREAM_STATES = frozenset({S.STREAMING})
 
 CLOSE_FIELDS = b"Connection: close\r\n"
 # Bodies up to this size (bytes) are rendered together with their head into one bytes object
@@ -144,16 +139,96 @@ CLOSE_FIELDS = b"Connection: close\r\n"
 # as head + body with sendmsg and are not copied (a 64 KiB copy per response adds up).
 WIRE_CACHE_MAX_BODY = 16 * 1024
 
-# Why a connection ended, as the connection log says it.
-CLOSE_REASONS = {
-    "idle": "idle timeout", "eof": "client closed", "max": "max requests",
-    "close": "connection: close", "error": "error", "timeout": "request timeout",
-    "handshake": "TLS handshake timeout", "tls": "TLS error",
-    "send": "send timeout", "reset": "connection reset", "stop": "server stopping",
-    "evicted": "longest idle, closed to admit a new connection at the connection cap",
-    "plaintext": "plain HTTP on the HTTPS port", "drain": "drain timeout",
-    "overflow": "event stream not read",
+class CloseReason(enum.Enum):
+    """Why a connection ended; the value is what the connection log says."""
+
+    __hash__ = object.__hash__
+
+    IDLE = "idle timeout"
+    EOF = "client closed"
+    MAX = "max requests"
+    CLOSE = "connection: close"
+    ERROR = "error"
+    TIMEOUT = "request timeout"
+    HANDSHAKE = "TLS handshake timeout"
+    TLS = "TLS error"
+    SEND = "send timeout"
+    RESET = "connection reset"
+    STOP = "server stopping"
+    EVICTED = "longest idle, closed to admit a new connection at the connection cap"
+    PLAINTEXT = "plain HTTP on the HTTPS port"
+    DRAIN = "drain timeout"
+    OVERFLOW = "event stream not read"
+
+
+class Interest(enum.Enum):
+    """What an engine waits for on a connection's socket in a state."""
+
+    READ = "read"
+    WRITE = "write"
+    HANDSHAKE = "what the TLS handshake asks"   # read or write, as the last step said
+    STREAM = "read, and write while a message is going out"
+    NONE = "nothing"
+
+
+class Timer(enum.Enum):
+    """A kind of timeout: every connection waiting on one kind waits the same duration."""
+
+    IDLE = "idle"      # --keepalive-timeout
+    HEADER = "header"  # --header-timeout: a request head (and its body) or a TLS handshake
+    SEND = "send"      # --send-timeout: the peer takes no bytes
+    LINGER = "linger"  # LINGER_TIMEOUT: waiting for the peer's close after our last answer
+
+    def seconds(self, config) -> float:
+        """How long this kind waits under `config`."""
+        if self is Timer.IDLE:
+            return config.keepalive_timeout
+        if self is Timer.HEADER:
+            return config.header_timeout
+        if self is Timer.SEND:
+            return config.send_timeout
+        return LINGER_TIMEOUT
+
+
+class StateFacts:
+    """One row of STATES: what an engine does while a connection is in a state."""
+
+    __slots__ = ("interest", "timer", "timeout_reason", "timeout_kind")
+
+    def __init__(self, interest: Interest, timer: Timer | None,
+                 timeout_reason: CloseReason | None, timeout_kind: str | None):
+        self.interest: Final = interest
+        # The timer that runs in this state (None: none); when it fires, the connection ends
+        # for `timeout_reason` (TIMEOUT: a 408 goes out first) and --status counts one timeout
+        # of `timeout_kind`.
+        self.timer: Final = timer
+        self.timeout_reason: Final = timeout_reason
+        self.timeout_kind: Final = timeout_kind
+
+
+_R, _T, _I = CloseReason, Timer, Interest
+# Every fact about each state, in one table: the reactor's interest and timer queues, the
+# timeout's close reason and the --status timeout kind all derive from it.
+STATES: dict[ConnState, StateFacts] = {
+    S.HANDSHAKING: StateFacts(_I.HANDSHAKE, _T.HEADER, _R.HANDSHAKE, "handshake"),
+    S.IDLE: StateFacts(_I.READ, _T.IDLE, _R.IDLE, "idle"),
+    S.READING_HEAD: StateFacts(_I.READ, _T.HEADER, _R.TIMEOUT, "header"),
+    S.READING_BODY: StateFacts(_I.READ, _T.HEADER, _R.TIMEOUT, "header"),
+    S.WRITING_HEAD: StateFacts(_I.WRITE, _T.SEND, _R.SEND, "send"),
+    S.SENDING_BODY: StateFacts(_I.WRITE, _T.SEND, _R.SEND, "send"),
+    S.CLOSING: StateFacts(_I.READ, _T.LINGER, _R.CLOSE, "linger"),
+    # The send timer runs only while a message is going out on the stream.
+    S.STREAMING: StateFacts(_I.STREAM, _T.SEND, _R.SEND, "send"),
+    S.CLOSED: StateFacts(_I.NONE, None, None, None),
 }
+# The --status timeout kinds, in the order the status page lists them.
+TIMEOUT_KINDS = ("idle", "header", "send", "linger", "handshake")
+# States in which the engine waits to read, and in which it waits to write (from STATES).
+READ_STATES = frozenset(state for state, facts in STATES.items() if facts.interest is _I.READ)
+WRITE_STATES = frozenset(state for state, facts in STATES.items() if facts.interest is _I.WRITE)
+# A stream waits to read (for EOF) and, while a message is going out, to write as well.
+STREAM_STATES = frozenset(state for state, facts in STATES.items()
+                          if facts.interest is _I.STREAM)
 
 # After our last response, wait this long (seconds) for the peer to close before we do, so it
 # reads our answer instead of a reset (the "lingering close" of Apache and nginx; nginx's
@@ -347,7 +422,8 @@ class HttpConnection:
         self.persist_below = self.max_requests - 1
         # True once an event stream's plan is made: its completion opens STREAMING.
         self.stream_next = False
-        self.close_reason = ""
+        # Why the connection ended (or will end once its last answer is out); None until known.
+        self.close_reason: CloseReason | None = None
         self._discarder: BodyDiscarder | None = None
         self._pending_request = None
         # An exception the responder raised, for the engine to log with its traceback.
@@ -385,8 +461,8 @@ class HttpConnection:
     def receive(self, data: bytes) -> None:
         """Take bytes the peer sent (b"" means the peer closed its side)."""
         if not data:
-            if not self.close_reason:
-                self.close_reason = "eof"
+            if self.close_reason is None:
+                self.close_reason = CloseReason.EOF
             self._move(Event.EOF)
             return
         # Raises in a state that must not be fed (a TLS handshake in progress, a closed one).
@@ -500,8 +576,8 @@ class HttpConnection:
                         event: Event = Event.RESPONSE_READY,
                         head_only: bool = False) -> Exchange:
         """A protocol error: answer with `status`, then close (framing can no longer be trusted)."""
-        if not self.close_reason:
-            self.close_reason = "error"
+        if self.close_reason is None:
+            self.close_reason = CloseReason.ERROR
         self.buffer.clear()
         self._discarder = None
         self._pending_request = None
@@ -513,11 +589,11 @@ class HttpConnection:
         """Decide persistence (persist_below, which the short route checks first), render the
         answer or replay the head's, and record the exchange."""
         keep_alive = wanted and not response.close and self.requests_served < self.persist_below
-        if not keep_alive and not self.close_reason:
+        if not keep_alive and self.close_reason is None:
             if not wanted or response.close:
-                self.close_reason = "close"
+                self.close_reason = CloseReason.CLOSE
             else:
-                self.close_reason = "stop" if self._draining else "max"
+                self.close_reason = CloseReason.STOP if self._draining else CloseReason.MAX
         if head is not None:
             plan = self._replay(head, response, keep_alive, now, False).plan
         else:
@@ -581,20 +657,20 @@ class HttpConnection:
         return Exchange(plan, client)
 
     def timeout(self, now: float) -> Exchange | None:
-        """The state's timer expired: a 408 plan for a half-read request, else nothing."""
+        """The state's timer expired: a 408 exchange for a half-read request, else nothing."""
+        facts = STATES[self.state]
         if self.stats is not None:
-            self.stats.timed_out(self.state)
-        if self.state in (ConnState.READING_HEAD, ConnState.READING_BODY):
-            self.close_reason = "timeout"
+            self.stats.timed_out(facts.timeout_kind)
+        reason = facts.timeout_reason
+        if reason is CloseReason.TIMEOUT:  # a request was on its way: tell the client why
+            self.close_reason = reason
             pending = self._pending_request
             return self._error_exchange(408, now, pending.request_line if pending else "-",
                                         Event.TIMEOUT)
-        if not self.close_reason:
-            if self.draining and self.state is ConnState.IDLE:
-                self.close_reason = "stop"
-            else:
-                self.close_reason = {ConnState.IDLE: "idle", ConnState.CLOSING: "close",
-                                     ConnState.HANDSHAKING: "handshake"}.get(self.state, "send")
+        if self.close_reason is None:
+            if self._draining and self.state is ConnState.IDLE:
+                reason = CloseReason.STOP
+            self.close_reason = reason
         self._move(Event.TIMEOUT)
         return None
 
@@ -611,7 +687,7 @@ class HttpConnection:
 
         The engine sends this exchange on the TCP socket under the failed TLS one.
         """
-        self.close_reason = "plaintext"
+        self.close_reason = CloseReason.PLAINTEXT
         return self._record(self._render(PLAINTEXT_RESPONSE, False, "-"), Event.RESPONSE_READY, "")
 
     def begin_stop(self, now: float) -> float | None:
@@ -648,7 +724,7 @@ class HttpConnection:
         """Close this idle connection to admit a new one at the connection cap."""
         if self.stats is not None:
             self.stats.evicted_one()
-        self.close_reason = "evicted"
+        self.close_reason = CloseReason.EVICTED
         self._move(Event.ABORT)
 
     def response_done(self, plan: ResponsePlan, now: float = 0.0) -> ConnState:
@@ -659,7 +735,7 @@ class HttpConnection:
         if not plan.keep_alive:
             if self.stream_next and not self.draining:
                 self.stream_next = False
-                self.close_reason = ""  # set again by whatever ends the stream
+                self.close_reason = None  # set again by whatever ends the stream
                 return self._move(Event.STREAM_OPEN)
             return self._move(DONE_CLOSE)
         if self.buffer:
@@ -678,15 +754,16 @@ class HttpConnection:
         """
         self._move(Event.NOTIFY)
         if pending > OUTBOX_MAX:
-            self.abort("overflow")
+            self.abort(CloseReason.OVERFLOW)
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: CloseReason) -> None:
         """Drop the connection at once (I/O error, reset, server stop)."""
-        if not self.close_reason or reason in ("reset", "error"):
+        if self.close_reason is None or reason is CloseReason.RESET or \
+                reason is CloseReason.ERROR:
             self.close_reason = reason
         self._move(Event.ABORT)
 
     @property
     def close_reason_text(self) -> str:
         """The reason the connection ended, in words."""
-        return CLOSE_REASONS.get(self.close_reason, self.close_reason or "closed")
+        return self.close_reason.value if self.close_reason is not None else "closed"

@@ -27,8 +27,8 @@ from .messages import Exchange
 from .sending import send_available
 from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
-from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, READ_STATES, STOP_GRACE, WRITE_STATES,
-                       ConnState, HeadParser, HttpConnection)
+from .protocol import (READ_STATES, STATES, STOP_GRACE, WRITE_STATES, CloseReason, ConnState,
+                       HeadParser, HttpConnection, Interest, Timer)
 from .stats import Stats
 
 # Connections accepted per readiness event, so one burst cannot starve established clients.
@@ -121,20 +121,12 @@ class Reactor(EngineBase):
         self.stop_requested = False
         self.stopping = False
         self.drain_deadline = 0.0
-        header = DeadlineQueue("header", config.header_timeout)
-        send = DeadlineQueue("send", config.send_timeout)
-        self.idle_queue = DeadlineQueue("idle", config.keepalive_timeout)
-        self.queue_for = {
-            ConnState.HANDSHAKING: header,  # a TLS handshake must finish as fast as a head
-            ConnState.IDLE: self.idle_queue,
-            ConnState.READING_HEAD: header,
-            ConnState.READING_BODY: header,
-            ConnState.WRITING_HEAD: send,
-            ConnState.SENDING_BODY: send,
-            ConnState.CLOSING: DeadlineQueue("linger", LINGER_TIMEOUT),
-            ConnState.STREAMING: send,  # armed only while a message is going out
-        }
-        self.queues = list({id(q): q for q in self.queue_for.values()}.values())
+        # One deadline queue per kind of timer, and each state's queue, from protocol.STATES.
+        by_timer = {timer: DeadlineQueue(timer.value, timer.seconds(config)) for timer in Timer}
+        self.idle_queue = by_timer[Timer.IDLE]
+        self.queue_for = {state: by_timer[facts.timer] for state, facts in STATES.items()
+                          if facts.timer is not None}
+        self.queues = list(by_timer.values())
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         # Non-blocking from the start: request_stop() may come from any thread, with or
         # without signal handlers, and draining the wakeup bytes must never block the loop.
@@ -188,7 +180,7 @@ class Reactor(EngineBase):
                 self._loop_once(now)
         finally:
             for conn in list(self.conns):
-                self._close(conn, "drain")  # still busy when the drain bound ran out
+                self._close(conn, CloseReason.DRAIN)  # still busy when the drain bound ran out
             self._pause_accepting()
             for listener in self.listeners:
                 listener.sock.close()
@@ -247,11 +239,9 @@ class Reactor(EngineBase):
         """Seconds until the nearest deadline, capped by MAX_WAIT."""
         wait = MAX_WAIT
         for queue in self.queues:
-            entries = queue.entries
-            if entries:
-                deadline = next(iter(entries.values()))
-                if deadline - now < wait:
-                    wait = deadline - now
+            deadline = queue.next_deadline()
+            if deadline is not None and deadline - now < wait:
+                wait = deadline - now
         if self.fanouts:
             return 0.0  # a fan-out goes on in the next turn, after what is ready now
         if self.stopping:
@@ -300,7 +290,7 @@ class Reactor(EngineBase):
             if wait is None:
                 continue  # it finishes what it is doing (or its first request), then closes
             if conn.proto.state is STREAMING:
-                self._close(conn, "stop")  # an event stream ends at once; the page reconnects
+                self._close(conn, CloseReason.STOP)  # a stream ends at once; the page reconnects
                 continue
             # Bytes the kernel already holds are a request to answer (with Connection: close).
             self._handle(conn, READ, now)
@@ -308,7 +298,7 @@ class Reactor(EngineBase):
                 if wait:
                     self._arm(conn, stop_queue, now)
                 else:
-                    self._close(conn, "stop")
+                    self._close(conn, CloseReason.STOP)
 
     # ---- accepting ---------------------------------------------------------------------------
 
@@ -360,7 +350,7 @@ class Reactor(EngineBase):
             self.accept_errors.succeeded()
             if victim is not None:
                 victim.proto.evict()
-                self._close(victim, "evicted")
+                self._close(victim, CloseReason.EVICTED)
             opened = open_connection(sock, address, listener, blocking=False, site=self.site,
                                      parser=self.parser, stats=self.stats)
             if opened is None:
@@ -432,7 +422,7 @@ class Reactor(EngineBase):
         reason = close_reason_for(exc)
         if reason is None:
             self.clog.crash(conn.peer_name(), exc)
-            reason = "error"
+            reason = CloseReason.ERROR
         self._abort(conn, reason)
 
     def _handle_general(self, conn: Conn, mask: int, now: float) -> None:
@@ -571,10 +561,11 @@ class Reactor(EngineBase):
                 (exchange is not None and exchange.sent != conn.armed_sent and
                  state in WRITE_STATES):
             self._arm(conn, queue, now)
-        if state is HANDSHAKING:
+        interest = STATES[state].interest
+        if interest is Interest.HANDSHAKE:
             mask = WRITE if conn.want_write else READ
         else:
-            mask = READ if state in READ_STATES else WRITE
+            mask = READ if interest is Interest.READ else WRITE
         if mask != conn.mask:
             self.selector.modify(conn.sock, mask, conn)
             conn.mask = mask
@@ -697,11 +688,11 @@ class Reactor(EngineBase):
 
     # ---- closing -----------------------------------------------------------------------------
 
-    def _abort(self, conn: Conn, reason: str) -> None:
+    def _abort(self, conn: Conn, reason: CloseReason) -> None:
         conn.proto.abort(reason)
         self._close(conn, conn.proto.close_reason)
 
-    def _close(self, conn: Conn, reason: str) -> None:
+    def _close(self, conn: Conn, reason: CloseReason | None) -> None:
         """Unregister and close a connection, its file, and its timer: exactly once.
 
         A response cut short (reset, send timeout, the drain bound) still gets its access
@@ -719,12 +710,12 @@ class Reactor(EngineBase):
             conn.queue = None
         proto = conn.proto
         if proto.state is not ConnState.CLOSED:
-            proto.abort(reason or "close")
+            proto.abort(reason or CloseReason.CLOSE)
         exchange = conn.exchange
         if exchange is not None:
             conn.exchange = None
             self.clog.cut(conn.peer, conn.host, exchange,
-                          CLOSE_REASONS.get(reason, proto.close_reason_text))
+                          reason.value if reason is not None else proto.close_reason_text)
             exchange.close()
         try:
             self.selector.unregister(conn.sock)

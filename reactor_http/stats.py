@@ -23,21 +23,9 @@ import time
 from ._version import __version__
 from .addresses import LOOPBACK, address_in, forwarded_client
 from .headers import quality_values
-from .protocol import ConnState
+from .protocol import TIMEOUT_KINDS, ConnState
 from .messages import Response
 
-# Timeout kinds, by the state a connection was in when its timer fired (both engines).
-TIMEOUT_KIND = {
-    ConnState.HANDSHAKING: "handshake",
-    ConnState.IDLE: "idle",
-    ConnState.READING_HEAD: "header",
-    ConnState.READING_BODY: "header",
-    ConnState.WRITING_HEAD: "send",
-    ConnState.SENDING_BODY: "send",
-    ConnState.CLOSING: "linger",
-    ConnState.STREAMING: "send",  # --live-reload: a stream's message not taken in time
-}
-TIMEOUT_KINDS = ("idle", "header", "send", "linger", "handshake")
 # content_coding.Compressor.snapshot()'s keys, in the order the status page shows them.
 COMPRESSION_COUNTERS = ("hits_total", "misses_total", "saved_bytes_total", "background_total",
                         "failures_total",
@@ -76,9 +64,8 @@ class Stats:
         self.bytes_sent += body_bytes
         self.responses[status] += 1
 
-    def timed_out(self, state: ConnState) -> None:
-        """A connection's timer fired while it was in `state`."""
-        kind = TIMEOUT_KIND.get(state, state.value)
+    def timed_out(self, kind: str) -> None:
+        """A connection's timer of this kind fired (protocol.STATES: the state's timeout_kind)."""
         self.timeouts[kind] = self.timeouts.get(kind, 0) + 1
 
     def evicted_one(self) -> None:
@@ -152,9 +139,9 @@ class LockedStats(Stats):
         with self._lock:
             super().response_done(status, body_bytes)
 
-    def timed_out(self, state: ConnState) -> None:
+    def timed_out(self, kind: str) -> None:
         with self._lock:
-            super().timed_out(state)
+            super().timed_out(kind)
 
     def evicted_one(self) -> None:
         with self._lock:

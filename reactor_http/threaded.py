@@ -24,8 +24,7 @@ from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, Engin
                      open_connection, plain_socket)
 from .messages import Exchange
 from .parser import Limits
-from .protocol import (CLOSE_REASONS, LINGER_TIMEOUT, ConnState, HeadParser,
-                       HttpConnection)
+from .protocol import LINGER_TIMEOUT, CloseReason, ConnState, HeadParser, HttpConnection
 from .stats import LockedStats
 
 # How often the acceptor looks up from accept() to notice a stop request (seconds).
@@ -194,19 +193,20 @@ class ThreadedServer(EngineBase):
             with self.active_lock:
                 self.active[proto] = conn
             self.clog.opened(conn.peer)
-            try:
-                if proto.state is ConnState.HANDSHAKING:
-                    self._handshake(conn)
-                if proto.state is not ConnState.CLOSED:
-                    self._converse(conn)
-            except (TimeoutError, socket.timeout):
-                if proto.state is not ConnState.CLOSED:
-                    proto.timeout(time.monotonic())  # a send timeout: counted as the reactor does
+            try:  # the error boundary: a failure, even in a timeout's handling, ends this one
+                try:
+                    if proto.state is ConnState.HANDSHAKING:
+                        self._handshake(conn)
+                    if proto.state is not ConnState.CLOSED:
+                        self._converse(conn)
+                except (TimeoutError, socket.timeout):
+                    if proto.state is not ConnState.CLOSED:
+                        proto.timeout(time.monotonic())  # a send timeout, counted as the reactor does
             except Exception as exc:
-                reason = "drain" if self.drain_expired else close_reason_for(exc)
+                reason = CloseReason.DRAIN if self.drain_expired else close_reason_for(exc)
                 if reason is None:
                     self.clog.crash(conn.peer, exc)
-                    reason = "error"
+                    reason = CloseReason.ERROR
                 proto.abort(reason)
         finally:
             if conn is not None:
@@ -217,12 +217,11 @@ class ThreadedServer(EngineBase):
         """Log a response cut short, close the socket, forget the connection."""
         proto = conn.proto
         if proto.state is not ConnState.CLOSED:
-            proto.abort("drain" if self.drain_expired else "close")
+            proto.abort(CloseReason.DRAIN if self.drain_expired else CloseReason.CLOSE)
         exchange = conn.exchange
         if exchange is not None:
             conn.exchange = None
-            self.clog.cut(conn.peer, conn.host, exchange,
-                          CLOSE_REASONS.get(proto.close_reason, proto.close_reason_text))
+            self.clog.cut(conn.peer, conn.host, exchange, proto.close_reason_text)
             exchange.close()
         conn.sock.close()
         # Logged before the connection leaves `active`: the stop waits for `active` to empty,
@@ -340,7 +339,7 @@ class ThreadedServer(EngineBase):
         if wait is None:  # fresh: its first request is on its way (bounded by the drain)
             wait = self.config.keepalive_timeout
         elif not wait:
-            proto.abort("stop")
+            proto.abort(CloseReason.STOP)
             return False
         if poller.poll(wait * 1000):
             return True
@@ -381,7 +380,7 @@ class ThreadedServer(EngineBase):
                 ready = {fd for fd, _ in poller.poll(wait * 1000)}
                 if self._stop_r in ready:
                     proto.begin_stop(time.monotonic())
-                    proto.abort("stop")  # a stream ends at once on a stop; the page reconnects
+                    proto.abort(CloseReason.STOP)  # a stream ends at once on a stop; the page reconnects
                     return
                 if sock.fileno() in ready:
                     data = sock.recv(RECV_SIZE)
@@ -422,7 +421,7 @@ class ThreadedServer(EngineBase):
                 proto.timeout(time.monotonic())
                 return
             except OSError:
-                proto.abort("reset")
+                proto.abort(CloseReason.RESET)
                 return
             proto.receive(data)
 

@@ -11,6 +11,8 @@ import socket
 
 import pytest
 
+from reactor_http.protocol import CloseReason
+
 
 @pytest.fixture
 def bare_reactor(site_copy):
@@ -99,7 +101,7 @@ def accepted(bare_reactor):
         yield bare_reactor, conn, client
     finally:
         for conn in list(bare_reactor.conns):
-            bare_reactor._close(conn, "stop")
+            bare_reactor._close(conn, CloseReason.STOP)
         client.close()
 
 
@@ -199,3 +201,44 @@ def test_a_500_from_a_bug_names_the_peer_with_the_connection_log_off(accepted, c
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(format_peer(client.getsockname()) in message and "a bug" in message
                for message in errors), errors
+
+
+def test_a_failure_while_a_timer_fires_closes_that_connection_and_the_loop_serves_on(
+        accepted, caplog, monkeypatch):
+    # The loop's error boundary covers timers too: if the protocol raises while a timer fires,
+    # that connection is closed with the error logged, and the next client is still served.
+    from reactor_http.protocol import HttpConnection
+
+    def broken(self, now):
+        raise RuntimeError("a bug while a timer fired")
+
+    reactor, conn, client = accepted
+    with monkeypatch.context() as patch:
+        patch.setattr(HttpConnection, "timeout", broken)
+        reactor._on_timeout(conn, 2.0)
+    assert conn not in reactor.conns
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("a bug while a timer fired" in message for message in errors), errors
+    listener = reactor.listeners[0]
+    second = socket.create_connection(listener.sock.getsockname())
+    try:
+        reactor._accept(listener, 3.0)
+        (fresh,) = reactor.conns
+        second.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        second.settimeout(5)
+        reactor._handle(fresh, 0x001, 3.5)
+        assert second.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        second.close()
+
+
+def test_every_state_has_one_row_and_the_reactor_derives_its_timers_from_it(bare_reactor):
+    from reactor_http.protocol import STATES, ConnState
+    assert set(STATES) == set(ConnState)
+    for state, facts in STATES.items():
+        queue = bare_reactor.queue_for.get(state)
+        if facts.timer is None:
+            assert queue is None, state
+        else:
+            assert queue.name == facts.timer.value, state
+            assert queue.duration == facts.timer.seconds(bare_reactor.config), state

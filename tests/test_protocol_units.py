@@ -14,8 +14,9 @@ from reactor_http.config import Config
 from reactor_http.deadlines import DeadlineQueue
 from reactor_http.messages import FileRegion
 from reactor_http.livereload import OUTBOX_MAX, Hub
-from reactor_http.protocol import (READ_STATES, STREAM_STATES, TRANSITIONS, WRITE_STATES,
-                                   ConnState, Event, HttpConnection, ProtocolViolation)
+from reactor_http.protocol import (READ_STATES, STATES, STREAM_STATES, TIMEOUT_KINDS,
+                                   TRANSITIONS, WRITE_STATES, CloseReason, ConnState, Event,
+                                   HttpConnection, Interest, ProtocolViolation, Timer)
 from reactor_http.website import Site
 
 S, E = ConnState, Event
@@ -294,7 +295,7 @@ def test_max_requests_closes_after_the_last_one(site):
     assert b"Keep-Alive: timeout=5, max=3" in answers[0][1]
     assert b"Connection: close" in answers[2][1]
     assert conn.state is S.CLOSING
-    assert conn.close_reason == "max"
+    assert conn.close_reason is CloseReason.MAX
 
 
 def test_draining_connection_answers_then_closes(site):
@@ -302,7 +303,7 @@ def test_draining_connection_answers_then_closes(site):
     conn.draining = True
     [(status, head, persisted)] = serve_all(conn, request())
     assert status == 200 and not persisted
-    assert conn.close_reason == "stop"
+    assert conn.close_reason is CloseReason.STOP
 
 
 def test_fractional_keepalive_timeout_in_header(site):
@@ -394,7 +395,7 @@ def test_protocol_errors_answer_then_close_and_drop_pipelined_bytes(site, data, 
     answers = serve_all(conn, data + request())
     assert [(s, p) for s, _, p in answers] == [(status, False)]
     assert conn.state is S.CLOSING
-    assert conn.close_reason == "error"
+    assert conn.close_reason is CloseReason.ERROR
     assert not conn.buffer
     conn.receive(request())          # the peer keeps talking while we linger: dropped
     assert conn.state is S.CLOSING and not conn.buffer
@@ -420,7 +421,7 @@ def test_timeout_while_reading_head_is_408_then_close(site):
     assert exchange.plan.status == 408 and not exchange.plan.keep_alive
     assert b"Connection: close" in head_bytes(exchange)
     assert conn.state is S.WRITING_HEAD
-    assert conn.close_reason == "timeout"
+    assert conn.close_reason is CloseReason.TIMEOUT
     assert complete(conn, exchange) is S.CLOSING
 
 
@@ -433,20 +434,20 @@ def test_timeout_while_reading_body_is_408(site):
 
 
 @pytest.mark.parametrize("reason_state, reason", [
-    (S.IDLE, "idle"), (S.CLOSING, "close"), (S.WRITING_HEAD, "send"), (S.SENDING_BODY, "send"),
-    (S.STREAMING, "send")])
+    (S.IDLE, CloseReason.IDLE), (S.CLOSING, CloseReason.CLOSE), (S.WRITING_HEAD, CloseReason.SEND),
+    (S.SENDING_BODY, CloseReason.SEND), (S.STREAMING, CloseReason.SEND)])
 def test_timeout_elsewhere_closes_without_a_response(site, reason_state, reason):
     conn = make_conn(site)
     conn.state = reason_state
     assert conn.timeout(NOW) is None
     assert conn.state is S.CLOSED
-    assert conn.close_reason == reason
+    assert conn.close_reason is reason
 
 
 def test_eof_when_idle_or_mid_head_closes_quietly(site):
     conn = make_conn(site)
     conn.receive(b"")
-    assert conn.state is S.CLOSED and conn.close_reason == "eof"
+    assert conn.state is S.CLOSED and conn.close_reason is CloseReason.EOF
     conn = make_conn(site)
     conn.receive(b"GET / HT")
     conn.receive(b"")
