@@ -1,4 +1,5 @@
-"""Timeouts as deadline queues in expiry order: O(1) to arm, re-arm and disarm; expiry from the front.
+"""Timeouts as deadline queues in expiry order: O(1) to arm, re-arm and disarm; expiry from
+the front.
 
 Every connection waiting on one kind of timeout waits the same duration, so deadlines of a kind are
 armed in non-decreasing order: appending (or moving a re-armed entry to the end) keeps the queue

@@ -19,6 +19,7 @@ import socket
 import _socket
 import ssl
 import traceback
+from typing import cast
 
 from . import sending
 from .logs import clf_prefix, clf_tail, escape
@@ -39,7 +40,8 @@ CONNECTION_ACCEPT_ERRORS = frozenset({
     errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
 # Access-line prefixes remembered, one per client address, before the cache starts over.
 PREFIX_CACHE_ENTRIES = 4096
-# Access-line tails remembered, one per request line, status and size, before the cache starts over (entries).
+# Access-line tails remembered, one per request line, status and size, before the cache
+# starts over (entries).
 TAIL_CACHE_ENTRIES = 4096
 # OpenSSL's reasons for a handshake that began with a plain HTTP request (nginx answers 497).
 PLAINTEXT_REASONS = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
@@ -69,12 +71,13 @@ class Listener:
         # TLS: socket.socket, which SSLContext.wrap_socket needs.
         self._socket_type = socket.socket if tls is not None else _socket.socket
 
-    def accept(self) -> tuple[socket.socket, object]:
+    def accept(self) -> tuple[_socket.socket, object]:
         """The listening socket's accept(): a connection's socket and its address."""
         kind = self._kind
         if kind is None:
             return self.sock.accept()
-        fd, address = self.sock._accept()
+        # socket.socket._accept: the C accept(2) wrapper socket.accept() itself calls.
+        fd, address = self.sock._accept()  # type: ignore[attr-defined]
         # socket.accept() would also make the new socket blocking for a listener with a
         # timeout when there is no default timeout; prepare_accepted sets the mode anyway.
         return self._socket_type(*kind, fileno=fd), address
@@ -155,7 +158,8 @@ class AcceptErrors:
 _nodelay_inherited: bool | None = None
 
 
-def prepare_accepted(sock: socket.socket, listener: Listener, blocking: bool):
+def prepare_accepted(sock: _socket.socket, listener: Listener,
+                     blocking: bool) -> _socket.socket | None:
     """Set blocking mode and TCP_NODELAY; wrap for TLS (handshake not started). None if gone."""
     global _nodelay_inherited
     sock.setblocking(blocking)
@@ -171,19 +175,21 @@ def prepare_accepted(sock: socket.socket, listener: Listener, blocking: bool):
     if listener.tls is None:
         return sock
     try:
-        return listener.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        # A TLS listener's accepted sockets are socket.socket (see Listener._socket_type).
+        return listener.tls.wrap_socket(cast(socket.socket, sock), server_side=True,
+                                        do_handshake_on_connect=False)
     except (OSError, ValueError):
         sock.close()
         return None
 
 
-def open_connection(sock: socket.socket, address, listener: Listener, *, blocking: bool,
+def open_connection(sock: _socket.socket, address, listener: Listener, *, blocking: bool,
                     site, parser, stats):
     """An accepted socket made ready, and the protocol object for it; None if it is gone."""
-    sock = prepare_accepted(sock, listener, blocking)
-    if sock is None:
+    ready = prepare_accepted(sock, listener, blocking)
+    if ready is None:
         return None
-    return sock, HttpConnection(site, parser=parser, tls=listener.tls is not None, stats=stats,
+    return ready, HttpConnection(site, parser=parser, tls=listener.tls is not None, stats=stats,
                                 peer=peer_host(address))
 
 
@@ -259,7 +265,7 @@ class ConnectionLog:
         self.opened_text = opened_text
         self.closed_suffix = closed_suffix
 
-    def opened(self, peer: str) -> None:
+    def opened(self, peer: str | None) -> None:
         """A connection was accepted."""
         if self.logs.connection_enabled:
             self.logs.event(f"[+] {self.opened_text} {peer}")
@@ -299,12 +305,12 @@ class ConnectionLog:
             logs.event(f'{peer} "{escape(plan.request_line)}" -> {plan.status} cut after '
                        f'{body_sent} of {plan.body_length} body bytes ({reason_text})')
 
-    def timed_out_head(self, peer: str) -> None:
+    def timed_out_head(self, peer: str | None) -> None:
         """A request head or body did not arrive in time: a 408 goes out."""
         if self.logs.connection_enabled:
             self.logs.event(f"{peer} request head not complete in time -> 408")
 
-    def closed(self, peer: str, reason_text: str) -> None:
+    def closed(self, peer: str | None, reason_text: str) -> None:
         """A connection is gone."""
         if self.logs.connection_enabled:
             self.logs.event(f"[-] Disconnected {peer}{self.closed_suffix} ({reason_text})")
@@ -318,7 +324,7 @@ class ConnectionLog:
         log.error("unexpected error on connection %s; closing it:\n%s", peer,
                   format_exception(exc))
 
-    def plaintext_on_tls(self, peer: str) -> None:
+    def plaintext_on_tls(self, peer: str | None) -> None:
         """A plain-HTTP client reached the HTTPS port."""
         if self.logs.connection_enabled:
             self.logs.event(f"{peer} sent plain HTTP to the HTTPS port -> 400")

@@ -28,6 +28,7 @@ import select
 import sys
 import threading
 import time
+from typing import TextIO
 
 # How often the writer thread writes buffered lines out (seconds).
 FLUSH_INTERVAL = 1.0
@@ -275,6 +276,8 @@ class LogSink:
                       file=sys.stderr)
 
     def _write_connection(self, entries: list[tuple[float, str]]) -> None:
+        log_dir = self.log_dir
+        assert log_dir is not None  # connection entries exist only with --log-dir
         by_file: dict[str, list[str]] = {}
         for stamp, message in entries:
             t = time.localtime(stamp)
@@ -284,18 +287,19 @@ class LogSink:
             by_file.setdefault(connection_log_name(stamp), []).append(line)
         for name, lines in by_file.items():
             try:
-                with open(os.path.join(self.log_dir, name), "a", encoding="utf-8") as file:
+                with open(os.path.join(log_dir, name), "a", encoding="utf-8") as file:
                     file.writelines(lines)
             except OSError as exc:
                 print(f"reactor_http: cannot write connection log: {exc}", file=sys.stderr)
 
 
-def _stdout_fd(stream) -> int:
+def _stdout_fd(stream: TextIO | None) -> int:
     """The descriptor behind `stream` if it is the process's stdout, else -1 (use write())."""
-    if stream is not sys.__stdout__:
+    stdout = sys.__stdout__
+    if stdout is None or stream is not stdout:
         return -1
     try:
-        return stream.fileno()
+        return stdout.fileno()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return -1
 

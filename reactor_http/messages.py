@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ._version import __version__
@@ -19,7 +19,8 @@ SERVER_NAME = f"reactor_http/{__version__}"
 REASONS = {
     200: "OK", 204: "No Content", 206: "Partial Content",
     301: "Moved Permanently", 304: "Not Modified",
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed",
     408: "Request Timeout", 412: "Precondition Failed", 413: "Content Too Large",
     414: "URI Too Long", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
@@ -92,7 +93,7 @@ class Response:
     __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "stream",
                  "saved", "fields")
 
-    def __init__(self, status: int, headers: list | tuple, segments: list | None = None,
+    def __init__(self, status: int, headers: Sequence, segments: Sequence | None = None,
                  body_length: int = 0, fd: int | None = None, close: bool = False,
                  stream: bool = False, saved: int | None = None):
         self.status: Final = status

@@ -391,7 +391,8 @@ class ProtocolViolation(RuntimeError):
 class HttpConnection:
     """One client connection's protocol state. Engines own the socket; this owns the meaning."""
 
-    __slots__ = ("state", "site", "limits", "parser", "memo", "buffer", "requests_served", "max_requests",
+    __slots__ = ("state", "site", "limits", "parser", "memo", "buffer", "requests_served",
+                 "max_requests",
                  "keep_alive_fields", "close_reason", "_discarder",
                  "_pending_request", "internal_error", "stats", "peer", "trust_forwarded",
                  "lingered", "idle_since", "_draining", "persist_below", "stream_next")
@@ -425,7 +426,7 @@ class HttpConnection:
         # Why the connection ended (or will end once its last answer is out); None until known.
         self.close_reason: CloseReason | None = None
         self._discarder: BodyDiscarder | None = None
-        self._pending_request = None
+        self._pending_request: Request | None = None
         # An exception the responder raised, for the engine to log with its traceback.
         self.internal_error: Exception | None = None
         # The engine's counters (stats.Stats: responses, timeouts, the --status page), or None.
@@ -476,7 +477,7 @@ class HttpConnection:
         self.buffer += data
 
     def take_request(self, data: bytes, now: float) -> Exchange | None:
-        """IDLE with nothing buffered, `data` just arrived: its exchange, if this is the common case.
+        """IDLE with nothing buffered, `data` just arrived: its exchange, if it is the common case.
 
         The short route through the same decisions as receive() + next_exchange(), for bytes
         that are exactly one request head parsed before whose answer the site lets be replayed
@@ -529,13 +530,15 @@ class HttpConnection:
     def _continue_body(self, now: float) -> Exchange | None:
         """Discard buffered body bytes; answer the request once its body has been read."""
         request = self._pending_request
+        discarder = self._discarder
+        assert request is not None and discarder is not None  # set together on HEAD_COMPLETE
         try:
-            used = self._discarder.feed(self.buffer)
+            used = discarder.feed(self.buffer)
         except errors.HttpError as exc:
             return self._error_exchange(exc.status, now, request.request_line)
         if used:
             del self.buffer[:used]
-        if not self._discarder.done:
+        if not discarder.done:
             return None
         self._pending_request = None
         self._discarder = None
@@ -728,7 +731,8 @@ class HttpConnection:
         self._move(Event.ABORT)
 
     def response_done(self, plan: ResponsePlan, now: float = 0.0) -> ConnState:
-        """The engine has sent the whole plan: persist, serve the next buffered request, or close."""
+        """The engine has sent the whole plan: persist, serve the next buffered request, or close.
+        """
         if self.stats is not None:
             self.stats.response_done(plan.status, plan.body_length)
         self.idle_since = now

@@ -1,4 +1,5 @@
-"""The reactor: one thread, one selector, many connections, no blocking call on a socket.
+"""The reactor: one thread, one poller (epoll on Linux), many connections, no blocking call on a
+socket.
 
 Owns the socket side of the state machine in protocol.py: accepting in bounded batches, reading,
 sending plans (try the syscall first, wait for writability only on EAGAIN), selector interest
@@ -10,25 +11,27 @@ Semantics live in protocol/responder; what both engines do alike lives in engine
 from __future__ import annotations
 
 import collections
+import _socket
 import math
 import signal
 import socket
 import ssl
 import threading
 import time
+from typing import cast
 
 from . import livereload, sending
 from .deadlines import DeadlineQueue
-from .engine import (HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE, ACCEPT_PAUSE, AcceptErrors,
-                     ConnectionLog, EngineBase, Listener, as_listeners, close_reason_for, format_peer,
-                     handshake_step, is_plaintext_on_tls, open_connection, peer_host,
-                     plain_socket)
+from .engine import (ACCEPT_PAUSE, HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE,
+                     AcceptErrors, ConnectionLog, EngineBase, Listener, as_listeners,
+                     close_reason_for, format_peer, handshake_step, is_plaintext_on_tls,
+                     open_connection, peer_host, plain_socket)
 from .messages import Exchange
-from .sending import send_available
 from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
 from .protocol import (READ_STATES, STATES, STOP_GRACE, WRITE_STATES, CloseReason, ConnState,
                        HeadParser, HttpConnection, Interest, Timer)
+from .sending import send_available
 from .stats import Stats
 
 # Connections accepted per readiness event, so one burst cannot starve established clients.
@@ -58,7 +61,7 @@ class Conn:
     __slots__ = ("sock", "address", "peer", "host", "proto", "exchange", "mask", "queue",
                  "armed_served", "armed_sent", "tls", "want_write", "outbox")
 
-    def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool = False,
+    def __init__(self, sock: _socket.socket, address, proto: HttpConnection, tls: bool = False,
                  named: bool = True):
         self.sock = sock
         self.tls = tls
@@ -78,7 +81,7 @@ class Conn:
         self.queue: DeadlineQueue | None = None
         self.armed_served = 0
         self.armed_sent = 0
-        self.outbox = None  # --live-reload: a stream's bytes not yet sent
+        self.outbox: bytes | None = None  # --live-reload: a stream's bytes not yet sent
 
     def peer_name(self) -> str:
         """host:port as logs show the peer, whether or not the connection log is on."""
@@ -217,7 +220,7 @@ class Reactor(EngineBase):
             elif data is WAKEUP:
                 self._drain_wakeup()
             elif data is not None:
-                self._accept(data, now)
+                self._accept(cast(Listener, data), now)
         for queue in self.queues:
             if queue.entries:
                 for conn in queue.pop_expired(now):
@@ -450,7 +453,7 @@ class Reactor(EngineBase):
                     data = sock.recv(RECV_SIZE)
                     if conn.tls and data:
                         # Decrypted bytes the SSL object holds do not make the socket readable.
-                        while sock.pending():
+                        while cast(ssl.SSLSocket, sock).pending():
                             data += sock.recv(RECV_SIZE)
                 except WOULD_BLOCK:
                     data = None
@@ -476,13 +479,13 @@ class Reactor(EngineBase):
     def _handshake(self, conn: Conn, now: float) -> bool:
         """One non-blocking TLS handshake step; True once the connection can move on."""
         try:
-            step = handshake_step(conn.sock)
+            step = handshake_step(cast(ssl.SSLSocket, conn.sock))
         except ssl.SSLError as exc:
             if not is_plaintext_on_tls(exc):
                 raise
             # Plain HTTP on the HTTPS port: answer in plain text on the TCP socket underneath.
             self.selector.unregister(conn.sock)
-            conn.sock = plain_socket(conn.sock)
+            conn.sock = plain_socket(cast(ssl.SSLSocket, conn.sock))
             conn.tls = False
             self.selector.register(conn.sock, conn.mask, conn)
             self.clog.plaintext_on_tls(conn.peer)
@@ -670,6 +673,7 @@ class Reactor(EngineBase):
     def _stream_flush(self, conn: Conn, now: float) -> None:
         """Send what the socket takes; the send timer runs while bytes remain, from progress."""
         data = conn.outbox
+        assert data is not None  # callers flush only a stream with bytes queued
         try:
             sent = conn.sock.send(data)
         except WOULD_BLOCK:

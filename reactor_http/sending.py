@@ -14,6 +14,7 @@ no longer be kept, so we raise `FileShrank` and the engine closes the connection
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import select
@@ -41,7 +42,7 @@ class FileShrank(Exception):
     """The file got shorter while we were sending it."""
 
 
-def send_available(sock: socket.socket, exchange: Exchange, budget: int = TURN_BUDGET,
+def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_BUDGET,
                    tls: bool = False) -> bool:
     """Send from the exchange's cursor until done, the socket would block, or the budget is spent.
 
@@ -124,9 +125,10 @@ def _skip(exchange: Exchange, segments: tuple, sent: int) -> None:
         exchange.offset = 0
 
 
-def send_blocking(sock: socket.socket, exchange: Exchange, on_head_sent=None,
+def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
                   tls: bool = False) -> None:
-    """Send a whole exchange on a blocking socket with a timeout; `exchange.sent` counts what went out.
+    """Send a whole exchange on a blocking socket with a timeout; `exchange.sent` counts what
+    went out.
 
     Raises TimeoutError when the peer accepts nothing for the socket's timeout, PEER_GONE
     errors, and FileShrank. File regions go out with os.sendfile from an explicit offset in
@@ -153,7 +155,7 @@ def send_blocking(sock: socket.socket, exchange: Exchange, on_head_sent=None,
         _sendall(sock, pending, exchange)
 
 
-def _sendall(sock: socket.socket, pending: list, exchange: Exchange) -> None:
+def _sendall(sock: _socket.socket, pending: list, exchange: Exchange) -> None:
     """sendall the joined bytes segments, then count them."""
     data = pending[0] if len(pending) == 1 else b"".join(pending)
     pending.clear()
@@ -161,7 +163,7 @@ def _sendall(sock: socket.socket, pending: list, exchange: Exchange) -> None:
     exchange.sent += len(data)
 
 
-def _send_region(sock: socket.socket, region, exchange: Exchange) -> None:
+def _send_region(sock: _socket.socket, region, exchange: Exchange) -> None:
     """os.sendfile a region on a socket with a timeout, waiting for writability as needed."""
     timeout = sock.gettimeout()
     fileno = sock.fileno()
@@ -185,7 +187,7 @@ def _send_region(sock: socket.socket, region, exchange: Exchange) -> None:
         exchange.sent += sent
 
 
-def _send_region_tls(sock: socket.socket, region, exchange: Exchange) -> None:
+def _send_region_tls(sock: _socket.socket, region, exchange: Exchange) -> None:
     """Read a region in TLS_CHUNK pieces and sendall each through the SSL object."""
     offset = region.offset
     remaining = region.count

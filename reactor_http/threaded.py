@@ -10,6 +10,7 @@ connection is closed to admit a client waiting in the backlog.
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
 import selectors
@@ -17,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+from typing import cast
 
 from . import livereload, sending
 from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, EngineBase, Listener,
@@ -39,7 +41,7 @@ class ThreadConn:
 
     __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange")
 
-    def __init__(self, sock: socket.socket, address, proto: HttpConnection, tls: bool):
+    def __init__(self, sock: _socket.socket, address, proto: HttpConnection, tls: bool):
         self.sock = sock
         self.proto = proto
         self.peer = format_peer(address)
@@ -144,7 +146,8 @@ class ThreadedServer(EngineBase):
                           if proto.evictable and proto not in self.evicting]
             if not candidates:
                 return
-            victim = min(candidates, key=lambda conn: conn.proto.idle_since)
+            # (An evictable connection has answered a request, so it has an idle_since.)
+            victim = min(candidates, key=lambda conn: conn.proto.idle_since or 0.0)
             self.evicting.add(victim.proto)
         # Its idle wait sees end-of-file and closes the connection as evicted.
         _shutdown_quietly(victim.sock, socket.SHUT_RD)
@@ -180,7 +183,7 @@ class ThreadedServer(EngineBase):
 
     # ---- one connection ----------------------------------------------------------------------
 
-    def _serve_connection(self, sock: socket.socket, address, listener: Listener) -> None:
+    def _serve_connection(self, sock: _socket.socket, address, listener: Listener) -> None:
         """One connection's whole life, on this thread: from accept to CLOSED."""
         conn = None
         try:
@@ -199,9 +202,10 @@ class ThreadedServer(EngineBase):
                         self._handshake(conn)
                     if proto.state is not ConnState.CLOSED:
                         self._converse(conn)
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     if proto.state is not ConnState.CLOSED:
-                        proto.timeout(time.monotonic())  # a send timeout, counted as the reactor does
+                        # A send timeout, counted as the reactor counts it.
+                        proto.timeout(time.monotonic())
             except Exception as exc:
                 reason = CloseReason.DRAIN if self.drain_expired else close_reason_for(exc)
                 if reason is None:
@@ -234,10 +238,11 @@ class ThreadedServer(EngineBase):
     def _handshake(self, conn: ThreadConn) -> None:
         """The TLS handshake, bounded like a request head (slowloris guard)."""
         proto = conn.proto
-        conn.sock.settimeout(self.config.header_timeout)
+        sock = cast(ssl.SSLSocket, conn.sock)  # only a TLS connection handshakes
+        sock.settimeout(self.config.header_timeout)
         try:
-            conn.sock.do_handshake()
-        except (TimeoutError, socket.timeout):
+            sock.do_handshake()
+        except TimeoutError:
             proto.timeout(time.monotonic())
             return
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
@@ -248,7 +253,7 @@ class ThreadedServer(EngineBase):
                 raise
             # Plain HTTP on the HTTPS port: answer in plain text on the TCP socket underneath.
             with self.active_lock:
-                conn.sock = plain_socket(conn.sock)
+                conn.sock = plain_socket(sock)
             conn.tls = False
             self.clog.plaintext_on_tls(conn.peer)
             if self._send(conn, proto.plaintext_on_tls(time.monotonic())) is ConnState.CLOSING:
@@ -272,7 +277,7 @@ class ThreadedServer(EngineBase):
                 sock.settimeout(max(head_deadline - time.monotonic(), 0.001))
             try:
                 data = sock.recv(RECV_SIZE)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 exchange = proto.timeout(time.monotonic())
                 if exchange is not None:
                     self.clog.timed_out_head(conn.peer)
@@ -319,7 +324,7 @@ class ThreadedServer(EngineBase):
         """
         proto = conn.proto
         sock = conn.sock
-        if conn.tls and sock.pending():
+        if conn.tls and cast(ssl.SSLSocket, sock).pending():
             return True
         poller = select.poll()
         poller.register(sock, _READABLE)
@@ -380,7 +385,8 @@ class ThreadedServer(EngineBase):
                 ready = {fd for fd, _ in poller.poll(wait * 1000)}
                 if self._stop_r in ready:
                     proto.begin_stop(time.monotonic())
-                    proto.abort(CloseReason.STOP)  # a stream ends at once on a stop; the page reconnects
+                    # A stream ends at once on a stop; the page reconnects.
+                    proto.abort(CloseReason.STOP)
                     return
                 if sock.fileno() in ready:
                     data = sock.recv(RECV_SIZE)
@@ -417,7 +423,7 @@ class ThreadedServer(EngineBase):
             sock.settimeout(remaining)
             try:
                 data = sock.recv(RECV_SIZE)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 proto.timeout(time.monotonic())
                 return
             except OSError:
@@ -426,7 +432,7 @@ class ThreadedServer(EngineBase):
             proto.receive(data)
 
 
-def _shutdown_quietly(sock: socket.socket, how: int) -> None:
+def _shutdown_quietly(sock: _socket.socket, how: int) -> None:
     """shutdown(2) on the raw socket, ignoring errors.
 
     The base-class method on purpose: SSLSocket.shutdown() also drops the TLS state, after

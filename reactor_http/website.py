@@ -201,8 +201,9 @@ class Site:
                     break
             else:
                 response = head_response if method == "HEAD" else get_response
-                if response.saved is not None:  # a compressed answer: count it
-                    self.compression.hit(response.saved)
+                compressor = self.compression
+                if response.saved is not None and compressor is not None:  # count a coded one
+                    compressor.hit(response.saved)
                 return response
         with self._lock:
             if self._fast.get(key) is entry:  # not a fresh entry another thread just stored
