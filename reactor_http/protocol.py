@@ -1,9 +1,18 @@
-"""The per-connection state machine shared by both engines: events in, response plans out.
+"""The per-connection state machine shared by both engines: events in, exchanges out.
 
 Pure: no sockets, no clocks of its own, no threads. The engine feeds received bytes, asks for the
-next response plan, reports when the head and the body have gone out, and reports timeouts. Every
-state change goes through `_move(event)`, which looks the move up in `TRANSITIONS`; a move missing
-from the table is a bug and raises (as in h11's _state.py).
+next exchange (an immutable response plan and the record the engine owns while sending it),
+reports when the head and the body have gone out, and reports timeouts. Every state change is
+looked up in the transition table (`TRANSITIONS`, by state in `_MOVES`); a move missing from the
+table is a bug and raises (as in h11's _state.py). Every other fact about a state (what the
+engine waits for, which timer runs, why a timeout closes, how --status counts it) is one row of
+`STATES`.
+
+Two routes reach an answer, and they share every decision: the usual one (`receive`,
+`next_exchange`: buffer, parse, `responder.respond`, `_finish`) and the short one for a repeated
+request head (`take_request`), which the site's declaration (`Site.replay_key`) and the
+persistence predicate (`persist_below`) admit, and which ends in the same `_replay` and `_record`
+steps. tests/test_routes.py proves them equal.
 
 This module is also the one owner of every lifecycle decision (h11's rule): keep-alive (RFC 9112
 section 9.3), written into the response head (Connection / Keep-Alive) and into the plan and
@@ -37,7 +46,7 @@ class ConnState(enum.Enum):
     IDLE = "idle"                  # between requests: waiting for a first byte
     READING_HEAD = "reading_head"  # some of a request head has arrived
     READING_BODY = "reading_body"  # head parsed; its body is being read and discarded
-    WRITING_HEAD = "writing_head"  # a plan is ready; its head (and in-memory body) is going out
+    WRITING_HEAD = "writing_head"  # an answer is ready; its head (and in-memory body) goes out
     SENDING_BODY = "sending_body"  # the head is out; file regions are going out
     CLOSING = "closing"            # last response out; half-closed, draining the peer
     # --live-reload: an event stream's head is out; it waits for changes to send (no idle or
@@ -57,7 +66,7 @@ class Event(enum.Enum):
     # (DATA + RESPONSE_READY in one move: HttpConnection.take_request).
     WHOLE_REQUEST = "whole_request"
     HEAD_COMPLETE = "head_complete"  # a request head parsed and its body must be discarded
-    RESPONSE_READY = "response_ready"  # a response plan was produced
+    RESPONSE_READY = "response_ready"  # an exchange (its response plan) was produced
     HEAD_SENT = "head_sent"          # the head went out and file regions follow
     DONE_IDLE = "done_idle"          # response sent, persistent, nothing buffered
     DONE_PIPELINED = "done_pipelined"  # response sent, persistent, more request bytes buffered

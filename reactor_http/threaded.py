@@ -2,7 +2,7 @@
 
 It exists to be compared with the reactor, so it shares everything but the I/O: the same
 `HttpConnection` state machine (TLS handshake, linger, stop and eviction decisions included),
-parser, responder and plans, `sending.send_blocking`, and engine.py's policies and log lines.
+parser, responder and exchanges, `sending.send_blocking`, and engine.py's policies and log lines.
 Threads are bounded by `max_threads`: the acceptor takes a slot before it accepts, so overload
 waits in the kernel backlog instead of exhausting memory; at the cap, the longest-idle keep-alive
 connection is closed to admit a client waiting in the backlog.
