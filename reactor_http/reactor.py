@@ -3,8 +3,9 @@ socket.
 
 Owns the socket side of the state machine in protocol.py: accepting in bounded batches, reading,
 sending exchanges (try the syscall first, wait for writability only on EAGAIN), interest and
-timers from the state table (protocol.STATES), interest changed only when it differs, one deadline queue per timer
-kind, and carrying out the protocol's lifecycle decisions (linger, stop, eviction at the cap).
+timers taken from the state table (protocol.STATES; interest changed only when it differs, one
+deadline queue per kind of timer), and carrying out the protocol's lifecycle decisions (linger,
+stop, eviction at the cap).
 Semantics live in protocol/responder; what both engines do alike lives in engine.py.
 """
 
