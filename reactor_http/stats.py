@@ -49,7 +49,6 @@ class Stats:
         self.pid = os.getpid()
         self.started = time.monotonic() if started is None else started
         self.started_wall = time.time()
-        self.requests = 0
         self.bytes_sent = 0
         self.responses: collections.defaultdict[int, int] = collections.defaultdict(int)
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
@@ -60,7 +59,6 @@ class Stats:
 
     def response_done(self, status: int, body_bytes: int) -> None:
         """One response has gone out completely."""
-        self.requests += 1
         self.bytes_sent += body_bytes
         self.responses[status] += 1
 
@@ -106,7 +104,7 @@ class Stats:
             "server": "reactor_http", "version": __version__, "pid": self.pid,
             "mode": self.mode, "uptime_seconds": round(max(now - self.started, 0.0), 3),
             "start_time_seconds": round(self.started_wall, 3),
-            "connections": states, "requests_total": self.requests,
+            "connections": states, "requests_total": sum(self.responses.values()),
             "sent_body_bytes_total": self.bytes_sent,
             "responses": {str(status): count for status, count in sorted(self.responses.items())},
             "timeouts": dict(self.timeouts),

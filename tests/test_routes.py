@@ -110,7 +110,7 @@ class Twin:
         conn = self.conn
         return (conn.state, conn.requests_served, bytes(conn.buffer), conn.close_reason,
                 conn.draining, conn.persist_below, conn.stream_next, conn.idle_since,
-                self.stats.requests, dict(self.stats.responses))
+                dict(self.stats.responses), self.stats.bytes_sent)
 
     def ask(self, data: bytes, now: float) -> list:
         """Answer `data` as an engine would: the short route first (if this twin tries it)."""
