@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser, built from options.OPTIONS (given options only, no defaults)."""
     p = ArgumentParser(
         prog=PROG, argument_default=argparse.SUPPRESS,
-        description="Serve a folder over HTTP/1.1 from a single-threaded selectors reactor "
-                    "(or, to compare, one thread per connection).")
+        description="Serve a folder over HTTP/1.1 from a single-threaded event loop (epoll on "
+                    "Linux, selectors elsewhere) or, to compare, one thread per connection.")
     p.add_argument("port_positional", nargs="?", default=None, metavar="PORT",
                    type=_number_type(BY_NAME["port"], "PORT"),
                    help="port to listen on, as in `python -m http.server 8080`")
