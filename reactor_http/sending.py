@@ -126,7 +126,8 @@ def _skip(exchange: Exchange, segments: tuple, sent: int) -> None:
 
 def send_blocking(sock: socket.socket, exchange: Exchange, on_head_sent=None,
                   tls: bool = False) -> None:
-    """Send a whole exchange on a blocking socket with a timeout; `exchange.sent` counts what went out.
+    """Send a whole exchange on a blocking socket with a timeout; `exchange.sent` counts what
+    went out.
 
     Raises TimeoutError when the peer accepts nothing for the socket's timeout, PEER_GONE
     errors, and FileShrank. File regions go out with os.sendfile from an explicit offset in
