@@ -44,6 +44,8 @@ HOST = "127.0.0.1"
 PROBE_PERIOD_S = 0.001
 #: Seconds any one run may take before it is abandoned (bounded run).
 RUN_TIMEOUT_S = 60.0
+#: Seconds the server may take to write its start-up line.
+START_TIMEOUT_S = 30.0
 #: Bytes per recv_into of the load clients: large, so the client spends little CPU per byte.
 RECV_BYTES = 1 << 20
 BANNER = re.compile(rb"at https?://[^:/]+:(\d+)/")
@@ -93,14 +95,16 @@ def start_server(root: Path, log: Path, *args: str) -> tuple[subprocess.Popen, i
                "--quiet", "--max-requests", str(10 ** 9), *args]
     errors = log.with_suffix(".stderr")
     with open(errors, "wb") as stderr:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
-    line = proc.stdout.readline()
-    match = BANNER.search(line)
-    if not match:
-        proc.kill()
-        proc.wait(5)
-        raise RuntimeError(f"server did not start: {line!r} "
-                           f"{errors.read_text(errors='replace')[-2000:].strip()}")
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    # The start-up line is written to stderr (the file), with every process message.
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (match := BANNER.search(errors.read_bytes())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(5)
+            raise RuntimeError(f"server did not start: "
+                               f"{errors.read_text(errors='replace')[-2000:].strip()}")
+        time.sleep(0.05)
     return proc, int(match.group(1))
 
 

@@ -61,7 +61,11 @@ def start_server(root: str, mode: str, streams: int) -> tuple[subprocess.Popen, 
     if mode == "threaded":
         command += ["--max-threads", str(min(max(streams + 16, 256), 10_000))]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    line = proc.stdout.readline().decode()
+    line = ""  # the start-up line is on stderr, after any start-up warning
+    while "127.0.0.1:" not in line:
+        line = proc.stderr.readline().decode()
+        if not line:
+            raise RuntimeError(f"the server did not start: {proc.stderr.read()!r}")
     port = int(line.split("127.0.0.1:")[1].split("/")[0])
     return proc, port
 

@@ -1,4 +1,4 @@
-"""reactor_http: a static-file HTTP/1.1 server on a single-threaded selectors reactor.
+"""reactor_http: a static-file HTTP/1.1 server on a single-threaded reactor (epoll, or selectors).
 
 Public surface only: the version, the configuration and the entry point that runs an engine.
 `Config` and `serve` are loaded on first use (PEP 562), so importing a pure module such as

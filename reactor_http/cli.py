@@ -4,6 +4,12 @@ Before serving, the files the options name are tried (TLS pair, log folder, acce
 so that each mistake is one line; once the sockets are held, the pid file is written and the
 start-up line printed. No HTTP logic here. Errors a user can fix print one line and exit with
 status 2; argparse's own errors add a short usage line and a pointer to --help.
+
+Process messages (the start-up line, warnings, errors, the supervisor's and the workers' notes,
+the log writer's and the file watcher's troubles) all go through the `reactor_http` logger;
+`configure_logging()` gives it its one handler here: stderr, every line starting with PREFIX,
+and a warning or an error naming its level (`reactor-http: error: ...`). stdout carries the
+access log only.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from .server import StartupError, serve
 from .service import PidFile
 
 PROG = "reactor-http"
+#: The start of every line of every process message (stderr).
+PREFIX = f"{PROG}: "
+log = logging.getLogger("reactor_http")
 # Environment variable holding --auth's USER:PASSWORD, so the password stays out of `ps`.
 AUTH_ENV = "REACTOR_HTTP_AUTH"
 # What an argument error prints after its one line, instead of argparse's whole usage.
@@ -36,7 +45,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         """Print the error in at most three lines and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {_plain(message)}\n{SHORT_USAGE}\n{SEE_HELP}\n")
+        configure_logging()
+        log.error("%s\n%s\n%s", _plain(message), SHORT_USAGE, SEE_HELP)
+        self.exit(2)
 
 
 def _plain(message: str) -> str:
@@ -48,12 +59,52 @@ def _plain(message: str) -> str:
     return rest if rest.startswith(name) else f"{name}: {rest}"
 
 
+class MessageFormatter(logging.Formatter):
+    """Every line of a message starts with PREFIX; the first names the level of a warning or
+    worse (`reactor-http: warning: ...`), not of information (`reactor-http: Serving ...`).
+    The lines after the first (a usage line, a traceback) carry PREFIX alone."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        first, *rest = super().format(record).rstrip("\n").split("\n")
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return "\n".join([PREFIX + level + first, *(PREFIX + line for line in rest)])
+
+
+class MessageHandler(logging.StreamHandler):
+    """The one handler of process messages: writes to sys.stderr as it is at each message (a
+    test's capture, a replaced stream), and drops a line stderr cannot take instead of
+    printing a traceback about it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(MessageFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # under the handler's lock (Handler.handle holds it)
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], (OSError, ValueError)):
+            return  # stderr closed or gone: the server must not stop or spew for it
+        super().handleError(record)
+
+
+def configure_logging() -> None:
+    """Give the `reactor_http` logger its one handler (once per process) and let information
+    through; workers inherit it across fork. Records still propagate (the root logger has no
+    handler of ours, so nothing is written twice; a test's log capture sees them)."""
+    logger = logging.getLogger("reactor_http")
+    if not any(isinstance(handler, MessageHandler) for handler in logger.handlers):
+        logger.addHandler(MessageHandler())
+    logger.setLevel(logging.INFO)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, built from options.OPTIONS (given options only, no defaults)."""
     p = ArgumentParser(
         prog=PROG, argument_default=argparse.SUPPRESS,
-        description="Serve a folder over HTTP/1.1 from a single-threaded selectors reactor "
-                    "(or, to compare, one thread per connection).")
+        description="Serve a folder over HTTP/1.1 from a single-threaded event loop (epoll on "
+                    "Linux, selectors elsewhere) or, to compare, one thread per connection.")
     p.add_argument("port_positional", nargs="?", default=None, metavar="PORT",
                    type=_number_type(BY_NAME["port"], "PORT"),
                    help="port to listen on, as in `python -m http.server 8080`")
@@ -137,7 +188,7 @@ def auth_warning(config: Config) -> str | None:
         return None
     if config.certfile and config.tls_port is None:
         return None
-    return (f"warning: --auth without TLS on {config.host}: the password crosses the network "
+    return (f"--auth without TLS on {config.host}: the password crosses the network "
             f"readable by anyone on the path (Basic is base64, not encryption); add --certfile")
 
 
@@ -164,13 +215,12 @@ def prepare_access_log(path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m reactor_http` and the `reactor-http` script."""
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     positional = getattr(args, "port_positional", None)
     if positional is not None and getattr(args, "port", positional) != positional:
         parser.error("give the port once: either PORT or --port")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     pid_file = None
     try:
         config = config_from_args(args).validate()
@@ -180,23 +230,23 @@ def main(argv: list[str] | None = None) -> int:
             prepare_access_log(config.access_log)
         warning = auth_warning(config)
         if warning:
-            print(f"{PROG}: {warning}", file=sys.stderr, flush=True)
+            log.warning("%s", warning)
         if config.pid_file is not None:
             pid_file = PidFile(config.pid_file)
             pid_file.check()  # a live server in it, or an unwritable folder: refuse now
 
         def announce(text: str) -> None:
-            """Called once the sockets are held: write the pid file, print the start-up line."""
+            """Called once the sockets are held: write the pid file, log the start-up line."""
             if pid_file is not None:
                 try:
                     pid_file.write()
                 except ValueError as exc:  # checked above, so only a race: keep serving
-                    print(f"{PROG}: warning: {exc}", file=sys.stderr, flush=True)
-            print(text, flush=True)
+                    log.warning("%s", exc)
+            log.info("%s", text)
 
         return serve(config, banner=announce)
     except (ValueError, StartupError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     except KeyboardInterrupt:
         return 0

@@ -23,12 +23,16 @@ from __future__ import annotations
 import collections
 import io
 import itertools
+import logging
 import os
 import select
 import sys
 import threading
 import time
 from typing import TextIO
+
+# The log writer's own troubles are process messages (stderr), not lines of the logs it writes.
+log = logging.getLogger("reactor_http")
 
 # How often the writer thread writes buffered lines out (seconds).
 FLUSH_INTERVAL = 1.0
@@ -122,7 +126,7 @@ class LogSink:
                 return
             if self._stream_fd >= 0:
                 try:
-                    self.stream.flush()  # the banner, before anything goes to the descriptor
+                    self.stream.flush()  # whatever was printed, before the descriptor is used
                 except (OSError, ValueError):
                     pass
             self._writer_pid = os.getpid()
@@ -142,8 +146,8 @@ class LogSink:
             try:
                 fd = open_access_file(self.access_file)
             except OSError as exc:
-                print(f"reactor_http: cannot reopen access log {self.access_file!r}: "
-                      f"{exc.strerror}; still writing to the old file", file=sys.stderr)
+                log.warning("cannot reopen access log %r: %s; still writing to the old file",
+                            self.access_file, exc.strerror)
             else:
                 os.close(self._access_fd)
                 self._access_fd = fd
@@ -229,7 +233,7 @@ class LogSink:
             try:
                 self.write_pending()
             except Exception as exc:  # the writer must outlive any one bad write
-                print(f"reactor_http: log writer error: {exc!r}", file=sys.stderr)
+                log.error("log writer error: %r", exc)
             with self._done:
                 self._rounds += 1
                 self._completed = max(self._completed, target)
@@ -272,8 +276,7 @@ class LogSink:
             try:
                 _write_all(self._access_fd, text.encode("utf-8", "replace"))
             except OSError as exc:
-                print(f"reactor_http: cannot write access log: {exc.strerror}",
-                      file=sys.stderr)
+                log.error("cannot write access log: %s", exc.strerror)
 
     def _write_connection(self, entries: list[tuple[float, str]]) -> None:
         log_dir = self.log_dir
@@ -290,7 +293,7 @@ class LogSink:
                 with open(os.path.join(log_dir, name), "a", encoding="utf-8") as file:
                     file.writelines(lines)
             except OSError as exc:
-                print(f"reactor_http: cannot write connection log: {exc}", file=sys.stderr)
+                log.error("cannot write connection log: %s", exc)
 
 
 def _stdout_fd(stream: TextIO | None) -> int:

@@ -116,8 +116,9 @@ class Settings:
         8000, "--port", PORT, "port to listen on, 0 picks a free one; a bare PORT works too, as "
         "in `python -m http.server 8080`", metavar="PORT", low=0, high=PORT_MAX)
     mode: str = option_field(
-        "reactor", "--mode", CHOICE, "I/O engine: one selectors loop, or one thread per "
-        "connection to compare", choices=("reactor", "threaded"))
+        "reactor", "--mode", CHOICE, "I/O engine: one event loop on one thread (epoll on "
+        "Linux, selectors elsewhere), or one thread per connection to compare",
+        choices=("reactor", "threaded"))
     # More reactor processes than this is a typo: each is a full copy of the server.
     workers: int = option_field(
         1, "--workers", COUNT, "reactor processes serving one port, supervised by a parent "

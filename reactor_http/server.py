@@ -7,9 +7,9 @@ listeners (listeners.py) and run the engine (`run_engine`). `--workers N`: the s
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # run_engine imports the one engine it runs, when it runs it
 
 __all__ = ["StartupError", "serve", "run_engine"]
 
+log = logging.getLogger("reactor_http")
+
 
 def serve(config, *, banner=None, ready=None) -> int:
     """Run the configured server until SIGINT/SIGTERM; return the exit status.
@@ -37,8 +39,8 @@ def serve(config, *, banner=None, ready=None) -> int:
     soft, _ = raise_fd_limit()
     listeners = open_listeners(config)
     if config.mode == "reactor" and soft < config.max_connections + 64:
-        print(f"reactor_http: warning: the open-file limit is {soft}, below --max-connections "
-              f"{config.max_connections}; raise it with `ulimit -n`", file=sys.stderr)
+        log.warning("the open-file limit is %d, below --max-connections %d; raise it with "
+                    "`ulimit -n`", soft, config.max_connections)
     return run_engine(config, listeners, banner=banner, ready=ready)
 
 

@@ -16,12 +16,14 @@ Start-up code only: nothing here runs per request.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
-import sys
 
 # sd_listen_fds(3): the first passed descriptor is always 3 (SD_LISTEN_FDS_START).
 SD_LISTEN_FDS_START = 3
+
+log = logging.getLogger("reactor_http")
 
 
 def take_listen_fds(environ=None, pid: int | None = None) -> list[int]:
@@ -52,8 +54,8 @@ def inherited_listener(environ=None) -> socket.socket | None:
         return None
     first, extra = fds[0], fds[1:]
     for fd in extra:
-        print(f"reactor_http: warning: ignoring inherited socket fd {fd} (LISTEN_FDS="
-              f"{len(fds)}); only fd {first} is served", file=sys.stderr, flush=True)
+        log.warning("ignoring inherited socket fd %d (LISTEN_FDS=%d); only fd %d is served",
+                    fd, len(fds), first)
         with contextlib.suppress(OSError):
             os.close(fd)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
 import select
 import struct
@@ -26,6 +27,8 @@ import threading
 import time
 
 from .livereload import url_path
+
+log = logging.getLogger("reactor_http")
 
 # A burst is announced at most this long (seconds) after its first change.
 BATCH_WINDOW = 0.1
@@ -252,8 +255,8 @@ class Watcher:
             try:
                 self.inotify = Inotify(root)
             except (OSError, AttributeError) as exc:
-                print(f"reactor_http: live reload: inotify unavailable ({exc}); scanning the "
-                      f"folder every {POLL_INTERVAL} s instead", file=sys.stderr)
+                log.warning("live reload: inotify unavailable (%s); scanning the folder every "
+                            "%s s instead", exc, POLL_INTERVAL)
         self.method = "inotify" if self.inotify is not None else "polling"
         self._snapshot = scan(root) if self.inotify is None else None
         self._thread = threading.Thread(target=self._run, name="live-reload-watcher",
@@ -280,7 +283,7 @@ class Watcher:
             else:
                 self._run_polling(batcher)
         except Exception as exc:  # a watcher failure must not take the server down
-            print(f"reactor_http: live reload: the watcher stopped: {exc!r}", file=sys.stderr)
+            log.error("live reload: the watcher stopped: %r", exc)
 
     def _flush(self, batcher: Batcher) -> None:
         """Publish the pending burst, if any."""

@@ -30,6 +30,7 @@ the supervisor with exit status 1: restarting cannot fix what kills them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import selectors
 import signal
@@ -41,6 +42,10 @@ import traceback
 from .engine import Listener
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
 from .service import inherited_listener
+
+# The supervisor's and the workers' notes: process messages (cli.configure_logging; a worker
+# inherits the handler across fork).
+log = logging.getLogger("reactor_http")
 
 # A worker that dies sooner than this after starting counts as a crash for the back-off (s).
 QUICK_DEATH = 1.0
@@ -157,7 +162,7 @@ class Supervisor:
             while not self.stop_requested and self.halt is None:
                 self._loop_once()
             if self.halt is not None:
-                _say(f"reactor_http: error: {self.halt}; stopping")
+                log.error("%s; stopping", self.halt)
                 self._stop_all()
                 return 1
             return self._stop_all()
@@ -278,12 +283,12 @@ class Supervisor:
                 old, new = self.replacing
                 if worker is new:
                     self.replacing = None
-                    _say(f"reactor_http: the replacement for worker {old.pid} {how} before it "
-                         f"was ready; keeping the old one")
+                    log.warning("the replacement for worker %d %s before it was ready; keeping "
+                                "the old one", old.pid, how)
                     if old.pid not in self.workers:
                         self.restart_at[worker.slot] = time.monotonic()
                 else:
-                    _say(f"reactor_http: {name} {how}; its replacement is starting")
+                    log.warning("%s %s; its replacement is starting", name, how)
                 continue
             if not worker.ready:
                 failures = self.boot_failures.get(worker.slot, 0) + 1
@@ -297,7 +302,7 @@ class Supervisor:
             self.crashes[worker.slot] = crashes
             delay = 0.0 if crashes == 0 else min(BACKOFF_FIRST * 2 ** (crashes - 1), BACKOFF_MAX)
             when = "" if worker.ready else " before it was ready"
-            _say(f"reactor_http: {name} {how}{when}; restarting in {delay:.1f} s")
+            log.warning("%s %s%s; restarting in %.1f s", name, how, when, delay)
             self.restart_at[worker.slot] = time.monotonic() + delay
 
     def _restart_due(self) -> None:
@@ -318,8 +323,8 @@ class Supervisor:
                     _signal(old.pid, signal.SIGTERM)
             elif now - new.started >= READY_TIMEOUT:
                 self.replacing = None
-                _say(f"reactor_http: the replacement for worker {old.pid} did not start in "
-                     f"{READY_TIMEOUT:g} s; keeping the old one")
+                log.warning("the replacement for worker %d did not start in %g s; keeping the old "
+                            "one", old.pid, READY_TIMEOUT)
                 new.retiring = True
                 _signal(new.pid, signal.SIGKILL)
                 if old.pid not in self.workers:
@@ -338,8 +343,8 @@ class Supervisor:
             if not worker.killed and now - worker.last_beat > timeout:
                 worker.killed = True
                 what = "sent no heartbeat" if worker.ready else "did not say it was ready"
-                _say(f"reactor_http: worker {worker.pid} (slot {worker.slot}) {what} for "
-                     f"{timeout:g} s; killing it")
+                log.warning("worker %d (slot %d) %s for %g s; killing it", worker.pid,
+                            worker.slot, what, timeout)
                 _signal(worker.pid, signal.SIGKILL)
 
     def _stop_all(self) -> int:
@@ -351,7 +356,7 @@ class Supervisor:
             self._reap()
             time.sleep(0.02)
         for worker in list(self.workers.values()):
-            _say(f"reactor_http: worker {worker.pid} did not stop in time; killing it")
+            log.warning("worker %d did not stop in time; killing it", worker.pid)
             _signal(worker.pid, signal.SIGKILL)
         while self.workers:
             pid, _ = os.waitpid(-1, 0)
@@ -404,19 +409,19 @@ class Supervisor:
                 # process, and a write to a pipe whose reader is gone fails.
                 alive = _write_byte(pipe_w, BEAT_BYTE) and os.getppid() == self.parent_pid
                 if not alive and engines and not engines[0].stop_requested:
-                    _say(f"reactor_http: worker {os.getpid()} (slot {slot}): the supervisor "
-                         f"is gone; stopping")
+                    log.warning("worker %d (slot %d): the supervisor is gone; stopping",
+                                os.getpid(), slot)
                     engines[0].request_stop()
 
             status = self.worker_body(config, [Listener(sock, self.tls)], ready=ready,
                                       heartbeat=heartbeat)
         except BaseException as exc:  # never let a child fall back into the parent's loop
             if serving:
-                _say(f"reactor_http: worker {os.getpid()} (slot {slot}) crashed:\n"
-                     + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+                log.error("worker %d (slot %d) crashed:\n%s", os.getpid(), slot, "".join(
+                    traceback.format_exception(type(exc), exc, exc.__traceback__)))
             else:
-                _say(f"reactor_http: worker {os.getpid()} (slot {slot}) failed to start: "
-                     f"{exc or type(exc).__name__}")
+                log.error("worker %d (slot %d) failed to start: %s", os.getpid(), slot,
+                          exc or type(exc).__name__)
         finally:
             try:
                 sys.stdout.flush()
@@ -484,11 +489,3 @@ def _write_byte(fd: int, byte: bytes) -> bool:
     except OSError:
         return False
     return True
-
-
-def _say(text: str) -> None:
-    """One line on stderr (the supervisor's log), never raising if stderr is gone."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass

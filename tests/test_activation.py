@@ -8,7 +8,6 @@ LISTEN_FDS and LISTEN_PID to its own pid, and execs the server, which keeps that
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from tests.helpers.http import get
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
-from tests.helpers.servers import BANNER, REPO, ServerProcess, read_banner, server_env
+from tests.helpers.servers import REPO, ServerProcess, server_env
 from reactor_http.service import take_listen_fds
 
 LAUNCHER = """
@@ -44,14 +43,7 @@ class ActivatedServer(ServerProcess):
         count = str(len(fds) if listen_fds is None else listen_fds)
         command = [sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), count, listen_pid,
                    "--root", str(root), "--mode", mode, "--port", "0", *args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=server_env(), cwd=REPO, pass_fds=fds)
-        line = read_banner(self.proc)
-        self.banner = line.decode()
-        match = BANNER.search(line)
-        self.host = "127.0.0.1"
-        self.port = int(match.group(2)) if match else 0
-        self._stopped = False
+        self.start(command, must_start=False, env=server_env(), cwd=REPO, pass_fds=fds)
 
 
 def listening_socket() -> socket.socket:

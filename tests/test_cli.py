@@ -19,7 +19,7 @@ import tempfile
 import pytest
 
 from tests.helpers.http import read_response
-from tests.helpers.servers import REPO, SITE, read_banner, run_cli, server_env
+from tests.helpers.servers import REPO, SITE, banner_line, read_banner, run_cli, server_env
 from reactor_http import __version__, cli
 
 ABC = (SITE / "abc.txt").read_bytes()
@@ -72,7 +72,7 @@ def test_positional_port(make_server, mode):
                              "--mode", mode, "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=server_env(), cwd=REPO)
     try:
-        banner = read_banner(proc).decode()
+        banner = banner_line(read_banner(proc))
         assert f"http://127.0.0.1:{port}/" in banner
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(request(close=True))

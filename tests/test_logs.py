@@ -23,7 +23,7 @@ import pytest
 from tests.helpers.http import assert_closed, get, read_response
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
-from tests.helpers.servers import MODES, REPO, SITE, run_cli
+from tests.helpers.servers import BANNER, MODES, REPO, SITE, read_banner, run_cli
 from reactor_http.logs import connection_log_name, escape
 
 CLF = re.compile(r'127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
@@ -54,7 +54,7 @@ def test_access_log_lines(make_server, mode):
     get(srv, "/abc.txt", method="HEAD")
     status, out, err = srv.stop()
     assert status == 0, err
-    lines = [line for line in out.splitlines() if line]  # the fixture has read the banner
+    lines = [line for line in out.splitlines() if line]  # the access log only (no banner)
     parsed = [CLF.fullmatch(line) for line in lines]
     assert all(parsed), lines
     # Lines are written when a response is done; across connections (threads) order may vary.
@@ -70,7 +70,7 @@ def test_quiet_has_no_access_lines(make_server, mode):
     get(srv, "/abc.txt")
     status, out, _ = srv.stop()
     assert status == 0
-    assert out == ""  # the fixture has read the banner line; nothing may follow it
+    assert out == ""  # stdout is the access log only: the start-up line is on stderr
 
 
 def test_access_log_escapes_client_bytes(make_server, mode):
@@ -194,8 +194,7 @@ def test_access_lines_reach_a_terminal_at_once(tmp_path):
                             stdout=secondary, stderr=subprocess.PIPE, env=env, cwd=REPO)
     os.close(secondary)
     try:
-        seen = read_terminal_until(main, b"press Ctrl+C")
-        port = int(seen.split(b"http://127.0.0.1:", 1)[1].split(b"/", 1)[0])
+        port = int(BANNER.search(read_banner(proc)).group(2))  # the start-up line: stderr
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert read_response(sock, bytearray()).status == 200

@@ -134,7 +134,7 @@ def _exchange(sock, paths: list[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_server_keeps_serving_while_stdout_is_a_full_pipe(mode):
-    # The fixture reads the banner from the pipe, then this test never reads it again.
+    # Nothing reads the server's stdout (the access log) until it is stopped.
     server = ServerProcess(SITE, mode, "--max-requests", "1000000")
     sent = 0
     try:

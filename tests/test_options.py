@@ -184,7 +184,8 @@ def test_bad_durations_and_sizes_are_one_line_errors(args, flag):
 def test_argument_errors_print_at_most_three_lines(args, flag):
     result = run_cli("--root", str(SITE), *args)
     assert_refused(result, flag, max_lines=3)
-    assert result.stderr.strip().splitlines()[1:] == [cli.SHORT_USAGE, cli.SEE_HELP]
+    assert result.stderr.strip().splitlines()[1:] == [cli.PREFIX + cli.SHORT_USAGE,
+                                                      cli.PREFIX + cli.SEE_HELP]
 
 
 def test_workers_zero_names_the_option():

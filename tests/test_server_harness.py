@@ -2,8 +2,8 @@
 not hang the suite.
 
 A server that never prints its start-up line fails its own test within the deadline (and is
-killed); the reader takes the line and nothing after it, so the access lines that follow still
-reach the test through communicate().
+killed); the reader takes stderr up to that line and nothing after it, so the messages that
+follow still reach the test through communicate(), and the warnings before it are returned.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.helpers.servers import read_banner
+from tests.helpers.servers import banner_line, read_banner
 
 
 def child(code: str) -> subprocess.Popen:
@@ -23,8 +23,8 @@ def child(code: str) -> subprocess.Popen:
 
 
 def test_a_process_that_never_prints_a_full_line_fails_within_the_deadline_and_is_killed():
-    proc = child("import sys, time; sys.stdout.write('half a line'); sys.stdout.flush(); "
-                 "sys.stderr.write('still starting'); sys.stderr.flush(); time.sleep(120)")
+    proc = child("import sys, time; sys.stderr.write('half a line'); sys.stderr.flush(); "
+                 "sys.stdout.write('still starting'); sys.stdout.flush(); time.sleep(120)")
     try:
         with pytest.raises(pytest.fail.Exception, match="no start-up line within 0.5 s") as info:
             read_banner(proc, timeout=0.5)
@@ -36,14 +36,22 @@ def test_a_process_that_never_prints_a_full_line_fails_within_the_deadline_and_i
             proc.communicate()
 
 
-def test_the_line_is_read_and_nothing_after_it():
-    proc = child("print('serving at http://127.0.0.1:1/'); print('next line'); print('last')")
-    assert read_banner(proc) == b"serving at http://127.0.0.1:1/\n"
-    out, _ = proc.communicate(timeout=30)
-    assert out == b"next line\nlast\n"
+def test_the_line_is_read_with_the_warnings_before_it_and_nothing_after_it():
+    proc = child("import sys; print('a warning', file=sys.stderr); "
+                 "print('serving at http://127.0.0.1:1/', file=sys.stderr); "
+                 "print('next line', file=sys.stderr); print('last', file=sys.stderr); "
+                 "print('access')")
+    startup = read_banner(proc)
+    assert startup == b"a warning\nserving at http://127.0.0.1:1/\n"
+    assert banner_line(startup) == "serving at http://127.0.0.1:1/\n"
+    out, err = proc.communicate(timeout=30)
+    assert err == b"next line\nlast\n" and out == b"access\n"
 
 
-def test_a_process_that_exits_first_gives_an_empty_line():
+def test_a_process_that_exits_first_gives_what_it_wrote():
     proc = child("import sys; sys.exit(2)")
     assert read_banner(proc) == b""
     assert proc.wait(timeout=30) == 2
+    proc = child("import sys; sys.exit('error: no such folder')")
+    assert read_banner(proc) == b"error: no such folder\n"
+    assert proc.wait(timeout=30) == 1

@@ -236,7 +236,7 @@ def test_a_worker_that_keeps_failing_to_start_stops_the_supervisor(site_copy, tm
     assert "No such file or directory" in err, err  # each failed start says why
     halt = [line for line in err.splitlines() if "failed to start" in line and "in a row" in line]
     assert len(halt) == 1, err
-    assert halt[0].startswith("reactor_http: error: "), halt
+    assert halt[0].startswith("reactor-http: error: "), halt
     # The worker that was serving was stopped with the supervisor.
     assert all(gone(pid) for pid in workers)
 

@@ -1,5 +1,6 @@
 """Real server processes: `python -m reactor_http ... --port 0` (the command a user runs) on
-127.0.0.1, the port read from the start-up line within BANNER_TIMEOUT."""
+127.0.0.1, the port read from the start-up line (stderr, with every process message) within
+BANNER_TIMEOUT."""
 
 from __future__ import annotations
 
@@ -35,29 +36,43 @@ def server_env(**extra: str) -> dict:
 
 
 def read_banner(proc: subprocess.Popen, timeout: float = BANNER_TIMEOUT) -> bytes:
-    """The first line `proc` writes to stdout (b"" if it exits first), read with a deadline.
+    """What `proc` writes to stderr up to and including its start-up line (the first line
+    BANNER finds), read with a deadline; everything it wrote if it exits first (b"" if nothing).
 
-    Reads one byte at a time, so nothing after the line is taken from the pipe (a later
-    communicate() gets the rest). If no full line comes in `timeout` seconds, the process is
-    killed and the calling test fails with what it wrote to stderr.
+    Every process message goes to stderr, so start-up warnings come before the start-up line:
+    they are in the result, whose last line is the start-up line. Reads one byte at a time, so
+    nothing after that line is taken from the pipe (a later communicate() gets the rest). If no
+    start-up line comes in `timeout` seconds, the process is killed and the calling test fails
+    with what it wrote.
     """
-    fd = proc.stdout.fileno()
+    fd = proc.stderr.fileno()
+    text = bytearray()
     line = bytearray()
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
-        while not line.endswith(b"\n"):
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not selector.select(remaining):
                 proc.kill()
-                _, err = proc.communicate(timeout=10)
-                pytest.fail(f"no start-up line within {timeout} s: got {bytes(line)!r}; "
-                            f"stderr {err[-2000:]!r}")
+                out, err = proc.communicate(timeout=10)
+                pytest.fail(f"no start-up line within {timeout} s: got {bytes(text)!r} on "
+                            f"stderr; then {err[-2000:]!r}; stdout {out[-2000:]!r}")
             byte = os.read(fd, 1)
             if not byte:
                 break
+            text += byte
             line += byte
-    return bytes(line)
+            if byte == b"\n":
+                if BANNER.search(line):
+                    break
+                line.clear()
+    return bytes(text)
+
+
+def banner_line(startup: bytes) -> str:
+    """The start-up line of read_banner's result (its last line), decoded."""
+    return startup.decode().splitlines(keepends=True)[-1] if startup else ""
 
 
 def run_cli(*args: str, timeout: float = 20, **kwargs) -> subprocess.CompletedProcess:
@@ -75,18 +90,23 @@ class ServerProcess:
         self.mode = mode
         command = [sys.executable, "-m", "reactor_http", "--root", str(root), "--port", "0",
                    "--mode", mode, *args]
+        self.start(command, env=server_env(**(env or {})), cwd=cwd or REPO,
+                   **(popen_kwargs or {}))
+
+    def start(self, command: list, *, must_start: bool = True, **popen_kwargs) -> None:
+        """Run `command` and read its start-up line: `banner` (that line), `port` (0 if it
+        printed none and `must_start` is false) and `startup` (all of stderr up to the line)."""
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=server_env(**(env or {})), cwd=cwd or REPO,
-                                     **(popen_kwargs or {}))
-        line = read_banner(self.proc)
-        match = BANNER.search(line)
-        if not match:
+                                     **popen_kwargs)
+        self.startup = read_banner(self.proc)
+        match = BANNER.search(self.startup)
+        if not match and must_start:
             self.proc.kill()
             out, err = self.proc.communicate(timeout=5)
-            raise RuntimeError(f"server did not start: {line!r} {out!r} {err!r}")
-        self.banner = line.decode()
+            raise RuntimeError(f"server did not start: {self.startup!r} {out!r} {err!r}")
+        self.banner = banner_line(self.startup)
         self.host = "127.0.0.1"
-        self.port = int(match.group(2))
+        self.port = int(match.group(2)) if match else 0
         self._stopped = False
 
     @property
@@ -98,7 +118,8 @@ class ServerProcess:
         return sock
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 15.0):
-        """Stop the server; return (exit status, stdout, stderr)."""
+        """Stop the server; return (exit status, stdout, stderr): all of stderr, the start-up
+        output read_banner took included."""
         if self._stopped:
             return self._result
         self._stopped = True
@@ -110,7 +131,7 @@ class ServerProcess:
             self.proc.kill()
             out, err = self.proc.communicate(timeout=5)
         self._result = (self.proc.returncode, out.decode(errors="replace"),
-                        err.decode(errors="replace"))
+                        (self.startup + err).decode(errors="replace"))
         return self._result
 
     def open_fds(self) -> int:
