@@ -137,15 +137,18 @@ class Reactor(EngineBase):
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
         self._wakeup_installed = False
-        # --live-reload: the hub wakes the loop through the wake-up socket; open streams.
-        self.live = site.live
+        self._init_streams(site.live)
+
+    def _init_streams(self, live) -> None:
+        """--live-reload: the hub wakes the loop through the wake-up socket; open streams."""
+        self.live = live
         self.streams: set[Conn] = set()
         # Fan-outs in progress: [message, the streams it goes to, how many were served].
         self.fanouts: collections.deque = collections.deque()
-        if self.live is not None:
-            self.live_seq = self.live.seq
+        if live is not None:
+            self.live_seq = live.seq
             self.next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
-            self.live.add_listener(self._live_wake)
+            live.add_listener(self._live_wake)
 
     def _connection_states(self):
         """The state of every live connection (for the status page, on demand only)."""

@@ -294,26 +294,38 @@ class ThreadedServer(EngineBase):
                     return
             if was_idle:
                 head_deadline = time.monotonic() + config.header_timeout
-            while True:
-                if exchange is None:
-                    exchange = proto.next_exchange(time.monotonic())
-                if proto.internal_error is not None:
-                    exc, proto.internal_error = proto.internal_error, None
-                    self.clog.internal_error(conn.peer, exc)
-                if exchange is None:
-                    break
-                state = self._send(conn, exchange)
-                exchange = None
-                if state is ConnState.CLOSING:
-                    self._linger(conn)
-                    return
-                if state is ConnState.STREAMING:
-                    self._stream(conn)
-                    return
-                if state is ConnState.READING_HEAD:
-                    head_deadline = time.monotonic() + config.header_timeout
-                else:
-                    break
+            answered = self._answer_buffered(conn, exchange, head_deadline)
+            if answered is None:
+                return
+            head_deadline = answered
+
+    def _answer_buffered(self, conn: ThreadConn, exchange: Exchange | None,
+                         head_deadline: float) -> float | None:
+        """Carry out `exchange` (if any) and every request already buffered after it.
+
+        Returns the head deadline for what is still buffered (restarted when a pipelined request
+        began), or None once the connection has ended (it lingered, closed or streamed).
+        """
+        proto = conn.proto
+        while True:
+            if exchange is None:
+                exchange = proto.next_exchange(time.monotonic())
+            if proto.internal_error is not None:
+                exc, proto.internal_error = proto.internal_error, None
+                self.clog.internal_error(conn.peer, exc)
+            if exchange is None:
+                return head_deadline
+            state = self._send(conn, exchange)
+            exchange = None
+            if state is ConnState.CLOSING:
+                self._linger(conn)
+                return None
+            if state is ConnState.STREAMING:
+                self._stream(conn)
+                return None
+            if state is not ConnState.READING_HEAD:
+                return head_deadline
+            head_deadline = time.monotonic() + self.config.header_timeout
 
     def _wait_idle(self, conn: ThreadConn) -> bool:
         """Wait for the next request; True if the socket is readable, else the connection ended.
