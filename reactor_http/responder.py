@@ -3,7 +3,8 @@
 `respond(request, site, now)` decides methods, redirects, 200/206/304/400/403/404/405/412/416/501,
 conditional requests (RFC 9110 section 13), ranges (section 14), precompressed representations and
 the options users ask for. It never touches a socket and never sends; connection management
-(Connection, Keep-Alive) belongs to protocol.py, which adds those fields.
+(Connection, Keep-Alive) belongs to protocol.py, which adds those fields. A file's answer is one
+`Representation` value, built in one step and transformed in small ones (see `_serve_file`).
 """
 
 from __future__ import annotations
