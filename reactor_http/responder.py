@@ -9,8 +9,9 @@ the options users ask for. It never touches a socket and never sends; connection
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import NamedTuple
+from typing import Final
 
 from . import content_coding, extras, filesystem, livereload
 from .headers import comma_list, parse_http_date, quality_values
@@ -220,31 +221,34 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
 Offer = tuple[str, str | None, os.stat_result | None]
 
 
-class Representation(NamedTuple):
-    """One representation of a file as the answer will carry it; immutable, replaced per step.
+@dataclasses.dataclass(slots=True)
+class Representation:
+    """One representation of a file as the answer will carry it; each step makes a new one.
 
-    Before `_load` it names the bytes (`path`) but holds none (`data` and `fd` None, `size`, `etag`
-    and `last_modified` not yet known), except a body compressed on the fly, which comes in
-    memory. A named tuple, since every file answer the answer cache does not give builds two
-    (the choice, then the loaded value): 0.3 us each here, where a frozen dataclass takes 1.8 us
-    to build and 4.6 to replace (the whole path costs 20 to 30 us).
+    Before `_load` it names the bytes (`path`) but holds none (`data` and `fd` None; `size`,
+    `etag` and `last_modified` not yet known), except a body compressed on the fly, which comes
+    in memory. Immutable for the type checker (Final, as messages.Response), not frozen at run
+    time: a frozen dataclass takes 1.6 us to build here against 0.26, and every file answer the
+    answer cache does not give builds two (the whole path costs 20 to 30 us; a NamedTuple, with
+    its unspecialised attribute reads, cost 1 us more per answer). For the same reason the
+    steps common on that path build anew rather than call dataclasses.replace (2 us).
     """
 
-    fs_path: str                # the file the URL names (the answer cache re-checks it)
-    st: os.stat_result          # its stat as resolved
-    path: str                   # the file the bytes come from: fs_path or a precompressed sibling
-    path_st: os.stat_result     # that file's stat; once opened, the descriptor's fstat
-    ctype: str                  # Content-Type
-    coding: str | None          # Content-Encoding; None for identity
-    fields: tuple               # Vary, Cache-Control, CORS: after the validators in every answer
-    cache: tuple | None         # (answer-cache key, now): a small full 200 is remembered there
-    data: bytes | None = None   # the bytes in memory, or None when `fd` holds them
-    fd: int | None = None       # the open descriptor: ours until a Response takes it
-    size: int = 0               # bytes of the representation
-    etag: str = ""              # strong ETag (RFC 9110 section 8.8.3)
-    last_modified: str = ""     # Last-Modified, an IMF-fixdate
-    saved: int | None = None    # a body compressed on the fly: bytes fewer than identity
-    page_coding: str | None = None  # --live-reload: the coding the injected page is made in
+    fs_path: Final[str]               # the file the URL names (the answer cache re-checks it)
+    st: Final[os.stat_result]         # its stat as resolved
+    path: Final[str]                  # the file the bytes come from: fs_path or a sibling
+    path_st: Final[os.stat_result]    # that file's stat; once opened, the descriptor's fstat
+    ctype: Final[str]                 # Content-Type
+    coding: Final[str | None]         # Content-Encoding; None for identity
+    fields: Final[tuple]              # Vary, Cache-Control, CORS: after the validators
+    cache: Final[tuple | None]        # (answer-cache key, now): where a small full 200 is kept
+    data: Final[bytes | None] = None  # the bytes in memory, or None when `fd` holds them
+    fd: Final[int | None] = None      # the open descriptor: ours until a Response takes it
+    size: Final[int] = 0              # bytes of the representation
+    etag: Final[str] = ""             # strong ETag (RFC 9110 section 8.8.3)
+    last_modified: Final[str] = ""    # Last-Modified, an IMF-fixdate
+    saved: Final[int | None] = None   # a body compressed on the fly: bytes fewer than identity
+    page_coding: Final[str | None] = None  # --live-reload: the coding the injected page gets
 
 
 def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
@@ -290,15 +294,15 @@ def _choose_representation(request: Request, site: Site, fs_path: str, st: os.st
     # .gz/.br sibling; a coding made on the fly applies to the injected page (_compress_page).
     live = site.live is not None and livereload.is_html(ctype)
     chosen, vary = _choose_encoding(request, site, fs_path, st, ctype, siblings=not live)
-    rep = Representation(fs_path, st, fs_path, st, ctype, None, _file_fields(site, vary), cache)
-    if chosen is None:
-        return rep
-    coding, path, path_st = chosen
-    if live:  # no sibling was offered: the coding is made on the fly, of the injected page
-        return rep._replace(page_coding=coding)
-    if path is None or path_st is None:
-        return _coded_on_the_fly(request, site, rep, coding)
-    return rep._replace(path=path, path_st=path_st, coding=coding)
+    fields = _file_fields(site, vary)
+    coding, path, path_st = chosen if chosen is not None else (None, None, None)
+    if path is not None and path_st is not None:  # a precompressed sibling
+        return Representation(fs_path, st, path, path_st, ctype, coding, fields, cache)
+    if live:  # no sibling was offered: a coding chosen is made on the fly, of the injected page
+        return Representation(fs_path, st, fs_path, st, ctype, None, fields, cache,
+                              page_coding=coding)
+    rep = Representation(fs_path, st, fs_path, st, ctype, None, fields, cache)
+    return rep if coding is None else _coded_on_the_fly(request, site, rep, coding)
 
 
 def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_result,
@@ -356,16 +360,16 @@ def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
     body, settled = compressor.lookup(rep.fs_path, st, coding)
     etag = content_coding.coded_etag(filesystem.strong_etag(st), coding)
     if body is not None:
-        return rep._replace(coding=coding, data=body, size=len(body), etag=etag,
-                            last_modified=filesystem.last_modified(st),
-                            saved=st.st_size - len(body))
+        return Representation(rep.fs_path, st, rep.fs_path, st, rep.ctype, coding, rep.fields,
+                              rep.cache, body, None, len(body), etag,
+                              filesystem.last_modified(st), st.st_size - len(body))
     if settled:
         return rep
     if "if-none-match" in request.fields and \
             _preconditions(request, etag, int(st.st_mtime)) == 304:
         validators = [("Last-Modified", filesystem.last_modified(st)), ("ETag", etag)]
         return Response(304, validators + [("Content-Encoding", coding), *rep.fields])
-    return rep._replace(cache=None)
+    return dataclasses.replace(rep, cache=None)
 
 
 def _load(site: Site, rep: Representation) -> Representation | None:
@@ -381,12 +385,11 @@ def _load(site: Site, rep: Representation) -> Representation | None:
     except filesystem.Forbidden:
         if rep.coding is None:
             raise
-        rep = rep._replace(path=rep.fs_path, path_st=rep.st, coding=None)
+        rep = dataclasses.replace(rep, path=rep.fs_path, path_st=rep.st, coding=None)
         loaded = _read(site, rep.path, rep.path_st)
     if loaded is None:
         return None
     data, fd, path_st = loaded  # with an fd, path_st describes the file we actually opened
-    # Built afresh, not _replace()d: a third of the cost, on every file answer not cached.
     return Representation(rep.fs_path, rep.st, rep.path, path_st, rep.ctype, rep.coding,
                           rep.fields, rep.cache, data, fd,
                           len(data) if data is not None else path_st.st_size,
@@ -415,7 +418,7 @@ def _inject_live(rep: Representation) -> Representation:
     if not livereload.is_html(rep.ctype):
         return rep
     data, size, etag = livereload.injected_page(rep.data, rep.fd, rep.size, rep.etag)
-    return rep._replace(data=data, size=size, etag=etag)
+    return dataclasses.replace(rep, data=data, size=size, etag=etag)
 
 
 def _compress_page(rep: Representation) -> Representation:
@@ -428,8 +431,8 @@ def _compress_page(rep: Representation) -> Representation:
     if coding is None or rep.data is None or rep.size > content_coding.INLINE_MAX:
         return rep
     data = content_coding.compress(rep.data, coding)
-    return rep._replace(coding=coding, data=data, size=len(data),
-                        etag=content_coding.coded_etag(rep.etag, coding), page_coding=None)
+    return dataclasses.replace(rep, coding=coding, data=data, size=len(data),
+                               etag=content_coding.coded_etag(rep.etag, coding), page_coding=None)
 
 
 def _answer(request: Request, site: Site, rep: Representation) -> Response:
