@@ -299,38 +299,12 @@ def parse_range(value: str, size: int, max_ranges: int = 16):
         item = item.strip()
         if not item:
             continue  # empty list elements are allowed (RFC 9110 section 5.6.1)
-        first_text, dash, last_text = item.partition("-")
-        first_text, last_text = first_text.strip(), last_text.strip()
-        if not dash or (first_text and not first_text.isdigit()) or \
-                (last_text and not last_text.isdigit()) or not (first_text or last_text):
-            return None
-        if not first_text.isascii() or not last_text.isascii():
-            return None
-        # Numbers are compared as digit strings and converted only when short: int() raises on
-        # more than sys.int_max_str_digits (4,300) digits, and no file is 10**18 bytes long.
-        first_digits = first_text.lstrip("0") or "0"
-        last_digits = last_text.lstrip("0") or "0"
-        if first_text:
-            if last_text and _digits_less(last_digits, first_digits):
-                return None  # an invalid range-spec makes the whole header invalid
-            if len(first_digits) > MAX_POSITION_DIGITS or int(first_digits) >= size:
-                # Unsatisfiable on its own (section 14.1.1), also for `N-` with N = size: the
-                # 416 is how `curl -C -` learns a download is already complete.
-                continue
-            first = int(first_digits)
-            if not last_text or len(last_digits) > MAX_POSITION_DIGITS:
-                last = size - 1  # a last-byte-pos past the end means the end (14.1.2)
-            else:
-                last = min(int(last_digits), size - 1)
-            ranges.append((first, last))
-        else:
-            if len(last_digits) > MAX_POSITION_DIGITS:
-                suffix = size  # a suffix longer than the file is the whole file (14.1.2)
-            else:
-                suffix = int(last_digits)
-            if suffix == 0 or size == 0:
-                continue
-            ranges.append((max(0, size - suffix), size - 1))
+        try:
+            byte_range = _range_spec(item, size)
+        except _InvalidRange:
+            return None  # an invalid range-spec makes the whole header invalid
+        if byte_range is not None:
+            ranges.append(byte_range)
     if not ranges:
         return []
     # Overlapping and adjacent ranges are merged, so the parts never add up to more than the file;
@@ -340,6 +314,51 @@ def parse_range(value: str, size: int, max_ranges: int = 16):
     if len(merged) > max_ranges:
         return None
     return merged
+
+
+class _InvalidRange(ValueError):
+    """A range-spec that is not `first-last`, `first-` or `-suffix` with ASCII digits."""
+
+
+def _range_spec(item: str, size: int) -> tuple[int, int] | None:
+    """One range-spec as an inclusive (first, last) pair; None if it is unsatisfiable alone.
+
+    Raises _InvalidRange for a spec that breaks the grammar (RFC 9110 section 14.1.1).
+    """
+    first_text, dash, last_text = item.partition("-")
+    first_text, last_text = first_text.strip(), last_text.strip()
+    if not dash or (first_text and not first_text.isdigit()) or \
+            (last_text and not last_text.isdigit()) or not (first_text or last_text):
+        raise _InvalidRange(item)
+    if not first_text.isascii() or not last_text.isascii():
+        raise _InvalidRange(item)
+    # Numbers are compared as digit strings and converted only when short: int() raises on
+    # more than sys.int_max_str_digits (4,300) digits, and no file is 10**18 bytes long.
+    first_digits = first_text.lstrip("0") or "0"
+    last_digits = last_text.lstrip("0") or "0"
+    if not first_text:
+        return _suffix_range(last_digits, size)
+    if last_text and _digits_less(last_digits, first_digits):
+        raise _InvalidRange(item)
+    if len(first_digits) > MAX_POSITION_DIGITS or int(first_digits) >= size:
+        # Unsatisfiable on its own (section 14.1.1), also for `N-` with N = size: the
+        # 416 is how `curl -C -` learns a download is already complete.
+        return None
+    first = int(first_digits)
+    if not last_text or len(last_digits) > MAX_POSITION_DIGITS:
+        return first, size - 1  # a last-byte-pos past the end means the end (14.1.2)
+    return first, min(int(last_digits), size - 1)
+
+
+def _suffix_range(digits: str, size: int) -> tuple[int, int] | None:
+    """`-N`: the last N bytes (RFC 9110 section 14.1.2); None if N or the file is empty."""
+    if len(digits) > MAX_POSITION_DIGITS:
+        suffix = size  # a suffix longer than the file is the whole file (14.1.2)
+    else:
+        suffix = int(digits)
+    if suffix == 0 or size == 0:
+        return None
+    return max(0, size - suffix), size - 1
 
 
 def _digits_less(a: str, b: str) -> bool:

@@ -21,7 +21,7 @@ import select
 import socket
 import ssl
 
-from .messages import Exchange
+from .messages import Exchange, FileRegion
 
 # Bytes one sendfile call may move; the kernel stops earlier when the socket buffer is full.
 SENDFILE_CHUNK = 1 << 20
@@ -67,50 +67,75 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
     while exchange.index < count:
         if budget <= 0:
             return False
-        segment = segments[exchange.index]
         try:
-            if type(segment) is bytes:
-                view = segment if exchange.offset == 0 else memoryview(segment)[exchange.offset:]
-                following = exchange.index + 1
-                if tls:
-                    sent = sock.send(view)  # SSLSocket.send takes no flags
-                elif following < count and type(segments[following]) is bytes:
-                    # Head and a larger in-memory body: one sendmsg, no concatenation copy.
-                    buffers = [view]
-                    while following < count and type(segments[following]) is bytes:
-                        buffers.append(segments[following])
-                        following += 1
-                    sent = sock.sendmsg(buffers, (), _MSG_MORE if following < count else 0)
-                    exchange.sent += sent
-                    budget -= sent
-                    _skip(exchange, segments, sent)
-                    continue
-                else:
-                    sent = sock.send(view, _MSG_MORE if following < count else 0)
-                remaining = len(segment) - exchange.offset
-            elif tls:
-                remaining = segment.count - exchange.offset
-                chunk = os.pread(segment.fd, min(remaining, TLS_CHUNK),
-                                 segment.offset + exchange.offset)
-                if not chunk:
-                    raise FileShrank(f"file ended {remaining} bytes early")
-                sent = sock.send(chunk)
-            else:
-                remaining = segment.count - exchange.offset
-                sent = os.sendfile(fileno, segment.fd, segment.offset + exchange.offset,
-                                   min(remaining, SENDFILE_CHUNK))
-                if sent == 0:
-                    raise FileShrank(f"file ended {remaining} bytes early")
+            budget -= _send_segment(sock, fileno, exchange, tls)
         except WOULD_BLOCK:
             return False
-        exchange.sent += sent
-        budget -= sent
-        if sent >= remaining:
-            exchange.index += 1
-            exchange.offset = 0
-        else:
-            exchange.offset += sent
     return True
+
+
+def _send_segment(sock: _socket.socket, fileno: int, exchange: Exchange, tls: bool) -> int:
+    """One send from the cursor (WOULD_BLOCK: nothing sent); moves it and returns the bytes sent."""
+    segments = exchange.plan.segments
+    segment = segments[exchange.index]
+    if type(segment) is bytes:
+        following = exchange.index + 1
+        if not tls and following < len(segments) and type(segments[following]) is bytes:
+            sent = _send_buffers(sock, exchange, segments)
+            exchange.sent += sent
+            _skip(exchange, segments, sent)
+            return sent
+        remaining = len(segment) - exchange.offset
+        sent = _send_bytes(sock, exchange, segment, tls)
+    else:
+        remaining = segment.count - exchange.offset
+        sent = _send_region_part(sock, fileno, exchange, segment, tls)
+    exchange.sent += sent
+    if sent >= remaining:
+        exchange.index += 1
+        exchange.offset = 0
+    else:
+        exchange.offset += sent
+    return sent
+
+
+def _send_bytes(sock: _socket.socket, exchange: Exchange, segment: bytes, tls: bool) -> int:
+    """send() the rest of one bytes segment, MSG_MORE when more of the plan follows."""
+    view = segment if exchange.offset == 0 else memoryview(segment)[exchange.offset:]
+    if tls:
+        return sock.send(view)  # SSLSocket.send takes no flags
+    more = exchange.index + 1 < len(exchange.plan.segments)
+    return sock.send(view, _MSG_MORE if more else 0)
+
+
+def _send_buffers(sock: _socket.socket, exchange: Exchange, segments: tuple) -> int:
+    """One sendmsg of the consecutive bytes segments from the cursor: no concatenation copy."""
+    # Head and a larger in-memory body; MSG_MORE when a file region follows them.
+    offset = exchange.offset
+    first = segments[exchange.index]
+    buffers = [first if offset == 0 else memoryview(first)[offset:]]
+    following = exchange.index + 1
+    count = len(segments)
+    while following < count and type(segments[following]) is bytes:
+        buffers.append(segments[following])
+        following += 1
+    return sock.sendmsg(buffers, (), _MSG_MORE if following < count else 0)
+
+
+def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, region: FileRegion,
+                      tls: bool) -> int:
+    """The next part of a file region: os.sendfile, or over TLS a pread chunk sent; FileShrank."""
+    remaining = region.count - exchange.offset
+    position = region.offset + exchange.offset
+    if tls:
+        chunk = os.pread(region.fd, min(remaining, TLS_CHUNK), position)
+        if not chunk:
+            raise FileShrank(f"file ended {remaining} bytes early")
+        return sock.send(chunk)
+    sent = os.sendfile(fileno, region.fd, position, min(remaining, SENDFILE_CHUNK))
+    if sent == 0:
+        raise FileShrank(f"file ended {remaining} bytes early")
+    return sent
 
 
 def _skip(exchange: Exchange, segments: tuple, sent: int) -> None:

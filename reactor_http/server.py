@@ -59,24 +59,10 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
     rows: set = set()
     if trace_path:
         record_transitions(rows)
+    site, logs, engine = _make_engine(config, listeners, heartbeat)
     watcher = None
-    hub = None
-    if config.live_reload:  # the hub first: engines subscribe to it as they are made
-        from .livereload import Hub
-        from .watcher import start_watcher
-        hub = Hub()
-    # The reactor answers every request on one thread, one instant per loop turn.
-    site = Site(config, live=hub, single_thread=config.mode == "reactor")
-    logs = LogSink(access=not config.quiet, log_dir=config.log_dir, access_file=config.access_log)
-    url = listeners_url(listeners)
-    engine: ThreadedServer | Reactor
-    if config.mode == "threaded":
-        from .threaded import ThreadedServer
-        engine = ThreadedServer(config, site, logs, listeners)
-    else:
-        from .reactor import Reactor
-        engine = Reactor(config, site, logs, listeners, heartbeat=heartbeat)
     if site.live is not None:
+        from .watcher import start_watcher
         watcher = start_watcher(site.real_root, site.live.publish)
     main_thread = threading.current_thread() is threading.main_thread()
     # Handlers first: once the banner says we serve, a SIGTERM must mean a graceful stop.
@@ -84,12 +70,7 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
         engine.install_signal_handlers()
         # logrotate's convention: SIGUSR1 reopens the log files (the log writer's next round).
         signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
-    live = f", live reload on ({watcher.method})" if watcher is not None else ""
-    if banner is not None:
-        banner(f"Serving {site.real_root} at {url} (mode: {config.mode}){live}; "
-               f"press Ctrl+C to stop")
-    logs.event(f"Server started on {url} (mode: {config.mode}, root: {site.real_root}, "
-               f"pid {os.getpid()})")
+    _announce(config, site, logs, listeners_url(listeners), watcher, banner)
     try:
         if ready is not None:
             ready(engine)
@@ -102,13 +83,46 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
         logs.event("Server stopped")
         logs.flush()
         if main_thread:
-            # The stop is done. Ignore further SIGTERM/SIGINT: at interpreter exit CPython resets
-            # Python-level handlers to the default action (but leaves SIG_IGN alone), so a
-            # second SIGTERM (systemd, a test, an impatient user) would turn exit 0 into death
-            # by signal while the process is already on its way out.
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_IGN)
+            _ignore_stop_signals()
     return status
+
+
+def _make_engine(config, listeners, heartbeat) -> tuple[Site, LogSink, ThreadedServer | Reactor]:
+    """The Site (with the live-reload hub), the log sink and the configured engine."""
+    hub = None
+    if config.live_reload:  # the hub first: engines subscribe to it as they are made
+        from .livereload import Hub
+        hub = Hub()
+    # The reactor answers every request on one thread, one instant per loop turn.
+    site = Site(config, live=hub, single_thread=config.mode == "reactor")
+    logs = LogSink(access=not config.quiet, log_dir=config.log_dir, access_file=config.access_log)
+    engine: ThreadedServer | Reactor
+    if config.mode == "threaded":
+        from .threaded import ThreadedServer
+        engine = ThreadedServer(config, site, logs, listeners)
+    else:
+        from .reactor import Reactor
+        engine = Reactor(config, site, logs, listeners, heartbeat=heartbeat)
+    return site, logs, engine
+
+
+def _announce(config, site: Site, logs: LogSink, url: str, watcher, banner) -> None:
+    """The start-up banner (if asked for) and the "Server started" event line."""
+    live = f", live reload on ({watcher.method})" if watcher is not None else ""
+    if banner is not None:
+        banner(f"Serving {site.real_root} at {url} (mode: {config.mode}){live}; "
+               f"press Ctrl+C to stop")
+    logs.event(f"Server started on {url} (mode: {config.mode}, root: {site.real_root}, "
+               f"pid {os.getpid()})")
+
+
+def _ignore_stop_signals() -> None:
+    """After the stop, ignore further SIGTERM/SIGINT until the process exits."""
+    # At interpreter exit CPython resets Python-level handlers to the default action (but leaves
+    # SIG_IGN alone), so a second SIGTERM (systemd, a test, an impatient user) would turn exit 0
+    # into death by signal while the process is already on its way out.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def write_transitions(path: str, rows: set) -> None:

@@ -178,53 +178,67 @@ def _label(value) -> str:
 
 def render_prometheus(snapshot: dict) -> bytes:
     """The snapshot in the Prometheus text exposition format 0.0.4."""
-    lines = []
+    lines: list[str] = []
+    for name, kind, help_text, samples in _process_metrics(snapshot) + \
+            _compression_metrics(snapshot["compression"]):
+        lines.extend(_metric_lines(name, kind, help_text, samples))
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
-    def metric(name: str, kind: str, help_text: str, samples) -> None:
-        lines.append(f"# HELP reactor_http_{name} {help_text}")
-        lines.append(f"# TYPE reactor_http_{name} {kind}")
-        for labels, value in samples:
-            text = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
-            lines.append(f"reactor_http_{name}{{{text}}} {value}" if text else
-                         f"reactor_http_{name} {value}")
 
+def _metric_lines(name: str, kind: str, help_text: str, samples) -> list[str]:
+    """One metric's HELP and TYPE lines and its samples ((labels, value) pairs)."""
+    lines = [f"# HELP reactor_http_{name} {help_text}", f"# TYPE reactor_http_{name} {kind}"]
+    for labels, value in samples:
+        text = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
+        lines.append(f"reactor_http_{name}{{{text}}} {value}" if text else
+                     f"reactor_http_{name} {value}")
+    return lines
+
+
+def _process_metrics(snapshot: dict) -> list[tuple]:
+    """(name, kind, help, samples) of the process, connection and response metrics."""
     info = {"version": snapshot["version"], "mode": snapshot["mode"], "pid": snapshot["pid"]}
     if "worker" in snapshot:
         info["worker"] = snapshot["worker"]["slot"]
-    metric("info", "gauge", "Which process answered (value is always 1).", [(info, 1)])
-    metric("uptime_seconds", "gauge", "Seconds since this process started serving.",
-           [({}, snapshot["uptime_seconds"])])
-    metric("start_time_seconds", "gauge", "Start time, seconds since the Unix epoch.",
-           [({}, snapshot["start_time_seconds"])])
-    metric("connections", "gauge", "Open connections by protocol state.",
-           [({"state": state}, count) for state, count in snapshot["connections"].items()])
-    metric("requests_total", "counter", "Responses sent completely.",
-           [({}, snapshot["requests_total"])])
-    metric("sent_body_bytes_total", "counter", "Body bytes of responses sent completely.",
-           [({}, snapshot["sent_body_bytes_total"])])
-    metric("responses_total", "counter", "Responses sent completely, by status code.",
-           [({"code": code}, count) for code, count in snapshot["responses"].items()])
-    metric("timeouts_total", "counter", "Connection timers that fired, by kind.",
-           [({"kind": kind}, count) for kind, count in snapshot["timeouts"].items()])
-    metric("evicted_idle_total", "counter",
-           "Idle keep-alive connections closed to admit new ones at the connection cap.",
-           [({}, snapshot["evicted_idle_total"])])
-    compressed = snapshot["compression"]
-    metric("compression_cache_hits_total", "counter",
-           "Responses compressed on the fly answered from the compressed-body cache.",
-           [({}, compressed["hits_total"])])
-    metric("compression_cache_misses_total", "counter",
-           "Requests for a compressed body not yet cached (made inline, or queued while "
-           "the identity body was served).", [({}, compressed["misses_total"])])
-    metric("compression_saved_bytes_total", "counter",
-           "Body bytes not sent thanks to on-the-fly compression (200 responses to GET).",
-           [({}, compressed["saved_bytes_total"])])
-    metric("compression_background_total", "counter",
-           "Files compressed by the background thread.",
-           [({}, compressed["background_total"])])
-    metric("compression_failures_total", "counter",
-           "Background compressions that failed (the file is served uncompressed).",
-           [({}, compressed["failures_total"])])
-    metric("compression_cache_bytes", "gauge", "Bytes held by the compressed-body cache.",
-           [({}, compressed["cached_bytes"])])
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    return [
+        ("info", "gauge", "Which process answered (value is always 1).", [(info, 1)]),
+        ("uptime_seconds", "gauge", "Seconds since this process started serving.",
+         [({}, snapshot["uptime_seconds"])]),
+        ("start_time_seconds", "gauge", "Start time, seconds since the Unix epoch.",
+         [({}, snapshot["start_time_seconds"])]),
+        ("connections", "gauge", "Open connections by protocol state.",
+         [({"state": state}, count) for state, count in snapshot["connections"].items()]),
+        ("requests_total", "counter", "Responses sent completely.",
+         [({}, snapshot["requests_total"])]),
+        ("sent_body_bytes_total", "counter", "Body bytes of responses sent completely.",
+         [({}, snapshot["sent_body_bytes_total"])]),
+        ("responses_total", "counter", "Responses sent completely, by status code.",
+         [({"code": code}, count) for code, count in snapshot["responses"].items()]),
+        ("timeouts_total", "counter", "Connection timers that fired, by kind.",
+         [({"kind": kind}, count) for kind, count in snapshot["timeouts"].items()]),
+        ("evicted_idle_total", "counter",
+         "Idle keep-alive connections closed to admit new ones at the connection cap.",
+         [({}, snapshot["evicted_idle_total"])]),
+    ]
+
+
+def _compression_metrics(compressed: dict) -> list[tuple]:
+    """(name, kind, help, samples) of the on-the-fly compression counters."""
+    return [
+        ("compression_cache_hits_total", "counter",
+         "Responses compressed on the fly answered from the compressed-body cache.",
+         [({}, compressed["hits_total"])]),
+        ("compression_cache_misses_total", "counter",
+         "Requests for a compressed body not yet cached (made inline, or queued while "
+         "the identity body was served).", [({}, compressed["misses_total"])]),
+        ("compression_saved_bytes_total", "counter",
+         "Body bytes not sent thanks to on-the-fly compression (200 responses to GET).",
+         [({}, compressed["saved_bytes_total"])]),
+        ("compression_background_total", "counter",
+         "Files compressed by the background thread.", [({}, compressed["background_total"])]),
+        ("compression_failures_total", "counter",
+         "Background compressions that failed (the file is served uncompressed).",
+         [({}, compressed["failures_total"])]),
+        ("compression_cache_bytes", "gauge", "Bytes held by the compressed-body cache.",
+         [({}, compressed["cached_bytes"])]),
+    ]

@@ -126,9 +126,28 @@ class Supervisor:
     def run(self, banner=None) -> int:
         """Supervise until SIGTERM/SIGINT (exit status 0) or a worker cannot start (1)."""
         raise_fd_limit()
-        config = self.config
         self.parent_pid = os.getpid()
         self.set_death_signal = parent_death_signal()  # resolved once, before any fork
+        self._hold_port()
+        self._watch_signals()
+        for slot in range(self.config.workers):
+            self._spawn(slot)
+        if banner is not None:
+            self._announce(banner)
+        try:
+            while not self.stop_requested and self.halt is None:
+                self._loop_once()
+            if self.halt is not None:
+                log.error("%s; stopping", self.halt)
+                self._stop_all()
+                return 1
+            return self._stop_all()
+        finally:
+            self._release()
+
+    def _hold_port(self) -> None:
+        """The TLS context and the socket every worker serves (inherited, or bound here)."""
+        config = self.config
         # Loaded once, here: a bad certificate stops us with one line before any worker starts.
         self.tls = make_tls_context(config.certfile, config.keyfile) if config.certfile else None
         # Socket activation: systemd's socket is already listening; every worker accepts from it.
@@ -139,6 +158,9 @@ class Supervisor:
             self.holder = bind_listener(config.host, config.port, config.backlog,
                                         reuse_port=self.reuse_port, listen=not self.reuse_port)
         self.port = self.holder.getsockname()[1]
+
+    def _watch_signals(self) -> None:
+        """Signals wake the select() through a socket pair; their handlers only set flags."""
         wake_r, wake_w = self.wake = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -150,32 +172,29 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         self.selector = selectors.DefaultSelector()
         self.selector.register(wake_r, selectors.EVENT_READ)
-        for slot in range(config.workers):
-            self._spawn(slot)
-        if banner is not None:
-            root = os.path.realpath(config.root)
-            scheme = "https" if self.tls is not None else "http"
-            live = ", live reload on" if config.live_reload else ""  # each worker watches
-            banner(f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
-                   f"{config.workers} workers){live}; press Ctrl+C to stop")
-        try:
-            while not self.stop_requested and self.halt is None:
-                self._loop_once()
-            if self.halt is not None:
-                log.error("%s; stopping", self.halt)
-                self._stop_all()
-                return 1
-            return self._stop_all()
-        finally:
-            # As in server.serve: once stopped, a late SIGTERM must not kill us during exit.
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_IGN)
-            # Before the socket closes: a later signal must not write to a closed descriptor.
-            signal.set_wakeup_fd(-1)
-            self.selector.close()
-            wake_r.close()
-            wake_w.close()
-            self.holder.close()
+
+    def _announce(self, banner) -> None:
+        """The start-up line: root, URL, worker count."""
+        config = self.config
+        assert self.holder is not None  # _hold_port opened it
+        root = os.path.realpath(config.root)
+        scheme = "https" if self.tls is not None else "http"
+        live = ", live reload on" if config.live_reload else ""  # each worker watches
+        banner(f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
+               f"{config.workers} workers){live}; press Ctrl+C to stop")
+
+    def _release(self) -> None:
+        """After the stop: ignore late stop signals, then close the wake-up pair and the port."""
+        # As in server.serve: once stopped, a late SIGTERM must not kill us during exit.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
+        # Before the socket closes: a later signal must not write to a closed descriptor.
+        signal.set_wakeup_fd(-1)
+        assert self.selector is not None and self.wake is not None and self.holder is not None
+        self.selector.close()
+        for sock in self.wake:
+            sock.close()
+        self.holder.close()
 
     def _loop_once(self) -> None:
         """One select() (signals, ready bytes, heartbeats), then act on what changed."""
@@ -370,64 +389,67 @@ class Supervisor:
     def _worker_main(self, pipe_w: int, old_mask, slot: int) -> None:
         """In the forked child: listen, say so, run one reactor, exit."""
         status = 1
-        serving = False
+        engines: list = []  # the engine, once it serves
         try:
-            # Die with the parent: the kernel sends SIGTERM (pending while our signals are
-            # blocked, then a graceful stop once the reactor's handlers are in).
-            if self.set_death_signal is not None:
-                self.set_death_signal()
-            signal.set_wakeup_fd(-1)  # before the parent's wake-up socket is closed here
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-                signal.signal(signum, signal.SIG_DFL)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent handles reloads
-            # Until serve() installs the reopen handler (SIGUSR1's default would kill us). The
-            # access log is opened by name after this, so a rotation now is not missed.
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-            self._close_parent_fds()
-            if os.getppid() != self.parent_pid:
-                os._exit(0)  # the parent died before the death signal was asked for
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            os.set_blocking(pipe_w, False)  # a busy parent must never stall our loop
+            self._become_worker(pipe_w, old_mask)
             config = dataclasses.replace(self.config, port=self.port,
                                          worker=(slot, self.config.workers))
-            assert self.holder is not None  # run() opened it
-            if self.reuse_port:
-                self.holder.close()
-                sock = bind_listener(config.host, self.port, config.backlog, reuse_port=True)
-            else:
-                sock = self.holder
-            engines = []
-
-            def ready(engine) -> None:
-                nonlocal serving
-                engines.append(engine)
-                serving = True
-                _write_byte(pipe_w, READY_BYTE)
-
-            def heartbeat() -> None:
-                # The portable half of dying with the parent: an orphan is adopted by another
-                # process, and a write to a pipe whose reader is gone fails.
-                alive = _write_byte(pipe_w, BEAT_BYTE) and os.getppid() == self.parent_pid
-                if not alive and engines and not engines[0].stop_requested:
-                    log.warning("worker %d (slot %d): the supervisor is gone; stopping",
-                                os.getpid(), slot)
-                    engines[0].request_stop()
-
-            status = self.worker_body(config, [Listener(sock, self.tls)], ready=ready,
-                                      heartbeat=heartbeat)
+            ready, heartbeat = self._worker_hooks(pipe_w, slot, engines)
+            status = self.worker_body(config, [Listener(self._worker_listener(config), self.tls)],
+                                      ready=ready, heartbeat=heartbeat)
         except BaseException as exc:  # never let a child fall back into the parent's loop
-            if serving:
-                log.error("worker %d (slot %d) crashed:\n%s", os.getpid(), slot, "".join(
-                    traceback.format_exception(type(exc), exc, exc.__traceback__)))
-            else:
-                log.error("worker %d (slot %d) failed to start: %s", os.getpid(), slot,
-                          exc or type(exc).__name__)
+            _say_worker_failed(exc, slot, serving=bool(engines))
         finally:
             try:
                 sys.stdout.flush()
             except (OSError, ValueError):
                 pass
             os._exit(status)
+
+    def _become_worker(self, pipe_w: int, old_mask) -> None:
+        """In the child: its own signal handling, none of the parent's descriptors."""
+        # Die with the parent: the kernel sends SIGTERM (pending while our signals are
+        # blocked, then a graceful stop once the reactor's handlers are in).
+        if self.set_death_signal is not None:
+            self.set_death_signal()
+        signal.set_wakeup_fd(-1)  # before the parent's wake-up socket is closed here
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent handles reloads
+        # Until serve() installs the reopen handler (SIGUSR1's default would kill us). The
+        # access log is opened by name after this, so a rotation now is not missed.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        self._close_parent_fds()
+        if os.getppid() != self.parent_pid:
+            os._exit(0)  # the parent died before the death signal was asked for
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.set_blocking(pipe_w, False)  # a busy parent must never stall our loop
+
+    def _worker_listener(self, config) -> socket.socket:
+        """In the child: its own SO_REUSEPORT socket, or the parent's shared one."""
+        assert self.holder is not None  # run() opened it
+        if not self.reuse_port:
+            return self.holder
+        self.holder.close()
+        return bind_listener(config.host, self.port, config.backlog, reuse_port=True)
+
+    def _worker_hooks(self, pipe_w: int, slot: int, engines: list):
+        """In the child: the worker body's ready() and heartbeat(), written to the parent's pipe."""
+
+        def ready(engine) -> None:
+            engines.append(engine)
+            _write_byte(pipe_w, READY_BYTE)
+
+        def heartbeat() -> None:
+            # The portable half of dying with the parent: an orphan is adopted by another
+            # process, and a write to a pipe whose reader is gone fails.
+            alive = _write_byte(pipe_w, BEAT_BYTE) and os.getppid() == self.parent_pid
+            if not alive and engines and not engines[0].stop_requested:
+                log.warning("worker %d (slot %d): the supervisor is gone; stopping",
+                            os.getpid(), slot)
+                engines[0].request_stop()
+
+        return ready, heartbeat
 
     def _close_parent_fds(self) -> None:
         """In the child: close what only the parent uses (other workers' pipes, its wake-up)."""
@@ -489,3 +511,13 @@ def _write_byte(fd: int, byte: bytes) -> bool:
     except OSError:
         return False
     return True
+
+
+def _say_worker_failed(exc: BaseException, slot: int, serving: bool) -> None:
+    """A worker's last line: the traceback of a crash, or why it could not start."""
+    if serving:
+        log.error("worker %d (slot %d) crashed:\n%s", os.getpid(), slot, "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    else:
+        log.error("worker %d (slot %d) failed to start: %s", os.getpid(), slot,
+                  exc or type(exc).__name__)
