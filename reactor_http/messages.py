@@ -145,23 +145,37 @@ class ResponsePlan:
 
 
 class Exchange:
-    """One request/response cycle as an engine carries it out: owned by one connection.
+    """One request/response cycle as an engine carries it out.
 
-    Holds what belongs to this exchange alone, apart from the shared, immutable plan: the
-    client the access log names ("" = the engine's peer address), the open descriptor it owns
-    (closed once, by `close`), and the cursor (segment index, offset into it, bytes sent).
-    A new one per request, never reset field by field (uvicorn's RequestResponseCycle).
+    Holds what belongs to this exchange alone, apart from the immutable plan: the client the
+    access log names ("" = the engine's peer address), the open descriptor it owns (closed
+    once, by `close`), and the cursor (segment index, offset into it, bytes sent). One per
+    request, never reset field by field (uvicorn's RequestResponseCycle).
+
+    Copy on write, the one optimisation here: a replayed answer without a descriptor, for the
+    connection's own peer, starts from one `shared` exchange kept with its plan
+    (protocol.Replay), since creating a record per request cost 3.5 % of the 1 KiB keep-alive
+    throughput (bench/RESULTS.md). A shared exchange is never written to: the first progress
+    it must remember (a partial send, sending.send_available; any blocking send) is kept in a
+    copy of the connection's own (`own`). tests/test_exchange.py pins this.
     """
 
-    __slots__ = ("plan", "client", "fd", "index", "offset", "sent")
+    __slots__ = ("plan", "client", "fd", "index", "offset", "sent", "shared")
 
-    def __init__(self, plan: ResponsePlan, client: str = ""):
+    def __init__(self, plan: ResponsePlan, client: str = "", shared: bool = False):
+        if shared and (plan.fd is not None or client):
+            raise ValueError("only a plan without a descriptor, for the peer, is shared")
         self.plan = plan
         self.client = client
         self.fd = plan.fd
         self.index = 0
         self.offset = 0
         self.sent = 0
+        self.shared: Final = shared
+
+    def own(self) -> Exchange:
+        """This exchange if it is one connection's own, else a fresh copy to write to."""
+        return Exchange(self.plan, self.client) if self.shared else self
 
     def body_sent(self) -> int:
         """Body bytes that went out so far."""

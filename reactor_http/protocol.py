@@ -285,15 +285,18 @@ def keep_alive_fields(timeout: float, max_requests: int) -> bytes:
 class Replay:
     """An answer rendered for one request head, replayed while it still stands (immutable).
 
-    `response` and `date` (the Date field object) are what `plan` was rendered from.
+    `response` and `date` (the Date field object) are what `plan` was rendered from;
+    `exchange` is the shared exchange it starts from for a client that is the peer itself
+    (see messages.Exchange), or None for a plan holding a descriptor (never shared).
     """
 
-    __slots__ = ("response", "date", "plan")
+    __slots__ = ("response", "date", "plan", "exchange")
 
     def __init__(self, response: Response, date: bytes, plan: ResponsePlan):
         self.response: Final = response
         self.date: Final = date
         self.plan: Final = plan
+        self.exchange: Final = Exchange(plan, shared=True) if plan.fd is None else None
 
 
 class ParsedHead:
@@ -509,7 +512,8 @@ class HttpConnection:
             replay = self._replay(head, response, True, now, True)
         # else: this instant already asked the answer cache for this head; its answer stands.
         return self._record(replay.plan, WHOLE_REQUEST,
-                            self._client(head.request) if self.trust_forwarded else "")
+                            self._client(head.request) if self.trust_forwarded else "",
+                            replay.exchange)
 
     def next_exchange(self, now: float) -> Exchange | None:
         """The next exchange to carry out, if a whole request (and its body) is buffered."""
@@ -594,7 +598,7 @@ class HttpConnection:
         self._discarder = None
         self._pending_request = None
         plan = self._render(error_response(status, head_only=head_only), False, request_line)
-        return self._record(plan, event, "")
+        return self._record(plan, event, "", None)
 
     def _finish(self, response: Response, wanted: bool, request: Request, now: float,
                 event: Event, head: ParsedHead | None) -> Exchange:
@@ -606,11 +610,12 @@ class HttpConnection:
                 self.close_reason = CloseReason.CLOSE
             else:
                 self.close_reason = CloseReason.STOP if self._draining else CloseReason.MAX
+        client = self._client(request) if self.trust_forwarded else ""
         if head is not None:
-            plan = self._replay(head, response, keep_alive, now, False).plan
-        else:
-            plan = self._render(response, keep_alive, request.request_line)
-        return self._record(plan, event, self._client(request) if self.trust_forwarded else "")
+            replay = self._replay(head, response, keep_alive, now, False)
+            return self._record(replay.plan, event, client, replay.exchange)
+        return self._record(self._render(response, keep_alive, request.request_line), event,
+                            client, None)
 
     def _replay(self, head: ParsedHead, response: Response, keep_alive: bool, now: float,
                 cached: bool) -> Replay:
@@ -659,13 +664,18 @@ class HttpConnection:
         return ResponsePlan(response.status, segments, response.body_length, keep_alive,
                             response.fd, request_line)
 
-    def _record(self, plan: ResponsePlan, event: Event, client: str) -> Exchange:
-        """The bookkeeping every answer shares: move the state, count it, start its exchange."""
+    def _record(self, plan: ResponsePlan, event: Event, client: str,
+                shared: Exchange | None) -> Exchange:
+        """The bookkeeping every answer shares: move the state, count it, start its exchange
+        (`shared`, the plan's shared exchange if it has one, serves a client that is the peer).
+        """
         try:  # _move's work, written out on the per-request path (a call costs 50 ns)
             self.state = _MOVES[self.state][event]
         except KeyError:
             self._move(event)  # raises ProtocolViolation
         self.requests_served += 1
+        if shared is not None and not client:
+            return shared
         return Exchange(plan, client)
 
     def timeout(self, now: float) -> Exchange | None:
@@ -700,7 +710,8 @@ class HttpConnection:
         The engine sends this exchange on the TCP socket under the failed TLS one.
         """
         self.close_reason = CloseReason.PLAINTEXT
-        return self._record(self._render(PLAINTEXT_RESPONSE, False, "-"), Event.RESPONSE_READY, "")
+        return self._record(self._render(PLAINTEXT_RESPONSE, False, "-"), Event.RESPONSE_READY,
+                            "", None)
 
     def begin_stop(self, now: float) -> float | None:
         """A graceful stop began: how long this connection may still wait idle for a request.

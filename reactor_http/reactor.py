@@ -393,11 +393,14 @@ class Reactor(EngineBase):
                 if exchange is None:
                     self._handle_data(conn, data, now)
                     return
-                conn.exchange = exchange  # owned before the first send: a failure closes its file
+                conn.exchange = exchange  # held before the first send: a failure closes its file
                 if exchange.fd is not None:  # a file follows the head: _advance reports it
                     self._advance(conn, now)
-                elif send_available(sock, exchange):
-                    if self._complete(conn, exchange, now) is IDLE and \
+                else:
+                    left = send_available(sock, exchange)
+                    if left is not None:
+                        conn.exchange = left  # the rest goes out when the socket is writable
+                    elif self._complete(conn, exchange, now) is IDLE and \
                             conn.queue is self.idle_queue:
                         # A new request restarts the timer (_arm's work, for this case only).
                         self.idle_queue.arm(conn, now)
@@ -521,12 +524,13 @@ class Reactor(EngineBase):
                 # The connection owns the exchange (and any file it holds) before the first
                 # send, so an error in that send still closes the file with the connection.
                 conn.exchange = exchange
-            done = send_available(sock, exchange, tls=conn.tls)
+            left = send_available(sock, exchange, tls=conn.tls)
             first_region = exchange.plan.first_region
             if first_region >= 0 and proto.state is WRITING_HEAD and \
-                    exchange.index >= first_region:
+                    (left is None or left.index >= first_region):
                 proto.head_sent()
-            if not done:
+            if left is not None:
+                conn.exchange = left
                 return
             if self._complete(conn, exchange, now) is not READING_HEAD:
                 return

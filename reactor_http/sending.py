@@ -43,10 +43,12 @@ class FileShrank(Exception):
 
 
 def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_BUDGET,
-                   tls: bool = False) -> bool:
+                   tls: bool = False) -> Exchange | None:
     """Send from the exchange's cursor until done, the socket would block, or the budget is spent.
 
-    Returns True when the whole plan is out. Raises PEER_GONE errors and FileShrank.
+    Returns None when the whole plan is out, else the exchange that keeps the place: this one,
+    or the connection's own copy of a shared one (never written to: messages.Exchange). Raises
+    PEER_GONE errors and FileShrank.
     """
     segments = exchange.plan.segments
     count = len(segments)
@@ -56,22 +58,22 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
         try:
             sent = sock.send(data)
         except WOULD_BLOCK:
-            return False
-        exchange.sent = sent
+            return exchange  # nothing sent: nothing to remember
         if sent == len(data):
-            exchange.index = 1
-            return True
-        exchange.offset = sent
-        return False
+            return None
+        exchange = exchange.own()
+        exchange.sent = exchange.offset = sent
+        return exchange
+    exchange = exchange.own()
     fileno = sock.fileno()
     while exchange.index < count:
         if budget <= 0:
-            return False
+            return exchange
         try:
             budget -= _send_segment(sock, fileno, exchange, tls)
         except WOULD_BLOCK:
-            return False
-    return True
+            return exchange
+    return None
 
 
 def _send_segment(sock: _socket.socket, fileno: int, exchange: Exchange, tls: bool) -> int:

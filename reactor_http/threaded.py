@@ -366,7 +366,7 @@ class ThreadedServer(EngineBase):
     def _send(self, conn: ThreadConn, exchange: Exchange) -> ConnState:
         """Carry out an exchange with the send timeout; log it; return the protocol's next state."""
         conn.sock.settimeout(self.config.send_timeout)
-        conn.exchange = exchange
+        exchange = conn.exchange = exchange.own()  # send_blocking counts what it sends
         sending.send_blocking(conn.sock, exchange, on_head_sent=conn.proto.head_sent,
                               tls=conn.tls)
         conn.exchange = None
