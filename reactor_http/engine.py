@@ -23,7 +23,7 @@ from typing import cast
 
 from . import sending
 from .logs import clf_prefix, clf_tail, escape
-from .messages import Exchange
+from .messages import Exchange, ResponsePlan
 from .protocol import CloseReason, HttpConnection
 
 log = logging.getLogger("reactor_http")
@@ -40,9 +40,10 @@ CONNECTION_ACCEPT_ERRORS = frozenset({
     errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
 # Access-line prefixes remembered, one per client address, before the cache starts over.
 PREFIX_CACHE_ENTRIES = 4096
-# Access-line tails remembered, one per request line, status and size, before the cache
-# starts over (entries).
-TAIL_CACHE_ENTRIES = 4096
+# Access-line tails remembered for replayed plans (entries), before the cache starts over. A
+# plan holds its rendered answer (at most a 64 KiB body), so this bounds what the cache keeps
+# alive to about 16 MiB.
+TAIL_CACHE_ENTRIES = 256
 # OpenSSL's reasons for a handshake that began with a plain HTTP request (nginx answers 497).
 PLAINTEXT_REASONS = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
 
@@ -260,8 +261,8 @@ class ConnectionLog:
         self.logs = logs
         # client address -> its access-line prefix (clients repeat; bounded)
         self._prefixes: dict[str, str] = {}
-        # (request line, status, body bytes) -> its access-line tail (clients repeat; bounded)
-        self._tails: dict[tuple[str, int, int], str] = {}
+        # replayed plan -> its access-line tail (request line, status, bytes); bounded
+        self._tails: dict[ResponsePlan, str] = {}
         self.opened_text = opened_text
         self.closed_suffix = closed_suffix
 
@@ -278,12 +279,15 @@ class ConnectionLog:
         logs = self.logs
         plan = exchange.plan
         if logs.access_enabled:
-            key = (plan.request_line, plan.status, plan.body_length)
-            tail = self._tails.get(key)
-            if tail is None:
-                if len(self._tails) >= TAIL_CACHE_ENTRIES:
-                    self._tails.clear()
-                tail = self._tails[key] = clf_tail(*key)
+            if exchange.shared:  # a replayed plan: logged many times, its tail made once
+                tail = self._tails.get(plan)
+                if tail is None:
+                    if len(self._tails) >= TAIL_CACHE_ENTRIES:
+                        self._tails.clear()
+                    tail = self._tails[plan] = clf_tail(plan.request_line, plan.status,
+                                                        plan.body_length)
+            else:
+                tail = clf_tail(plan.request_line, plan.status, plan.body_length)
             client = exchange.client or host
             prefix = self._prefixes.get(client)
             if prefix is None:
