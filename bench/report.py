@@ -32,6 +32,11 @@ MACHINE_PREFIXES = ("tmp", "var", "work", "home", "root", "usr", "opt", "srv", "
 MACHINE_PATH = re.compile(r"(?<![\w.:/~$])/(?:%s)(?:/[^\s/`'\"(),;]+)+" % "|".join(MACHINE_PREFIXES))
 
 
+def _prefix_path(match: re.Match) -> str:
+    """A path inside the running interpreter's tree, as a published result says it."""
+    return ".../" + "/".join(match.group(0).split("/")[-2:])
+
+
 def _public_path(match: re.Match) -> str:
     """One absolute path, as a published result says it."""
     path = match.group(0)
@@ -55,7 +60,11 @@ def public(value):
     replaced: the run's temporary folder by $WORK, programs and the interpreter by their names,
     bench scripts by their path in the repository, anything else by its last two names."""
     if isinstance(value, str):
-        value = value.replace(sys.executable, "python").replace(f"{REPO}/", "")
+        value = value.replace(sys.executable, "python")
+        # The interpreter's own tree first: a virtual environment may live inside the checkout
+        # (CI's does), and its files are not the repository's.
+        value = re.sub(re.escape(sys.prefix) + r"(?:/[^\s/`'\"(),;]+)+", _prefix_path, value)
+        value = value.replace(f"{REPO}/", "")
         temp = tempfile.gettempdir()
         value = re.sub(re.escape(temp) + r"/reactor-http-[\w-]+?-[\w]{8}(?![\w])", "$WORK", value)
         return MACHINE_PATH.sub(_public_path, value)
