@@ -10,7 +10,7 @@ the loop needs no wake-up). It never touches a socket and never decides HTTP sem
 that: the responder builds validators, ranges and conditionals on the bytes it gets from here.
 
 Compressed bodies are keyed by the file's identity (device, inode, size, mtime_ns, ctime_ns; see
-responder._identity) and the coding, so a changed file is looked up under a new key and never
+website.file_identity) and the coding, so a changed file is looked up under a new key and never
 answered from an older body; the worker checks that the bytes it read still belong to that
 identity before storing them.
 """
@@ -329,7 +329,9 @@ class Compressor:
                     self._pending.discard(key)
 
     def _failed(self, key: tuple, fs_path: str, exc: Exception) -> None:
-        """A job raised: count it; log it once per file version and coding."""
+        """A job raised: this file version is served as it is from now on (not retried on every
+        request); the failure is counted and logged once per file version and coding."""
+        self._store(key, None)
         with self._lock:
             self.failures += 1
             first = key not in self._failed_logged

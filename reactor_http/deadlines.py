@@ -20,8 +20,8 @@ class DeadlineQueue:
     def __init__(self, name: str, duration: float):
         self.name = name
         self.duration = duration
-        # key -> deadline, in deadline order. Read-only outside this class: the reactor peeks
-        # at it (truthiness, first value) without a method call per loop turn.
+        # key -> deadline, in deadline order. Read-only outside this class: the reactor tests
+        # it for emptiness before asking for expired keys, saving a call per loop turn.
         self.entries: OrderedDict = OrderedDict()
 
     def __len__(self) -> int:

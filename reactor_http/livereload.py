@@ -37,8 +37,7 @@ HISTORY = 64
 # read its stream is otherwise dropped by the send timeout): bounds what one slow reader costs.
 OUTBOX_MAX = 256 * 1024
 
-# The stream response's fields: one shared list. The protocol recognises a stream's 200 by this
-# very object (identity), so no per-response flag is paid for by any other response.
+# The stream response's fields (its answer says it is a stream: Response.stream).
 STREAM_FIELDS = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"))
 # The body the stream starts with: the reconnection delay.
 STREAM_START = f"retry: {RETRY_MS}\n\n".encode("ascii")

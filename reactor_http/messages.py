@@ -1,6 +1,6 @@
 """Plain values that cross module boundaries: the parsed request, the response head, body plans.
 
-A response plan is data: a list of segments, each either bytes (the head, an error page, a cached
+A response plan is data: a tuple of segments, each either bytes (the head, an error page, a cached
 small file, a multipart separator) or a `FileRegion` of an open descriptor. Engines execute plans
 (`send` for bytes, `os.sendfile` for regions); they never decide semantics.
 """
@@ -51,6 +51,12 @@ class Request:
     request_line: str = ""
 
 
+def target_path(request: Request) -> str:
+    """The request-target's path as sent, without its query (no decoding or normalisation):
+    what a page served by its exact path, such as --status, is matched on."""
+    return request.target.partition("?")[0]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class FileRegion:
     """`count` bytes of an open file descriptor from `offset`, to be sent with os.sendfile."""
@@ -87,11 +93,12 @@ class Response:
     (the attributes are Final for the type checker). `fields` is the header fields serialised
     once, as CRLF-terminated lines. `stream`: the answer opens an event stream (--live-reload).
     `saved`: for a cached answer with a body compressed on the fly, the bytes each hit saves
-    (counted per hit); None for every other answer.
+    (counted per hit); None for every other answer. `cached`: True only for a CachedResponse.
     """
 
     __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "stream",
                  "saved", "fields")
+    cached = False
 
     def __init__(self, status: int, headers: Sequence, segments: Sequence | None = None,
                  body_length: int = 0, fd: int | None = None, close: bool = False,
@@ -105,6 +112,14 @@ class Response:
         self.stream: Final = stream
         self.saved: Final = saved
         self.fields: Final = encode_fields(self.headers)
+
+
+class CachedResponse(Response):
+    """The answer cache's own answer (website.Site.remember_response): the only kind of answer
+    a request head may have replayed (protocol.Replay)."""
+
+    __slots__ = ()
+    cached = True
 
 
 class ResponsePlan:

@@ -313,7 +313,7 @@ class ParsedHead:
         self.plain_key: Final = plain_key(request)
         # The key under which the site lets an answer to this head be replayed (its
         # declaration, Site.replay_key), for a head that carries no body; else None.
-        self.replay_key: Final = site.replay_key(request) \
+        self.replay_key: Final = site.replay_key(request, self.plain_key) \
             if site is not None and request.body_length == NO_BODY else None
         self.keep_alive: Final = request.keep_alive
         # The last answer rendered for this head (a Replay), replaced whole, so threads never
@@ -366,10 +366,6 @@ class HeadParser:
                 self._memo.clear()
             self._memo[key] = head
         return head
-
-    def exact(self, data: bytes) -> ParsedHead | None:
-        """The memo entry if `data` is exactly one head parsed before (nothing more, no less)."""
-        return self._memo.get(data)
 
 
 def record_transitions(rows: set) -> None:
@@ -495,9 +491,10 @@ class HttpConnection:
         that are exactly one request head parsed before whose answer the site lets be replayed
         (ParsedHead.replay_key: the site's declaration) and that leaves the connection open
         (persist_below, the predicate _finish uses). The answer is what respond() would give, the
-        site's cached answer (validated by stat, as always); _finish renders and records it as
-        for any request. In every other case it returns None having changed nothing, and the
-        caller takes the usual route. tests/test_routes.py proves the two routes equal.
+        site's cached answer (validated by stat, as always); _replay renders (or replays) it and
+        _record records it, the steps _finish ends in for any request. In every other case it
+        returns None having changed nothing, and the caller takes the usual route.
+        tests/test_routes.py proves the two routes equal.
         """
         head = self.memo.get(data)
         if head is None or head.replay_key is None or self.state is not IDLE or \
@@ -507,7 +504,7 @@ class HttpConnection:
         # (head.instant is set only by this route, whose replays all keep the connection.)
         if replay is None or head.instant != now:
             response = self.site.cached_response(head.replay_key, head.request.method, now)
-            if response is None or response.close:  # (a cached answer never closes)
+            if response is None:
                 return None
             replay = self._replay(head, response, True, now, True)
         # else: this instant already asked the answer cache for this head; its answer stands.
@@ -611,7 +608,9 @@ class HttpConnection:
             else:
                 self.close_reason = CloseReason.STOP if self._draining else CloseReason.MAX
         client = self._client(request) if self.trust_forwarded else ""
-        if head is not None:
+        if head is not None and head.replay_key is not None and response.cached:
+            # The answer cache's own answer to a replayable head: kept for the next request
+            # with this head, on either route. Any other answer is rendered for this one only.
             replay = self._replay(head, response, keep_alive, now, False)
             return self._record(replay.plan, event, client, replay.exchange)
         return self._record(self._render(response, keep_alive, request.request_line), event,

@@ -52,6 +52,9 @@ WOULD_BLOCK = sending.WOULD_BLOCK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
 HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
 STREAMING = ConnState.STREAMING
+# The poller interest of each kind of wait in protocol.STATES that _settle sets (a stream's is
+# set by _stream_settle; a closed connection has none).
+INTEREST_MASKS = {Interest.READ: READ, Interest.WRITE: WRITE, Interest.HANDSHAKE: None}
 # What the wake-up socket's events are dispatched to (signals, request_stop, --live-reload).
 WAKEUP = object()
 
@@ -131,6 +134,10 @@ class Reactor(EngineBase):
         self.queue_for = {state: by_timer[facts.timer] for state, facts in STATES.items()
                           if facts.timer is not None}
         self.queues = list(by_timer.values())
+        # Each waiting state's poller interest, from protocol.STATES (None: the handshake's).
+        self.mask_for: dict[ConnState, int | None] = {
+            state: INTEREST_MASKS[facts.interest] for state, facts in STATES.items()
+            if facts.interest in INTEREST_MASKS}
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         # Non-blocking from the start: request_stop() may come from any thread, with or
         # without signal handlers, and draining the wakeup bytes must never block the loop.
@@ -377,9 +384,10 @@ class Reactor(EngineBase):
         """Run one readiness event for a connection; any failure closes only this connection.
 
         The dominant event takes a short route: an idle plain-TCP connection receives exactly one
-        known request (protocol.take_request), its one-object answer goes out in one send, and
-        the connection is idle again on the same timer queue with the same interest. Anything
-        else, at any step, continues on the general route with what has happened so far.
+        known request (protocol.take_request), its answer (head and body in one object) goes out
+        in one send, and the connection is idle again on the same timer queue with the same
+        interest. Anything else (an answer in pieces, a partial send, at any step) continues on
+        the general route with what has happened so far.
         """
         proto = conn.proto
         if mask == READ and proto.state is IDLE and not conn.tls:
@@ -393,8 +401,8 @@ class Reactor(EngineBase):
                 if exchange is None:
                     self._handle_data(conn, data, now)
                     return
-                conn.exchange = exchange  # held before the first send: a failure closes its file
-                if exchange.fd is not None:  # a file follows the head: _advance reports it
+                conn.exchange = exchange  # held before the first send
+                if len(exchange.plan.segments) != 1:  # head and body apart: sent piece by piece
                     self._advance(conn, now)
                 else:
                     left = send_available(sock, exchange)
@@ -524,6 +532,9 @@ class Reactor(EngineBase):
                 # The connection owns the exchange (and any file it holds) before the first
                 # send, so an error in that send still closes the file with the connection.
                 conn.exchange = exchange
+            if exchange.shared and len(exchange.plan.segments) != 1:
+                # Piece by piece: the connection's own copy holds the cursor as it moves.
+                exchange = conn.exchange = exchange.own()
             left = send_available(sock, exchange, tls=conn.tls)
             first_region = exchange.plan.first_region
             if first_region >= 0 and proto.state is WRITING_HEAD and \
@@ -572,11 +583,9 @@ class Reactor(EngineBase):
                 (exchange is not None and exchange.sent != conn.armed_sent and
                  state in WRITE_STATES):
             self._arm(conn, queue, now)
-        interest = STATES[state].interest
-        if interest is Interest.HANDSHAKE:
+        mask = self.mask_for[state]
+        if mask is None:  # a TLS handshake waits for what its last step asked
             mask = WRITE if conn.want_write else READ
-        else:
-            mask = READ if interest is Interest.READ else WRITE
         if mask != conn.mask:
             self.selector.modify(conn.sock, mask, conn)
             conn.mask = mask

@@ -47,8 +47,10 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
     """Send from the exchange's cursor until done, the socket would block, or the budget is spent.
 
     Returns None when the whole plan is out, else the exchange that keeps the place: this one,
-    or the connection's own copy of a shared one (never written to: messages.Exchange). Raises
-    PEER_GONE errors and FileShrank.
+    or the connection's own copy of a shared one (never written to: messages.Exchange). A plan
+    of several segments is sent from an exchange of the connection's own, which the caller
+    holds, so what went out before a failure is still known. Raises PEER_GONE errors and
+    FileShrank.
     """
     segments = exchange.plan.segments
     count = len(segments)
@@ -64,7 +66,8 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
         exchange = exchange.own()
         exchange.sent = exchange.offset = sent
         return exchange
-    exchange = exchange.own()
+    if exchange.shared:  # the loop writes its cursor as it goes, and may raise midway
+        raise ValueError("own() a shared exchange before sending it piece by piece")
     fileno = sock.fileno()
     while exchange.index < count:
         if budget <= 0:

@@ -24,7 +24,7 @@ from ._version import __version__
 from .addresses import LOOPBACK, address_in, forwarded_client
 from .headers import quality_values
 from .protocol import TIMEOUT_KINDS, ConnState
-from .messages import Response
+from .messages import Response, target_path
 
 # content_coding.Compressor.snapshot()'s keys, in the order the status page shows them.
 COMPRESSION_COUNTERS = ("hits_total", "misses_total", "saved_bytes_total", "background_total",
@@ -74,7 +74,7 @@ class Stats:
 
     def answer(self, request, peer: str, now: float) -> Response | None:
         """The status response if `request` asks for it and may see it; else None."""
-        if request.target.partition("?")[0] != self.status_path or \
+        if target_path(request) != self.status_path or \
                 request.method not in ("GET", "HEAD"):
             return None
         client = peer

@@ -213,9 +213,11 @@ class ThreadedServer(EngineBase):
                     reason = CloseReason.ERROR
                 proto.abort(reason)
         finally:
-            if conn is not None:
-                self._finish(conn)
-            self.slots.release()
+            try:
+                if conn is not None:
+                    self._finish(conn)
+            finally:
+                self.slots.release()  # the slot comes back even if closing failed
 
     def _finish(self, conn: ThreadConn) -> None:
         """Log a response cut short, close the socket, forget the connection."""

@@ -3,7 +3,7 @@
 Owns the configuration's derived values (real root, Cache-Control, extra fields, --mime, --auth),
 the caches (small files, directory listings, the answer cache of whole 200 responses keyed by
 normalised path and Accept-Encoding) and their locks, and the one declaration the protocol's
-short route obeys: `replay_key(request)`, whether an answer to an exact request head may be
+short route obeys: `replay_key(request, key)`, whether an answer to an exact request head may be
 replayed from the answer cache without running `responder.respond` again. Every option that
 looks at a request beyond its head bytes and the file's identity takes part in that
 declaration, so a new per-request rule cannot be skipped by the short route.
@@ -18,7 +18,7 @@ import threading
 
 from . import content_coding, extras, filesystem
 from .headers import DateCache
-from .messages import Request, Response
+from .messages import CachedResponse, Request, Response, target_path
 
 # Files up to this size are kept in memory and sent with the head in one send (bytes).
 SMALL_FILE_MAX = 64 * 1024
@@ -34,10 +34,10 @@ LISTING_TTL = 1.0
 # sibling appearing or a symlink changing without the file's identity changing.
 FAST_PATH_TTL = 1.0
 # Cached small-file responses kept (entries); the oldest go first beyond it. Each entry's body is
-# shared with the small-file cache, but once sent it may also hold protocol.py's rendered copy of
-# the whole response (Response.wire: head + body, up to 16 KiB), so 1,024 entries bound that
-# extra memory to about 16 MiB. Keys are normalised paths without the query (see _fast_key),
-# so `/app.js?v=1`, `?v=2`, `/x/../app.js`, `//app.js` ... share one entry.
+# shared with the small-file cache; the rendered copies of an answer (head + body) live with
+# the request heads that replay it (protocol.Replay, at most one per memoised head). Keys are
+# normalised paths without the query (see _fast_key), so `/app.js?v=1`, `?v=2`,
+# `/x/../app.js`, `//app.js` ... share one entry.
 FAST_PATH_ENTRIES = 1024
 # Requests carrying any of these fields take the full path (conditionals and ranges).
 _FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
@@ -109,7 +109,7 @@ class Site:
         # --status: its page is made afresh per request (stats.Stats.answer), never replayed.
         self.status_path = config.status_path
 
-    def replay_key(self, request: Request) -> tuple | None:
+    def replay_key(self, request: Request, key: tuple | None) -> tuple | None:
         """The answer-cache key under which answers to this exact request head may be replayed.
 
         The declaration the protocol's short route obeys (protocol.HttpConnection.take_request):
@@ -117,6 +117,7 @@ class Site:
         `cached_response(key, ...)` whenever that is not None, so the protocol may ask the
         answer cache directly. None: every request with this head runs `respond`.
 
+        `key` is the request's plain_key (the protocol has it memoised with the head).
         A pure function of the head (the protocol computes it once per distinct head). Every
         option that looks at a request beyond its head bytes and the file's identity takes part
         here; a new per-request rule must too, or the short route would skip it:
@@ -125,11 +126,9 @@ class Site:
         - --auth: only a head whose credentials are right (checked once per head, in constant
           time): a wrong or missing one never reaches a cached answer.
         """
-        key = plain_key(request)
         if key is None:
             return None
-        if self.status_path is not None and \
-                request.target.partition("?")[0] == self.status_path:
+        if self.status_path is not None and target_path(request) == self.status_path:
             return None
         if self.auth is not None and not self.auth.allows(request.fields.get("authorization")):
             return None
@@ -212,7 +211,7 @@ class Site:
 
     @staticmethod
     def _current_identity(fs_path: str) -> tuple:
-        """The file's identity now (see identity); () if it cannot be stat'ed."""
+        """The file's identity now (see file_identity); () if it cannot be stat'ed."""
         try:
             return file_identity(os.stat(fs_path))
         except OSError:
@@ -224,10 +223,10 @@ class Site:
 
         `saved`: for a body compressed on the fly, how many bytes it saves (counted per hit).
         """
-        head_response = Response(200, response.headers, [], 0,
-                                 saved=None if saved is None else 0)
-        get_response = Response(200, response.headers, response.segments, response.body_length,
-                                saved=saved)
+        head_response = CachedResponse(200, response.headers, [], 0,
+                                       saved=None if saved is None else 0)
+        get_response = CachedResponse(200, response.headers, response.segments,
+                                      response.body_length, saved=saved)
         entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
         with self._lock:
             while key not in self._fast and len(self._fast) >= FAST_PATH_ENTRIES:

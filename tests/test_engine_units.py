@@ -242,3 +242,67 @@ def test_every_state_has_one_row_and_the_reactor_derives_its_timers_from_it(bare
         else:
             assert queue.name == facts.timer.value, state
             assert queue.duration == facts.timer.seconds(bare_reactor.config), state
+
+
+def test_a_replayed_two_piece_answer_cut_short_logs_what_went_out(tmp_path, monkeypatch):
+    # A cached 20 KB file is replayed as head + body (two pieces). 100 bytes go out, then the
+    # peer resets: the cut line must count them (the connection's own copy of the shared
+    # exchange holds the cursor), not 0.
+    from reactor_http.config import Config
+    from reactor_http.logs import LogSink
+    from reactor_http.reactor import Reactor
+    from reactor_http.website import Site
+    (tmp_path / "big.txt").write_bytes(b"x" * 20_000)
+    config = Config(root=str(tmp_path), port=0, quiet=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    reactor = Reactor(config, Site(config, single_thread=True), LogSink(access=False), listener)
+    head = b"GET /big.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    class Peer:
+        """Sends the head on every read; takes 100 bytes, then resets."""
+
+        def __init__(self, real):
+            self.real, self.taken = real, 0
+
+        def recv(self, size):
+            return head
+
+        def sendmsg(self, buffers, *args):
+            if self.taken:
+                raise ConnectionResetError
+            self.taken = 100
+            return 100
+
+        send = sendmsg
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    from reactor_http.engine import ConnectionLog
+    cuts = []
+    monkeypatch.setattr(ConnectionLog, "cut",
+                        lambda self, peer, host, exchange, why: cuts.append(exchange.sent))
+    client = socket.create_connection(listener.getsockname())
+    try:
+        listener.setblocking(False)
+        reactor._accept(reactor.listeners[0], 1.0)
+        (conn,) = reactor.conns
+        real = conn.sock
+        conn.sock = Peer(real)
+        conn.sock.taken = -1  # the warm-up requests go out whole
+        for now in (1.1, 1.2, 1.3):  # fill the answer cache, then replay it
+            conn.sock.sendmsg = lambda buffers, *args: sum(len(b) for b in buffers)
+            reactor._handle(conn, 0x001, now)
+        assert conn in reactor.conns and not cuts
+        conn.sock = Peer(real)
+        reactor._handle(conn, 0x001, 1.4)
+        assert cuts == [100]
+    finally:
+        for conn in list(reactor.conns):
+            conn.sock = getattr(conn.sock, "real", conn.sock)
+            reactor._close(conn, CloseReason.STOP)
+        client.close()
+        reactor.selector.close()
+        listener.close()

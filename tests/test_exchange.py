@@ -113,3 +113,52 @@ def test_the_protocol_shares_a_replayed_exchange_only_with_the_peer_as_client(tm
             exchange = conn.next_exchange(6.0)
         assert not exchange.shared and exchange.client == "203.0.113.9"
         conn.response_done(exchange.plan, 6.0)
+
+
+class ResettingSocket(TrickleSocket):
+    """Takes `take` bytes once, then the peer resets."""
+
+    def send(self, data, flags=0):
+        if self.sent:
+            raise ConnectionResetError
+        return super().send(data, flags)
+
+    sendmsg = None  # not offered: each segment goes out with send()
+
+
+def test_progress_of_a_send_cut_short_is_kept_for_the_log():
+    # A replayed two-piece answer (head, then a 16-64 KiB body): the first piece goes out, the
+    # peer resets on the second. What the connection holds must still say what went out.
+    plan = ResponsePlan(200, (b"HEAD\r\n\r\n", b"x" * 20_000), 20_000, True)
+    shared = Exchange(plan, shared=True)
+    sock = ResettingSocket(8)
+    own = shared.own()
+    with pytest.raises(ConnectionResetError):
+        sending.send_available(sock, own, tls=True)  # tls: one send() per segment
+    assert own.sent == 8 and pristine(shared)
+
+
+def test_the_loop_refuses_to_write_a_shared_exchange():
+    plan = ResponsePlan(200, (b"HEAD\r\n\r\n", b"x" * 20_000), 20_000, True)
+    with pytest.raises(ValueError):
+        sending.send_available(TrickleSocket(8), Exchange(plan, shared=True))
+
+
+def test_only_answers_from_the_answer_cache_are_kept_for_replay(tmp_path):
+    # A listing (never in the answer cache) is rendered per request and kept nowhere: keeping
+    # it as a replay would only hold memory (and the access log's tail cache would keep it).
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "f.txt").write_text("f\n")
+    (tmp_path / "a.txt").write_text("hello\n")
+    config = Config(root=str(tmp_path), quiet=True).validate()
+    site = Site(config, single_thread=True)
+    parser = HeadParser(Limits.from_config(config), site)
+    conn = HttpConnection(site, parser=parser, peer="127.0.0.1")
+    for raw in (b"GET /dir/ HTTP/1.1\r\nHost: t\r\n\r\n", GET, GET):
+        conn.receive(raw)
+        exchange = conn.next_exchange(5.0)
+        conn.response_done(exchange.plan, 5.0)
+    listing, answer = parser.parse_head(b"GET /dir/ HTTP/1.1\r\nHost: t\r\n\r\n"), \
+        parser.parse_head(GET)
+    assert listing.last is None
+    assert answer.last is not None and answer.last.exchange is exchange and exchange.shared
