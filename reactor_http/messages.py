@@ -133,7 +133,7 @@ class ResponsePlan:
     """
 
     __slots__ = ("status", "segments", "body_length", "keep_alive", "fd", "first_region",
-                 "request_line")
+                 "request_line", "one_piece")
 
     def __init__(self, status: int, segments: tuple, body_length: int, keep_alive: bool,
                  fd: int | None = None, request_line: str = "-"):
@@ -150,6 +150,8 @@ class ResponsePlan:
                     first_region = index
                     break
         self.first_region: Final = first_region
+        # Head and body in one bytes object: one send (the dominant case, tested once here).
+        self.one_piece: Final = len(segments) == 1 and type(segments[0]) is bytes
 
     def body_sent(self, sent: int) -> int:
         """Body bytes among the first `sent` bytes of the plan (for a response cut short)."""

@@ -402,7 +402,7 @@ class Reactor(EngineBase):
                     self._handle_data(conn, data, now)
                     return
                 conn.exchange = exchange  # held before the first send
-                if len(exchange.plan.segments) != 1:  # head and body apart: sent piece by piece
+                if not exchange.plan.one_piece:  # head and body apart: sent piece by piece
                     self._advance(conn, now)
                 else:
                     left = send_available(sock, exchange)
@@ -532,7 +532,7 @@ class Reactor(EngineBase):
                 # The connection owns the exchange (and any file it holds) before the first
                 # send, so an error in that send still closes the file with the connection.
                 conn.exchange = exchange
-            if exchange.shared and len(exchange.plan.segments) != 1:
+            if exchange.shared and not exchange.plan.one_piece:
                 # Piece by piece: the connection's own copy holds the cursor as it moves.
                 exchange = conn.exchange = exchange.own()
             left = send_available(sock, exchange, tls=conn.tls)

@@ -52,9 +52,9 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
     holds, so what went out before a failure is still known. Raises PEER_GONE errors and
     FileShrank.
     """
-    segments = exchange.plan.segments
-    count = len(segments)
-    if count == 1 and not exchange.sent and type(segments[0]) is bytes:
+    plan = exchange.plan
+    segments = plan.segments
+    if plan.one_piece and not exchange.sent:
         # The common case (head + small body in one bytes object): one send, no loop.
         data = segments[0]
         try:
@@ -69,6 +69,7 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
     if exchange.shared:  # the loop writes its cursor as it goes, and may raise midway
         raise ValueError("own() a shared exchange before sending it piece by piece")
     fileno = sock.fileno()
+    count = len(segments)
     while exchange.index < count:
         if budget <= 0:
             return exchange
