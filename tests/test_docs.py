@@ -133,19 +133,22 @@ def test_every_connection_state_is_in_how_it_works():
     assert not missing, f"README.md's 'How it works' does not name the states {missing}"
 
 
+def lines_matching(path, pattern) -> list[str]:
+    """`number: line` for each line of the file at `path` that `pattern` finds something in."""
+    return [f"{number}: {line.strip()[:160]}"
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if pattern.search(line)]
+
+
 @pytest.mark.parametrize("path", PUBLISHED_MD, ids=lambda p: str(p.relative_to(REPO)))
 def test_published_markdown_states_facts_not_rounds_or_issues(path):
-    found = [f"{number}: {line.strip()}"
-             for number, line in enumerate(path.read_text().splitlines(), 1)
-             if ROUNDS_AND_ISSUES.search(line)]
+    found = lines_matching(path, ROUNDS_AND_ISSUES)
     assert not found, "\n".join(found)
 
 
 @pytest.mark.parametrize("path", PUBLISHED_RESULTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_published_results_name_no_path_of_this_machine(path):
-    found = [f"{number}: {line.strip()[:160]}"
-             for number, line in enumerate(path.read_text().splitlines(), 1)
-             if MACHINE_PATH.search(line)]
+    found = lines_matching(path, MACHINE_PATH)
     assert not found, "\n".join(found)
 
 
