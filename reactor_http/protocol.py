@@ -617,11 +617,11 @@ class HttpConnection:
                             client, None)
 
     def _replay(self, head: ParsedHead, response: Response, keep_alive: bool, now: float,
-                cached: bool) -> Replay:
+                short: bool) -> Replay:
         """The head's last answer if it was rendered from this response, Date and persistence;
         else `response` rendered now (and kept as the head's last answer if it holds no file).
 
-        `cached`: `response` came from the answer cache just now (the short route). Requests an
+        `short`: the short route asked the answer cache for `response` just now. Requests an
         engine handles at one instant (the reactor: one loop turn, each turn a later `now`) may
         then share one stat (Site's single_thread), so while `now` is the same the same answer
         stands without asking the cache again; a compressed answer is counted per hit, so it
@@ -640,7 +640,7 @@ class HttpConnection:
             if replay.plan.fd is not None:  # a plan holding a descriptor is never shared
                 return replay
             head.last = replay
-        head.instant = now if cached and site.stat_per_instant and response.saved is None \
+        head.instant = now if short and site.stat_per_instant and response.saved is None \
             else None
         return replay
 
