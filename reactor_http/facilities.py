@@ -1,0 +1,152 @@
+"""What this platform offers, decided once at import: the one module that asks the OS.
+
+Every other module reads `FACTS` instead of testing `sys.platform`, `hasattr(os, ...)` or
+`hasattr(select, ...)` itself, so a fallback is chosen in one place and can be exercised on
+Linux: with `REACTOR_HTTP_SIMULATE=windows` (or `macos`) in the environment, `FACTS` reports only
+what that platform offers (CI runs the engine and socket tests that way, `.ci/run`). A
+simulation can only take facilities away, never add ones the host lacks.
+
+Facts, and who uses them:
+- `sendfile`: `os.sendfile` exists (Linux, macOS, BSD; not Windows). Without it file bodies are
+  read and sent in bounded chunks (sending.py).
+- `msg_more`: the `MSG_MORE` send flag (Linux only), 0 where missing.
+- `signals`: the names of the signals this platform delivers (`SIGUSR1` log reopening, `SIGHUP`
+  worker replacement, `SIGBREAK` Ctrl+Break on Windows).
+- `fork`: `os.fork` (the supervisor of `--workers`).
+- `rlimit`: the `resource` module (raising the descriptor limit).
+- `o_nonblock`, `o_cloexec`: the `os.open` flags, 0 where missing (Windows: no FIFOs to block on,
+  and its descriptors are not inherited by default).
+- `poller`: "epoll" (the project's own poller over `select.epoll`), "selectors" (kqueue/poll via
+  `selectors.DefaultSelector`) or "select" (only `select()`, as on Windows).
+- `select_limit`: how many sockets that poller can hold at once, None if no fixed limit
+  (CPython's Windows build: FD_SETSIZE 512; on Unix, select() takes descriptors below 1024).
+- `watcher`: "inotify" (Linux, through libc) or "scan" (a periodic scan).
+- `reuseport_balances`: SO_REUSEPORT spreads connections among the listeners of a port (Linux);
+  on macOS and BSD the option exists but the last listener takes them all.
+- `case_insensitive_names`: the default filesystem compares names without case (Windows NTFS,
+  macOS APFS as formatted by default).
+- `windows_names`: NTFS name rules (trailing dot or space ignored, `:` streams, device names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Final
+
+SIMULATE_ENV: Final = "REACTOR_HTTP_SIMULATE"
+SIMULATIONS: Final = ("windows", "macos")
+
+# Sockets select() can watch: CPython's Windows build sets FD_SETSIZE to 512; on Unix select()
+# takes descriptor numbers below FD_SETSIZE (1024), so the count is bounded by that too.
+_WINDOWS_SELECT_LIMIT: Final = 512
+_UNIX_SELECT_LIMIT: Final = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Facilities:
+    """What the running platform offers (see the module's docstring for each fact)."""
+
+    name: str  # "linux", "macos", "windows" or sys.platform for others
+    simulated: bool
+    sendfile: bool
+    msg_more: int
+    signals: frozenset[str]
+    fork: bool
+    rlimit: bool
+    o_nonblock: int
+    o_cloexec: int
+    poller: str
+    select_limit: int | None
+    watcher: str
+    reuseport: bool
+    reuseport_balances: bool
+    case_insensitive_names: bool
+    windows_names: bool
+
+    def has_signal(self, name: str) -> bool:
+        return name in self.signals
+
+
+def _platform_name() -> str:
+    if sys.platform.startswith("linux"):
+        return "linux"
+    if sys.platform == "darwin":
+        return "macos"
+    if sys.platform in ("win32", "cygwin"):
+        return "windows"
+    return sys.platform
+
+
+def _rlimit() -> bool:
+    try:
+        import resource  # noqa: F401  (Unix only)
+    except ImportError:
+        return False
+    return True
+
+
+def _signals() -> frozenset[str]:
+    names = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP", "SIGCHLD", "SIGBREAK")
+    return frozenset(name for name in names if hasattr(signal, name))
+
+
+def detect() -> Facilities:
+    """The facts of the platform this interpreter runs on."""
+    name = _platform_name()
+    if hasattr(select, "epoll"):
+        poller, limit = "epoll", None
+    elif hasattr(select, "kqueue") or hasattr(select, "poll"):
+        poller, limit = "selectors", None
+    else:
+        poller = "select"
+        limit = _WINDOWS_SELECT_LIMIT if name == "windows" else _UNIX_SELECT_LIMIT
+    reuseport = hasattr(socket, "SO_REUSEPORT")
+    return Facilities(
+        name=name,
+        simulated=False,
+        sendfile=hasattr(os, "sendfile"),
+        msg_more=getattr(socket, "MSG_MORE", 0),
+        signals=_signals(),
+        fork=hasattr(os, "fork"),
+        rlimit=_rlimit(),
+        o_nonblock=getattr(os, "O_NONBLOCK", 0),
+        o_cloexec=getattr(os, "O_CLOEXEC", 0),
+        poller=poller,
+        select_limit=limit,
+        watcher="inotify" if name == "linux" else "scan",
+        reuseport=reuseport,
+        reuseport_balances=reuseport and name == "linux",
+        case_insensitive_names=name in ("windows", "macos"),
+        windows_names=name == "windows",
+    )
+
+
+def simulate(real: Facilities, platform: str) -> Facilities:
+    """`real` with only what `platform` ("windows" or "macos") offers; never adds a facility."""
+    if platform == "windows":
+        return dataclasses.replace(
+            real, name="windows", simulated=True, sendfile=False, msg_more=0,
+            signals=real.signals & {"SIGTERM", "SIGINT", "SIGBREAK"}, fork=False,
+            rlimit=False, o_nonblock=0, o_cloexec=0, poller="select",
+            select_limit=_WINDOWS_SELECT_LIMIT, watcher="scan", reuseport=False,
+            reuseport_balances=False, case_insensitive_names=True, windows_names=True)
+    if platform == "macos":
+        return dataclasses.replace(
+            real, name="macos", simulated=True, msg_more=0,
+            poller="selectors" if real.poller == "epoll" else real.poller, watcher="scan",
+            reuseport_balances=False, case_insensitive_names=True, windows_names=False)
+    raise ValueError(f"{SIMULATE_ENV} must be one of {', '.join(SIMULATIONS)}, not {platform!r}")
+
+
+def _facts() -> Facilities:
+    real = detect()
+    wanted = os.environ.get(SIMULATE_ENV, "").strip().lower()
+    return simulate(real, wanted) if wanted else real
+
+
+FACTS: Final = _facts()
