@@ -110,7 +110,7 @@ def detect() -> Facilities:
         name=name,
         simulated=False,
         sendfile=hasattr(os, "sendfile"),
-        msg_more=getattr(socket, "MSG_MORE", 0),
+        msg_more=int(getattr(socket, "MSG_MORE", 0)),
         signals=_signals(),
         fork=hasattr(os, "fork"),
         rlimit=_rlimit(),
