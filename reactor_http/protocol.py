@@ -303,7 +303,8 @@ class ParsedHead:
     """What is memoised for one exact request head: the parse, its answer-cache keys, and the
     last answer rendered for it (see HttpConnection.take_request)."""
 
-    __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "last", "instant")
+    __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "forwarded",
+                 "last", "instant")
 
     def __init__(self, parsed: tuple, site: Site | None):
         self.parsed: Final = parsed  # (Request, consumed bytes), as parse_head returns it
@@ -316,6 +317,10 @@ class ParsedHead:
         self.replay_key: Final = site.replay_key(request, self.plain_key) \
             if site is not None and request.body_length == NO_BODY else None
         self.keep_alive: Final = request.keep_alive
+        # The client a trusted proxy reports in this head (addresses.forwarded_client), resolved
+        # once per distinct head: "" when the head has no X-Forwarded-For (the client is then
+        # the peer, which only the connection knows). Used only with --trust-proxy.
+        self.forwarded: Final = forwarded_client(request.fields.get("x-forwarded-for"), "")
         # The last answer rendered for this head (a Replay), replaced whole, so threads never
         # see a mixed record; None until one without a descriptor is rendered.
         self.last: Replay | None = None
@@ -509,7 +514,7 @@ class HttpConnection:
             replay = self._replay(head, response, True, now, True)
         # else: this instant already asked the answer cache for this head; its answer stands.
         return self._record(replay.plan, WHOLE_REQUEST,
-                            self._client(head.request) if self.trust_forwarded else "",
+                            (head.forwarded or self.peer) if self.trust_forwarded else "",
                             replay.exchange)
 
     def next_exchange(self, now: float) -> Exchange | None:
@@ -580,9 +585,11 @@ class HttpConnection:
             self.stream_next = True
         return self._finish(response, request.keep_alive, request, now, RESPONSE_READY, head)
 
-    def _client(self, request: Request) -> str:
+    def _client(self, request: Request, head: ParsedHead | None) -> str:
         """The client a trusted proxy reports (callers ask only with --trust-proxy: else the
-        exchange's client is "", the peer)."""
+        exchange's client is "", the peer); from the memoised head when there is one."""
+        if head is not None:
+            return head.forwarded or self.peer
         return forwarded_client(request.fields.get("x-forwarded-for"), self.peer)
 
     def _error_exchange(self, status: int, now: float, request_line: str,
@@ -607,7 +614,7 @@ class HttpConnection:
                 self.close_reason = CloseReason.CLOSE
             else:
                 self.close_reason = CloseReason.STOP if self._draining else CloseReason.MAX
-        client = self._client(request) if self.trust_forwarded else ""
+        client = self._client(request, head) if self.trust_forwarded else ""
         if head is not None and head.replay_key is not None and response.cached:
             # The answer cache's own answer to a replayable head: kept for the next request
             # with this head, on either route. Any other answer is rendered for this one only.

@@ -693,3 +693,25 @@ def test_a_compressed_answer_is_counted_for_every_request_of_an_instant(tmp_path
         assert b"Content-Encoding: gzip" in head_bytes(exchange)
         complete(conn, exchange)
     assert site.compression.hits - before == 3
+
+
+@pytest.mark.parametrize("fields, clients", [
+    ((), ("127.0.0.1", "127.0.0.2")),                           # no header: each its own peer
+    (("X-Forwarded-For: 203.0.113.7",), ("203.0.113.7", "203.0.113.7")),
+    (("X-Forwarded-For: nonsense",), ("-", "-")),             # unusable: unknown, never the peer
+])
+def test_the_forwarded_client_is_resolved_once_per_head_and_the_peer_per_connection(
+        site, fields, clients):
+    # Two connections from two trusted proxies share one head memo (as an engine's do): the
+    # head's resolved X-Forwarded-For is shared, the peer it falls back to is each connection's.
+    trusted = Site(Config(root=site.config.root, quiet=True,
+                          trust_proxy=("127.0.0.0/8",)).validate())
+    first = HttpConnection(trusted, peer="127.0.0.1")
+    second = HttpConnection(trusted, parser=first.parser, peer="127.0.0.2")
+    seen = []
+    for conn in (first, second, first, second):   # the 2nd round takes the short route
+        exchange = conn.take_request(request("/a.txt", "1.1", *fields), NOW) or \
+            conn.receive(request("/a.txt", "1.1", *fields)) or conn.next_exchange(NOW)
+        seen.append(exchange.client)
+        complete(conn, exchange)
+    assert seen == [clients[0], clients[1]] * 2
