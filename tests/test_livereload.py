@@ -12,6 +12,7 @@ import queue
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -26,7 +27,7 @@ from reactor_http import livereload
 from reactor_http.config import Config
 from reactor_http.livereload import SCRIPT, STREAM_PATH, Hub, inject, page_etag
 from reactor_http.server import serve
-from reactor_http.watcher import Batcher, Watcher, changed, ignored, scan
+from reactor_http.watcher import Batcher, Inotify, Watcher, changed, ignored, scan
 
 # Longest wait for a change to be announced in a test (seconds): the watcher promises 0.5 s;
 # this is generous for a loaded shared machine and only bounds a failing test.
@@ -184,6 +185,66 @@ def test_the_watcher_sees_files_in_folders_made_after_it_started(watched):
     assert "/made/deeper/x.css" in announced(bursts, {"/made/deeper/x.css"})
     (root / "made" / "deeper" / "x.css").write_text("again")
     assert "/made/deeper/x.css" in announced(bursts, {"/made/deeper/x.css"})
+
+
+def announced_until(bursts: queue.Queue, root, sentinel: str) -> set[str]:
+    """Paths announced until a file `sentinel` written now in `root` is: every change made
+    before it has been announced by then (the watcher reports changes in order)."""
+    (root / sentinel).write_text("x")
+    seen = announced(bursts, {"/" + sentinel})
+    assert "/" + sentinel in seen, seen
+    return seen
+
+
+def test_a_folder_moved_out_of_the_root_is_no_longer_watched_and_one_moved_in_is(watched,
+                                                                                tmp_path):
+    root, bursts = watched
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "sub" / "a.txt").write_text("a")
+    (root / "sub" / "deeper" / "b.txt").write_text("b")
+    announced_until(bursts, root, "made.txt")
+    (root / "sub").rename(root / "renamed")  # within the root: watched under its new name
+    announced_until(bursts, root, "renamed.txt")
+    (root / "renamed" / "deeper" / "b.txt").write_text("b2")
+    seen = announced_until(bursts, root, "changed.txt")
+    assert "/renamed/deeper/b.txt" in seen and not any(p.startswith("/sub") for p in seen)
+    outside = tmp_path / "outside"
+    (root / "renamed").rename(outside)  # out of the root: its changes are no longer ours
+    announced_until(bursts, root, "moved-out.txt")
+    (outside / "a.txt").write_text("a3")
+    (outside / "deeper" / "b.txt").write_text("b3")
+    (outside / "deeper" / "new.txt").write_text("n")
+    seen = announced_until(bursts, root, "after.txt")
+    assert not any(p.startswith(("/renamed", "/sub")) for p in seen), seen
+    outside.rename(root / "back")  # moved in: watched, folders below it too
+    announced_until(bursts, root, "moved-in.txt")
+    (root / "back" / "deeper" / "b.txt").write_text("b4")
+    assert "/back/deeper/b.txt" in announced(bursts, {"/back/deeper/b.txt"})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_the_rescan_after_lost_events_forgets_folders_that_left_the_root(tmp_path):
+    # When the kernel's queue overflows, the events of a move are lost: the rescan that
+    # follows must drop the watch of a folder that is no longer in the tree.
+    root = tmp_path / "w"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "sub" / "deeper" / "b.txt").write_text("b")
+    inotify = Inotify(str(root))
+    try:
+        (root / "sub").rename(tmp_path / "outside")
+        while True:  # the events are lost, as in an overflow
+            try:
+                os.read(inotify.fd, 65536)
+            except BlockingIOError:
+                break
+        batcher = Batcher()
+        inotify.rescan(batcher, 0.0)
+        (tmp_path / "outside" / "deeper" / "b.txt").write_text("b2")
+        (root / "after.txt").write_text("x")
+        inotify.read(batcher, 0.0)
+        assert batcher.take() == ["/after.txt"]
+    finally:
+        inotify.close()
 
 
 def test_a_burst_of_writes_to_one_file_is_announced_once(watched):
