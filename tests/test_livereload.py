@@ -403,6 +403,7 @@ def test_an_idle_stream_gets_heartbeat_comments(engine, root, monkeypatch):
     assert not thread.is_alive()
 
 
+@pytest.mark.slow
 def test_a_stream_never_read_holds_a_capped_buffer_and_is_dropped_by_the_send_timer(
         root, make_server, mode, tmp_path):
     # The kernel's send buffer of an event stream is capped (livereload.STREAM_SNDBUF): a client
