@@ -206,16 +206,21 @@ class Compressor:
         """Would a file of this type and size be compressed (so its responses vary)?"""
         return MIN_BYTES <= size <= self.max_bytes and compressible_type(ctype)
 
-    def lookup(self, fs_path: str, st, coding: str) -> tuple[bytes | None, bool]:
+    def lookup(self, fs_path: str, st, coding: str,
+               transform=None) -> tuple[bytes | None, bool]:
         """(compressed body or None, settled) for the file `st` describes in `coding`.
 
         None with settled True: identity is the answer for this file version (compression does
         not shrink it, or it cannot be kept). None with settled False: not ready yet, the
         identity representation serves meanwhile (a background job is queued) and a later
         request may get the body.
+
+        `transform` (a module-level function of the file's bytes, e.g. livereload.inject): the
+        body is its result compressed, kept apart from the file's own, and always made by the
+        worker (a caller compresses a small result from the bytes it already holds).
         """
         identity = self._identity_of(st)
-        key = (identity, coding)
+        key = (identity, coding) if transform is None else (identity, coding, transform)
         try:
             body = self._bodies[key]
         except KeyError:
@@ -229,8 +234,8 @@ class Compressor:
                 self._count(hits=1)
             return body, True
         self._count(misses=1)
-        if st.st_size > INLINE_MAX:
-            self._schedule(key, fs_path)
+        if st.st_size > INLINE_MAX or transform is not None:
+            self._schedule(key, fs_path, transform)
             return None, False
         data = read_identity(fs_path, identity, self._identity_of)
         if data is None:
@@ -290,7 +295,7 @@ class Compressor:
 
     # ---- the background worker -----------------------------------------------------------------
 
-    def _schedule(self, key: tuple, fs_path: str) -> None:
+    def _schedule(self, key: tuple, fs_path: str, transform=None) -> None:
         """Queue one compression per key; a full queue drops the job (a later request retries)."""
         with self._lock:
             if key in self._pending:
@@ -300,7 +305,7 @@ class Compressor:
                                                 daemon=True)
                 self._worker.start()
             try:
-                self._queue.put_nowait((key, fs_path))
+                self._queue.put_nowait((key, fs_path, transform))
             except queue.Full:
                 return
             self._pending.add(key)
@@ -312,11 +317,13 @@ class Compressor:
         except (AttributeError, OSError):  # not Linux, or not allowed: run at the loop's level
             pass
         while True:
-            key, fs_path = self._queue.get()
+            key, fs_path, transform = self._queue.get()
             try:
-                identity, coding = key
+                identity, coding = key[:2]
                 data = read_identity(fs_path, identity, self._identity_of)
                 if data is not None:
+                    if transform is not None:
+                        data = transform(data)
                     # zlib and zstd release the GIL while they work: the loop keeps serving.
                     body = compress(data, coding)
                     self._store(key, body if len(body) < len(data) else None)

@@ -22,6 +22,7 @@ import traceback
 from typing import cast
 
 from . import sending
+from .livereload import STREAM_SNDBUF
 from .logs import clf_prefix, clf_tail, escape
 from .messages import Exchange, ResponsePlan
 from .protocol import CloseReason, HttpConnection
@@ -192,6 +193,19 @@ def open_connection(sock: _socket.socket, address, listener: Listener, *, blocki
         return None
     return ready, HttpConnection(site, parser=parser, tls=listener.tls is not None, stats=stats,
                                 peer=peer_host(address))
+
+
+def cap_stream_buffer(sock: _socket.socket) -> None:
+    """A socket that became an event stream: its kernel send buffer capped at STREAM_SNDBUF.
+
+    So a client that never reads stalls our sends (and starts the send timer) once that much
+    is queued, instead of once an autotuned buffer has grown to megabytes. Streams only: a
+    file body wants the large buffer.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+    except OSError:
+        pass  # gone already: the next send or read says so
 
 
 # What one handshake step needs next; HANDSHAKE_EOF: the client closed during the handshake.

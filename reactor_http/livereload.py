@@ -36,6 +36,11 @@ HISTORY = 64
 # Bytes a stream may have queued and unsent before it is dropped at once (a client that does not
 # read its stream is otherwise dropped by the send timeout): bounds what one slow reader costs.
 OUTBOX_MAX = 256 * 1024
+# SO_SNDBUF of an event stream's socket (bytes; Linux doubles it for its bookkeeping). An
+# autotuned buffer grows to net.ipv4.tcp_wmem's maximum (4 MiB by default) before a client that
+# never reads stalls our sends and starts the send timer; a stream's messages are small (a
+# change is about 50 bytes), so 64 KiB holds a large burst and a stalled client costs that much.
+STREAM_SNDBUF = 64 * 1024
 
 # The stream response's fields (its answer says it is a stream: Response.stream).
 STREAM_FIELDS = (("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"))

@@ -25,8 +25,8 @@ from . import livereload, sending
 from .deadlines import DeadlineQueue
 from .engine import (ACCEPT_PAUSE, HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE,
                      AcceptErrors, ConnectionLog, EngineBase, Listener, as_listeners,
-                     close_reason_for, format_peer, handshake_step, is_plaintext_on_tls,
-                     open_connection, peer_host, plain_socket)
+                     cap_stream_buffer, close_reason_for, format_peer, handshake_step,
+                     is_plaintext_on_tls, open_connection, peer_host, plain_socket)
 from .messages import Exchange
 from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
@@ -632,6 +632,7 @@ class Reactor(EngineBase):
         """A stream's head is out: it waits for events with no timer, reading only for EOF."""
         if conn not in self.streams:
             self.streams.add(conn)
+            cap_stream_buffer(conn.sock)
             if conn.queue is not None:
                 conn.queue.disarm(conn)
                 conn.queue = None

@@ -272,7 +272,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     fd = rep.fd
     try:
         if site.live is not None:  # --live-reload: the steps that change a page
-            rep = _compress_page(_inject_live(rep))
+            rep = _compress_page(site, _inject_live(rep))
         response = _answer(request, site, rep)
     except BaseException:
         if fd is not None:
@@ -421,18 +421,37 @@ def _inject_live(rep: Representation) -> Representation:
     return dataclasses.replace(rep, data=data, size=size, etag=etag)
 
 
-def _compress_page(rep: Representation) -> Representation:
-    """The injected page in the coding the client chose, made here.
+def _compress_page(site: Site, rep: Representation) -> Representation:
+    """The injected page in the coding the client chose.
 
-    Inline, so only up to INLINE_MAX (a larger page goes as it is, with Vary); the answer cache
-    keeps the result of a small page per Accept-Encoding.
+    Made here up to INLINE_MAX (the answer cache keeps the result of a small page per
+    Accept-Encoding); a larger one off the loop, as any large file (_page_off_the_loop).
     """
     coding = rep.page_coding
-    if coding is None or rep.data is None or rep.size > content_coding.INLINE_MAX:
+    if coding is None or rep.data is None:
         return rep
+    if rep.size > content_coding.INLINE_MAX:
+        return _page_off_the_loop(site, rep, coding)
     data = content_coding.compress(rep.data, coding)
     return dataclasses.replace(rep, coding=coding, data=data, size=len(data),
                                etag=content_coding.coded_etag(rep.etag, coding), page_coding=None)
+
+
+def _page_off_the_loop(site: Site, rep: Representation, coding: str) -> Representation:
+    """A large injected page in `coding` if the compressor's worker has made it, else as it is.
+
+    The worker injects the file's bytes itself (the key is the file version `path_st` the page
+    was read from, so the body and the page's ETag agree). While it works, the identity page
+    answers without the answer cache, which would otherwise keep that answer past its finish.
+    """
+    compressor = site.compression
+    assert compressor is not None  # no coding is offered without it (_choose_encoding)
+    body, settled = compressor.lookup(rep.path, rep.path_st, coding, livereload.inject)
+    if body is None:
+        return dataclasses.replace(rep, page_coding=None, cache=rep.cache if settled else None)
+    return dataclasses.replace(rep, coding=coding, data=body, size=len(body),
+                               etag=content_coding.coded_etag(rep.etag, coding),
+                               saved=rep.size - len(body), page_coding=None)
 
 
 def _answer(request: Request, site: Site, rep: Representation) -> Response:

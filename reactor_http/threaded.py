@@ -22,8 +22,8 @@ from typing import cast
 
 from . import livereload, sending
 from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, EngineBase, Listener,
-                     as_listeners, close_reason_for, format_peer, is_plaintext_on_tls, peer_host,
-                     open_connection, plain_socket)
+                     as_listeners, cap_stream_buffer, close_reason_for, format_peer,
+                     is_plaintext_on_tls, peer_host, open_connection, plain_socket)
 from .messages import Exchange
 from .parser import Limits
 from .protocol import LINGER_TIMEOUT, CloseReason, ConnState, HeadParser, HttpConnection
@@ -387,6 +387,7 @@ class ThreadedServer(EngineBase):
         sock = conn.sock
         hub = self.site.live
         sock.settimeout(self.config.send_timeout)
+        cap_stream_buffer(sock)
         bell, seq = hub.bell()
         try:
             next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL

@@ -112,7 +112,11 @@ class Batcher:
 
 
 class Inotify:
-    """A recursive inotify watch of one tree, through libc by ctypes."""
+    """A recursive inotify watch of one tree, through libc by ctypes.
+
+    A folder moved away (out of the root, or elsewhere inside it) loses its watches and those
+    of its subfolders; one moved in, or within the root, is watched (again) under its new path.
+    """
 
     def __init__(self, root: str):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -139,6 +143,27 @@ class Inotify:
             if batcher is not None:
                 for name in names:
                     batcher.add(os.path.join(folder, name), now)
+
+    def forget_tree(self, relative: str) -> None:
+        """Stop watching a folder that left the tree, and every folder below it.
+
+        A watch follows the folder (an inode), not its path: one moved out of the root would
+        otherwise go on reporting its changes under the path it had here.
+        """
+        below = relative + os.sep
+        for wd, folder in list(self.dirs.items()):
+            if folder == relative or folder.startswith(below):
+                del self.dirs[wd]
+                self._rm(self.fd, wd)  # its IN_IGNORED then names a watch we no longer know
+
+    def rescan(self, batcher: Batcher, now: float) -> None:
+        """After lost events (a queue overflow): watch the tree as it is, forget folders no
+        longer in it (moved out meanwhile), announce every file."""
+        before = self.dirs
+        self.dirs = {}
+        self.add_tree("", batcher, now)  # a folder still here keeps its watch descriptor
+        for wd in before.keys() - self.dirs.keys():
+            self._rm(self.fd, wd)
 
     def _walk(self, relative: str):
         """(folder, file names) for `relative` and each folder below it, dot-folders skipped."""
@@ -199,6 +224,8 @@ class Inotify:
                     if not ignored(relative):
                         self.add_tree(relative, batcher, now)
                 elif mask & (IN_DELETE | IN_MOVED_FROM):
+                    if mask & IN_MOVED_FROM:  # moved away (back in later, if moved within)
+                        self.forget_tree(relative)
                     batcher.add(relative, now)  # a folder gone: its path is the change
                 continue
             batcher.add(relative, now)
@@ -302,7 +329,7 @@ class Watcher:
             if ready and not inotify.read(batcher, now):
                 # The kernel dropped events: compare with a fresh walk of what exists (every
                 # file is announced; a reload too many beats a missed one).
-                inotify.add_tree("", batcher, now)
+                inotify.rescan(batcher, now)
             if batcher.wait(now) == 0:
                 self._flush(batcher)
 

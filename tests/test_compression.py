@@ -179,6 +179,27 @@ def test_large_file_is_compressed_in_the_background(tmp_path):
     assert comp.snapshot()["background_total"] == 1
 
 
+def test_a_transformed_body_is_made_by_the_worker_and_kept_apart_from_the_file_s(tmp_path):
+    # --live-reload's injected page: the worker transforms the file's bytes, then compresses;
+    # even a small file's transform is made off the loop, and its body never answers for the
+    # file's own coding (nor the reverse).
+    path = tmp_path / "page.html"
+    data = script(2048)
+    path.write_bytes(data)
+    comp = compressor_for(1 << 20)
+    st = os.stat(path)
+
+    def tagged(raw: bytes) -> bytes:
+        return raw + b"<!-- tagged -->" * 100
+
+    assert comp.lookup(str(path), st, "gzip", tagged) == (None, False)
+    assert comp.wait_idle(30)
+    body, settled = comp.lookup(str(path), st, "gzip", tagged)
+    assert settled and gzip.decompress(body) == tagged(data)
+    body, settled = comp.lookup(str(path), st, "gzip")  # small: made during the request
+    assert settled and gzip.decompress(body) == data
+
+
 def test_a_failed_background_job_is_logged_once_per_file_version_and_counted(
         tmp_path, monkeypatch, caplog):
     # The worker never dies of a job's failure: that file version is served as it is from then
