@@ -206,6 +206,13 @@ class Settings:
     immutable: bool = option_field(
         False, "--immutable", SWITCH, "add `immutable` to Cache-Control, for fingerprinted assets",
         group="what is served")
+    # What a file's strong ETag is made of (validators.py): mtime and size as nginx does, so
+    # copies with their times preserved agree; or a digest of the bytes, whatever the times.
+    etag: str = option_field(
+        "mtime", "--etag", CHOICE, "what a file's strong ETag is made of: its modification time "
+        "and size (as nginx), the same on every copy made with times preserved (cp -a, rsync -t, "
+        "tar); or a digest of its bytes, for copies whose times differ", group="what is served",
+        choices=("mtime", "content"))
     cors: bool = option_field(
         False, "--cors", SWITCH, "send `Access-Control-Allow-Origin: *` and answer CORS "
         "preflights", group="what is served")

@@ -358,14 +358,15 @@ def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
     assert compressor is not None  # _choose_encoding offers no such coding without it
     st = rep.st
     body, settled = compressor.lookup(rep.fs_path, st, coding)
-    etag = content_coding.coded_etag(filesystem.strong_etag(st), coding)
+    # Derived from the file's own ETag, whichever --etag makes (none while its digest is made).
+    etag = content_coding.coded_etag(site.digests.etag(rep.fs_path, st), coding)
     if body is not None:
         return Representation(rep.fs_path, st, rep.fs_path, st, rep.ctype, coding, rep.fields,
                               rep.cache, body, None, len(body), etag,
                               filesystem.last_modified(st), st.st_size - len(body))
     if settled:
         return rep
-    if "if-none-match" in request.fields and \
+    if etag and "if-none-match" in request.fields and \
             _preconditions(request, etag, int(st.st_mtime)) == 304:
         validators = [("Last-Modified", filesystem.last_modified(st)), ("ETag", etag)]
         return Response(304, validators + [("Content-Encoding", coding), *rep.fields])
@@ -390,10 +391,15 @@ def _load(site: Site, rep: Representation) -> Representation | None:
     if loaded is None:
         return None
     data, fd, path_st = loaded  # with an fd, path_st describes the file we actually opened
+    etag = site.digests.etag(rep.path, path_st, data)
+    if rep.coding is not None:
+        # A sibling's own tag, marked with its coding: mtime and size alone could coincide
+        # with the file's, and a strong tag names one representation (RFC 9110 section 8.8.3).
+        etag = content_coding.coded_etag(etag, rep.coding)
     return Representation(rep.fs_path, rep.st, rep.path, path_st, rep.ctype, rep.coding,
                           rep.fields, rep.cache, data, fd,
-                          len(data) if data is not None else path_st.st_size,
-                          filesystem.strong_etag(path_st), filesystem.last_modified(path_st),
+                          len(data) if data is not None else path_st.st_size, etag,
+                          filesystem.last_modified(path_st),
                           page_coding=rep.page_coding)
 
 
@@ -441,7 +447,9 @@ def _answer(request: Request, site: Site, rep: Representation) -> Response:
     Never closes the fd: a response that sends the file carries it, and _serve_file closes it
     otherwise.
     """
-    validators = [("Last-Modified", rep.last_modified), ("ETag", rep.etag)]
+    validators = [("Last-Modified", rep.last_modified)]
+    if rep.etag:  # none while --etag content's digest of a large file is being made
+        validators.append(("ETag", rep.etag))
     extra = list(rep.fields)
     if rep.coding is not None:
         extra.insert(0, ("Content-Encoding", rep.coding))

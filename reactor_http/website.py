@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import content_coding, extras, filesystem
+from . import content_coding, extras, filesystem, validators
 from .headers import DateCache
 from .messages import CachedResponse, Request, Response, target_path
 
@@ -78,6 +78,8 @@ class Site:
         # With stat_per_instant: the instant the identities below were taken at.
         self._stat_instant = -1.0
         self._identities: dict[str, tuple] = {}
+        # --etag: each file version's strong ETag (validators.py), by its stat identity.
+        self.digests = validators.Digests(config.etag, file_identity)
         # On-the-fly compression (content_coding.py), or None with --no-compress.
         self.compression = content_coding.Compressor(
             config.compress_max_bytes, config.compress_cache_bytes, file_identity,
