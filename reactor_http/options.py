@@ -281,7 +281,9 @@ class Settings:
         shown_default="30")
     pid_file: str | None = option_field(
         None, "--pid-file", TEXT, "write the server's pid to FILE once it listens; removed at "
-        "exit; a second start refuses while that pid runs", group="deployment", metavar="FILE")
+        "exit; a second start refuses while a server holds that pid (on Linux its command line "
+        "is checked; elsewhere any live process counts), and replaces a stale file with a "
+        "notice", group="deployment", metavar="FILE")
     # Proxies whose X-Forwarded-For we believe: the access log and --status-allow then judge
     # the client the proxy saw (its last entry) instead of the proxy.
     trust_proxy: tuple[str, ...] = option_field(
