@@ -24,8 +24,8 @@ from ._version import __version__
 from .config import Config
 from .extras import is_loopback
 from .logs import open_access_file
-from .options import BY_NAME, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, TEXT, \
-    describe, shown_default
+from .options import BY_NAME, BYTES, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, \
+    TEXT, VERSION_HELP, describe, parse_size, shown_default
 from .server import StartupError, serve
 from .service import PidFile
 
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         if option.flag is not None:
             sections[option.group].add_argument(option.flag, dest=option.name,
                                                 **_argparse_settings(option))
-    p.add_argument("--version", action="version", version=f"reactor_http {__version__}")
+    p.add_argument("--version", action="version", version=f"reactor_http {__version__}",
+                   help=VERSION_HELP)
     p.epilog = ("systemd socket activation: started with LISTEN_PID=<our pid> and LISTEN_FDS>=1 "
                 "(sd_listen_fds(3)), the server serves the listening socket on fd 3 instead of "
                 "binding --host/--port; further sockets are closed with a warning. "
@@ -152,6 +153,8 @@ def _number_type(option, label: str | None = None):
         if option.auto and text == "auto":
             return _cpus()
         try:
+            if option.kind == BYTES:
+                return parse_size(text)
             return float(text) if option.kind == SECONDS else int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
