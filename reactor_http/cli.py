@@ -21,7 +21,7 @@ import re
 import sys
 
 from ._version import __version__
-from .config import Config
+from .config import Config, status_shadow
 from .extras import is_loopback
 from .logs import open_access_file
 from .options import BY_NAME, BYTES, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, \
@@ -231,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
             prepare_log_dir(config.log_dir)
         if config.access_log is not None:
             prepare_access_log(config.access_log)
-        warning = auth_warning(config)
-        if warning:
-            log.warning("%s", warning)
+        for warning in (auth_warning(config), status_shadow(config)):
+            if warning:
+                log.warning("%s", warning)
         if config.pid_file is not None:
             pid_file = PidFile(config.pid_file)
             pid_file.check()  # a live server in it, or an unwritable folder: refuse now

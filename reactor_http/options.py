@@ -204,8 +204,8 @@ class Settings:
         None, "--max-age", WHOLE_SECONDS, "send `Cache-Control: max-age=SECONDS` with files",
         group="what is served", metavar="SECONDS", low=0, high=MAX_AGE_MAX)
     immutable: bool = option_field(
-        False, "--immutable", SWITCH, "add `immutable` to Cache-Control, for fingerprinted assets",
-        group="what is served")
+        False, "--immutable", SWITCH, "with --max-age (required): add `immutable` to "
+        "Cache-Control, for fingerprinted assets", group="what is served")
     # What a file's strong ETag is made of (validators.py): mtime and size as nginx does, so
     # copies with their times preserved agree; or a digest of the bytes, whatever the times.
     etag: str = option_field(
@@ -293,10 +293,11 @@ class Settings:
     # Off by default, so a plain static server reveals nothing about itself.
     status_path: str | None = option_field(
         None, "--status", TEXT, "serve live counters at PATH: JSON, or Prometheus text when the "
-        "client asks for text/plain", group="deployment", metavar="PATH", shown_default="off")
+        "client asks for text/plain; not /, and a warning if PATH names a file of the root",
+        group="deployment", metavar="PATH", shown_default="off")
     status_allow: tuple[str, ...] = option_field(
         (), "--status-allow", ADDRESSES, "clients, address or CIDR, repeatable, that may read "
-        "--status; others get 404", group="deployment", metavar="ADDR",
+        "--status (required); others get 404", group="deployment", metavar="ADDR",
         shown_default="loopback only")
 
 

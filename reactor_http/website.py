@@ -89,10 +89,8 @@ class Site:
         self.cache_control = None
         if config.max_age is not None:
             self.cache_control = f"max-age={config.max_age}"
-            if config.immutable:
+            if config.immutable:  # Config refuses it without --max-age
                 self.cache_control += ", immutable"
-        elif config.immutable:
-            self.cache_control = "max-age=31536000, immutable"
         # What every response head carries besides its own fields (--header), rendered once:
         # protocol.py puts them in every head it renders, errors included.
         self.server_field, self.extra_fields = extras.header_fields(config.headers)

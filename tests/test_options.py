@@ -117,6 +117,13 @@ def test_readme_option_table_is_generated_from_the_declarations():
             assert f"`{option.flag}" in options.readme_table(), option.flag
 
 
+def test_immutable_without_max_age_is_refused_naming_both():
+    """immutable (RFC 8246) only qualifies a freshness lifetime; alone it used to mean a year
+    for every file, index.html included."""
+    line = assert_refused(run_cli("--root", str(SITE), "--immutable"), "--immutable")
+    assert "--max-age" in line
+
+
 def test_readme_option_table_lists_every_flag_the_parser_takes():
     """--help and --version included: the table is the whole command line."""
     table = options.readme_table()
