@@ -303,7 +303,8 @@ class ParsedHead:
     """What is memoised for one exact request head: the parse, its answer-cache keys, and the
     last answer rendered for it (see HttpConnection.take_request)."""
 
-    __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "last", "instant")
+    __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "user", "last",
+                 "instant")
 
     def __init__(self, parsed: tuple, site: Site | None):
         self.parsed: Final = parsed  # (Request, consumed bytes), as parse_head returns it
@@ -316,6 +317,8 @@ class ParsedHead:
         self.replay_key: Final = site.replay_key(request, self.plain_key) \
             if site is not None and request.body_length == NO_BODY else None
         self.keep_alive: Final = request.keep_alive
+        # The access log's authenticated user (Site.access_user): the credentials are in the head.
+        self.user: Final = site.access_user(request) if site is not None else ""
         # The last answer rendered for this head (a Replay), replaced whole, so threads never
         # see a mixed record; None until one without a descriptor is rendered.
         self.last: Replay | None = None
@@ -613,8 +616,9 @@ class HttpConnection:
             # with this head, on either route. Any other answer is rendered for this one only.
             replay = self._replay(head, response, keep_alive, now, False)
             return self._record(replay.plan, event, client, replay.exchange)
-        return self._record(self._render(response, keep_alive, request.request_line), event,
-                            client, None)
+        user = head.user if head is not None else self.site.access_user(request)
+        return self._record(self._render(response, keep_alive, request.request_line, None, user),
+                            event, client, None)
 
     def _replay(self, head: ParsedHead, response: Response, keep_alive: bool, now: float,
                 short: bool) -> Replay:
@@ -635,8 +639,8 @@ class HttpConnection:
         replay = head.last
         if replay is None or replay.response is not response or replay.date is not date or \
                 replay.plan.keep_alive is not keep_alive:
-            replay = Replay(response, date,
-                            self._render(response, keep_alive, head.request.request_line, date))
+            plan = self._render(response, keep_alive, head.request.request_line, date, head.user)
+            replay = Replay(response, date, plan)
             if replay.plan.fd is not None:  # a plan holding a descriptor is never shared
                 return replay
             head.last = replay
@@ -645,8 +649,9 @@ class HttpConnection:
         return replay
 
     def _render(self, response: Response, keep_alive: bool, request_line: str,
-                date: bytes | None = None) -> ResponsePlan:
-        """The plan for `response`: its head rendered, the body segments after it."""
+                date: bytes | None = None, user: str = "") -> ResponsePlan:
+        """The plan for `response`: its head rendered, the body segments after it (`user`: the
+        authenticated user the access log names)."""
         site = self.site
         if date is None:
             date = site.dates.field()
@@ -661,7 +666,7 @@ class HttpConnection:
         else:
             segments = (head, *segments)  # a larger body goes out with the head in one sendmsg
         return ResponsePlan(response.status, segments, response.body_length, keep_alive,
-                            response.fd, request_line)
+                            response.fd, request_line, user)
 
     def _record(self, plan: ResponsePlan, event: Event, client: str,
                 shared: Exchange | None) -> Exchange:

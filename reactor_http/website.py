@@ -134,6 +134,21 @@ class Site:
             return None
         return key
 
+    def access_user(self, request: Request) -> str:
+        """The access log's authuser for this request: --auth's user if the request carries the
+        right credentials, else "" (logged as `-`).
+
+        A refused attempt logs no name, unlike nginx's $remote_user (the decoded name whatever
+        the outcome) and Apache's %u ("may be bogus if the status is 401"): that name is the
+        client's own text, and people type passwords into name fields, which would put them in
+        a log file. The name logged is only ever the one configured here. A pure function of
+        the head, memoised with it (protocol.ParsedHead.user).
+        """
+        auth = self.auth
+        if auth is None or not auth.allows(request.fields.get("authorization")):
+            return ""
+        return auth.user
+
     def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
         """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.
 
