@@ -195,6 +195,22 @@ def auth_warning(config: Config) -> str | None:
             f"readable by anyone on the path (Basic is base64, not encryption); add --certfile")
 
 
+# More workers than this many per CPU draws a warning (nginx says nothing, but its docs advise
+# one per core, `worker_processes auto`): a few more than the CPUs may be deliberate, hundreds is
+# a typo or a misunderstanding.
+WORKERS_PER_CPU_WARNED = 2
+
+
+def workers_warning(config: Config, cpus: int | None = None) -> str | None:
+    """The start-up warning for many more --workers than CPUs, or None."""
+    cpus = cpus or _cpus()
+    if config.workers <= WORKERS_PER_CPU_WARNED * cpus:
+        return None
+    return (f"--workers {config.workers} on {cpus} CPU{'s' if cpus != 1 else ''}: each worker "
+            f"is a whole server process, and beyond one per CPU they add memory and switching, "
+            f"not throughput; --workers auto starts one per CPU")
+
+
 def prepare_log_dir(path: str) -> None:
     """Create the connection-log folder now, so an unusable one is a one-line error, not a trace."""
     if os.path.exists(path) and not os.path.isdir(path):
@@ -231,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare_log_dir(config.log_dir)
         if config.access_log is not None:
             prepare_access_log(config.access_log)
-        for warning in (auth_warning(config), status_shadow(config)):
+        for warning in (auth_warning(config), status_shadow(config), workers_warning(config)):
             if warning:
                 log.warning("%s", warning)
         if config.pid_file is not None:
