@@ -9,10 +9,15 @@ resumes; an nginx serving the same tree even agrees. No inode: a copy never has 
 bytes, for deployments whose times differ; computed once per file version (`Digests`), inline
 for a file already in memory, by one background thread for a larger one.
 
-What the ETag cannot see (the same size written within the same second) the server's own caches
-still catch: they compare the full stat identity (website.file_identity: device, inode, size,
-mtime_ns, ctime_ns). Last-Modified has the same one-second grain, and a client that revalidates
-by date has always had that limit. Must not touch a socket or decide HTTP semantics.
+Why whole seconds, when RFC 9110 section 8.8.1 gives "a modification timestamp that has
+sub-second resolution" as its example of a strong validator: nanoseconds do not survive every
+copy (GNU tar's default format, rsync before 3.1, zip, container layers truncate to seconds), so
+an original and its copy would disagree, which is the failure this module exists to prevent; and
+nginx, which many deployments mix with us, uses seconds too. The price is a file rewritten with
+the same size within the same second: a client holding the first version may get a 304 for the
+second. Last-Modified has had that grain all along; `--etag content` has none. The server's own
+caches still see such a change: they compare the full stat identity (website.file_identity:
+device, inode, size, mtime_ns, ctime_ns). Must not touch a socket or decide HTTP semantics.
 """
 
 from __future__ import annotations
@@ -97,7 +102,8 @@ class Digests:
     the file. The first answers for a large file go out without an ETag rather than wait: the
     reactor must not block on hashing 100 MiB, and an answer without a validator is correct
     (If-None-Match and If-Range then match nothing, RFC 9110 sections 13.1.2 and 13.1.5), while
-    an mtime ETag meanwhile would differ from the one every later answer carries.
+    an mtime ETag meanwhile would differ from the one every later answer carries. (An If-Match
+    naming a tag then fails with 412, as section 13.1.1 says it must without a current ETag.)
 
     Lookups are lock-free dict reads (atomic under the GIL); stores and the pending set change
     under `_lock`.
