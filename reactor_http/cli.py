@@ -21,11 +21,11 @@ import re
 import sys
 
 from ._version import __version__
-from .config import Config
+from .config import Config, status_shadow
 from .extras import is_loopback
 from .logs import open_access_file
-from .options import BY_NAME, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, TEXT, \
-    describe, shown_default
+from .options import BY_NAME, BYTES, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, \
+    TEXT, VERSION_HELP, describe, parse_size, shown_default
 from .server import StartupError, serve
 from .service import PidFile
 
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         if option.flag is not None:
             sections[option.group].add_argument(option.flag, dest=option.name,
                                                 **_argparse_settings(option))
-    p.add_argument("--version", action="version", version=f"reactor_http {__version__}")
+    p.add_argument("--version", action="version", version=f"reactor_http {__version__}",
+                   help=VERSION_HELP)
     p.epilog = ("systemd socket activation: started with LISTEN_PID=<our pid> and LISTEN_FDS>=1 "
                 "(sd_listen_fds(3)), the server serves the listening socket on fd 3 instead of "
                 "binding --host/--port; further sockets are closed with a warning. "
@@ -152,6 +153,8 @@ def _number_type(option, label: str | None = None):
         if option.auto and text == "auto":
             return _cpus()
         try:
+            if option.kind == BYTES:
+                return parse_size(text)
             return float(text) if option.kind == SECONDS else int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
@@ -192,6 +195,22 @@ def auth_warning(config: Config) -> str | None:
             f"readable by anyone on the path (Basic is base64, not encryption); add --certfile")
 
 
+# More workers than this many per CPU draws a warning (nginx says nothing, but its docs advise
+# one per core, `worker_processes auto`): a few more than the CPUs may be deliberate, hundreds is
+# a typo or a misunderstanding.
+WORKERS_PER_CPU_WARNED = 2
+
+
+def workers_warning(config: Config, cpus: int | None = None) -> str | None:
+    """The start-up warning for many more --workers than CPUs, or None."""
+    cpus = cpus or _cpus()
+    if config.workers <= WORKERS_PER_CPU_WARNED * cpus:
+        return None
+    return (f"--workers {config.workers} on {cpus} CPU{'s' if cpus != 1 else ''}: each worker "
+            f"is a whole server process, and beyond one per CPU they add memory and switching, "
+            f"not throughput; --workers auto starts one per CPU")
+
+
 def prepare_log_dir(path: str) -> None:
     """Create the connection-log folder now, so an unusable one is a one-line error, not a trace."""
     if os.path.exists(path) and not os.path.isdir(path):
@@ -228,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             prepare_log_dir(config.log_dir)
         if config.access_log is not None:
             prepare_access_log(config.access_log)
-        warning = auth_warning(config)
-        if warning:
-            log.warning("%s", warning)
+        for warning in (auth_warning(config), status_shadow(config), workers_warning(config)):
+            if warning:
+                log.warning("%s", warning)
         if config.pid_file is not None:
             pid_file = PidFile(config.pid_file)
             pid_file.check()  # a live server in it, or an unwritable folder: refuse now

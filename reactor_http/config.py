@@ -45,6 +45,16 @@ class Config(Settings):
             raise ValueError(f"--keyfile {self.keyfile!r} does not exist or is not a file")
         if self.status_path is not None and not self.status_path.startswith("/"):
             raise ValueError(f"--status path must start with '/', not {self.status_path!r}")
+        if self.status_path is not None and not status_segments(self.status_path):
+            raise ValueError(f"--status {self.status_path} would replace the site's home page "
+                             f"with the counters; choose a path such as /status")
+        if self.status_allow and self.status_path is None:
+            raise ValueError("--status-allow does nothing without --status PATH")
+        if self.immutable and self.max_age is None:
+            # RFC 8246: immutable qualifies a freshness lifetime; alone it used to mean a year
+            # for every file, index.html included. nginx and Caddy have no such shortcut.
+            raise ValueError("--immutable needs --max-age SECONDS (for fingerprinted assets: "
+                             "--max-age 31536000 --immutable)")
         for name in ("trust_proxy", "status_allow"):
             try:
                 parse_networks(tuple(getattr(self, name)))
@@ -64,3 +74,21 @@ class Config(Settings):
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise ValueError(f"--root {self.root!r} is not readable")
         return self
+
+
+def status_segments(path: str) -> list[str]:
+    """The segments of a --status path as it would name a file of the root (`.` dropped)."""
+    return [segment for segment in path.split("/") if segment not in ("", ".")]
+
+
+def status_shadow(config: Config) -> str | None:
+    """The start-up warning for a --status path that names a file or folder of the root (whose
+    answer the counters replace), or None. A warning, not a refusal: the root's content
+    changes under a configuration, and a deploy that adds such a file must not stop a restart."""
+    if config.status_path is None:
+        return None
+    segments = status_segments(config.status_path)
+    if not os.path.lexists(os.path.join(config.root, *segments)):
+        return None
+    return (f"--status {config.status_path} shadows {'/'.join(segments)} in --root: it "
+            f"answers with the counters instead")

@@ -121,9 +121,10 @@ def coded_etag(etag: str, coding: str) -> str:
     """The strong ETag of a compressed representation: the identity one with the coding added.
 
     Distinct per coding (RFC 9110 section 8.8.3: a strong validator names one representation),
-    stable across restarts, and computable without the compressed bytes.
+    stable across restarts, and computable without the compressed bytes. "" (no ETag yet, see
+    validators.Digests) stays "".
     """
-    return f'{etag[:-1]}-{coding}"'
+    return f'{etag[:-1]}-{coding}"' if etag else ""
 
 
 def compress(data: bytes, coding: str) -> bytes:

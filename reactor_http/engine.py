@@ -273,8 +273,8 @@ class ConnectionLog:
 
     def __init__(self, logs, opened_text: str, closed_suffix: str = ""):
         self.logs = logs
-        # client address -> its access-line prefix (clients repeat; bounded)
-        self._prefixes: dict[str, str] = {}
+        # client address (with --auth's user, if any) -> its access-line prefix (bounded)
+        self._prefixes: dict[str | tuple[str, str], str] = {}
         # replayed plan -> its access-line tail (request line, status, bytes); bounded
         self._tails: dict[ResponsePlan, str] = {}
         self.opened_text = opened_text
@@ -303,11 +303,13 @@ class ConnectionLog:
             else:
                 tail = clf_tail(plan.request_line, plan.status, plan.body_length)
             client = exchange.client or host
-            prefix = self._prefixes.get(client)
+            user = plan.user
+            key = client if not user else (client, user)  # no tuple made without --auth
+            prefix = self._prefixes.get(key)
             if prefix is None:
                 if len(self._prefixes) >= PREFIX_CACHE_ENTRIES:
                     self._prefixes.clear()
-                prefix = self._prefixes[client] = clf_prefix(client)
+                prefix = self._prefixes[key] = clf_prefix(client, user)
             logs.access_parts(prefix, tail)
         if logs.connection_enabled:
             logs.event(f'{peer} "{escape(plan.request_line)}" -> {plan.status}')
@@ -318,7 +320,8 @@ class ConnectionLog:
         plan = exchange.plan
         body_sent = exchange.body_sent()
         if logs.access_enabled:
-            logs.access(exchange.client or host, plan.request_line, plan.status, body_sent)
+            logs.access(exchange.client or host, plan.request_line, plan.status, body_sent,
+                        plan.user)
         if logs.connection_enabled:
             logs.event(f'{peer} "{escape(plan.request_line)}" -> {plan.status} cut after '
                        f'{body_sent} of {plan.body_length} body bytes ({reason_text})')

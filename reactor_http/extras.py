@@ -127,11 +127,14 @@ def is_loopback(host: str) -> bool:
 class BasicAuth:
     """HTTP Basic credentials (RFC 7617) and the check of an Authorization field against them."""
 
-    __slots__ = ("_digest",)
+    __slots__ = ("_digest", "user")
 
     def __init__(self, text: str):
         user, password = parse_auth(text)
         self._digest = hashlib.sha256(f"{user}:{password}".encode()).digest()
+        # What the access log's authuser field says for a request with these credentials: our
+        # own configured name, never the client's text (see Site.access_user).
+        self.user = user
 
     def allows(self, authorization: str | None) -> bool:
         """True if the Authorization field carries our user and password.

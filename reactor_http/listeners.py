@@ -37,17 +37,18 @@ def raise_fd_limit() -> tuple[int, int]:
 
 
 def bind_listener(host: str, port: int, backlog: int, *, reuse_port: bool = False,
-                  listen: bool = True) -> socket.socket:
+                  listen: bool = True, option: str = "--port") -> socket.socket:
     """A listening TCP socket on host:port (IPv6 if the host is an IPv6 address).
 
     With `reuse_port`, several processes may bind the same port and the kernel spreads
     connections among their listening sockets (SO_REUSEPORT); `listen=False` only holds the port.
+    `option` is the flag that named the port (--port or --tls-port): errors say it.
     """
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise StartupError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+        raise StartupError(f"--host {host!r}: cannot resolve it: {exc.strerror}") from None
     family, socktype, proto, _, address = infos[0]
     sock = socket.socket(family, socktype, proto)
     try:
@@ -65,10 +66,13 @@ def bind_listener(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise StartupError(f"port {port} on {host} is already in use") from None
+            raise StartupError(f"{option} {port}: the port is already in use on {host}") \
+                from None
         if exc.errno == errno.EACCES:
-            raise StartupError(f"permission denied to listen on {host}:{port}") from None
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise StartupError(f"{option} {port}: permission denied to listen on {host}:{port}") \
+                from None
+        raise StartupError(f"{option} {port}: cannot listen on {host}:{port} (--host): "
+                           f"{exc.strerror}") from None
     return sock
 
 
@@ -94,7 +98,7 @@ def open_listeners(config) -> list[Listener]:
     if tls is not None and config.tls_port is not None:
         try:
             listeners.append(Listener(bind_listener(config.host, config.tls_port,
-                                                    config.backlog), tls))
+                                                    config.backlog, option="--tls-port"), tls))
         except StartupError:
             sock.close()
             raise

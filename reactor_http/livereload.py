@@ -102,8 +102,9 @@ def inject(body: bytes) -> bytes:
 
 
 def page_etag(etag: str) -> str:
-    """The ETag of an injected page: the file's, changed inside its quotes (weakness kept)."""
-    return etag[:-1] + ETAG_SUFFIX + '"'
+    """The ETag of an injected page: the file's, changed inside its quotes (weakness kept);
+    none if the file has none yet (validators.Digests)."""
+    return etag[:-1] + ETAG_SUFFIX + '"' if etag else ""
 
 
 def injected_page(data: bytes | None, fd: int | None, size: int, etag: str):

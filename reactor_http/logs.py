@@ -57,9 +57,9 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPE_TABLE)
 
 
-def clf_prefix(peer: str) -> str:
-    """The start of an access line: the client and the two unknown identities."""
-    return f"{peer} - - "
+def clf_prefix(peer: str, user: str = "") -> str:
+    """The start of an access line: the client, the unknown ident, the authenticated user."""
+    return f"{peer} - {escape(user).replace(' ', '_') if user else '-'} "
 
 
 def clf_tail(request_line: str, status: int, body_bytes: int) -> str:
@@ -167,10 +167,11 @@ class LogSink:
             self._clf_second = second
         return self._clf_time
 
-    def access(self, peer: str, request_line: str, status: int, body_bytes: int) -> None:
+    def access(self, peer: str, request_line: str, status: int, body_bytes: int,
+               user: str = "") -> None:
         """Record one request in Common Log Format (never waits for output)."""
         if self.access_enabled:
-            self.access_parts(clf_prefix(peer), clf_tail(request_line, status, body_bytes))
+            self.access_parts(clf_prefix(peer, user), clf_tail(request_line, status, body_bytes))
 
     def access_parts(self, prefix: str, tail: str) -> None:
         """Record one access line from its parts (clf_prefix, clf_tail); the time is added here.

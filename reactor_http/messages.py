@@ -129,20 +129,23 @@ class ResponsePlan:
     head on any connection (protocol.Replay). `body_length` counts the body bytes the segments
     carry (zero for HEAD and 304); `first_region` is the index of the first FileRegion (-1 if
     none): once the cursor reaches it, the head is out. `fd` is the descriptor the regions read
-    (its ownership is the Exchange's); `request_line` is what the access log says of it.
+    (its ownership is the Exchange's); `request_line` is what the access log says of it, and
+    `user` the authenticated user it names ("" for none: the plan answers one request head,
+    whose credentials decide it).
     """
 
     __slots__ = ("status", "segments", "body_length", "keep_alive", "fd", "first_region",
-                 "request_line", "one_piece")
+                 "request_line", "one_piece", "user")
 
     def __init__(self, status: int, segments: tuple, body_length: int, keep_alive: bool,
-                 fd: int | None = None, request_line: str = "-"):
+                 fd: int | None = None, request_line: str = "-", user: str = ""):
         self.status: Final = status
         self.segments: Final[tuple] = segments  # bytes | FileRegion
         self.body_length: Final = body_length
         self.keep_alive: Final = keep_alive
         self.fd: Final = fd
         self.request_line: Final = request_line
+        self.user: Final = user
         first_region = -1
         if fd is not None:
             for index, segment in enumerate(segments):

@@ -204,8 +204,15 @@ class Settings:
         None, "--max-age", WHOLE_SECONDS, "send `Cache-Control: max-age=SECONDS` with files",
         group="what is served", metavar="SECONDS", low=0, high=MAX_AGE_MAX)
     immutable: bool = option_field(
-        False, "--immutable", SWITCH, "add `immutable` to Cache-Control, for fingerprinted assets",
-        group="what is served")
+        False, "--immutable", SWITCH, "with --max-age (required): add `immutable` to "
+        "Cache-Control, for fingerprinted assets", group="what is served")
+    # What a file's strong ETag is made of (validators.py): mtime and size as nginx does, so
+    # copies with their times preserved agree; or a digest of the bytes, whatever the times.
+    etag: str = option_field(
+        "mtime", "--etag", CHOICE, "what a file's strong ETag is made of: its modification time "
+        "and size (as nginx), the same on every copy made with times preserved (cp -a, rsync -t, "
+        "tar); or a digest of its bytes, for copies whose times differ", group="what is served",
+        choices=("mtime", "content"))
     cors: bool = option_field(
         False, "--cors", SWITCH, "send `Access-Control-Allow-Origin: *` and answer CORS "
         "preflights", group="what is served")
@@ -274,7 +281,9 @@ class Settings:
         shown_default="30")
     pid_file: str | None = option_field(
         None, "--pid-file", TEXT, "write the server's pid to FILE once it listens; removed at "
-        "exit; a second start refuses while that pid runs", group="deployment", metavar="FILE")
+        "exit; a second start refuses while a server holds that pid (on Linux its command line "
+        "is checked; elsewhere any live process counts), and replaces a stale file with a "
+        "notice", group="deployment", metavar="FILE")
     # Proxies whose X-Forwarded-For we believe: the access log and --status-allow then judge
     # the client the proxy saw (its last entry) instead of the proxy.
     trust_proxy: tuple[str, ...] = option_field(
@@ -284,10 +293,11 @@ class Settings:
     # Off by default, so a plain static server reveals nothing about itself.
     status_path: str | None = option_field(
         None, "--status", TEXT, "serve live counters at PATH: JSON, or Prometheus text when the "
-        "client asks for text/plain", group="deployment", metavar="PATH", shown_default="off")
+        "client asks for text/plain; not /, and a warning if PATH names a file of the root",
+        group="deployment", metavar="PATH", shown_default="off")
     status_allow: tuple[str, ...] = option_field(
         (), "--status-allow", ADDRESSES, "clients, address or CIDR, repeatable, that may read "
-        "--status; others get 404", group="deployment", metavar="ADDR",
+        "--status (required); others get 404", group="deployment", metavar="ADDR",
         shown_default="loopback only")
 
 
@@ -301,6 +311,23 @@ BY_NAME = {option.name: option for option in OPTIONS}
 DEFAULTS = {option.name: option.default for option in OPTIONS}
 
 
+# Size units, case-insensitive: nginx's (k, m, g: powers of 1024) and the IEC names the option
+# table writes (KiB, MiB, GiB). Nothing else: "16MB" could mean 10^6 or 2^20, so it is refused.
+SIZE_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+              "g": 1 << 30, "gib": 1 << 30}
+# A sign is taken, so that a negative size is refused by the range check like any number.
+_SIZE = re.compile(r"\s*([+-]?\d+)\s*([a-z]*)\s*", re.I)
+
+
+def parse_size(text: str) -> int:
+    """A size as the table writes it: 8192, 64k, 16m, 16MiB, 1 GiB -> bytes; ValueError else."""
+    match = _SIZE.fullmatch(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in SIZE_UNITS:
+        raise ValueError(text)
+    return int(match.group(1)) * SIZE_UNITS[unit]
+
+
 def describe(option: Option) -> str:
     """What values `option` takes, as a message says it ("a whole number from 1 to 100")."""
     if option.kind == CHOICE:
@@ -310,10 +337,11 @@ def describe(option: Option) -> str:
     elif option.kind == WHOLE_SECONDS:
         what = "a whole number of seconds"
     elif option.kind == BYTES:
-        what = "a whole number of bytes"
+        what = "a whole number of bytes (or with a unit: k, m, g, KiB, MiB, GiB)"
     else:
         what = "a whole number"
-    low, high = _number(option.low), _number(option.high)
+    bound = _size if option.kind == BYTES else _number
+    low, high = bound(option.low), bound(option.high)
     if option.low_open:
         span = f"more than {low} and at most {high}"
     else:
@@ -356,6 +384,14 @@ def _number(value) -> str:
     return str(int(value)) if value is not None and value == int(value) else str(value)
 
 
+def _size(value) -> str:
+    """A size bound as text, in the largest unit that divides it: 1024 -> 1 KiB, 100 -> 100."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value and value % factor == 0:
+            return f"{value // factor} {unit}"
+    return _number(value)
+
+
 def _shown(value) -> str:
     """A refused value as the user typed it: -5, not -5.0; inf and nan as such."""
     if isinstance(value, float) and value.is_integer():
@@ -380,6 +416,12 @@ README_START = "<!-- options: generated by `python -m reactor_http.options --upd
 README_END = "<!-- end of options -->"
 
 
+# Flags that print something and exit (argparse's): in --help and the table beside the settings.
+VERSION_HELP = "print the version and exit"
+INFORMATION_FLAGS = (("--help", "list every option, with its default, and exit"),
+                     ("--version", VERSION_HELP))
+
+
 def usage_text(option: Option) -> str:
     """The option as a user types it: `--mode reactor|threaded`, `--port PORT`, `--cors`."""
     if option.kind == SWITCH:
@@ -402,6 +444,7 @@ def readme_table() -> str:
             usage += " ..."
         cells = (usage, shown_default(option), option.help)
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    rows.extend(f"| `{flag}` | | {text} |" for flag, text in INFORMATION_FLAGS)
     rows.append(README_END)
     return "\n".join(rows)
 

@@ -304,7 +304,7 @@ class ParsedHead:
     last answer rendered for it (see HttpConnection.take_request)."""
 
     __slots__ = ("parsed", "request", "plain_key", "replay_key", "keep_alive", "forwarded",
-                 "last", "instant")
+                 "user", "last", "instant")
 
     def __init__(self, parsed: tuple, site: Site | None):
         self.parsed: Final = parsed  # (Request, consumed bytes), as parse_head returns it
@@ -321,6 +321,8 @@ class ParsedHead:
         # once per distinct head: "" when the head has no X-Forwarded-For (the client is then
         # the peer, which only the connection knows). Used only with --trust-proxy.
         self.forwarded: Final = forwarded_client(request.fields.get("x-forwarded-for"), "")
+        # The access log's authenticated user (Site.access_user): the credentials are in the head.
+        self.user: Final = site.access_user(request) if site is not None else ""
         # The last answer rendered for this head (a Replay), replaced whole, so threads never
         # see a mixed record; None until one without a descriptor is rendered.
         self.last: Replay | None = None
@@ -620,8 +622,9 @@ class HttpConnection:
             # with this head, on either route. Any other answer is rendered for this one only.
             replay = self._replay(head, response, keep_alive, now, False)
             return self._record(replay.plan, event, client, replay.exchange)
-        return self._record(self._render(response, keep_alive, request.request_line), event,
-                            client, None)
+        user = head.user if head is not None else self.site.access_user(request)
+        return self._record(self._render(response, keep_alive, request.request_line, None, user),
+                            event, client, None)
 
     def _replay(self, head: ParsedHead, response: Response, keep_alive: bool, now: float,
                 short: bool) -> Replay:
@@ -642,8 +645,8 @@ class HttpConnection:
         replay = head.last
         if replay is None or replay.response is not response or replay.date is not date or \
                 replay.plan.keep_alive is not keep_alive:
-            replay = Replay(response, date,
-                            self._render(response, keep_alive, head.request.request_line, date))
+            plan = self._render(response, keep_alive, head.request.request_line, date, head.user)
+            replay = Replay(response, date, plan)
             if replay.plan.fd is not None:  # a plan holding a descriptor is never shared
                 return replay
             head.last = replay
@@ -652,8 +655,9 @@ class HttpConnection:
         return replay
 
     def _render(self, response: Response, keep_alive: bool, request_line: str,
-                date: bytes | None = None) -> ResponsePlan:
-        """The plan for `response`: its head rendered, the body segments after it."""
+                date: bytes | None = None, user: str = "") -> ResponsePlan:
+        """The plan for `response`: its head rendered, the body segments after it (`user`: the
+        authenticated user the access log names)."""
         site = self.site
         if date is None:
             date = site.dates.field()
@@ -668,7 +672,7 @@ class HttpConnection:
         else:
             segments = (head, *segments)  # a larger body goes out with the head in one sendmsg
         return ResponsePlan(response.status, segments, response.body_length, keep_alive,
-                            response.fd, request_line)
+                            response.fd, request_line, user)
 
     def _record(self, plan: ResponsePlan, event: Event, client: str,
                 shared: Exchange | None) -> Exchange:

@@ -258,10 +258,20 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
     With `cache` (answer-cache key, now) for a plain GET/HEAD, a small file's 200 is remembered.
     Raises filesystem.Forbidden if the file may not be opened.
     """
-    chosen = _choose_representation(request, site, fs_path, st, cache)
-    if isinstance(chosen, Response):
-        return chosen  # a 304 for a body still being compressed
-    rep = _load(site, chosen)
+    skip: tuple[str, ...] = ()
+    while True:
+        chosen = _choose_representation(request, site, fs_path, st, cache, skip)
+        if isinstance(chosen, Response):
+            return chosen  # a 304 for a body still being compressed
+        try:
+            rep = _load(site, chosen)
+            break
+        except filesystem.Forbidden:
+            if chosen.path == fs_path:
+                raise
+            # A prepared sibling we may not read is skipped, as nginx's gzip_static does: choose
+            # again without it, so the file is compressed on the fly like any other.
+            skip += (chosen.path,)
     if rep is None:
         # Gone since our stat: a plain 404. Not _not_found(), which under --spa serves
         # index.html, so an index.html that stats but cannot be opened would recurse without
@@ -284,16 +294,18 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
 
 
 def _choose_representation(request: Request, site: Site, fs_path: str, st: os.stat_result,
-                           cache: tuple | None) -> Representation | Response:
+                           cache: tuple | None,
+                           skip: tuple[str, ...] = ()) -> Representation | Response:
     """Which representation the request gets: identity, a sibling or a coding made on the fly.
 
     A Response when the choice is already the answer (a 304 for a coded body still being made).
+    `skip`: siblings found unreadable, offered no more.
     """
     ctype = filesystem.content_type(fs_path, site.mime)
     # --live-reload: an HTML page is served with the script in it, so never as a prepared
     # .gz/.br sibling; a coding made on the fly applies to the injected page (_compress_page).
     live = site.live is not None and livereload.is_html(ctype)
-    chosen, vary = _choose_encoding(request, site, fs_path, st, ctype, siblings=not live)
+    chosen, vary = _choose_encoding(request, site, fs_path, st, ctype, not live, skip)
     fields = _file_fields(site, vary)
     coding, path, path_st = chosen if chosen is not None else (None, None, None)
     if path is not None and path_st is not None:  # a precompressed sibling
@@ -306,7 +318,8 @@ def _choose_representation(request: Request, site: Site, fs_path: str, st: os.st
 
 
 def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_result,
-                     ctype: str, siblings: bool = True) -> tuple[Offer | None, bool]:
+                     ctype: str, siblings: bool = True,
+                     skip: tuple[str, ...] = ()) -> tuple[Offer | None, bool]:
     """Pick the coding the client gets: (coding, path, stat), path None for on the fly; or None.
 
     The offers are the precompressed siblings, then the codings compressed on the fly that no
@@ -317,12 +330,15 @@ def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_res
     symlink out of it, without --follow-symlinks) does not exist for us.
     """
     offers: list[Offer] = []
+    vary = False
     for coding, suffix in filesystem.PRECOMPRESSED if siblings else ():
         sibling_st = site.derived_stat(fs_path + suffix)
         if sibling_st is None or sibling_st.st_mtime_ns < st.st_mtime_ns:
             continue  # an older sibling is stale: never serve it
+        vary = True  # it exists: whether it can be read or not, the answer varies
+        if fs_path + suffix in skip:
+            continue
         offers.append((coding, fs_path + suffix, sibling_st))
-    vary = bool(offers)
     compressor = site.compression
     if compressor is not None and compressor.eligible(ctype, st.st_size):
         vary = True
@@ -358,14 +374,15 @@ def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
     assert compressor is not None  # _choose_encoding offers no such coding without it
     st = rep.st
     body, settled = compressor.lookup(rep.fs_path, st, coding)
-    etag = content_coding.coded_etag(filesystem.strong_etag(st), coding)
+    # Derived from the file's own ETag, whichever --etag makes (none while its digest is made).
+    etag = content_coding.coded_etag(site.digests.etag(rep.fs_path, st), coding)
     if body is not None:
         return Representation(rep.fs_path, st, rep.fs_path, st, rep.ctype, coding, rep.fields,
                               rep.cache, body, None, len(body), etag,
                               filesystem.last_modified(st), st.st_size - len(body))
     if settled:
         return rep
-    if "if-none-match" in request.fields and \
+    if etag and "if-none-match" in request.fields and \
             _preconditions(request, etag, int(st.st_mtime)) == 304:
         validators = [("Last-Modified", filesystem.last_modified(st)), ("ETag", etag)]
         return Response(304, validators + [("Content-Encoding", coding), *rep.fields])
@@ -375,25 +392,24 @@ def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
 def _load(site: Site, rep: Representation) -> Representation | None:
     """The representation with its bytes and validators; None if its file is gone.
 
-    A precompressed sibling we may not read is skipped for identity, as nginx's gzip_static
-    does. Raises filesystem.Forbidden if the file may not be opened.
+    Raises filesystem.Forbidden if the file may not be opened (for a sibling, _serve_file then
+    chooses again without it).
     """
     if rep.data is not None:
         return rep  # a body compressed on the fly: already in memory, validators set
-    try:
-        loaded = _read(site, rep.path, rep.path_st)
-    except filesystem.Forbidden:
-        if rep.coding is None:
-            raise
-        rep = dataclasses.replace(rep, path=rep.fs_path, path_st=rep.st, coding=None)
-        loaded = _read(site, rep.path, rep.path_st)
+    loaded = _read(site, rep.path, rep.path_st)
     if loaded is None:
         return None
     data, fd, path_st = loaded  # with an fd, path_st describes the file we actually opened
+    etag = site.digests.etag(rep.path, path_st, data)
+    if rep.coding is not None:
+        # A sibling's own tag, marked with its coding: mtime and size alone could coincide
+        # with the file's, and a strong tag names one representation (RFC 9110 section 8.8.3).
+        etag = content_coding.coded_etag(etag, rep.coding)
     return Representation(rep.fs_path, rep.st, rep.path, path_st, rep.ctype, rep.coding,
                           rep.fields, rep.cache, data, fd,
-                          len(data) if data is not None else path_st.st_size,
-                          filesystem.strong_etag(path_st), filesystem.last_modified(path_st),
+                          len(data) if data is not None else path_st.st_size, etag,
+                          filesystem.last_modified(path_st),
                           page_coding=rep.page_coding)
 
 
@@ -460,7 +476,9 @@ def _answer(request: Request, site: Site, rep: Representation) -> Response:
     Never closes the fd: a response that sends the file carries it, and _serve_file closes it
     otherwise.
     """
-    validators = [("Last-Modified", rep.last_modified), ("ETag", rep.etag)]
+    validators = [("Last-Modified", rep.last_modified)]
+    if rep.etag:  # none while --etag content's digest of a large file is being made
+        validators.append(("ETag", rep.etag))
     extra = list(rep.fields)
     if rep.coding is not None:
         extra.insert(0, ("Content-Encoding", rep.coding))

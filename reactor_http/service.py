@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 
+from .facilities import FACTS
 # sd_listen_fds(3): the first passed descriptor is always 3 (SD_LISTEN_FDS_START).
 SD_LISTEN_FDS_START = 3
 
@@ -89,10 +90,24 @@ class PidFile:
         self.written_by: int | None = None  # our pid once we wrote the file
 
     def check(self) -> None:
-        """Raise ValueError if a live server's pid is in the file or the file cannot be written."""
+        """Raise ValueError if a live server's pid is in the file or the file cannot be written.
+
+        A stale file (its process gone, or on Linux a process whose command line is not a
+        reactor_http server: the pid was reused after a reboot or a container restart) is
+        replaced when the server listens, with one line of notice saying which.
+        """
         pid = self.read()
-        if pid is not None and pid != os.getpid() and process_running(pid):
-            raise ValueError(f"--pid-file {self.path}: a server is already running as pid {pid}")
+        if pid is not None and pid != os.getpid():
+            holder = pid_holder(pid)
+            if holder is None:
+                raise ValueError(f"--pid-file {self.path}: a server is already running as "
+                                 f"pid {pid}")
+            if holder == "":
+                log.warning("--pid-file %s: no process %d runs (a server that stopped without "
+                            "removing it?); replacing the file", self.path, pid)
+            else:
+                log.warning("--pid-file %s: pid %d is not a reactor_http server (%s); replacing "
+                            "the file", self.path, pid, holder)
         probe = self._temporary()
         try:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -147,6 +162,37 @@ class PidFile:
     def _temporary(self) -> str:
         """A name beside the pid file, unique to this process (same folder: rename is atomic)."""
         return f"{self.path}.{os.getpid()}.tmp"
+
+
+# Program names a reactor_http server runs as: the console script, and `python -m reactor_http`.
+SERVER_NAMES = frozenset({"reactor-http", "reactor_http"})
+
+
+def pid_holder(pid: int) -> str | None:
+    """Who holds `pid`: None for a reactor_http server (or, where no command line can be read,
+    any live process, as a server is assumed), "" for no process, else the program's name."""
+    if not process_running(pid):
+        return ""
+    if FACTS.name != "linux":
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            argv = file.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return None  # gone meanwhile, or hidden (hidepid): assume the worst, refuse
+    if not argv[0] or is_server_command(argv):
+        return None  # a kernel thread or an exiting process shows no command line: refuse
+    return os.path.basename(argv[0])
+
+
+def is_server_command(argv: list[str]) -> bool:
+    """Is this command line a reactor_http server's (the script, `-m reactor_http`)?"""
+    for arg in argv:
+        if arg.startswith("-m") and arg[2:] in SERVER_NAMES:
+            return True
+        if os.path.basename(arg.rstrip("/")) in SERVER_NAMES:
+            return True
+    return False
 
 
 def process_running(pid: int) -> bool:

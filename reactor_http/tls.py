@@ -43,11 +43,11 @@ def make_tls_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContex
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise ValueError(f"the private key in {key_flag} {key_path!r} does not match the "
                              f"certificate in --certfile {certfile!r}") from None
-        raise ValueError(f"cannot load the TLS certificate ({certfile!r}) and key "
-                         f"({key_path!r}): {exc.reason or exc}") from None
+        raise ValueError(f"cannot load the TLS certificate (--certfile {certfile!r}) and key "
+                         f"({key_flag} {key_path!r}): {exc.reason or exc}") from None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load the TLS certificate ({certfile!r}) and key "
-                         f"({key_path!r}): {exc}") from None
+        raise ValueError(f"cannot load the TLS certificate (--certfile {certfile!r}) and key "
+                         f"({key_flag} {key_path!r}): {exc}") from None
     context.set_alpn_protocols(["http/1.1"])
     return context
 

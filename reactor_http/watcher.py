@@ -237,7 +237,8 @@ class Inotify:
 
 
 def scan(root: str) -> dict[str, tuple]:
-    """{path relative to root: (size, mtime_ns, inode)} of every file not ignored."""
+    """{path relative to root: (size, mtime_ns, inode)} of every file and folder not ignored
+    (a folder's size is -1: only its appearing or going is a change)."""
     found = {}
     pending = [""]
     while pending:
@@ -250,6 +251,9 @@ def scan(root: str) -> dict[str, tuple]:
                     relative = os.path.join(folder, entry.name)
                     try:
                         if entry.is_dir(follow_symlinks=False):
+                            # The folder itself too, so that one created or removed empty
+                            # (a change of its parent's listing) is seen, as inotify sees it.
+                            found[relative] = (-1, 0, entry.inode())
                             pending.append(relative)
                             continue
                         st = entry.stat()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import content_coding, extras, filesystem
+from . import content_coding, extras, filesystem, validators
 from .headers import DateCache
 from .messages import CachedResponse, Request, Response, target_path
 
@@ -78,6 +78,8 @@ class Site:
         # With stat_per_instant: the instant the identities below were taken at.
         self._stat_instant = -1.0
         self._identities: dict[str, tuple] = {}
+        # --etag: each file version's strong ETag (validators.py), by its stat identity.
+        self.digests = validators.Digests(config.etag, file_identity)
         # On-the-fly compression (content_coding.py), or None with --no-compress.
         self.compression = content_coding.Compressor(
             config.compress_max_bytes, config.compress_cache_bytes, file_identity,
@@ -87,10 +89,8 @@ class Site:
         self.cache_control = None
         if config.max_age is not None:
             self.cache_control = f"max-age={config.max_age}"
-            if config.immutable:
+            if config.immutable:  # Config refuses it without --max-age
                 self.cache_control += ", immutable"
-        elif config.immutable:
-            self.cache_control = "max-age=31536000, immutable"
         # What every response head carries besides its own fields (--header), rendered once:
         # protocol.py puts them in every head it renders, errors included.
         self.server_field, self.extra_fields = extras.header_fields(config.headers)
@@ -133,6 +133,21 @@ class Site:
         if self.auth is not None and not self.auth.allows(request.fields.get("authorization")):
             return None
         return key
+
+    def access_user(self, request: Request) -> str:
+        """The access log's authuser for this request: --auth's user if the request carries the
+        right credentials, else "" (logged as `-`).
+
+        A refused attempt logs no name, unlike nginx's $remote_user (the decoded name whatever
+        the outcome) and Apache's %u ("may be bogus if the status is 401"): that name is the
+        client's own text, and people type passwords into name fields, which would put them in
+        a log file. The name logged is only ever the one configured here. A pure function of
+        the head, memoised with it (protocol.ParsedHead.user).
+        """
+        auth = self.auth
+        if auth is None or not auth.allows(request.fields.get("authorization")):
+            return ""
+        return auth.user
 
     def derived_stat(self, fs_path: str, forbidden: bool = False) -> os.stat_result | None:
         """The stat of a path we derived (index.html, 404.html, .br/.gz) if we may serve it.

@@ -41,6 +41,7 @@ import traceback
 
 from .engine import Listener
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
+from .facilities import FACTS
 from .service import inherited_listener
 
 # The supervisor's and the workers' notes: process messages (cli.configure_logging; a worker
@@ -179,7 +180,10 @@ class Supervisor:
         assert self.holder is not None  # _hold_port opened it
         root = os.path.realpath(config.root)
         scheme = "https" if self.tls is not None else "http"
-        live = ", live reload on" if config.live_reload else ""  # each worker watches
+        # Each worker watches; the kind is the platform's (facilities), as one process says it.
+        # A worker that finds inotify unusable (its watch limit) says so and scans instead.
+        kind = "inotify" if FACTS.watcher == "inotify" else "polling"
+        live = f", live reload on ({kind})" if config.live_reload else ""
         banner(f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
                f"{config.workers} workers){live}; press Ctrl+C to stop")
 

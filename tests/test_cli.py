@@ -145,7 +145,32 @@ def test_port_in_use_is_a_one_line_error(mode):
         busy.listen(1)
         port = busy.getsockname()[1]
         result = run_cli("--root", str(SITE), "--port", str(port), "--mode", mode)
-    assert_one_line_error(result, str(port), "in use")
+    assert_one_line_error(result, f"--port {port}", "in use")
+
+
+def test_port_in_use_with_workers_names_the_option():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli("--root", str(SITE), "--port", str(port), "--workers", "2")
+    assert_one_line_error(result, f"--port {port}", "in use")
+
+
+def test_tls_port_in_use_names_the_tls_option(tls_certificate):
+    certfile, keyfile = tls_certificate
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli("--root", str(SITE), "--port", "0", "--certfile", str(certfile),
+                         "--keyfile", str(keyfile), "--tls-port", str(port))
+    assert_one_line_error(result, f"--tls-port {port}", "in use")
+
+
+def test_an_unresolvable_host_names_the_option():
+    result = run_cli("--root", str(SITE), "--port", "0", "--host", "no-such-host.invalid")
+    assert_one_line_error(result, "--host")
 
 
 @pytest.mark.parametrize("args", [["--max-age", "-1"], ["--keepalive-timeout", "0"],

@@ -556,7 +556,7 @@ def test_bench_gzip_scenario_asks_for_gzip_against_nginx_with_gzip_on(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (("--compress-max-bytes", "10"), "--compress-max-bytes must be a whole number of bytes"),
-    (("--compress-max-bytes", "16M"), "--compress-max-bytes must be a whole number of bytes"),
+    (("--compress-max-bytes", "16MB"), "--compress-max-bytes must be a whole number of bytes"),
     (("--compress-cache-bytes", "1000"), "--compress-cache-bytes must be a whole number"),
 ])
 def test_malformed_compression_options_refused_at_start_up(args, message):

@@ -141,7 +141,6 @@ def test_listing_cache_stays_bounded(site, root):
     ({"max_age": 60}, "max-age=60"),
     ({"max_age": 0}, "max-age=0"),
     ({"max_age": 60, "immutable": True}, "max-age=60, immutable"),
-    ({"immutable": True}, "max-age=31536000, immutable"),
     ({}, None)])
 def test_max_age_has_no_public(root, options, expected):
     site = make_site(root, **options)

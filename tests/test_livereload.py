@@ -247,6 +247,21 @@ def test_the_rescan_after_lost_events_forgets_folders_that_left_the_root(tmp_pat
         inotify.close()
 
 
+@pytest.mark.parametrize("method", ["inotify", "polling"])
+def test_removing_an_empty_folder_is_announced(tmp_path, method):
+    """The parent's listing changes: both watchers announce the folder's path (the scan used
+    to compare files only, so a folder holding none changed nothing it saw)."""
+    (tmp_path / "empty").mkdir()
+    bursts: queue.Queue = queue.Queue()
+    watcher = Watcher(str(tmp_path), bursts.put, use_inotify=method == "inotify").start()
+    try:
+        assert watcher.method == method
+        (tmp_path / "empty").rmdir()
+        assert "/empty" in announced(bursts, {"/empty"})
+    finally:
+        watcher.stop()
+
+
 def test_a_burst_of_writes_to_one_file_is_announced_once(watched):
     root, bursts = watched
     with open(root / "many.js", "w") as file:
@@ -449,7 +464,7 @@ def test_a_stream_never_read_holds_a_capped_buffer_and_is_dropped_by_the_send_ti
 @pytest.mark.slow
 def test_each_worker_watches_and_streams(root, make_server):
     server = make_server(root, "reactor", "--quiet", "--live-reload", "--workers", "2")
-    assert "2 workers), live reload on" in server.banner
+    assert "2 workers), live reload on (inotify)" in server.banner  # as one process says it
     with open_stream(server) as sock:
         read_until(sock, b"retry: 1000\n\n")
         (root / "index.html").write_bytes(PAGE + b"<!-- changed -->")

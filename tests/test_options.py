@@ -117,6 +117,52 @@ def test_readme_option_table_is_generated_from_the_declarations():
             assert f"`{option.flag}" in options.readme_table(), option.flag
 
 
+def test_immutable_without_max_age_is_refused_naming_both():
+    """immutable (RFC 8246) only qualifies a freshness lifetime; alone it used to mean a year
+    for every file, index.html included."""
+    line = assert_refused(run_cli("--root", str(SITE), "--immutable"), "--immutable")
+    assert "--max-age" in line
+
+
+def test_readme_option_table_lists_every_flag_the_parser_takes():
+    """--help and --version included: the table is the whole command line."""
+    table = options.readme_table()
+    flags = {flag for action in cli.build_parser()._actions for flag in action.option_strings
+             if flag.startswith("--")}
+    assert "--version" in flags and "--help" in flags
+    missing = sorted(flag for flag in flags if f"| `{flag}" not in table)
+    assert not missing, f"README.md's option table has no row for {missing}"
+
+
+SIZES = [option for option in OPTIONS if option.kind == options.BYTES and option.flag]
+
+
+@pytest.mark.parametrize("text, size", [
+    ("8192", 8192), ("64k", 64 << 10), ("64K", 64 << 10), ("1m", 1 << 20), ("1M", 1 << 20),
+    ("1g", 1 << 30), ("16MiB", 16 << 20), ("16mib", 16 << 20), ("64 KiB", 64 << 10),
+    ("1GiB", 1 << 30)])
+def test_sizes_take_units_as_nginx_and_the_table_write_them(text, size):
+    assert options.parse_size(text) == size
+
+
+@pytest.mark.parametrize("option", SIZES, ids=lambda option: option.name)
+def test_every_size_option_takes_a_unit(option):
+    config = cli.config_from_args(cli.build_parser().parse_args([option.flag, "1k"]))
+    assert getattr(config, option.name) == 1024
+
+
+@pytest.mark.parametrize("text", ["16MB", "16 kb", "1.5m", "k", "16 MiB extra", "1t"])
+def test_other_size_units_are_refused_naming_the_option(text):
+    line = assert_refused(run_cli("--root", str(SITE), "--compress-max-bytes", text),
+                          "--compress-max-bytes", max_lines=3)
+    assert repr(text) in line and "KiB" in line
+
+
+def test_size_bounds_are_said_in_units(tmp_path):
+    with pytest.raises(ValueError, match="from 1 KiB to 1 GiB"):
+        Config(root=str(tmp_path), compress_max_bytes=1).validate()
+
+
 def test_readme_table_update_replaces_only_the_table():
     text = f"before\n{options.README_START}\n| old |\n{options.README_END}\nafter\n"
     assert options.readme_with_table(text) == f"before\n{options.readme_table()}\nafter\n"

@@ -11,6 +11,7 @@ mapping of each permission failure to a 403 with a temp folder and a failing sys
 from __future__ import annotations
 
 import ctypes
+import gzip
 import os
 import pwd
 import shutil
@@ -35,6 +36,8 @@ CAP_DAC_READ_SEARCH = 2
 PR_CAPBSET_DROP = 24
 # Bigger than responder.SMALL_FILE_MAX (bytes), so it is opened for sendfile, not read to memory.
 BIG_SIZE = 100_000
+# A script worth compressing on the fly (over content_coding.MIN_BYTES, inline-sized).
+LONG_SCRIPT = b"console.log('long');\n" * 200
 
 
 def _drop_dac_capabilities() -> None:
@@ -107,6 +110,11 @@ def perm_site():
     _write(root / "app.js.gz", b"GZ SECRET", 0)
     st = os.stat(root / "app.js")
     os.utime(root / "app.js.gz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a fresh sibling
+    # Large enough to be compressed on the fly, with a fresh sibling the server may not read.
+    _write(root / "long.js", LONG_SCRIPT)
+    _write(root / "long.js.gz", b"GZ SECRET", 0)
+    st = os.stat(root / "long.js")
+    os.utime(root / "long.js.gz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     for name, mode in (("locked", 0), ("searchable", 0o111), ("searchable-index", 0o111),
                        ("listable", 0o755)):
         (root / name).mkdir()
@@ -167,6 +175,17 @@ def test_unreadable_precompressed_sibling_is_skipped(perm_server):
     assert response.status == 200
     assert "content-encoding" not in response.headers
     assert response.body == b"console.log('identity');\n"
+
+
+def test_unreadable_sibling_is_skipped_and_the_file_compressed_on_the_fly(perm_server):
+    """A .gz sibling the server may not read is skipped, as the README says: the file is then
+    compressed on the fly like any other, not sent as identity."""
+    for _ in range(2):  # the general route, then the answer cache
+        response = get(perm_server, "/long.js", {"Accept-Encoding": "gzip"})
+        assert response.status == 200
+        assert response.headers.get("content-encoding") == "gzip"
+        assert gzip.decompress(response.body) == LONG_SCRIPT
+        assert response.headers["vary"] == "Accept-Encoding"
 
 
 def test_permissions_taken_away_after_caching_are_noticed(perm_server, perm_site):

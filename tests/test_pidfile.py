@@ -75,6 +75,39 @@ def test_a_stale_pid_file_is_replaced(make_server, tmp_path, mode):
     assert not pid_file.exists()
 
 
+def test_a_stale_pid_file_is_replaced_with_one_line_of_notice(make_server, tmp_path):
+    pid_file = tmp_path / "rh.pid"
+    pid = dead_pid()
+    pid_file.write_text(f"{pid}\n")
+    server = make_server(SITE, "reactor", "--pid-file", str(pid_file))
+    notices = [line for line in server.startup.decode().splitlines() if "--pid-file" in line]
+    assert notices == [f"reactor-http: warning: --pid-file {pid_file}: no process {pid} "
+                       f"runs (a server that stopped without removing it?); replacing the file"]
+    assert pid_file.read_text() == f"{server.pid}\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/cmdline")
+@pytest.mark.parametrize("mode", MODES)
+def test_a_pid_file_naming_an_unrelated_process_is_replaced(make_server, tmp_path, mode):
+    """A reused pid (after a reboot or a container restart) is not a server: the command line
+    of the process says so, and the file is replaced with one line of notice."""
+    pid_file = tmp_path / "rh.pid"
+    unrelated = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file.write_text(f"{unrelated.pid}\n")
+        server = make_server(SITE, mode, "--pid-file", str(pid_file))
+        notices = [line for line in server.startup.decode().splitlines() if "--pid-file" in line]
+        assert notices == [f"reactor-http: warning: --pid-file {pid_file}: pid {unrelated.pid} "
+                           f"is not a reactor_http server (sleep); replacing the file"]
+        assert pid_file.read_text() == f"{server.pid}\n"
+        assert unrelated.poll() is None  # left alone
+        assert server.stop()[0] == 0
+        assert not pid_file.exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
 def test_a_pid_file_naming_another_process_is_not_removed_at_exit(make_server, tmp_path):
     """Someone else wrote the file while we ran (a newer server): it is theirs to remove."""
     pid_file = tmp_path / "rh.pid"

@@ -209,6 +209,39 @@ def test_bad_status_path_is_a_one_line_error(site_copy):
     assert "status path" in result.stderr
 
 
+def test_status_allow_without_status_is_refused(site_copy):
+    """--status-allow alone would do nothing: a one-line error naming both options."""
+    result = run_cli("--root", str(site_copy), "--port", "0", "--status-allow", "10.0.0.0/8")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--status-allow" in lines[0] and "--status " in lines[0]
+
+
+@pytest.mark.parametrize("path", ["/", "//", "/./"])
+def test_status_at_the_root_is_refused(site_copy, path):
+    """The counters would replace the site's home page, whatever the site holds."""
+    result = run_cli("--root", str(site_copy), "--port", "0", "--status", path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--status" in lines[0] and "home page" in lines[0]
+
+
+@pytest.mark.parametrize("path", ["/abc.txt", "/sub", "/sub/"])
+def test_a_status_path_that_shadows_content_is_warned_about(site_copy, make_server, path):
+    """One warning line at start-up (not a refusal: content changes under a configuration,
+    and a deploy must not stop a restart); the counters answer at that path."""
+    server = make_server(site_copy, "reactor", "--quiet", "--status", path)
+    warnings = [line for line in server.startup.decode().splitlines() if "warning" in line]
+    assert len(warnings) == 1 and f"--status {path}" in warnings[0]
+    assert "shadows" in warnings[0]
+    assert get(server, path).headers["content-type"].startswith("application/json")
+
+
+def test_a_status_path_that_shadows_nothing_starts_silently(site_copy, make_server):
+    server = make_server(site_copy, "reactor", "--quiet", "--status", "/status")
+    assert b"warning" not in server.startup
+
+
 def test_workers_say_which_worker_answered(site_copy, make_server):
     server = make_server(site_copy, "reactor", "--workers", "2", "--quiet", "--status", "/status")
     assert wait_until(lambda: len(worker_pids(server.pid)) == 2)

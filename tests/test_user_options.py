@@ -324,6 +324,32 @@ def test_auth_keep_alive_never_serves_a_cached_answer_without_credentials(make_s
     assert statuses == [401, 401, 200, 200, 401, 401]
 
 
+def test_the_access_log_names_the_authenticated_user(make_server, root, tmp_path, mode):
+    """CLF's authuser field: the user for a request with the right credentials, `-` for every
+    other, a refused attempt included (the name tried is not logged: it is the client's text,
+    and a password typed into the name field would land in the log). On one keep-alive
+    connection, so the short route's replayed answers are logged per exchange too."""
+    log = tmp_path / "access.log"
+    server = make_server(root, mode, "--quiet", "--access-log", str(log), "--auth", "ann:pw")
+    right = basic("ann", "pw").encode()
+    wrong = basic("typed-my-secret-here", "pw").encode()
+    heads = [b"GET /index.html HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n" for extra in (
+        b"Authorization: " + right + b"\r\n", b"", b"Authorization: " + wrong + b"\r\n")]
+    order = [0, 0, 1, 0, 2, 2, 0, 1]
+    with server.connect() as sock:
+        buffer = bytearray()
+        for index in order:
+            sock.sendall(heads[index])
+            read_response(sock, buffer)
+    assert server.stop()[0] == 0
+    fields = [line.split(" ")[:3] + [line.split('" ')[1].split(" ")[0]]
+              for line in log.read_text().splitlines()]
+    expected = {0: ["127.0.0.1", "-", "ann", "200"], 1: ["127.0.0.1", "-", "-", "401"],
+                2: ["127.0.0.1", "-", "-", "401"]}
+    assert fields == [expected[index] for index in order]
+    assert "typed-my-secret-here" not in log.read_text()
+
+
 def test_auth_with_max_age_keeps_the_users_cache_control(make_server, root, mode):
     server = make_server(root, mode, "--quiet", "--auth", "ann:pw", "--max-age", "60")
     response = get(server, "/index.html", {"Authorization": basic("ann", "pw")})

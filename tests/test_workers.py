@@ -351,3 +351,20 @@ def test_worker_timeout_must_be_finite_and_positive(site_copy, value):
     assert result.returncode == 2
     assert "--worker-timeout" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ---- many more workers than CPUs -----------------------------------------------------------------
+
+def test_many_more_workers_than_cpus_is_warned_about_in_one_line(tmp_path, monkeypatch, capsys):
+    from reactor_http import cli
+    from reactor_http.config import Config
+
+    assert cli.workers_warning(Config(workers=4), cpus=2) is None  # a few more may be deliberate
+    warning = cli.workers_warning(Config(workers=1000), cpus=2)
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith("--workers 1000 on 2 CPUs") and "--workers auto" in warning
+    monkeypatch.setattr(cli, "_cpus", lambda: 2)
+    monkeypatch.setattr(cli, "serve", lambda config, banner=None: 0)  # start-up checks only
+    assert cli.main(["--root", str(tmp_path), "--workers", "1000"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["reactor-http: warning: " + warning]
