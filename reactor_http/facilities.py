@@ -10,6 +10,10 @@ Facts, and who uses them:
 - `sendfile`: `os.sendfile` exists (Linux, macOS, BSD; not Windows). Without it file bodies are
   read and sent in bounded chunks (sending.py).
 - `msg_more`: the `MSG_MORE` send flag (Linux only), 0 where missing.
+- `file_read`: how a file is read at an offset when it is read and sent (sending.py): "preadv"
+  (into a reused buffer: Linux, BSD, recent macOS), "pread" (a new bytes object per read; other
+  Unix), or "seek" (lseek then read on the exchange's own descriptor: Windows, where CPython has
+  neither os.pread nor os.preadv in any version).
 - `signals`: the names of the signals this platform delivers (`SIGUSR1` log reopening, `SIGHUP`
   worker replacement, `SIGBREAK` Ctrl+Break on Windows).
 - `fork`: `os.fork` (the supervisor of `--workers`).
@@ -55,6 +59,7 @@ class Facilities:
     simulated: bool
     sendfile: bool
     msg_more: int
+    file_read: str
     signals: frozenset[str]
     fork: bool
     rlimit: bool
@@ -95,6 +100,12 @@ def _signals() -> frozenset[str]:
     return frozenset(name for name in names if hasattr(signal, name))
 
 
+def _file_read() -> str:
+    if hasattr(os, "preadv"):
+        return "preadv"
+    return "pread" if hasattr(os, "pread") else "seek"
+
+
 def detect() -> Facilities:
     """The facts of the platform this interpreter runs on."""
     name = _platform_name()
@@ -111,6 +122,7 @@ def detect() -> Facilities:
         simulated=False,
         sendfile=hasattr(os, "sendfile"),
         msg_more=int(getattr(socket, "MSG_MORE", 0)),
+        file_read=_file_read(),
         signals=_signals(),
         fork=hasattr(os, "fork"),
         rlimit=_rlimit(),
@@ -130,7 +142,7 @@ def simulate(real: Facilities, platform: str) -> Facilities:
     """`real` with only what `platform` ("windows" or "macos") offers; never adds a facility."""
     if platform == "windows":
         return dataclasses.replace(
-            real, name="windows", simulated=True, sendfile=False, msg_more=0,
+            real, name="windows", simulated=True, sendfile=False, msg_more=0, file_read="seek",
             signals=real.signals & {"SIGTERM", "SIGINT", "SIGBREAK"}, fork=False,
             rlimit=False, o_nonblock=0, o_cloexec=0, poller="select",
             select_limit=_WINDOWS_SELECT_LIMIT, watcher="scan", reuseport=False,
