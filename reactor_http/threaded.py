@@ -370,7 +370,7 @@ class ThreadedServer(EngineBase):
         conn.sock.settimeout(self.config.send_timeout)
         exchange = conn.exchange = exchange.own()  # send_blocking counts what it sends
         sending.send_blocking(conn.sock, exchange, on_head_sent=conn.proto.head_sent,
-                              tls=conn.tls)
+                              tls=conn.tls, sendfile=self.config.sendfile)
         conn.exchange = None
         exchange.close()
         self.clog.exchange(conn.peer, conn.host, exchange)
