@@ -165,16 +165,18 @@ class FileBuffer:
     """File bytes read and not yet sent, for the read-and-send path (sending.py).
 
     `pending` is what was read from the cursor's position on and has not gone out: a view of
-    `buffer` (reused for every read of the exchange where the platform reads into a buffer) or
-    of the bytes a read returned. Kept between loop turns, so no byte is read twice and a TLS
-    send refused with SSLWantWriteError is retried with the very bytes it was refused with.
+    `buffer` (`size` bytes, made at the first read into it and reused for every read of the
+    exchange, where the platform reads into a buffer) or of the bytes a read returned. Kept
+    between loop turns, so no byte is read twice and a TLS send refused with SSLWantWriteError
+    is retried with the very bytes it was refused with.
     """
 
-    __slots__ = ("buffer", "pending")
+    __slots__ = ("size", "buffer", "pending")
 
     def __init__(self, size: int):
         # At most one chunk (sending.READ_CHUNK): the memory one connection's body may hold.
-        self.buffer = memoryview(bytearray(size)) if size else None
+        self.size = size
+        self.buffer: memoryview | None = None  # made by the first read into it
         self.pending = memoryview(b"")
 
 

@@ -187,9 +187,8 @@ def refuse_sendfile(number: int, exchange: Exchange) -> None:
 
 
 def _buffer_size(plan: ResponsePlan) -> int:
-    """Bytes of the buffer an exchange reads into: one chunk, less for a smaller body, none
-    where the platform's read returns a new bytes object."""
-    return min(READ_CHUNK, plan.body_length) if FACTS.file_read == "preadv" else 0
+    """Bytes of the buffer an exchange reads into: one chunk, less for a smaller body."""
+    return min(READ_CHUNK, plan.body_length)
 
 
 def _read_and_send(sock: _socket.socket, exchange: Exchange, region: FileRegion,
@@ -220,7 +219,10 @@ def _read_and_send(sock: _socket.socket, exchange: Exchange, region: FileRegion,
 
 def _read_into(file_buffer: FileBuffer, fd: int, position: int, size: int) -> memoryview:
     """Read up to `size` bytes at `position` into the exchange's buffer (no allocation)."""
-    view = file_buffer.buffer[:size]  # type: ignore[index]  # preadv: always a buffer
+    buffer = file_buffer.buffer
+    if buffer is None:
+        buffer = file_buffer.buffer = memoryview(bytearray(file_buffer.size))
+    view = buffer[:size]
     return view[:os.preadv(fd, [view], position)]
 
 
