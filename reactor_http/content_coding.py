@@ -154,7 +154,8 @@ def read_identity(fs_path: str, identity: tuple, identity_of) -> bytes | None:
         chunks = []
         offset = 0
         while offset < st.st_size:
-            chunk = os.pread(fd, st.st_size - offset, offset)
+            # A fresh descriptor read in order: os.read (Windows has no os.pread).
+            chunk = os.read(fd, st.st_size - offset)
             if not chunk:
                 return None  # shrank under us
             chunks.append(chunk)

@@ -427,3 +427,30 @@ def test_simulated_windows_reads_and_sends_without_sendfile_or_pread(files_root,
     finally:
         status, _, err = server.stop()
     assert status != 3, err
+
+
+# ---- files read whole where there is no os.pread (Windows) ------------------------------------
+
+def test_compression_reads_a_file_without_pread(monkeypatch, tmp_path):
+    from reactor_http import content_coding
+    path = tmp_path / "app.js"
+    data = b"console.log('x');\n" * 5000
+    path.write_bytes(data)
+    monkeypatch.delattr(os, "pread")
+    identity = (1,)
+    assert content_coding.read_identity(str(path), identity, lambda st: identity) == data
+
+
+def test_live_reload_reads_a_page_without_pread(monkeypatch, tmp_path):
+    from reactor_http import livereload
+    path = tmp_path / "page.html"
+    data = b"<html><body>" + b"x" * 200_000 + b"</body></html>"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, 100, os.SEEK_SET)  # wherever the descriptor stands, the page is read whole
+        monkeypatch.delattr(os, "pread")
+        page, size, _ = livereload.injected_page(None, fd, len(data), '"e"')
+    finally:
+        os.close(fd)
+    assert page == livereload.inject(data) and size == len(page)
