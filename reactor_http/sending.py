@@ -168,7 +168,7 @@ def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, reg
         except OSError as exc:
             if exc.errno not in SENDFILE_REFUSALS:
                 raise  # WOULD_BLOCK and the peer's errors among them
-            refuse_sendfile(exc.errno, exchange)
+            _refuse_sendfile(exc.errno, exchange)
         else:
             if sent == 0:
                 raise FileShrank(f"file ended {remaining} bytes early")
@@ -176,7 +176,7 @@ def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, reg
     return _read_and_send(sock, exchange, region, tls)
 
 
-def refuse_sendfile(number: int, exchange: Exchange) -> None:
+def _refuse_sendfile(number: int, exchange: Exchange) -> None:
     """sendfile refused this exchange's descriptor: it reads and sends from now on, and the
     process stops trying sendfile if the refusal holds for every descriptor."""
     global sendfile_usable
@@ -318,7 +318,7 @@ def _send_region(sock: _socket.socket, region: FileRegion, exchange: Exchange) -
         except OSError as exc:
             if exc.errno not in SENDFILE_REFUSALS:
                 raise
-            refuse_sendfile(exc.errno, exchange)
+            _refuse_sendfile(exc.errno, exchange)
             continue
         if sent == 0:
             raise FileShrank(f"file ended {remaining} bytes early")
