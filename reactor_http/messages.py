@@ -2,7 +2,7 @@
 
 A response plan is data: a tuple of segments, each either bytes (the head, an error page, a cached
 small file, a multipart separator) or a `FileRegion` of an open descriptor. Engines execute plans
-(`send` for bytes, `os.sendfile` for regions); they never decide semantics.
+(`send` for bytes, `os.sendfile` or read-and-send for regions); they never decide semantics.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def target_path(request: Request) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FileRegion:
-    """`count` bytes of an open file descriptor from `offset`, to be sent with os.sendfile."""
+    """`count` bytes of an open file descriptor from `offset`, to be sent with os.sendfile or
+    read and sent (sending.py)."""
 
     fd: int
     offset: int
