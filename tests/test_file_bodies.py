@@ -3,7 +3,8 @@ sendfile on the platform, sendfile refusing a descriptor, TLS).
 
 Over real sockets, each engine with and without --no-sendfile gives the same bytes for whole
 files, empty files, a range, multipart ranges and HEAD; a file that shrinks mid-send closes the
-connection without garbage; a reader that stalls does not hold up another client. Then units
+connection without garbage; a reader that stalls (over TLS too) does not hold up another client
+and still gets every byte. Then units
 over socket pairs: a sendfile refused after N bytes (or at once) goes on by read-and-send without
 losing or repeating a byte, ENOSYS is remembered for the process, each way of reading a file at
 an offset gives the same bytes, a TLS send refused with SSLWantWriteError is retried with the
@@ -162,6 +163,37 @@ def test_a_file_that_shrinks_mid_send_closes_without_garbage(make_server, tmp_pa
     # response or anything else.
     assert bytes(body[kept:]) == content[kept:len(body)]
     assert get(server, "/shrinking.bin").body == content[:kept]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
+def test_over_tls_a_stalled_reader_gets_every_byte_and_others_are_served(make_server, files_root,
+                                                                          tls_certificate, mode):
+    # TLS always reads and sends: a stalled reader leaves the server with a chunk the SSL object
+    # refused (SSLWantWriteError), retried unchanged when the reader drains; multipart ranges
+    # come out byte-exact meanwhile on another connection.
+    cert, key = tls_certificate
+    server = make_server(files_root, mode, "--quiet", "--certfile", str(cert), "--keyfile",
+                         str(key))
+    context = ssl.create_default_context(cafile=str(cert))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", server.port))
+    data = (files_root / "large.bin").read_bytes()
+    with context.wrap_socket(raw, server_hostname="localhost") as stalled:
+        stalled.sendall(b"GET /stall.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        buffer = bytearray()
+        assert read_response(stalled, buffer, head_only=True).status == 200
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=10),
+                                 server_hostname="localhost") as other:
+            other.sendall(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n"
+                          b"Range: bytes=7-300000, 3000000-3000010\r\n\r\n")
+            ranged = read_response(other, bytearray())
+        parts = parse_multipart(ranged.headers["content-type"], ranged.body)
+        assert [d for _, _, d in parts] == [data[7:300001], data[3000000:3000011]]
+        body = bytes(buffer) + _read_to_end(stalled)
+    assert body == (files_root / "stall.bin").read_bytes()
 
 
 # ---- units over socket pairs: refusals, readers, TLS retries, the bound -----------------------
