@@ -20,6 +20,8 @@ Facts, and who uses them:
 - `rlimit`: the `resource` module (raising the descriptor limit).
 - `o_nonblock`, `o_cloexec`: the `os.open` flags, 0 where missing (Windows: no FIFOs to block on,
   and its descriptors are not inherited by default).
+- `o_binary`: `os.O_BINARY` (Windows: without it os.open gives a text-mode descriptor whose
+  reads turn CRLF into LF and stop at Ctrl-Z, and file bodies are read there), 0 elsewhere.
 - `poller`: "epoll" (the project's own poller over `select.epoll`), "selectors" (kqueue/poll via
   `selectors.DefaultSelector`) or "select" (only `select()`, as on Windows).
 - `select_limit`: how many sockets that poller can hold at once, None if no fixed limit
@@ -65,6 +67,7 @@ class Facilities:
     rlimit: bool
     o_nonblock: int
     o_cloexec: int
+    o_binary: int
     poller: str
     select_limit: int | None
     watcher: str
@@ -128,6 +131,7 @@ def detect() -> Facilities:
         rlimit=_rlimit(),
         o_nonblock=getattr(os, "O_NONBLOCK", 0),
         o_cloexec=getattr(os, "O_CLOEXEC", 0),
+        o_binary=getattr(os, "O_BINARY", 0),
         poller=poller,
         select_limit=limit,
         watcher="inotify" if name == "linux" else "scan",

@@ -487,3 +487,29 @@ def test_live_reload_reads_a_page_without_pread(monkeypatch, tmp_path):
     finally:
         os.close(fd)
     assert page == livereload.inject(data) and size == len(page)
+
+
+def test_files_are_opened_in_binary_mode(monkeypatch, tmp_path):
+    # Windows: os.open without O_BINARY gives a text-mode descriptor, whose reads turn CRLF
+    # into LF and stop at Ctrl-Z; bodies are read there (no sendfile), so every open for
+    # reading must ask for binary mode (facilities.FACTS.o_binary, 0 where there is no such
+    # thing). A stand-in flag shows it is passed.
+    import dataclasses
+
+    from reactor_http import filesystem
+    (tmp_path / "f.bin").write_bytes(b"\r\n\x1a")
+    stand_in = 1 << 30
+    monkeypatch.setattr(filesystem, "FACTS", dataclasses.replace(filesystem.FACTS,
+                                                                 o_binary=stand_in))
+    flags_seen = []
+    real_open = os.open
+
+    def recording_open(path, flags, *args, **kwargs):
+        flags_seen.append(flags)
+        return real_open(path, flags & ~stand_in, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    opened = filesystem.open_regular(str(tmp_path / "f.bin"))
+    assert opened is not None
+    os.close(opened[0])
+    assert flags_seen and all(flags & stand_in for flags in flags_seen)
