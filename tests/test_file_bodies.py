@@ -513,3 +513,13 @@ def test_files_are_opened_in_binary_mode(monkeypatch, tmp_path):
     assert opened is not None
     os.close(opened[0])
     assert flags_seen and all(flags & stand_in for flags in flags_seen)
+
+
+def test_small_files_are_read_without_pread(monkeypatch, tmp_path):
+    from reactor_http.config import Config
+    from reactor_http.website import Site
+    path = tmp_path / "small.txt"
+    path.write_bytes(b"small\r\n")
+    site = Site(Config(root=str(tmp_path), quiet=True).validate())
+    monkeypatch.delattr(os, "pread")
+    assert site.small_file(str(path), os.stat(path)) == b"small\r\n"
