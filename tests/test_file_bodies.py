@@ -8,8 +8,10 @@ and still gets every byte. Then units
 over socket pairs: a sendfile refused after N bytes (or at once) goes on by read-and-send without
 losing or repeating a byte, ENOSYS is remembered for the process, each way of reading a file at
 an offset gives the same bytes, a TLS send refused with SSLWantWriteError is retried with the
-same bytes, and the buffer a connection holds is bounded. Last, a server under
-REACTOR_HTTP_SIMULATE=windows never calls os.sendfile, os.pread or os.preadv.
+same bytes, and the buffer a connection holds is bounded. Then a server under
+REACTOR_HTTP_SIMULATE=windows never calls os.sendfile, os.pread or os.preadv. Last, what Windows
+lacks or does differently elsewhere: files read whole without os.pread (small files, compression,
+live reload) and opened in binary mode.
 """
 
 from __future__ import annotations
