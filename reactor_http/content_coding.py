@@ -154,8 +154,7 @@ def read_identity(fs_path: str, identity: tuple, identity_of) -> bytes | None:
         chunks = []
         offset = 0
         while offset < st.st_size:
-            # A fresh descriptor read in order: os.read (Windows has no os.pread).
-            chunk = os.read(fd, st.st_size - offset)
+            chunk = os.pread(fd, st.st_size - offset, offset)
             if not chunk:
                 return None  # shrank under us
             chunks.append(chunk)

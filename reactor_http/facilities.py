@@ -10,18 +10,16 @@ Facts, and who uses them:
 - `sendfile`: `os.sendfile` exists (Linux, macOS, BSD; not Windows). Without it file bodies are
   read and sent in bounded chunks (sending.py).
 - `msg_more`: the `MSG_MORE` send flag (Linux only), 0 where missing.
+- `signals`: the names of the signals this platform delivers (`SIGUSR1` log reopening, `SIGHUP`
+  worker replacement, `SIGBREAK` Ctrl+Break on Windows).
+- `fork`: `os.fork` (the supervisor of `--workers`).
 - `file_read`: how a file is read at an offset when it is read and sent (sending.py): "preadv"
   (into a reused buffer: Linux, BSD, recent macOS), "pread" (a new bytes object per read; other
   Unix), or "seek" (lseek then read on the exchange's own descriptor: Windows, where CPython has
   neither os.pread nor os.preadv in any version).
-- `signals`: the names of the signals this platform delivers (`SIGUSR1` log reopening, `SIGHUP`
-  worker replacement, `SIGBREAK` Ctrl+Break on Windows).
-- `fork`: `os.fork` (the supervisor of `--workers`).
 - `rlimit`: the `resource` module (raising the descriptor limit).
 - `o_nonblock`, `o_cloexec`: the `os.open` flags, 0 where missing (Windows: no FIFOs to block on,
   and its descriptors are not inherited by default).
-- `o_binary`: `os.O_BINARY` (Windows: without it os.open gives a text-mode descriptor whose
-  reads turn CRLF into LF and stop at Ctrl-Z, and file bodies are read there), 0 elsewhere.
 - `poller`: "epoll" (the project's own poller over `select.epoll`), "selectors" (kqueue/poll via
   `selectors.DefaultSelector`) or "select" (only `select()`, as on Windows).
 - `select_limit`: how many sockets that poller can hold at once, None if no fixed limit
@@ -61,13 +59,12 @@ class Facilities:
     simulated: bool
     sendfile: bool
     msg_more: int
-    file_read: str
     signals: frozenset[str]
     fork: bool
+    file_read: str
     rlimit: bool
     o_nonblock: int
     o_cloexec: int
-    o_binary: int
     poller: str
     select_limit: int | None
     watcher: str
@@ -90,6 +87,12 @@ def _platform_name() -> str:
     return sys.platform
 
 
+def _file_read() -> str:
+    if hasattr(os, "preadv"):
+        return "preadv"
+    return "pread" if hasattr(os, "pread") else "seek"
+
+
 def _rlimit() -> bool:
     try:
         import resource  # noqa: F401  (Unix only)
@@ -101,12 +104,6 @@ def _rlimit() -> bool:
 def _signals() -> frozenset[str]:
     names = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP", "SIGCHLD", "SIGBREAK")
     return frozenset(name for name in names if hasattr(signal, name))
-
-
-def _file_read() -> str:
-    if hasattr(os, "preadv"):
-        return "preadv"
-    return "pread" if hasattr(os, "pread") else "seek"
 
 
 def detect() -> Facilities:
@@ -125,13 +122,12 @@ def detect() -> Facilities:
         simulated=False,
         sendfile=hasattr(os, "sendfile"),
         msg_more=int(getattr(socket, "MSG_MORE", 0)),
-        file_read=_file_read(),
         signals=_signals(),
         fork=hasattr(os, "fork"),
+        file_read=_file_read(),
         rlimit=_rlimit(),
         o_nonblock=getattr(os, "O_NONBLOCK", 0),
         o_cloexec=getattr(os, "O_CLOEXEC", 0),
-        o_binary=getattr(os, "O_BINARY", 0),
         poller=poller,
         select_limit=limit,
         watcher="inotify" if name == "linux" else "scan",
@@ -144,9 +140,11 @@ def detect() -> Facilities:
 
 def simulate(real: Facilities, platform: str) -> Facilities:
     """`real` with only what `platform` ("windows" or "macos") offers; never adds a facility."""
+    # Windows has neither os.pread nor os.preadv: a file is read there after a seek.
+    real = dataclasses.replace(real, file_read="seek") if platform == "windows" else real
     if platform == "windows":
         return dataclasses.replace(
-            real, name="windows", simulated=True, sendfile=False, msg_more=0, file_read="seek",
+            real, name="windows", simulated=True, sendfile=False, msg_more=0,
             signals=real.signals & {"SIGTERM", "SIGINT", "SIGBREAK"}, fork=False,
             rlimit=False, o_nonblock=0, o_cloexec=0, poller="select",
             select_limit=_WINDOWS_SELECT_LIMIT, watcher="scan", reuseport=False,

@@ -27,7 +27,6 @@ import stat
 import time
 import urllib.parse
 
-from .facilities import FACTS
 from .headers import format_http_date
 
 # Content types that mimetypes gets wrong, old, or not at all (checked against nginx's mime.types
@@ -264,13 +263,12 @@ def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool, *,
 def open_regular(fs_path: str) -> tuple[int, os.stat_result] | None:
     """Open a regular file for reading and fstat the descriptor we got (not the name).
 
-    O_NONBLOCK keeps a FIFO swapped in after our stat from blocking the loop; O_BINARY (Windows)
-    keeps reads from translating line ends; the fstat makes the headers describe the file
-    actually opened, even if it was replaced in between. None if it is gone or not a regular
-    file; Forbidden if we may not open it (EACCES, EPERM).
+    O_NONBLOCK keeps a FIFO swapped in after our stat from blocking the loop; the fstat makes the
+    headers describe the file actually opened, even if it was replaced in between. None if it
+    is gone or not a regular file; Forbidden if we may not open it (EACCES, EPERM).
     """
     try:
-        fd = os.open(fs_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | FACTS.o_binary)
+        fd = os.open(fs_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError:
         raise Forbidden("the file may not be opened") from None
     except OSError:

@@ -109,10 +109,7 @@ def injected_page(data: bytes | None, fd: int | None, size: int, etag: str):
     """
     if data is None:
         assert fd is not None  # the file is held in memory or open
-        # From the start, wherever the descriptor stands: Windows has no os.pread, and the
-        # response's regions are sent from explicit offsets, so moving it changes nothing.
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = os.read(fd, size)
+        data = os.pread(fd, size, 0)
     page = inject(data)
     return page, len(page), page_etag(etag)
 

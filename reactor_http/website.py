@@ -155,7 +155,7 @@ class Site:
         try:
             if st_open.st_size > SMALL_FILE_MAX:
                 return None
-            data = os.read(fd, st_open.st_size)  # a fresh descriptor: no os.pread on Windows
+            data = os.pread(fd, st_open.st_size, 0)
         except OSError:
             return None
         finally:

@@ -8,10 +8,8 @@ and still gets every byte. Then units
 over socket pairs: a sendfile refused after N bytes (or at once) goes on by read-and-send without
 losing or repeating a byte, ENOSYS is remembered for the process, each way of reading a file at
 an offset gives the same bytes, a TLS send refused with SSLWantWriteError is retried with the
-same bytes, and the buffer a connection holds is bounded. Then a server under
-REACTOR_HTTP_SIMULATE=windows never calls os.sendfile, os.pread or os.preadv. Last, what Windows
-lacks or does differently elsewhere: files read whole without os.pread (small files, compression,
-live reload) and opened in binary mode.
+same bytes, and the buffer a connection holds is bounded. Last, a server under
+REACTOR_HTTP_SIMULATE=windows never calls os.sendfile, os.pread or os.preadv.
 """
 
 from __future__ import annotations
@@ -462,66 +460,3 @@ def test_simulated_windows_reads_and_sends_without_sendfile_or_pread(files_root,
     finally:
         status, _, err = server.stop()
     assert status != 3, err
-
-
-# ---- files read whole where there is no os.pread (Windows) ------------------------------------
-
-def test_compression_reads_a_file_without_pread(monkeypatch, tmp_path):
-    from reactor_http import content_coding
-    path = tmp_path / "app.js"
-    data = b"console.log('x');\n" * 5000
-    path.write_bytes(data)
-    monkeypatch.delattr(os, "pread")
-    identity = (1,)
-    assert content_coding.read_identity(str(path), identity, lambda st: identity) == data
-
-
-def test_live_reload_reads_a_page_without_pread(monkeypatch, tmp_path):
-    from reactor_http import livereload
-    path = tmp_path / "page.html"
-    data = b"<html><body>" + b"x" * 200_000 + b"</body></html>"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.lseek(fd, 100, os.SEEK_SET)  # wherever the descriptor stands, the page is read whole
-        monkeypatch.delattr(os, "pread")
-        page, size, _ = livereload.injected_page(None, fd, len(data), '"e"')
-    finally:
-        os.close(fd)
-    assert page == livereload.inject(data) and size == len(page)
-
-
-def test_files_are_opened_in_binary_mode(monkeypatch, tmp_path):
-    # Windows: os.open without O_BINARY gives a text-mode descriptor, whose reads turn CRLF
-    # into LF and stop at Ctrl-Z; bodies are read there (no sendfile), so every open for
-    # reading must ask for binary mode (facilities.FACTS.o_binary, 0 where there is no such
-    # thing). A stand-in flag shows it is passed.
-    import dataclasses
-
-    from reactor_http import filesystem
-    (tmp_path / "f.bin").write_bytes(b"\r\n\x1a")
-    stand_in = 1 << 30
-    monkeypatch.setattr(filesystem, "FACTS", dataclasses.replace(filesystem.FACTS,
-                                                                 o_binary=stand_in))
-    flags_seen = []
-    real_open = os.open
-
-    def recording_open(path, flags, *args, **kwargs):
-        flags_seen.append(flags)
-        return real_open(path, flags & ~stand_in, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", recording_open)
-    opened = filesystem.open_regular(str(tmp_path / "f.bin"))
-    assert opened is not None
-    os.close(opened[0])
-    assert flags_seen and all(flags & stand_in for flags in flags_seen)
-
-
-def test_small_files_are_read_without_pread(monkeypatch, tmp_path):
-    from reactor_http.config import Config
-    from reactor_http.website import Site
-    path = tmp_path / "small.txt"
-    path.write_bytes(b"small\r\n")
-    site = Site(Config(root=str(tmp_path), quiet=True).validate())
-    monkeypatch.delattr(os, "pread")
-    assert site.small_file(str(path), os.stat(path)) == b"small\r\n"
