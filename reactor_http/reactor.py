@@ -113,7 +113,8 @@ class Reactor(EngineBase):
         self.connection_logging = logs.connection_enabled
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config), site)
-        self.sendfile = config.sendfile  # False: file bodies are read and sent (--no-sendfile)
+        if not config.sendfile:  # --no-sendfile: file bodies read and sent, by the whole process
+            sending.disable_sendfile()
         self.stats = Stats(config, "reactor", self._connection_states,
                            compression=site.compression)
         # Requests answered in one loop turn share one `now` (a site made with single_thread
@@ -536,7 +537,7 @@ class Reactor(EngineBase):
             if exchange.shared and not exchange.plan.one_piece:
                 # Piece by piece: the connection's own copy holds the cursor as it moves.
                 exchange = conn.exchange = exchange.own()
-            left = send_available(sock, exchange, tls=conn.tls, sendfile=self.sendfile)
+            left = send_available(sock, exchange, tls=conn.tls)
             first_region = exchange.plan.first_region
             if first_region >= 0 and proto.state is WRITING_HEAD and \
                     (left is None or left.index >= first_region):

@@ -8,21 +8,22 @@ timeout. The exchange is the cursor: segment index, offset into it, bytes sent.
 
 A file region goes out by one of two paths:
 - sendfile: `os.sendfile` from the cursor's offset in bounded chunks; the kernel copies the pages.
-- read-and-send: the file is read from the cursor's offset in chunks of at most READ_CHUNK and
-  the chunk is sent. What the socket did not take stays in the exchange (messages.FileBuffer)
-  for the next turn: kept rather than re-read, so no byte is read twice when a slow socket takes
-  a chunk in many pieces, and a TLS send refused with SSLWantWriteError is retried with the very
-  bytes it was refused with (OpenSSL's rule). The cost is one chunk of memory per connection in
-  the middle of a file body, and none for the others (the buffer is the exchange's, gone with it).
-  The read is `os.preadv` into that buffer where it exists, else `os.pread`, else (Windows, which
-  has neither) lseek and read on the exchange's own descriptor: facilities.FACTS.file_read.
+- read-and-send: the file is read from the cursor's offset in chunks of at most READ_CHUNK
+  (TLS_CHUNK over TLS) and the chunk is sent. What the socket did not take stays in the exchange
+  (messages.FileBuffer) for the next turn: kept rather than re-read, so no byte is read twice
+  when a slow socket takes a chunk in many pieces, and a TLS send refused with
+  SSLWantWriteError is retried with the very bytes it was refused with (OpenSSL's rule). The
+  cost is one chunk of memory per connection in the middle of a file body, none for the others
+  (the buffer is the exchange's, gone with it). The read is `os.preadv` into that buffer where
+  it exists, else `os.pread`, else (Windows, which has neither) lseek and read on the exchange's
+  own descriptor: facilities.FACTS.file_read.
 
-Read-and-send is used under TLS (the kernel cannot encrypt), where os.sendfile is missing
-(FACTS.sendfile: Windows), with --no-sendfile (the engine passes sendfile=False: filesystems where
-sendfile misbehaves), and for an exchange whose descriptor sendfile refuses at run time
-(SENDFILE_REFUSALS). A refused call sent nothing, so the exchange goes on reading and sending
-from its cursor without losing or repeating a byte; ENOSYS means the platform refuses every
-descriptor, so the process stops trying sendfile.
+Read-and-send is used under TLS (the kernel cannot encrypt), and wherever `sendfile_usable` is
+False: the platform has no os.sendfile (FACTS.sendfile: Windows), the operator turned it off
+(--no-sendfile: `disable_sendfile`, for filesystems where sendfile misbehaves), or it refused a
+descriptor with ENOSYS (no such system call: every descriptor would be refused). A descriptor
+refused otherwise (SENDFILE_REFUSALS) switches only its exchange. A refused call sent nothing,
+so the exchange goes on from its cursor without losing or repeating a byte.
 
 A sendfile that returns 0, or a read that returns nothing, before the region's count means the
 file shrank: the Content-Length promise can no longer be kept, so we raise `FileShrank` and the
@@ -38,18 +39,20 @@ import select
 import ssl
 
 from .facilities import FACTS
-from .messages import Exchange, FileBuffer, FileRegion, ResponsePlan
+from .messages import Exchange, FileBuffer, FileRegion
 
 # Bytes one sendfile call may move; the kernel stops earlier when the socket buffer is full.
 SENDFILE_CHUNK = 1 << 20
 # Bytes one connection may send per loop turn before others get a turn (fairness on fast links).
 TURN_BUDGET = 4 << 20
-# Bytes of a file read per read-and-send step, and so the most one connection holds: lighttpd's
-# 256 KiB per connection per turn (nginx's output_buffers default: 2 x 32 KiB).
-READ_CHUNK = 256 * 1024
+# Bytes of a file read per TLS send: four 16 KiB TLS records.
+TLS_CHUNK = 64 * 1024
 # What a non-blocking send raises when it must wait: EAGAIN, or TLS needing to read or write.
 WOULD_BLOCK = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
 _MSG_MORE = FACTS.msg_more
+# Bytes of a file read per read-and-send step over plain TCP, and so the most one connection
+# holds: lighttpd's 256 KiB per connection per turn (nginx's output_buffers: 2 x 32 KiB).
+READ_CHUNK = 256 * 1024
 # errnos with which os.sendfile refuses a descriptor (the call sent nothing): no such system call
 # (ENOSYS), a file it cannot map or a socket type it does not take (EINVAL, ENOTSOCK, and
 # EOPNOTSUPP or ENOTSUP, which differ on macOS and BSD).
@@ -57,7 +60,7 @@ SENDFILE_REFUSALS = frozenset({errno.ENOSYS, errno.EINVAL, errno.ENOTSOCK, errno
                                errno.ENOTSUP})
 # Refusals that hold for every descriptor: the process stops trying sendfile.
 PLATFORM_REFUSALS = frozenset({errno.ENOSYS})
-# Whether this process may try os.sendfile: the platform has it and never refused it (ENOSYS).
+# Whether this process sends file regions with os.sendfile (see the module's docstring).
 sendfile_usable = FACTS.sendfile
 # Errors that mean the peer went away: a quiet close, not a logged failure.
 PEER_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -70,14 +73,14 @@ class FileShrank(Exception):
 
 
 def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_BUDGET,
-                   tls: bool = False, sendfile: bool = True) -> Exchange | None:
+                   tls: bool = False) -> Exchange | None:
     """Send from the exchange's cursor until done, the socket would block, or the budget is spent.
 
     Returns None when the whole plan is out, else the exchange that keeps the place: this one,
     or the connection's own copy of a shared one (never written to: messages.Exchange). A plan
     of several segments is sent from an exchange of the connection's own, which the caller
-    holds, so what went out before a failure is still known. `sendfile`: False reads and sends
-    file regions (--no-sendfile); TLS always does. Raises PEER_GONE errors and FileShrank.
+    holds, so what went out before a failure is still known. Raises PEER_GONE errors and
+    FileShrank.
     """
     plan = exchange.plan
     segments = plan.segments
@@ -97,19 +100,17 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
         raise ValueError("own() a shared exchange before sending it piece by piece")
     fileno = sock.fileno()
     count = len(segments)
-    sendfile = sendfile and not tls
     while exchange.index < count:
         if budget <= 0:
             return exchange
         try:
-            budget -= _send_segment(sock, fileno, exchange, tls, sendfile)
+            budget -= _send_segment(sock, fileno, exchange, tls)
         except WOULD_BLOCK:
             return exchange
     return None
 
 
-def _send_segment(sock: _socket.socket, fileno: int, exchange: Exchange, tls: bool,
-                  sendfile: bool) -> int:
+def _send_segment(sock: _socket.socket, fileno: int, exchange: Exchange, tls: bool) -> int:
     """One send from the cursor (WOULD_BLOCK: nothing sent); moves it and returns the bytes sent."""
     segments = exchange.plan.segments
     segment = segments[exchange.index]
@@ -124,7 +125,7 @@ def _send_segment(sock: _socket.socket, fileno: int, exchange: Exchange, tls: bo
         sent = _send_bytes(sock, exchange, segment, tls)
     else:
         remaining = segment.count - exchange.offset
-        sent = _send_region_part(sock, fileno, exchange, segment, tls, sendfile)
+        sent = _send_region_part(sock, fileno, exchange, segment, tls)
     exchange.sent += sent
     if sent >= remaining:
         exchange.index += 1
@@ -158,9 +159,9 @@ def _send_buffers(sock: _socket.socket, exchange: Exchange, segments: tuple) -> 
 
 
 def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, region: FileRegion,
-                      tls: bool, sendfile: bool) -> int:
+                      tls: bool) -> int:
     """The next part of a file region: os.sendfile, else read and sent; FileShrank."""
-    if sendfile and sendfile_usable and exchange.file_buffer is None:
+    if not tls and sendfile_usable and exchange.file_buffer is None:
         remaining = region.count - exchange.offset
         try:
             sent = os.sendfile(fileno, region.fd, region.offset + exchange.offset,
@@ -168,7 +169,7 @@ def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, reg
         except OSError as exc:
             if exc.errno not in SENDFILE_REFUSALS:
                 raise  # WOULD_BLOCK and the peer's errors among them
-            _refuse_sendfile(exc.errno, exchange)
+            _refuse_sendfile(exc.errno, exchange, tls)
         else:
             if sent == 0:
                 raise FileShrank(f"file ended {remaining} bytes early")
@@ -176,34 +177,41 @@ def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, reg
     return _read_and_send(sock, exchange, region, tls)
 
 
-def _refuse_sendfile(number: int, exchange: Exchange) -> None:
-    """sendfile refused this exchange's descriptor: it reads and sends from now on, and the
-    process stops trying sendfile if the refusal holds for every descriptor."""
+def disable_sendfile() -> None:
+    """--no-sendfile: this process reads and sends every file region from now on."""
     global sendfile_usable
+    sendfile_usable = False
+
+
+def _refuse_sendfile(number: int, exchange: Exchange, tls: bool) -> FileBuffer:
+    """sendfile refused this exchange's descriptor: it reads and sends from now on, and so does
+    the process if the refusal holds for every descriptor. Returns the exchange's buffer."""
     if number in PLATFORM_REFUSALS:
-        sendfile_usable = False
-    if exchange.file_buffer is None:
-        exchange.file_buffer = FileBuffer(_buffer_size(exchange.plan))
+        disable_sendfile()
+    return _file_buffer(exchange, tls)
 
 
-def _buffer_size(plan: ResponsePlan) -> int:
-    """Bytes of the buffer an exchange reads into: one chunk, less for a smaller body."""
-    return min(READ_CHUNK, plan.body_length)
+def _file_buffer(exchange: Exchange, tls: bool) -> FileBuffer:
+    """The exchange's read-and-send buffer, made the first time: one chunk, less for a smaller
+    body."""
+    file_buffer = exchange.file_buffer
+    if file_buffer is None:
+        chunk = TLS_CHUNK if tls else READ_CHUNK
+        file_buffer = exchange.file_buffer = FileBuffer(min(chunk, exchange.plan.body_length))
+    return file_buffer
 
 
 def _read_and_send(sock: _socket.socket, exchange: Exchange, region: FileRegion,
                    tls: bool) -> int:
     """One send of the region's bytes from the cursor, read into the exchange's buffer first if
     it holds none; what the socket does not take stays there (WOULD_BLOCK: all of it)."""
-    file_buffer = exchange.file_buffer
-    if file_buffer is None:
-        file_buffer = exchange.file_buffer = FileBuffer(_buffer_size(exchange.plan))
+    file_buffer = _file_buffer(exchange, tls)
     pending = file_buffer.pending
     offset = exchange.offset
     if not pending:
         remaining = region.count - offset
         pending = _read_at(file_buffer, region.fd, region.offset + offset,
-                           min(remaining, READ_CHUNK))
+                           min(remaining, file_buffer.size))
         if not pending:
             raise FileShrank(f"file ended {remaining} bytes early")
         file_buffer.pending = pending
@@ -256,7 +264,7 @@ def _skip(exchange: Exchange, segments: tuple, sent: int) -> None:
 
 
 def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
-                  tls: bool = False, sendfile: bool = True) -> None:
+                  tls: bool = False) -> None:
     """Send a whole exchange on a blocking socket with a timeout; `exchange.sent` counts what
     went out.
 
@@ -264,7 +272,7 @@ def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
     errors, and FileShrank. File regions go out with os.sendfile from an explicit offset in
     bounded chunks, waiting for writability with the socket's timeout (as socket.sendfile does,
     but counting as it goes, so a response cut short is logged with the bytes really sent);
-    over TLS, with `sendfile` False, or once sendfile refuses, they are read and sent.
+    over TLS, without sendfile, or once sendfile refuses, they are read and sent.
     """
     pending: list[bytes] = []  # consecutive bytes segments go out in one sendall
     head_reported = False
@@ -277,10 +285,10 @@ def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
         if not head_reported and on_head_sent is not None:
             on_head_sent()
             head_reported = True
-        if sendfile and not tls:
-            _send_region(sock, segment, exchange)
+        if tls or not sendfile_usable or exchange.file_buffer is not None:
+            _read_and_send_region(sock, segment, exchange, tls)
         else:
-            _read_and_send_region(sock, segment, exchange, 0)
+            _send_region(sock, segment, exchange)
     if pending:
         _sendall(sock, pending, exchange)
 
@@ -293,21 +301,17 @@ def _sendall(sock: _socket.socket, pending: list, exchange: Exchange) -> None:
     exchange.sent += len(data)
 
 
-def _send_region(sock: _socket.socket, region: FileRegion, exchange: Exchange) -> None:
+def _send_region(sock: _socket.socket, region, exchange: Exchange) -> None:
     """os.sendfile a region on a socket with a timeout, waiting for writability as needed;
-    read and sent from where sendfile was refused."""
+    read and sent from where sendfile refuses the descriptor."""
     timeout = sock.gettimeout()
     fileno = sock.fileno()
-    done = 0
+    offset = region.offset
+    remaining = region.count
     poller = None
-    while done < region.count:
-        if not sendfile_usable or exchange.file_buffer is not None:
-            _read_and_send_region(sock, region, exchange, done)
-            return
-        remaining = region.count - done
+    while remaining:
         try:
-            sent = os.sendfile(fileno, region.fd, region.offset + done,
-                               min(remaining, SENDFILE_CHUNK))
+            sent = os.sendfile(fileno, region.fd, offset, min(remaining, SENDFILE_CHUNK))
         except BlockingIOError:
             if poller is None:
                 poller = select.poll()
@@ -318,29 +322,30 @@ def _send_region(sock: _socket.socket, region: FileRegion, exchange: Exchange) -
         except OSError as exc:
             if exc.errno not in SENDFILE_REFUSALS:
                 raise
-            _refuse_sendfile(exc.errno, exchange)
-            continue
+            _refuse_sendfile(exc.errno, exchange, False)
+            rest = FileRegion(region.fd, offset, remaining)
+            _read_and_send_region(sock, rest, exchange, False)
+            return
         if sent == 0:
             raise FileShrank(f"file ended {remaining} bytes early")
-        done += sent
+        offset += sent
+        remaining -= sent
         exchange.sent += sent
 
 
 def _read_and_send_region(sock: _socket.socket, region: FileRegion, exchange: Exchange,
-                          done: int) -> None:
-    """Read a region from `done` bytes in, a chunk at a time, and send each on a blocking
-    socket (plain or TLS), counting every byte as it goes out."""
-    file_buffer = exchange.file_buffer
-    if file_buffer is None:
-        file_buffer = exchange.file_buffer = FileBuffer(_buffer_size(exchange.plan))
-    count = region.count
-    while done < count:
-        pending = _read_at(file_buffer, region.fd, region.offset + done,
-                           min(count - done, READ_CHUNK))
+                          tls: bool) -> None:
+    """Read a region a chunk at a time and send each on a blocking socket (plain or TLS),
+    counting every byte as it goes out."""
+    file_buffer = _file_buffer(exchange, tls)
+    position = region.offset
+    end = position + region.count
+    while position < end:
+        pending = _read_at(file_buffer, region.fd, position, min(end - position, file_buffer.size))
         if not pending:
-            raise FileShrank(f"file ended {count - done} bytes early")
+            raise FileShrank(f"file ended {end - position} bytes early")
         while pending:
             sent = sock.send(pending)
             pending = pending[sent:]
-            done += sent
+            position += sent
             exchange.sent += sent

@@ -63,6 +63,8 @@ class ThreadedServer(EngineBase):
         self.clog = ConnectionLog(logs, "New thread started for", ", killing thread")
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config), site)
+        if not config.sendfile:  # --no-sendfile: file bodies read and sent, by the whole process
+            sending.disable_sendfile()
         self.stats = LockedStats(config, "threaded", self._connection_states,
                                  compression=site.compression)
         self.slots = threading.BoundedSemaphore(config.max_threads)
@@ -370,7 +372,7 @@ class ThreadedServer(EngineBase):
         conn.sock.settimeout(self.config.send_timeout)
         exchange = conn.exchange = exchange.own()  # send_blocking counts what it sends
         sending.send_blocking(conn.sock, exchange, on_head_sent=conn.proto.head_sent,
-                              tls=conn.tls, sendfile=self.config.sendfile)
+                              tls=conn.tls)
         conn.exchange = None
         exchange.close()
         self.clog.exchange(conn.peer, conn.host, exchange)

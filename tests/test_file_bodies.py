@@ -342,20 +342,22 @@ def test_every_way_of_reading_gives_the_same_bytes(monkeypatch, region_file, blo
     fd, data = region_file
     monkeypatch.setattr(sending, "_read_at", sending.READERS[reader])
     monkeypatch.setattr(os, "sendfile", RefusingSendfile(0, errno.EINVAL))  # never used
+    monkeypatch.setattr(sending, "sendfile_usable", False)  # as --no-sendfile leaves it
     plan = file_plan(fd, data, [(0, 1), (1, 600_000), (700_000, 300_003)])
-    exchange, received = send_through_pair(plan, blocking, sendfile=False)
+    exchange, received = send_through_pair(plan, blocking)
     assert received == expected_bytes(plan, data)
     assert os.sendfile.calls == 0  # type: ignore[attr-defined]
     assert exchange.body_sent() == plan.body_length
 
 
-def test_a_file_that_ends_early_raises_file_shrank(region_file):
+def test_a_file_that_ends_early_raises_file_shrank(monkeypatch, region_file):
     fd, data = region_file
+    monkeypatch.setattr(sending, "sendfile_usable", False)
     plan = ResponsePlan(200, (HEAD, FileRegion(fd, len(data) - 10, 20)), 20, True, fd=fd)
     with pytest.raises(sending.FileShrank):
-        send_through_pair(plan, blocking=False, sendfile=False)
+        send_through_pair(plan, blocking=False)
     with pytest.raises(sending.FileShrank):
-        send_through_pair(plan, blocking=True, sendfile=False)
+        send_through_pair(plan, blocking=True)
 
 
 class WantWriteOnce:
@@ -394,7 +396,7 @@ def test_a_tls_send_refused_is_retried_with_the_same_bytes_read_once(monkeypatch
         exchange = sending.send_available(sock, exchange, tls=True)  # type: ignore[arg-type]
     assert bytes(sock.accepted) == data
     assert all(sock.attempts[i] == sock.attempts[i + 1] for i in range(0, len(sock.attempts), 2))
-    assert len(reads) == -(-len(data) // sending.READ_CHUNK)  # each byte read once
+    assert len(reads) == -(-len(data) // sending.TLS_CHUNK)  # each byte read once
 
 
 class Trickle:
@@ -412,19 +414,18 @@ class Trickle:
         return -1
 
 
-def test_a_connection_holds_at_most_one_chunk(region_file):
+def test_a_connection_holds_at_most_one_chunk(monkeypatch, region_file):
     fd, data = region_file
+    monkeypatch.setattr(sending, "sendfile_usable", False)
     plan = ResponsePlan(200, (FileRegion(fd, 0, len(data)),), len(data), True, fd=fd)
     sock = Trickle(1000)
-    exchange = sending.send_available(sock, Exchange(plan), budget=50_000,  # type: ignore[arg-type]
-                                      sendfile=False)
+    exchange = sending.send_available(sock, Exchange(plan), budget=50_000)  # type: ignore[arg-type]
     assert exchange is not None and exchange.file_buffer is not None
     assert len(exchange.file_buffer.pending) <= sending.READ_CHUNK
     assert exchange.file_buffer.buffer is None or \
         len(exchange.file_buffer.buffer) <= sending.READ_CHUNK
     small = ResponsePlan(200, (FileRegion(fd, 0, 5000),), 5000, True, fd=fd)
-    exchange = sending.send_available(Trickle(10), Exchange(small), budget=10,  # type: ignore[arg-type]
-                                      sendfile=False)
+    exchange = sending.send_available(Trickle(10), Exchange(small), budget=10)  # type: ignore[arg-type]
     assert exchange is not None and exchange.file_buffer is not None
     assert exchange.file_buffer.buffer is None or len(exchange.file_buffer.buffer) <= 5000
     assert bytes(sock.accepted) == data[:len(sock.accepted)]
