@@ -10,6 +10,7 @@ and the client's CPU seconds per GB moved, and the share of bytes TCP retransmit
     python -m bench.large_file_study --variant big=/tmp/variants/big
     python -m bench.large_file_study --client wrk
     python -m bench.large_file_study --hold 60
+    python -m bench.large_file_study --servers reactor,reactor-no-sendfile --runs 5
 
 `--variant NAME=DIR` adds a reactor started from DIR (a folder holding a modified copy of the
 `reactor_http` package), so a change is measured against the unchanged reactor and lighttpd in
@@ -47,6 +48,22 @@ CLIENT_RECV_BYTES = 1 << 20
 CLIENT_POLL_S = 0.1
 #: The file servers.wait_until_ready fetches, and its size in bytes.
 READY_SIZE = 1024
+
+
+#: A server name ending so (`reactor-no-sendfile`, `threaded-no-sendfile`) runs that engine of
+#: reactor_http with --no-sendfile: file bodies read and sent instead of os.sendfile.
+NO_SENDFILE = "-no-sendfile"
+
+
+def spec_named(name: str) -> servers.ServerSpec:
+    """The server `name` of servers.SPECS, or an engine of ours with --no-sendfile."""
+    engine = name.removesuffix(NO_SENDFILE)
+    if engine == name or engine not in ("reactor", "threaded"):
+        return servers.SPECS[name]
+    base = servers.reactor_http_command(engine)
+    return servers.ServerSpec(name, servers.SPECS[engine].available,
+                              lambda ctx: [*base(ctx), "--no-sendfile"],
+                              f"reactor_http {engine} with --no-sendfile (read and send)")
 
 
 def variant_spec(name: str, folder: str) -> servers.ServerSpec:
@@ -183,7 +200,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.client == "wrk" and not loadgen.wrk_available():
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    specs = [servers.SPECS[n] for n in args.servers.split(",") if n]
+    specs = [spec_named(n) for n in args.servers.split(",") if n]
     specs += [variant_spec(*v.split("=", 1)) for v in args.variant]
     specs = [s for s in specs if s.available()]
     server_cpu, load_cpu = cli.choose_cpus(no_pin=False)

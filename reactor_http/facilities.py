@@ -13,6 +13,10 @@ Facts, and who uses them:
 - `signals`: the names of the signals this platform delivers (`SIGUSR1` log reopening, `SIGHUP`
   worker replacement, `SIGBREAK` Ctrl+Break on Windows).
 - `fork`: `os.fork` (the supervisor of `--workers`).
+- `file_read`: how a file is read at an offset when it is read and sent (sending.py): "preadv"
+  (into a reused buffer: Linux, BSD, recent macOS), "pread" (a new bytes object per read; other
+  Unix), or "seek" (lseek then read on the exchange's own descriptor: Windows, where CPython has
+  neither os.pread nor os.preadv in any version).
 - `rlimit`: the `resource` module (raising the descriptor limit).
 - `o_nonblock`, `o_cloexec`: the `os.open` flags, 0 where missing (Windows: no FIFOs to block on,
   and its descriptors are not inherited by default).
@@ -57,6 +61,7 @@ class Facilities:
     msg_more: int
     signals: frozenset[str]
     fork: bool
+    file_read: str
     rlimit: bool
     o_nonblock: int
     o_cloexec: int
@@ -80,6 +85,12 @@ def _platform_name() -> str:
     if sys.platform in ("win32", "cygwin"):
         return "windows"
     return sys.platform
+
+
+def _file_read() -> str:
+    if hasattr(os, "preadv"):
+        return "preadv"
+    return "pread" if hasattr(os, "pread") else "seek"
 
 
 def _rlimit() -> bool:
@@ -113,6 +124,7 @@ def detect() -> Facilities:
         msg_more=int(getattr(socket, "MSG_MORE", 0)),
         signals=_signals(),
         fork=hasattr(os, "fork"),
+        file_read=_file_read(),
         rlimit=_rlimit(),
         o_nonblock=getattr(os, "O_NONBLOCK", 0),
         o_cloexec=getattr(os, "O_CLOEXEC", 0),
@@ -128,6 +140,8 @@ def detect() -> Facilities:
 
 def simulate(real: Facilities, platform: str) -> Facilities:
     """`real` with only what `platform` ("windows" or "macos") offers; never adds a facility."""
+    # Windows has neither os.pread nor os.preadv: a file is read there after a seek.
+    real = dataclasses.replace(real, file_read="seek") if platform == "windows" else real
     if platform == "windows":
         return dataclasses.replace(
             real, name="windows", simulated=True, sendfile=False, msg_more=0,

@@ -2,7 +2,7 @@
 
 A response plan is data: a tuple of segments, each either bytes (the head, an error page, a cached
 small file, a multipart separator) or a `FileRegion` of an open descriptor. Engines execute plans
-(`send` for bytes, `os.sendfile` for regions); they never decide semantics.
+(`send` for bytes, `os.sendfile` or read-and-send for regions); they never decide semantics.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def target_path(request: Request) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FileRegion:
-    """`count` bytes of an open file descriptor from `offset`, to be sent with os.sendfile."""
+    """`count` bytes of an open file descriptor from `offset`, to be sent with os.sendfile or
+    read and sent (sending.py)."""
 
     fd: int
     offset: int
@@ -164,13 +165,34 @@ class ResponsePlan:
         return max(0, min(sent - (total - self.body_length), self.body_length))
 
 
+class FileBuffer:
+    """File bytes read and not yet sent, for the read-and-send path (sending.py).
+
+    `pending` is what was read from the cursor's position on and has not gone out: a view of
+    `buffer` (`size` bytes, made at the first read into it and reused for every read of the
+    exchange, where the platform reads into a buffer) or of the bytes a read returned. Kept
+    between loop turns, so no byte is read twice and a TLS send refused with SSLWantWriteError
+    is retried with the very bytes it was refused with.
+    """
+
+    __slots__ = ("size", "buffer", "pending")
+
+    def __init__(self, size: int):
+        # At most one chunk (sending.READ_CHUNK): the memory one connection's body may hold.
+        self.size = size
+        self.buffer: memoryview | None = None  # made by the first read into it
+        self.pending = memoryview(b"")
+
+
 class Exchange:
     """One request/response cycle as an engine carries it out.
 
     Holds what belongs to this exchange alone, apart from the immutable plan: the client the
     access log names ("" = the engine's peer address), the open descriptor it owns (closed
     once, by `close`), and the cursor (segment index, offset into it, bytes sent). One per
-    request, never reset field by field (uvicorn's RequestResponseCycle).
+    request, never reset field by field (uvicorn's RequestResponseCycle). `file_buffer` is None
+    while file regions go out with sendfile; once the exchange reads and sends them
+    (sending.py), it holds the bytes read ahead of the cursor.
 
     Copy on write, the one optimisation here: a replayed answer without a descriptor, for the
     connection's own peer, starts from one `shared` exchange kept with its plan
@@ -180,7 +202,7 @@ class Exchange:
     copy of the connection's own (`own`). tests/test_exchange.py pins this.
     """
 
-    __slots__ = ("plan", "client", "fd", "index", "offset", "sent", "shared")
+    __slots__ = ("plan", "client", "fd", "index", "offset", "sent", "shared", "file_buffer")
 
     def __init__(self, plan: ResponsePlan, client: str = "", shared: bool = False):
         if shared and (plan.fd is not None or client):
@@ -192,6 +214,7 @@ class Exchange:
         self.offset = 0
         self.sent = 0
         self.shared: Final = shared
+        self.file_buffer: FileBuffer | None = None
 
     def own(self) -> Exchange:
         """This exchange if it is one connection's own, else a fresh copy to write to."""

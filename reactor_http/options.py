@@ -194,6 +194,13 @@ class Settings:
         5.0, "--drain-timeout", SECONDS, "on SIGTERM/SIGINT, let in-flight responses finish this "
         "long", group="connections and limits", metavar="SECONDS", low=0, high=ONE_DAY,
         shown_default="5")
+    # nginx's `sendfile off`: some network and VM shared folders (vboxsf, 9p, some FUSE and
+    # SMB mounts) serve stale or broken bytes through sendfile; reading and sending is slower
+    # but goes through the ordinary read path (bench/RESULTS.md has the cost).
+    sendfile: bool = option_field(
+        True, "--no-sendfile", SWITCH, "read file bodies and send them in 256 KiB chunks instead "
+        "of os.sendfile, for network and VM shared folders where sendfile misbehaves (nginx's "
+        "`sendfile off`)", group="connections and limits", inverted=True)
     # Listen backlog (the kernel caps it at net.core.somaxconn, itself at most 65535 before
     # Linux 5.4). No flag: systemd's Backlog= or the default serves every deployment here.
     backlog: int = option_field(1024, None, COUNT, "listen backlog", low=1, high=PORT_MAX)

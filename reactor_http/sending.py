@@ -1,15 +1,33 @@
-"""The only code that sends: plan segments with `send`, file regions with `os.sendfile`.
-
-Over TLS the kernel cannot encrypt, so file regions are read in bounded chunks with `os.pread`
-from the saved offset and sent through the SSL object (what `SSLSocket.sendfile` falls back to);
-a chunk refused with SSLWantWriteError is re-read and re-sent unchanged on the next turn.
+"""The only code that sends: plan segments with `send`; file regions with `os.sendfile`, or read
+and sent.
 
 Two ways to carry out an `Exchange` (its plan's segments, from its cursor): `send_available` for
 the reactor's non-blocking sockets (send what the kernel takes now, keep the cursor, report
 whether more remains) and `send_blocking` for the threaded engine's blocking sockets with a
 timeout. The exchange is the cursor: segment index, offset into it, bytes sent.
-A sendfile that returns 0 before its count means the file shrank: the Content-Length promise can
-no longer be kept, so we raise `FileShrank` and the engine closes the connection.
+
+A file region goes out by one of two paths:
+- sendfile: `os.sendfile` from the cursor's offset in bounded chunks; the kernel copies the pages.
+- read-and-send: the file is read from the cursor's offset in chunks of at most READ_CHUNK
+  (TLS_CHUNK over TLS) and the chunk is sent. What the socket did not take stays in the exchange
+  (messages.FileBuffer) for the next turn: kept rather than re-read, so no byte is read twice
+  when a slow socket takes a chunk in many pieces, and a TLS send refused with
+  SSLWantWriteError is retried with the very bytes it was refused with (OpenSSL's rule). The
+  cost is one chunk of memory per connection in the middle of a file body, none for the others
+  (the buffer is the exchange's, gone with it). The read is `os.preadv` into that buffer where
+  it exists, else `os.pread`, else (Windows, which has neither) lseek and read on the exchange's
+  own descriptor: facilities.FACTS.file_read.
+
+Read-and-send is used under TLS (the kernel cannot encrypt), and wherever `sendfile_usable` is
+False: the platform has no os.sendfile (FACTS.sendfile: Windows), the operator turned it off
+(--no-sendfile: `disable_sendfile`, for filesystems where sendfile misbehaves), or it refused a
+descriptor with ENOSYS (no such system call: every descriptor would be refused). A descriptor
+refused otherwise (SENDFILE_REFUSALS) switches only its exchange. A refused call sent nothing,
+so the exchange goes on from its cursor without losing or repeating a byte.
+
+A sendfile that returns 0, or a read that returns nothing, before the region's count means the
+file shrank: the Content-Length promise can no longer be kept, so we raise `FileShrank` and the
+engine closes the connection.
 """
 
 from __future__ import annotations
@@ -18,10 +36,10 @@ import _socket
 import errno
 import os
 import select
-import socket
 import ssl
 
-from .messages import Exchange, FileRegion
+from .facilities import FACTS
+from .messages import Exchange, FileBuffer, FileRegion
 
 # Bytes one sendfile call may move; the kernel stops earlier when the socket buffer is full.
 SENDFILE_CHUNK = 1 << 20
@@ -31,7 +49,19 @@ TURN_BUDGET = 4 << 20
 TLS_CHUNK = 64 * 1024
 # What a non-blocking send raises when it must wait: EAGAIN, or TLS needing to read or write.
 WOULD_BLOCK = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_MSG_MORE = FACTS.msg_more
+# Bytes of a file read per read-and-send step over plain TCP, and so the most one connection
+# holds: lighttpd's 256 KiB per connection per turn (nginx's output_buffers: 2 x 32 KiB).
+READ_CHUNK = 256 * 1024
+# errnos with which os.sendfile refuses a descriptor (the call sent nothing): no such system call
+# (ENOSYS), a file it cannot map or a socket type it does not take (EINVAL, ENOTSOCK, and
+# EOPNOTSUPP or ENOTSUP, which differ on macOS and BSD).
+SENDFILE_REFUSALS = frozenset({errno.ENOSYS, errno.EINVAL, errno.ENOTSOCK, errno.EOPNOTSUPP,
+                               errno.ENOTSUP})
+# Refusals that hold for every descriptor: the process stops trying sendfile.
+PLATFORM_REFUSALS = frozenset({errno.ENOSYS})
+# Whether this process sends file regions with os.sendfile (see the module's docstring).
+sendfile_usable = FACTS.sendfile
 # Errors that mean the peer went away: a quiet close, not a logged failure.
 PEER_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 PEER_GONE_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
@@ -130,18 +160,95 @@ def _send_buffers(sock: _socket.socket, exchange: Exchange, segments: tuple) -> 
 
 def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, region: FileRegion,
                       tls: bool) -> int:
-    """The next part of a file region: os.sendfile, or over TLS a pread chunk sent; FileShrank."""
-    remaining = region.count - exchange.offset
-    position = region.offset + exchange.offset
-    if tls:
-        chunk = os.pread(region.fd, min(remaining, TLS_CHUNK), position)
-        if not chunk:
+    """The next part of a file region: os.sendfile, else read and sent; FileShrank."""
+    if not tls and sendfile_usable and exchange.file_buffer is None:
+        remaining = region.count - exchange.offset
+        try:
+            sent = os.sendfile(fileno, region.fd, region.offset + exchange.offset,
+                               min(remaining, SENDFILE_CHUNK))
+        except OSError as exc:
+            if exc.errno not in SENDFILE_REFUSALS:
+                raise  # WOULD_BLOCK and the peer's errors among them
+            _refuse_sendfile(exc.errno, exchange, tls)
+        else:
+            if sent == 0:
+                raise FileShrank(f"file ended {remaining} bytes early")
+            return sent
+    return _read_and_send(sock, exchange, region, tls)
+
+
+def disable_sendfile() -> None:
+    """--no-sendfile: this process reads and sends every file region from now on."""
+    global sendfile_usable
+    sendfile_usable = False
+
+
+def _refuse_sendfile(number: int, exchange: Exchange, tls: bool) -> FileBuffer:
+    """sendfile refused this exchange's descriptor: it reads and sends from now on, and so does
+    the process if the refusal holds for every descriptor. Returns the exchange's buffer."""
+    if number in PLATFORM_REFUSALS:
+        disable_sendfile()
+    return _file_buffer(exchange, tls)
+
+
+def _file_buffer(exchange: Exchange, tls: bool) -> FileBuffer:
+    """The exchange's read-and-send buffer, made the first time: one chunk, less for a smaller
+    body."""
+    file_buffer = exchange.file_buffer
+    if file_buffer is None:
+        chunk = TLS_CHUNK if tls else READ_CHUNK
+        file_buffer = exchange.file_buffer = FileBuffer(min(chunk, exchange.plan.body_length))
+    return file_buffer
+
+
+def _read_and_send(sock: _socket.socket, exchange: Exchange, region: FileRegion,
+                   tls: bool) -> int:
+    """One send of the region's bytes from the cursor, read into the exchange's buffer first if
+    it holds none; what the socket does not take stays there (WOULD_BLOCK: all of it)."""
+    file_buffer = _file_buffer(exchange, tls)
+    pending = file_buffer.pending
+    offset = exchange.offset
+    if not pending:
+        remaining = region.count - offset
+        pending = _read_at(file_buffer, region.fd, region.offset + offset,
+                           min(remaining, file_buffer.size))
+        if not pending:
             raise FileShrank(f"file ended {remaining} bytes early")
-        return sock.send(chunk)
-    sent = os.sendfile(fileno, region.fd, position, min(remaining, SENDFILE_CHUNK))
-    if sent == 0:
-        raise FileShrank(f"file ended {remaining} bytes early")
+        file_buffer.pending = pending
+    if tls:
+        sent = sock.send(pending)  # SSLSocket.send takes no flags
+    else:
+        more = offset + len(pending) < region.count or \
+            exchange.index + 1 < len(exchange.plan.segments)
+        sent = sock.send(pending, _MSG_MORE if more else 0)
+    file_buffer.pending = pending[sent:]
     return sent
+
+
+def _read_into(file_buffer: FileBuffer, fd: int, position: int, size: int) -> memoryview:
+    """Read up to `size` bytes at `position` into the exchange's buffer (no allocation)."""
+    buffer = file_buffer.buffer
+    if buffer is None:
+        buffer = file_buffer.buffer = memoryview(bytearray(file_buffer.size))
+    view = buffer[:size]
+    return view[:os.preadv(fd, [view], position)]
+
+
+def _pread(file_buffer: FileBuffer, fd: int, position: int, size: int) -> memoryview:
+    """Read up to `size` bytes at `position` as a new bytes object."""
+    return memoryview(os.pread(fd, size, position))
+
+
+def _seek_and_read(file_buffer: FileBuffer, fd: int, position: int, size: int) -> memoryview:
+    """Read up to `size` bytes at `position` where there is no pread (Windows): seek first. The
+    descriptor is the exchange's own, so nothing else moves its position."""
+    os.lseek(fd, position, os.SEEK_SET)
+    return memoryview(os.read(fd, size))
+
+
+# How this platform reads a file at an offset (facilities.FACTS.file_read), chosen once.
+READERS = {"preadv": _read_into, "pread": _pread, "seek": _seek_and_read}
+_read_at = READERS[FACTS.file_read]
 
 
 def _skip(exchange: Exchange, segments: tuple, sent: int) -> None:
@@ -165,7 +272,7 @@ def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
     errors, and FileShrank. File regions go out with os.sendfile from an explicit offset in
     bounded chunks, waiting for writability with the socket's timeout (as socket.sendfile does,
     but counting as it goes, so a response cut short is logged with the bytes really sent);
-    over TLS they are read with os.pread and sent through the SSL object.
+    over TLS, without sendfile, or once sendfile refuses, they are read and sent.
     """
     pending: list[bytes] = []  # consecutive bytes segments go out in one sendall
     head_reported = False
@@ -178,8 +285,8 @@ def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
         if not head_reported and on_head_sent is not None:
             on_head_sent()
             head_reported = True
-        if tls:
-            _send_region_tls(sock, segment, exchange)
+        if tls or not sendfile_usable or exchange.file_buffer is not None:
+            _read_and_send_region(sock, segment, exchange, tls)
         else:
             _send_region(sock, segment, exchange)
     if pending:
@@ -195,7 +302,8 @@ def _sendall(sock: _socket.socket, pending: list, exchange: Exchange) -> None:
 
 
 def _send_region(sock: _socket.socket, region, exchange: Exchange) -> None:
-    """os.sendfile a region on a socket with a timeout, waiting for writability as needed."""
+    """os.sendfile a region on a socket with a timeout, waiting for writability as needed;
+    read and sent from where sendfile refuses the descriptor."""
     timeout = sock.gettimeout()
     fileno = sock.fileno()
     offset = region.offset
@@ -211,6 +319,13 @@ def _send_region(sock: _socket.socket, region, exchange: Exchange) -> None:
             if not poller.poll(None if timeout is None else timeout * 1000):
                 raise TimeoutError("send timed out") from None
             continue
+        except OSError as exc:
+            if exc.errno not in SENDFILE_REFUSALS:
+                raise
+            _refuse_sendfile(exc.errno, exchange, False)
+            rest = FileRegion(region.fd, offset, remaining)
+            _read_and_send_region(sock, rest, exchange, False)
+            return
         if sent == 0:
             raise FileShrank(f"file ended {remaining} bytes early")
         offset += sent
@@ -218,15 +333,19 @@ def _send_region(sock: _socket.socket, region, exchange: Exchange) -> None:
         exchange.sent += sent
 
 
-def _send_region_tls(sock: _socket.socket, region, exchange: Exchange) -> None:
-    """Read a region in TLS_CHUNK pieces and sendall each through the SSL object."""
-    offset = region.offset
-    remaining = region.count
-    while remaining:
-        chunk = os.pread(region.fd, min(remaining, TLS_CHUNK), offset)
-        if not chunk:
-            raise FileShrank(f"file ended {remaining} bytes early")
-        sock.sendall(chunk)
-        offset += len(chunk)
-        remaining -= len(chunk)
-        exchange.sent += len(chunk)
+def _read_and_send_region(sock: _socket.socket, region: FileRegion, exchange: Exchange,
+                          tls: bool) -> None:
+    """Read a region a chunk at a time and send each on a blocking socket (plain or TLS),
+    counting every byte as it goes out."""
+    file_buffer = _file_buffer(exchange, tls)
+    position = region.offset
+    end = position + region.count
+    while position < end:
+        pending = _read_at(file_buffer, region.fd, position, min(end - position, file_buffer.size))
+        if not pending:
+            raise FileShrank(f"file ended {end - position} bytes early")
+        while pending:
+            sent = sock.send(pending)
+            pending = pending[sent:]
+            position += sent
+            exchange.sent += sent
