@@ -407,10 +407,11 @@ class ThreadedServer(EngineBase):
         exchange = conn.exchange = exchange.own()  # send_blocking counts what it sends
         sending.send_blocking(conn.sock, exchange, on_head_sent=conn.proto.head_sent,
                               tls=conn.tls)
+        sent_at = time.monotonic()  # idle from here: before the log line (eviction order)
         conn.exchange = None
         exchange.close()
         self.clog.exchange(conn.peer, conn.host, exchange)
-        return conn.proto.response_done(exchange.plan, time.monotonic())
+        return conn.proto.response_done(exchange.plan, sent_at)
 
     def _stream(self, conn: ThreadConn) -> None:
         """--live-reload: hold an event stream on this thread until EOF, a stop or an error.
