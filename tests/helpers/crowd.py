@@ -1,120 +1,21 @@
 """Many clients at once from one thread, and a client that speaks EventSource like a browser.
 
-`sequential_keepalive` drives hundreds of keep-alive clients with one selector (no thread per
-client: the machine has two cores and the server under test needs them), each sending its
-requests one after another. `EventSourceClient` reconnects whenever its stream ends, as the
-HTML standard's EventSource does (section 9.2 "Server-sent events": reconnect after `retry`).
+`sequential_keepalive` (bench/at_the_cap.py's) drives hundreds of keep-alive clients with one
+selector (no thread per client: the machine has two cores and the server under test needs
+them), each sending its requests one after another. `EventSourceClient` reconnects whenever its
+stream ends, as the HTML standard's EventSource does (section 9.2 "Server-sent events":
+reconnect after `retry`).
 """
 
 from __future__ import annotations
 
-import errno
 import re
-import selectors
 import socket
 import time
 
-_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)\r\n", re.IGNORECASE)
+from bench.at_the_cap import sequential_keepalive
 
-
-class _Client:
-    """One keep-alive client of the crowd: its socket, what it has read, answers so far."""
-
-    def __init__(self, port: int):
-        self.sock = socket.socket()
-        self.sock.setblocking(False)
-        code = self.sock.connect_ex(("127.0.0.1", port))
-        if code not in (0, errno.EINPROGRESS):
-            raise OSError(code, "connect failed")
-        self.buffer = b""
-        self.answers = 0
-
-    def take_answers(self) -> int:
-        """Whole 200 answers at the front of the buffer, removed from it."""
-        count = 0
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return count
-            head = self.buffer[:end + 2]
-            match = _LENGTH.search(head)
-            total = end + 4 + (int(match.group(1)) if match else 0)
-            if len(self.buffer) < total:
-                return count
-            assert head.startswith(b"HTTP/1.1 200 "), head[:80]
-            self.buffer = self.buffer[total:]
-            count += 1
-
-
-def sequential_keepalive(port: int, clients: int, requests: int, raw: bytes,
-                         timeout: float = 120.0) -> tuple[int, list[str]]:
-    """`clients` connect at once; each sends `raw` `requests` times on its one connection, the
-    next once the last answer is in, then closes. Returns (answers received, one line per
-    client whose connection ended early or that had not finished by `timeout`)."""
-    selector = selectors.DefaultSelector()
-    crowd = [_Client(port) for _ in range(clients)]
-    for client in crowd:
-        selector.register(client.sock, selectors.EVENT_WRITE, client)
-    lost: list[str] = []
-    answered = 0
-    open_count = clients
-    deadline = time.monotonic() + timeout
-    try:
-        while open_count and time.monotonic() < deadline:
-            for key, mask in selector.select(1.0):
-                client = key.data
-                ended = _step(selector, client, mask, raw, requests, lost)
-                answered += client.answers - getattr(client, "counted", 0)
-                client.counted = client.answers
-                if ended:
-                    open_count -= 1
-        lost.extend(f"unfinished after {client.answers} answers" for client in crowd
-                    if client.sock.fileno() >= 0)
-    finally:
-        for client in crowd:
-            client.sock.close()
-        selector.close()
-    return answered, lost
-
-
-def _step(selector, client: _Client, mask: int, raw: bytes, requests: int,
-          lost: list[str]) -> bool:
-    """Handle one readiness event of one client; True once it has ended (done or lost)."""
-    sock = client.sock
-    if mask & selectors.EVENT_WRITE:  # connected (or failed): send the first request
-        try:
-            sock.sendall(raw)
-        except OSError as exc:
-            lost.append(f"connect/send failed: {exc!r}")
-            selector.unregister(sock)
-            sock.close()
-            return True
-        selector.modify(sock, selectors.EVENT_READ, client)
-        return False
-    try:
-        data = sock.recv(65536)
-    except BlockingIOError:
-        return False
-    except OSError as exc:
-        lost.append(f"after {client.answers} answers: {exc!r}")
-        selector.unregister(sock)
-        sock.close()
-        return True
-    if not data:
-        lost.append(f"closed by the server after {client.answers} answers")
-        selector.unregister(sock)
-        sock.close()
-        return True
-    client.buffer += data
-    got = client.take_answers()
-    client.answers += got
-    if client.answers >= requests:
-        selector.unregister(sock)
-        sock.close()
-        return True
-    if got:
-        sock.sendall(raw)  # the answer is in: the next request
-    return False
+__all__ = ["EventSourceClient", "sequential_keepalive"]
 
 
 class EventSourceClient:
