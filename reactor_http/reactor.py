@@ -360,14 +360,16 @@ class Reactor(EngineBase):
 
         Candidates are the oldest idle keep-alive connection and the oldest event stream that
         the protocol lets go (HttpConnection.evictable_at) and nothing waits on: no byte of a
-        next request in the kernel (a non-blocking peek), no message going out on a stream.
+        next request in the kernel (a non-blocking peek), no message going out to a stream.
         With none, evict_ready_at says when to look again.
         """
         ready_at = now + evict_min_idle(self.config.keepalive_timeout)
         best = None
         best_since = now
-        for conns in (self.idle_queue.oldest(EVICT_SCAN),
-                      itertools.islice(self.streams, EVICT_SCAN)):
+        # While a change is being fanned out (over a few turns) no stream is quiet: each is
+        # owed it, and one closed meanwhile would reconnect without it.
+        streams = () if self.fanouts else itertools.islice(self.streams, EVICT_SCAN)
+        for conns in (self.idle_queue.oldest(EVICT_SCAN), streams):
             for conn in conns:
                 at = conn.proto.evictable_at()
                 if at is None or conn.outbox:

@@ -481,3 +481,39 @@ def test_threaded_eviction_takes_one_connection_per_slot_however_slow_its_thread
     server.evicting.clear()  # the first victim's thread has finished
     server._evict_one()
     assert second.evicted
+
+
+def test_at_the_cap_a_stream_a_change_is_on_its_way_to_is_not_evicted(site_copy):
+    # A stream is quiet since its last change; while a change is still being fanned out (over
+    # several loop turns) it is not quiet: closing it would lose the change it is owed.
+    import selectors
+    from reactor_http.config import Config
+    from reactor_http.livereload import STREAM_PATH, Hub
+    from reactor_http.logs import LogSink
+    from reactor_http.protocol import ConnState
+    from reactor_http.reactor import Reactor
+    from reactor_http.website import Site
+    config = Config(root=str(site_copy), port=0, quiet=True, max_connections=1,
+                    live_reload=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    reactor = Reactor(config, Site(config, live=Hub()), LogSink(access=False), listener)
+    client = socket.create_connection(listener.getsockname())
+    try:
+        reactor._accept(reactor.listeners[0], 1.0)
+        (conn,) = reactor.conns
+        client.sendall(f"GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        wait_readable(conn.sock)
+        reactor._handle(conn, selectors.EVENT_READ, 1.0)
+        assert conn.proto.state is ConnState.STREAMING and conn in reactor.streams
+        assert reactor._evictable(10.0) is conn  # quiet since it opened
+        reactor.fanouts.append([b"event: change\ndata: /x\n\n", [conn], 0])
+        assert reactor._evictable(10.0) is None  # a change is on its way to it
+    finally:
+        for conn in list(reactor.conns):
+            reactor._close(conn, CloseReason.STOP)
+        client.close()
+        reactor.selector.close()
+        listener.close()
