@@ -40,7 +40,8 @@ _READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 class ThreadConn:
     """One connection as its thread sees it: socket, protocol, the exchange being sent."""
 
-    __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange", "waiting", "evicted")
+    __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange", "waiting", "evicted",
+                 "bell")
 
     def __init__(self, sock: _socket.socket, address, proto: HttpConnection, tls: bool):
         self.sock = sock
@@ -54,6 +55,8 @@ class ThreadConn:
         # make room at the cap (only while waiting, after a peek found nothing unread).
         self.waiting = False
         self.evicted = False
+        # --live-reload: the bell a stream's thread waits on (readable once a change is out).
+        self.bell: int | None = None
 
 
 class ThreadedServer(EngineBase):
@@ -167,17 +170,21 @@ class ThreadedServer(EngineBase):
                 if conn.waiting and at is not None and at <= now:
                     candidates.append((cast(float, proto.idle_since), conn))
             for _, victim in sorted(candidates, key=lambda pair: pair[0]):
-                if not _bytes_waiting(victim.sock):
+                # A stream's rung bell is a change it is owed: not quiet either.
+                if not _bytes_waiting(victim.sock, victim.bell):
                     victim.evicted = True
                     self.evicting.add(victim.proto)
                     # Its wait wakes (a hang-up), sees `evicted` and closes the connection.
                     _shutdown_quietly(victim.sock, socket.SHUT_RDWR)
                     return
 
-    def _wait_evictable(self, conn: ThreadConn, poller, timeout: float) -> list | None:
-        """poller.poll(`timeout` seconds) while the acceptor may evict `conn`; None if it did."""
+    def _wait_evictable(self, conn: ThreadConn, poller, timeout: float,
+                        bell: int | None = None) -> list | None:
+        """poller.poll(`timeout` seconds) while the acceptor may evict `conn` (a stream's: with
+        the `bell` it waits on); None if it did."""
         with self.active_lock:
             conn.waiting = True
+            conn.bell = bell
         try:
             ready = poller.poll(timeout * 1000)
         finally:
@@ -433,7 +440,7 @@ class ThreadedServer(EngineBase):
                 poller.register(self._stop_r, select.POLLIN)
                 poller.register(bell, select.POLLIN)
                 wait = max(next_beat - time.monotonic(), 0.0)
-                events = self._wait_evictable(conn, poller, wait)
+                events = self._wait_evictable(conn, poller, wait, bell)
                 if events is None:
                     return  # evicted to make room at the cap: the page reconnects
                 ready = {fd for fd, _ in events}
@@ -490,13 +497,16 @@ class ThreadedServer(EngineBase):
             proto.receive(data)
 
 
-def _bytes_waiting(sock: _socket.socket) -> bool:
-    """True if the peer has sent bytes (or its close) nobody has read: in the TLS layer or the
-    kernel. A zero-timeout poll: a peek with recv would first wait out the socket's timeout."""
+def _bytes_waiting(sock: _socket.socket, bell: int | None = None) -> bool:
+    """True if the peer has sent bytes (or its close) nobody has read, in the TLS layer or the
+    kernel, or `bell` (a stream's) has rung. A zero-timeout poll: a peek with recv would first
+    wait out the socket's timeout."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
     poller = select.poll()
     poller.register(sock, _READABLE)
+    if bell is not None:
+        poller.register(bell, select.POLLIN)
     return bool(poller.poll(0))
 
 

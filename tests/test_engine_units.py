@@ -517,3 +517,44 @@ def test_at_the_cap_a_stream_a_change_is_on_its_way_to_is_not_evicted(site_copy)
         client.close()
         reactor.selector.close()
         listener.close()
+
+
+def test_threaded_eviction_spares_a_stream_whose_change_has_rung(site_copy):
+    # The threaded engine's twin of the reactor's rule: a stream whose thread has not yet woken
+    # for a published change (its bell rang) is owed that change and is not quiet.
+    import os
+    import time
+    from reactor_http.config import Config
+    from reactor_http.livereload import STREAM_PATH, Hub
+    from reactor_http.logs import LogSink
+    from reactor_http.protocol import ConnState, HttpConnection
+    from reactor_http.threaded import ThreadConn, ThreadedServer
+    from reactor_http.website import Site
+    config = Config(root=str(site_copy), port=0, quiet=True, live_reload=True)
+    hub = Hub()
+    listener = socket.socket()
+    server = ThreadedServer(config, Site(config, live=hub), LogSink(access=False), listener)
+    ours, theirs = socket.socketpair()
+    bell, _ = hub.bell()
+    try:
+        proto = HttpConnection(server.site)
+        proto.receive(f"GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        exchange = proto.next_exchange(0.0)
+        assert proto.response_done(exchange.plan, time.monotonic() - 30) is ConnState.STREAMING
+        conn = ThreadConn(ours, ("127.0.0.1", 1), proto, False)
+        conn.waiting, conn.bell = True, bell
+        server.active[proto] = conn
+        hub.publish(["/x.css"])  # rung: the thread is about to wake for it
+        server._evict_one()
+        assert not conn.evicted
+        os.close(bell)  # the thread took the change and waits on a fresh bell
+        bell, _ = hub.bell()
+        conn.bell = bell
+        server._evict_one()
+        assert conn.evicted
+    finally:
+        os.close(bell)
+        ours.close()
+        theirs.close()
+        listener.close()
+        hub.close()
