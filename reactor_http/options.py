@@ -181,14 +181,16 @@ class Settings:
     # rest. Linux's default ceiling on descriptors per process (fs.nr_open) is 1,048,576.
     max_connections: int = option_field(
         10_000, "--max-connections", COUNT, "reactor: open connections at most; at the cap the "
-        "longest-idle keep-alive connection makes room, and with none idle the kernel backlog "
-        "holds newcomers", group="connections and limits", metavar="N", low=1, high=1 << 20)
+        "keep-alive connection (or event stream) quiet longest, for at least 1 s, makes room, "
+        "and with none the kernel backlog holds newcomers", group="connections and limits",
+        metavar="N", low=1, high=1 << 20)
     # Threaded engine: at most this many connection threads. Each reserves a stack; past
     # 10,000 threads one process spends its time scheduling.
     max_threads: int = option_field(
         256, "--max-threads", COUNT, "threaded: connection threads at most; at the cap the "
-        "longest-idle keep-alive connection makes room, and with none idle newcomers wait in the "
-        "backlog", group="connections and limits", metavar="N", low=1, high=10_000)
+        "keep-alive connection (or event stream) quiet longest, for at least 1 s, makes room, "
+        "and with none newcomers wait in the backlog", group="connections and limits",
+        metavar="N", low=1, high=10_000)
     # Graceful stop: in-flight responses get this long to finish; 0 stops at once.
     drain_timeout: float = option_field(
         5.0, "--drain-timeout", SECONDS, "on SIGTERM/SIGINT, let in-flight responses finish this "

@@ -12,6 +12,7 @@ Semantics live in protocol/responder; what both engines do alike lives in engine
 from __future__ import annotations
 
 import collections
+import itertools
 import _socket
 import math
 import signal
@@ -31,14 +32,15 @@ from .messages import Exchange
 from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
 from .protocol import (READ_STATES, STATES, STOP_GRACE, WRITE_STATES, CloseReason, ConnState,
-                       HeadParser, HttpConnection, Interest, Timer)
+                       HeadParser, HttpConnection, Interest, Timer, evict_min_idle)
 from .sending import send_available
 from .stats import Stats
 
 # Connections accepted per readiness event, so one burst cannot starve established clients.
 ACCEPT_BATCH = 64
-# At the connection cap, this many of the longest-idle connections are looked at for one that
-# may be closed to admit a new one (fresh connections waiting for a first request are skipped).
+# At the connection cap, this many of the longest-idle connections (and of the oldest event
+# streams) are looked at for one that may be closed to admit a new one (fresh connections
+# waiting for a first request, and ones whose next request has arrived, are skipped).
 EVICT_SCAN = 64
 # Longest select() wait (seconds): the loop re-checks its flags at least this often.
 MAX_WAIT = 1.0
@@ -49,6 +51,7 @@ HEARTBEAT_INTERVAL = 1.0
 # over about 20 turns, and an ordinary request waits for one slice (a few ms), not for all.
 FANOUT_SLICE = 512
 WOULD_BLOCK = sending.WOULD_BLOCK
+PEEK = socket.MSG_PEEK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
 HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
 STREAMING = ConnState.STREAMING
@@ -95,6 +98,21 @@ class Conn:
         return peer
 
 
+def peer_bytes_waiting(conn: Conn) -> bool:
+    """True if the peer has sent bytes (or its close, or an error is pending) that nobody has
+    read yet: in the TLS layer, or in the kernel (a peek on the non-blocking socket)."""
+    sock = conn.sock
+    if conn.tls and cast(ssl.SSLSocket, sock).pending():
+        return True
+    try:
+        _socket.socket.recv(sock, 1, PEEK)  # the raw socket's, also under TLS
+    except WOULD_BLOCK:
+        return False
+    except OSError:
+        return True  # the next read reports it
+    return True
+
+
 class Reactor(EngineBase):
     """The readiness loop serving one or more listening sockets (HTTP and HTTPS)."""
 
@@ -126,6 +144,9 @@ class Reactor(EngineBase):
         self.conns: set[Conn] = set()
         self.listening = False
         self.accept_paused_until = 0.0
+        # Paused at the connection cap: when a connection may next have been quiet long enough
+        # to make room (protocol.evict_min_idle), so the loop looks again then, not every turn.
+        self.evict_ready_at = 0.0
         self.accept_errors = AcceptErrors()
         self.stop_requested = False
         self.stopping = False
@@ -151,7 +172,9 @@ class Reactor(EngineBase):
     def _init_streams(self, live) -> None:
         """--live-reload: the hub wakes the loop through the wake-up socket; open streams."""
         self.live = live
-        self.streams: set[Conn] = set()
+        # Open streams, oldest first (a dict as an ordered set): each change goes to all of
+        # them, so they are in the order they were last quiet from (for eviction at the cap).
+        self.streams: dict[Conn, None] = {}
         # Fan-outs in progress: [message, the streams it goes to, how many were served].
         self.fanouts: collections.deque = collections.deque()
         if live is not None:
@@ -248,7 +271,8 @@ class Reactor(EngineBase):
         elif self.fanouts:
             self._fanout_slice(now)
         if not self.listening and not self.stopping and now >= self.accept_paused_until and \
-                (len(self.conns) < self.config.max_connections or self._evictable() is not None):
+                (len(self.conns) < self.config.max_connections or
+                 (now >= self.evict_ready_at and self._evictable(now) is not None)):
             self._resume_accepting()
 
     def _wait_time(self, now: float) -> float:
@@ -262,8 +286,11 @@ class Reactor(EngineBase):
             return 0.0  # a fan-out goes on in the next turn, after what is ready now
         if self.stopping:
             wait = min(wait, self.drain_deadline - now)
-        if not self.listening and self.accept_paused_until > now:
-            wait = min(wait, self.accept_paused_until - now)
+        if not self.listening:
+            if self.accept_paused_until > now:
+                wait = min(wait, self.accept_paused_until - now)
+            elif self.evict_ready_at > now:
+                wait = min(wait, self.evict_ready_at - now)
         return max(wait, 0.0)
 
     def _drain_wakeup(self) -> None:
@@ -330,12 +357,37 @@ class Reactor(EngineBase):
                 self.selector.unregister(listener.sock)
             self.listening = False
 
-    def _evictable(self) -> Conn | None:
-        """The longest-idle connection that may be closed to admit a new one, if any."""
-        for conn in self.idle_queue.oldest(EVICT_SCAN):
-            if conn.proto.evictable:
-                return conn
-        return None
+    def _evictable(self, now: float) -> Conn | None:
+        """The connection quiet longest, if it may be closed to admit a new one now.
+
+        Candidates are the oldest idle keep-alive connection and the oldest event stream that
+        the protocol lets go (HttpConnection.evictable_at) and nothing waits on: no byte of a
+        next request in the kernel (a non-blocking peek), no message going out to a stream.
+        With none, evict_ready_at says when to look again.
+        """
+        ready_at = now + evict_min_idle(self.config.keepalive_timeout)
+        best = None
+        best_since = now
+        # While a change is being fanned out (over a few turns) no stream is quiet: each is
+        # owed it, and one closed meanwhile would reconnect without it.
+        streams = () if self.fanouts else itertools.islice(self.streams, EVICT_SCAN)
+        for conns in (self.idle_queue.oldest(EVICT_SCAN), streams):
+            for conn in conns:
+                at = conn.proto.evictable_at()
+                if at is None or conn.outbox:
+                    continue
+                if at > now:
+                    ready_at = min(ready_at, at)
+                    break  # the rest of this queue has been quiet for less time still
+                if peer_bytes_waiting(conn):
+                    continue  # its next request has arrived: it is answered, not closed
+                since = cast(float, conn.proto.idle_since)
+                if since < best_since:
+                    best, best_since = conn, since
+                break
+        if best is None:
+            self.evict_ready_at = ready_at
+        return best
 
     def _accept(self, listener: Listener, now: float) -> None:
         """Accept a bounded batch of connections, until the backlog is empty or we are full."""
@@ -346,10 +398,11 @@ class Reactor(EngineBase):
         for _ in range(ACCEPT_BATCH):
             victim = None
             if len(conns) >= limit:
-                # At the cap: the longest-idle keep-alive connection makes room (as nginx
-                # does), once a newcomer is really there; with none idle, the kernel backlog
-                # holds the rest for now.
-                victim = None if self.stopping else self._evictable()
+                # At the cap: the connection quiet longest makes room (as nginx does, but
+                # only one quiet for a while: see protocol.EVICT_MIN_IDLE), once a newcomer
+                # is really there; with none, the kernel backlog holds the rest for now and
+                # the listener is left alone until a slot frees or one has been quiet enough.
+                victim = None if self.stopping else self._evictable(now)
                 if victim is None:
                     self._pause_accepting()
                     return
@@ -555,8 +608,12 @@ class Reactor(EngineBase):
             exchange.close()
         if self.logging:
             self.clog.exchange(conn.peer, conn.host, exchange)
-        state = conn.proto.response_done(exchange.plan, now)
+        proto = conn.proto
+        state = proto.response_done(exchange.plan, now)
         if state is CLOSING:
+            if not proto.linger_wanted and not peer_bytes_waiting(conn):
+                proto.close_at_once()  # the client asked to close and sent nothing more
+                return CLOSED
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -633,7 +690,7 @@ class Reactor(EngineBase):
     def _stream_settle(self, conn: Conn, now: float) -> None:
         """A stream's head is out: it waits for events with no timer, reading only for EOF."""
         if conn not in self.streams:
-            self.streams.add(conn)
+            self.streams[conn] = None
             cap_stream_buffer(conn.sock)
             if conn.queue is not None:
                 conn.queue.disarm(conn)
@@ -663,7 +720,9 @@ class Reactor(EngineBase):
             outbox = conn.outbox
             conn.outbox = outbox + message if outbox else message
             try:
-                conn.proto.notify(len(conn.outbox))
+                # A change (not a heartbeat) restarts the stream's quiet time (eviction).
+                conn.proto.notify(len(conn.outbox),
+                                  None if message is livereload.HEARTBEAT else now)
                 if conn.proto.state is CLOSED:
                     self._close(conn, conn.proto.close_reason)
                 elif not outbox:  # nothing was waiting: try at once
@@ -727,7 +786,7 @@ class Reactor(EngineBase):
         except KeyError:
             return  # closed already
         if self.streams:
-            self.streams.discard(conn)
+            self.streams.pop(conn, None)
         conn.outbox = None
         if conn.queue is not None:
             conn.queue.disarm(conn)

@@ -4,8 +4,9 @@ It exists to be compared with the reactor, so it shares everything but the I/O: 
 `HttpConnection` state machine (TLS handshake, linger, stop and eviction decisions included),
 parser, responder and exchanges, `sending.send_blocking`, and engine.py's policies and log lines.
 Threads are bounded by `max_threads`: the acceptor takes a slot before it accepts, so overload
-waits in the kernel backlog instead of exhausting memory; at the cap, the longest-idle keep-alive
-connection is closed to admit a client waiting in the backlog.
+waits in the kernel backlog instead of exhausting memory; at the cap, the keep-alive connection (or
+event stream) quiet longest, for at least the protocol's minimum, is closed to admit a client
+waiting in the backlog.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ _READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 class ThreadConn:
     """One connection as its thread sees it: socket, protocol, the exchange being sent."""
 
-    __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange")
+    __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange", "waiting", "evicted",
+                 "bell")
 
     def __init__(self, sock: _socket.socket, address, proto: HttpConnection, tls: bool):
         self.sock = sock
@@ -48,6 +50,13 @@ class ThreadConn:
         self.host = peer_host(address)
         self.tls = tls
         self.exchange: Exchange | None = None  # owns its file and cursor
+        # Under the engine's active_lock: True while the thread waits idle for a request (or
+        # on its stream) and has read nothing since; `evicted` once the acceptor chose it to
+        # make room at the cap (only while waiting, after a peek found nothing unread).
+        self.waiting = False
+        self.evicted = False
+        # --live-reload: the bell a stream's thread waits on (readable once a change is out).
+        self.bell: int | None = None
 
 
 class ThreadedServer(EngineBase):
@@ -74,6 +83,7 @@ class ThreadedServer(EngineBase):
         self.drain_expired = False
         self.accept_errors = AcceptErrors()
         self.active: dict[HttpConnection, ThreadConn] = {}
+        # Connections chosen to make room whose threads have not closed them yet.
         self.evicting: set[HttpConnection] = set()
         self.active_lock = threading.Lock()
         # Readable once a stop begins: every idle wait polls it beside its socket.
@@ -102,9 +112,10 @@ class ThreadedServer(EngineBase):
             while not self.stop_requested:
                 if not self.slots.acquire(blocking=False):
                     # Every thread is busy. A client waiting in the backlog takes the place of
-                    # the longest-idle keep-alive connection, if there is one.
-                    if waiter.select(POLL_INTERVAL):
-                        self._evict_one()
+                    # the connection quiet longest, if one may make room (_evict_one).
+                    if not waiter.select(POLL_INTERVAL):
+                        continue  # nobody is waiting
+                    self._evict_one()
                     if not self.slots.acquire(timeout=POLL_INTERVAL):
                         continue  # new connections wait in the backlog
                 if not self._accept_one(waiter):
@@ -142,17 +153,50 @@ class ThreadedServer(EngineBase):
         return False
 
     def _evict_one(self) -> None:
-        """Wake the longest-idle evictable connection's thread so that it closes."""
+        """Close the connection quiet longest, if one may make room for a client in the backlog.
+
+        Only one whose thread waits idle (or on a stream), quiet for at least the protocol's
+        minimum (HttpConnection.evictable_at), with nothing of a next request in the kernel.
+        The choice is made under active_lock, which the thread takes before it reads what woke
+        it, so a request that arrived is either seen here (and the connection kept) or read
+        and answered there, never lost. One eviction at a time: a second newcomer waits for the
+        first slot to come back instead of evicting another connection meanwhile.
+        """
+        now = time.monotonic()
         with self.active_lock:
-            candidates = [conn for proto, conn in self.active.items()
-                          if proto.evictable and proto not in self.evicting]
-            if not candidates:
-                return
-            # (An evictable connection has answered a request, so it has an idle_since.)
-            victim = min(candidates, key=lambda conn: conn.proto.idle_since or 0.0)
-            self.evicting.add(victim.proto)
-        # Its idle wait sees end-of-file and closes the connection as evicted.
-        _shutdown_quietly(victim.sock, socket.SHUT_RD)
+            if self.evicting:
+                return  # a slot is on its way
+            candidates = []
+            for proto, conn in self.active.items():
+                at = proto.evictable_at()
+                if conn.waiting and at is not None and at <= now:
+                    candidates.append((cast(float, proto.idle_since), conn))
+            for _, victim in sorted(candidates, key=lambda pair: pair[0]):
+                # A stream's rung bell is a change it is owed: not quiet either.
+                if not _bytes_waiting(victim.sock, victim.bell):
+                    victim.evicted = True
+                    self.evicting.add(victim.proto)
+                    # Its wait wakes (a hang-up), sees `evicted` and closes the connection.
+                    _shutdown_quietly(victim.sock, socket.SHUT_RDWR)
+                    return
+
+    def _wait_evictable(self, conn: ThreadConn, poller, timeout: float,
+                        bell: int | None = None) -> list | None:
+        """poller.poll(`timeout` seconds) while the acceptor may evict `conn` (a stream's: with
+        the `bell` it waits on); None if it did."""
+        with self.active_lock:
+            conn.waiting = True
+            conn.bell = bell
+        try:
+            ready = poller.poll(timeout * 1000)
+        finally:
+            with self.active_lock:
+                conn.waiting = False
+                evicted = conn.evicted
+        if evicted:
+            conn.proto.evict()
+            return None
+        return ready
 
     # ---- stopping ----------------------------------------------------------------------------
 
@@ -288,9 +332,6 @@ class ThreadedServer(EngineBase):
                     if self._send(conn, exchange) is ConnState.CLOSING:
                         self._linger(conn)
                 return
-            if not data and proto in self.evicting:
-                proto.evict()
-                return
             exchange = proto.take_request(data, time.monotonic()) if was_idle else None
             if exchange is None:
                 proto.receive(data)
@@ -345,7 +386,9 @@ class ThreadedServer(EngineBase):
         poller = select.poll()
         poller.register(sock, _READABLE)
         poller.register(self._stop_r, select.POLLIN)
-        ready = poller.poll(self.config.keepalive_timeout * 1000)
+        ready = self._wait_evictable(conn, poller, self.config.keepalive_timeout)
+        if ready is None:
+            return False  # evicted to make room at the cap
         if not ready:
             proto.timeout(time.monotonic())
             return False
@@ -373,10 +416,11 @@ class ThreadedServer(EngineBase):
         exchange = conn.exchange = exchange.own()  # send_blocking counts what it sends
         sending.send_blocking(conn.sock, exchange, on_head_sent=conn.proto.head_sent,
                               tls=conn.tls)
+        sent_at = time.monotonic()  # idle from here: before the log line (eviction order)
         conn.exchange = None
         exchange.close()
         self.clog.exchange(conn.peer, conn.host, exchange)
-        return conn.proto.response_done(exchange.plan, time.monotonic())
+        return conn.proto.response_done(exchange.plan, sent_at)
 
     def _stream(self, conn: ThreadConn) -> None:
         """--live-reload: hold an event stream on this thread until EOF, a stop or an error.
@@ -399,7 +443,10 @@ class ThreadedServer(EngineBase):
                 poller.register(self._stop_r, select.POLLIN)
                 poller.register(bell, select.POLLIN)
                 wait = max(next_beat - time.monotonic(), 0.0)
-                ready = {fd for fd, _ in poller.poll(wait * 1000)}
+                events = self._wait_evictable(conn, poller, wait, bell)
+                if events is None:
+                    return  # evicted to make room at the cap: the page reconnects
+                ready = {fd for fd, _ in events}
                 if self._stop_r in ready:
                     proto.begin_stop(time.monotonic())
                     # A stream ends at once on a stop; the page reconnects.
@@ -419,7 +466,8 @@ class ThreadedServer(EngineBase):
                     message = livereload.HEARTBEAT
                 if message:
                     next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
-                    proto.notify(len(message))
+                    proto.notify(len(message), None if message is livereload.HEARTBEAT
+                                 else time.monotonic())  # a change: quiet time restarts
                     if proto.state is ConnState.CLOSED:
                         return
                     sock.sendall(message)
@@ -430,6 +478,9 @@ class ThreadedServer(EngineBase):
         """Half-close and let the protocol drain the peer until it closes or the timer ends."""
         proto = conn.proto
         sock = conn.sock
+        if not proto.linger_wanted and not _bytes_waiting(sock):
+            proto.close_at_once()  # the client asked to close and sent nothing more
+            return
         _shutdown_quietly(sock, socket.SHUT_WR)
         deadline = time.monotonic() + LINGER_TIMEOUT
         while proto.state is ConnState.CLOSING:
@@ -447,6 +498,19 @@ class ThreadedServer(EngineBase):
                 proto.abort(CloseReason.RESET)
                 return
             proto.receive(data)
+
+
+def _bytes_waiting(sock: _socket.socket, bell: int | None = None) -> bool:
+    """True if the peer has sent bytes (or its close) nobody has read, in the TLS layer or the
+    kernel, or `bell` (a stream's) has rung. A zero-timeout poll: a peek with recv would first
+    wait out the socket's timeout."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    poller = select.poll()
+    poller.register(sock, _READABLE)
+    if bell is not None:
+        poller.register(bell, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _shutdown_quietly(sock: _socket.socket, how: int) -> None:

@@ -306,3 +306,255 @@ def test_a_replayed_two_piece_answer_cut_short_logs_what_went_out(tmp_path, monk
         client.close()
         reactor.selector.close()
         listener.close()
+
+
+# ---- at the connection cap -------------------------------------------------------------------
+
+GET = b"GET /abc.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.fixture
+def capped(site_copy):
+    """(reactor capped at one connection, never run; its listener); everything closed after."""
+    from reactor_http.config import Config
+    from reactor_http.logs import LogSink
+    from reactor_http.reactor import Reactor
+    from reactor_http.website import Site
+    config = Config(root=str(site_copy), port=0, quiet=True, max_connections=1,
+                    keepalive_timeout=60)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    reactor = Reactor(config, Site(config), LogSink(access=False), listener)
+    reactor._resume_accepting()
+    clients = []
+    yield reactor, reactor.listeners[0], clients
+    for conn in list(reactor.conns):
+        reactor._close(conn, CloseReason.STOP)
+    for client in clients:
+        client.close()
+    reactor.selector.close()
+    listener.close()
+
+
+def served_once(reactor, listener, clients, now: float):
+    """A client connected and answered once at `now`: (its connection, its socket)."""
+    import selectors
+    client = socket.create_connection(listener.sock.getsockname())
+    client.settimeout(5)
+    clients.append(client)
+    reactor._accept(listener, now)
+    (conn,) = reactor.conns
+    client.sendall(GET)
+    wait_readable(conn.sock)
+    reactor._handle(conn, selectors.EVENT_READ, now)
+    assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    return conn, client
+
+
+def wait_readable(sock) -> None:
+    """Until what a peer sent is in `sock`'s kernel buffer (loopback: at once)."""
+    import select
+    poller = select.poll()  # (select() refuses descriptors past 1023, as in a full run)
+    poller.register(sock, select.POLLIN)
+    assert poller.poll(5000)
+
+
+def test_at_the_cap_a_connection_answered_a_moment_ago_is_not_evicted(capped):
+    # On a busy server the longest-idle connection has been idle for microseconds and its next
+    # request is on the wire: a newcomer waits in the backlog instead, and the loop leaves the
+    # readable listener alone (no spinning) until the connection has been quiet long enough.
+    from reactor_http.protocol import EVICT_MIN_IDLE
+    reactor, listener, clients = capped
+    conn, _ = served_once(reactor, listener, clients, 1.0)
+    clients.append(socket.create_connection(listener.sock.getsockname()))  # the newcomer
+    reactor._accept(listener, 1.5)
+    assert reactor.conns == {conn} and not reactor.listening
+    assert reactor.evict_ready_at == 1.0 + EVICT_MIN_IDLE
+    assert reactor._wait_time(1.5) <= EVICT_MIN_IDLE - 0.5
+    assert reactor._evictable(1.0 + EVICT_MIN_IDLE) is conn  # then the loop resumes
+
+
+def test_at_the_cap_a_connection_whose_next_request_arrived_is_never_evicted(capped):
+    import selectors
+    reactor, listener, clients = capped
+    conn, client = served_once(reactor, listener, clients, 1.0)
+    client.sendall(GET)  # its next request arrives, unread, as a newcomer connects
+    wait_readable(conn.sock)
+    clients.append(socket.create_connection(listener.sock.getsockname()))
+    reactor._accept(listener, 100.0)
+    assert reactor.conns == {conn} and not reactor.listening
+    reactor._handle(conn, selectors.EVENT_READ, 100.0)
+    assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")  # answered, not closed
+    reactor._resume_accepting()
+    reactor._accept(listener, 200.0)  # quiet since: it makes room now
+    assert conn not in reactor.conns and len(reactor.conns) == 1
+    assert client.recv(1) == b""
+
+
+def test_a_client_that_asked_to_close_is_closed_without_lingering(capped):
+    # nginx's heuristic: Connection: close and nothing more sent -> closed at once; one more
+    # byte after the request and we linger (half-close, drain) as before.
+    import selectors
+    from reactor_http.protocol import ConnState
+    reactor, listener, clients = capped
+    for extra, lingers in ((b"", False), (b"\r\n", True)):
+        client = socket.create_connection(listener.sock.getsockname())
+        clients.append(client)
+        reactor._accept(listener, 1.0)
+        (conn,) = reactor.conns
+        client.sendall(GET.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + extra)
+        wait_readable(conn.sock)
+        reactor._handle(conn, selectors.EVENT_READ, 1.0)
+        if lingers:
+            assert conn in reactor.conns and conn.proto.state is ConnState.CLOSING
+            reactor._close(conn, CloseReason.CLOSE)
+        else:
+            assert conn not in reactor.conns and conn.proto.state is ConnState.CLOSED
+            assert conn.proto.close_reason is CloseReason.CLOSE
+
+
+@pytest.fixture
+def threaded_pool(site_copy):
+    """(a ThreadedServer never run, a function adding a connection idle since a time): the
+    connections are socketpairs whose other end the test holds."""
+    from reactor_http.config import Config
+    from reactor_http.logs import LogSink
+    from reactor_http.protocol import HttpConnection
+    from reactor_http.threaded import ThreadConn, ThreadedServer
+    from reactor_http.website import Site
+    config = Config(root=str(site_copy), port=0, quiet=True, keepalive_timeout=60)
+    listener = socket.socket()
+    server = ThreadedServer(config, Site(config), LogSink(access=False), listener)
+    pairs = []
+
+    def add(idle_since: float, waiting: bool = True):
+        ours, theirs = socket.socketpair()
+        pairs.append((ours, theirs))
+        proto = HttpConnection(server.site)
+        proto.receive(GET)
+        exchange = proto.next_exchange(idle_since)
+        exchange.close()
+        proto.response_done(exchange.plan, idle_since)
+        conn = ThreadConn(ours, ("127.0.0.1", 1), proto, False)
+        conn.waiting = waiting
+        server.active[proto] = conn
+        return conn, theirs
+
+    yield server, add
+    for ours, theirs in pairs:
+        ours.close()
+        theirs.close()
+    listener.close()
+
+
+def test_threaded_eviction_spares_a_connection_whose_request_arrived(threaded_pool):
+    # The acceptor decides under the lock a waiting thread takes before it reads, after a peek:
+    # bytes of a next request keep the connection; the next quiet one goes, woken by a hang-up.
+    import time
+    server, add = threaded_pool
+    now = time.monotonic()
+    busy, busy_peer = add(now - 30)
+    quiet, quiet_peer = add(now - 20)
+    reading, _ = add(now - 40, waiting=False)  # its thread is reading: never chosen
+    add(now)                                   # answered just now: busy, never chosen
+    busy_peer.sendall(GET)
+    server._evict_one()
+    assert quiet.evicted and not busy.evicted and not reading.evicted
+    quiet_peer.settimeout(5)
+    assert quiet_peer.recv(1) == b""
+
+
+def test_threaded_eviction_takes_one_connection_per_slot_however_slow_its_thread(
+        threaded_pool):
+    # The flaky case of old: the first victim's thread had not exited within the acceptor's
+    # wait, so the same newcomer evicted a second connection. One eviction at a time.
+    import time
+    server, add = threaded_pool
+    now = time.monotonic()
+    first, _ = add(now - 30)
+    second, _ = add(now - 20)
+    server._evict_one()
+    server._evict_one()
+    assert first.evicted and not second.evicted
+    server.evicting.clear()  # the first victim's thread has finished
+    server._evict_one()
+    assert second.evicted
+
+
+def test_at_the_cap_a_stream_a_change_is_on_its_way_to_is_not_evicted(site_copy):
+    # A stream is quiet since its last change; while a change is still being fanned out (over
+    # several loop turns) it is not quiet: closing it would lose the change it is owed.
+    import selectors
+    from reactor_http.config import Config
+    from reactor_http.livereload import STREAM_PATH, Hub
+    from reactor_http.logs import LogSink
+    from reactor_http.protocol import ConnState
+    from reactor_http.reactor import Reactor
+    from reactor_http.website import Site
+    config = Config(root=str(site_copy), port=0, quiet=True, max_connections=1,
+                    live_reload=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    reactor = Reactor(config, Site(config, live=Hub()), LogSink(access=False), listener)
+    client = socket.create_connection(listener.getsockname())
+    try:
+        reactor._accept(reactor.listeners[0], 1.0)
+        (conn,) = reactor.conns
+        client.sendall(f"GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        wait_readable(conn.sock)
+        reactor._handle(conn, selectors.EVENT_READ, 1.0)
+        assert conn.proto.state is ConnState.STREAMING and conn in reactor.streams
+        assert reactor._evictable(10.0) is conn  # quiet since it opened
+        reactor.fanouts.append([b"event: change\ndata: /x\n\n", [conn], 0])
+        assert reactor._evictable(10.0) is None  # a change is on its way to it
+    finally:
+        for conn in list(reactor.conns):
+            reactor._close(conn, CloseReason.STOP)
+        client.close()
+        reactor.selector.close()
+        listener.close()
+
+
+def test_threaded_eviction_spares_a_stream_whose_change_has_rung(site_copy):
+    # The threaded engine's twin of the reactor's rule: a stream whose thread has not yet woken
+    # for a published change (its bell rang) is owed that change and is not quiet.
+    import os
+    import time
+    from reactor_http.config import Config
+    from reactor_http.livereload import STREAM_PATH, Hub
+    from reactor_http.logs import LogSink
+    from reactor_http.protocol import ConnState, HttpConnection
+    from reactor_http.threaded import ThreadConn, ThreadedServer
+    from reactor_http.website import Site
+    config = Config(root=str(site_copy), port=0, quiet=True, live_reload=True)
+    hub = Hub()
+    listener = socket.socket()
+    server = ThreadedServer(config, Site(config, live=hub), LogSink(access=False), listener)
+    ours, theirs = socket.socketpair()
+    bell, _ = hub.bell()
+    try:
+        proto = HttpConnection(server.site)
+        proto.receive(f"GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        exchange = proto.next_exchange(0.0)
+        assert proto.response_done(exchange.plan, time.monotonic() - 30) is ConnState.STREAMING
+        conn = ThreadConn(ours, ("127.0.0.1", 1), proto, False)
+        conn.waiting, conn.bell = True, bell
+        server.active[proto] = conn
+        hub.publish(["/x.css"])  # rung: the thread is about to wake for it
+        server._evict_one()
+        assert not conn.evicted
+        os.close(bell)  # the thread took the change and waits on a fresh bell
+        bell, _ = hub.bell()
+        conn.bell = bell
+        server._evict_one()
+        assert conn.evicted
+    finally:
+        os.close(bell)
+        ours.close()
+        theirs.close()
+        listener.close()
+        hub.close()

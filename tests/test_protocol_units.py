@@ -14,9 +14,10 @@ from reactor_http.config import Config
 from reactor_http.deadlines import DeadlineQueue
 from reactor_http.messages import FileRegion
 from reactor_http.livereload import OUTBOX_MAX, Hub
-from reactor_http.protocol import (READ_STATES, STATES, STREAM_STATES, TIMEOUT_KINDS,
-                                   TRANSITIONS, WRITE_STATES, CloseReason, ConnState, Event,
-                                   HttpConnection, Interest, ProtocolViolation, Timer)
+from reactor_http.protocol import (EVICT_MIN_IDLE, READ_STATES, STATES, STREAM_STATES,
+                                   TIMEOUT_KINDS, TRANSITIONS, WRITE_STATES, CloseReason,
+                                   ConnState, Event, HttpConnection, Interest,
+                                   ProtocolViolation, Timer, evict_min_idle)
 from reactor_http.website import Site
 
 S, E = ConnState, Event
@@ -547,6 +548,75 @@ def test_deadline_queue_pop_stops_at_the_first_live_entry():
     assert queue.pop_expired(10.0 + 499) == list(range(500))
     assert len(queue) == 500
     assert queue.next_deadline() == 510.0
+
+
+# ---- who makes room at the connection cap, who lingers ------------------------------------------
+
+def test_only_a_connection_quiet_for_the_minimum_may_make_room_at_the_cap(site):
+    # A keep-alive connection answered a moment ago is busy (its next request is likely on the
+    # wire): it may be evicted only once quiet for EVICT_MIN_IDLE (half a short keep-alive).
+    conn = make_conn(site)
+    assert conn.evictable_at() is None  # fresh: its first request is on its way
+    conn.receive(request())
+    assert conn.evictable_at() is None  # mid-request
+    exchange = conn.next_exchange(NOW)
+    assert conn.evictable_at() is None  # mid-response
+    exchange.close()
+    assert conn.response_done(exchange.plan, NOW) is S.IDLE
+    assert conn.evictable_at() == NOW + EVICT_MIN_IDLE
+    conn.receive(b"GET /a")
+    assert conn.evictable_at() is None  # its next request has begun
+    short = make_conn(site, keepalive_timeout=0.5)
+    serve_all(short, request())
+    assert short.evictable_at() == 0.25  # (serve_all finishes at 0.0)
+    assert evict_min_idle(5.0) == EVICT_MIN_IDLE
+
+
+def test_a_stream_is_quiet_since_its_last_change_not_its_last_heartbeat(site):
+    conn = live_conn(site)
+    open_stream(conn)  # its head went out at 0.0 (complete's clock)
+    assert conn.evictable_at() == EVICT_MIN_IDLE
+    conn.notify(3)  # a heartbeat
+    assert conn.evictable_at() == EVICT_MIN_IDLE
+    conn.notify(100, NOW)  # a change
+    assert conn.evictable_at() == NOW + EVICT_MIN_IDLE
+    conn.evict()
+    assert conn.state is S.CLOSED and conn.close_reason is CloseReason.EVICTED
+
+
+@pytest.mark.parametrize("data, linger", [
+    (request("/a.txt", "1.1", "Connection: close"), False),   # asked to close, nothing more
+    (request("/a.txt", "1.0"), False),                        # HTTP/1.0 without keep-alive
+    (request("/a.txt", "1.1", "Connection: close") + b"GET /", True),  # more of it buffered
+    (request("/a.txt", "1.1", "Connection: close") + request(), True),  # a pipelined request
+    (request("/a.txt", "1.1", "Connection: close", "Content-Length: 20") + b"x" * 10, False),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 2000000\r\n\r\nxx",
+     True),                                                   # a refused body: our 413 lingers
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", True),  # an error (no Host) lingers
+])
+def test_lingering_only_when_the_client_may_still_be_sending(site, data, linger):
+    # nginx's lingering_close heuristic: a client that asked to close and has nothing more
+    # buffered is closed at once; otherwise we half-close and drain, as before.
+    conn = make_conn(site)
+    conn.receive(data)
+    for _ in range(3):
+        exchange = conn.next_exchange(NOW)
+        if exchange is not None:
+            break
+        conn.receive(b"x" * 10)  # the rest of a body the request announced
+    exchange.close()
+    assert conn.response_done(exchange.plan, NOW) is S.CLOSING
+    assert conn.linger_wanted is linger
+    if not linger:
+        conn.close_at_once()
+        assert conn.state is S.CLOSED and conn.close_reason is CloseReason.CLOSE
+
+
+def test_a_connection_the_server_closes_for_its_own_reasons_lingers(site):
+    # --max-requests: the client did not ask to close and may be sending its next request.
+    conn = make_conn(site, max_requests=1)
+    serve_all(conn, request())
+    assert conn.state is S.CLOSING and conn.linger_wanted
 
 
 # ---- --live-reload's event stream -------------------------------------------------------------
