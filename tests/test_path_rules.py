@@ -276,6 +276,19 @@ def test_windows_rules_answer_404_without_touching_the_disk(root, target, monkey
     assert touched == [os.path.join(site.real_root, "404.html")]
 
 
+@pytest.mark.parametrize("target, status", [
+    ("/con", 200), ("/GIT~1/config", 200), ("/secret.txt.", 404), ("/secret.txt::$DATA", 404)])
+def test_with_spa_a_refused_name_is_a_path_that_names_no_file(root, target, status):
+    """--spa: the app page for a path without an extension, as for any missing file; never
+    the file the name would open."""
+    response = answer(make_site(root, WINDOWS, spa=True), target)
+    assert response.status == status
+    body = body_of(response)
+    assert SECRET not in body and b"GIT~1" not in body
+    if status == 200:
+        assert body == b"<p>index</p>"
+
+
 @pytest.mark.skipif(facilities.detect().name == "windows", reason="names NTFS cannot hold")
 @pytest.mark.parametrize("target, body", [
     ("/trail.", b"trailing dot\n"), ("/a:b.txt", b"colon\n"), ("/a%3Ab.txt", b"colon\n"),
