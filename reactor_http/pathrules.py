@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from typing import Final
 
 from .facilities import FACTS, Facilities
@@ -76,7 +77,8 @@ MACOS: Final = PathRules(False, True)       # default APFS
 WINDOWS: Final = PathRules(True, True)      # NTFS
 
 
-def check_segments(segments, rules: PathRules, allow_dotfiles: bool) -> str | None:
+def check_segments(segments: Iterable[str], rules: PathRules,
+                   allow_dotfiles: bool) -> str | None:
     """Why these normalised segments may not name a file under `rules`; None if they may.
 
     The dotfile rule (unless `allow_dotfiles`; `.well-known` excepted, compared as the
