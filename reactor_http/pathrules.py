@@ -14,9 +14,10 @@ would open something other than the name asked for, or a device:
 - the wildcards and pipe `* ? " < > |` (never in a file name);
 - a DOS device name, any case, with or without an extension, spaces before the dot ignored
   (`nul`, `Com1.tar.gz`, `aux .txt`): CON PRN AUX NUL CONIN$ CONOUT$ COM1-9 LPT1-9 and the
-  superscript forms COM¹²³ LPT¹²³ that Windows also counts as digits. COM0/LPT0 stay allowed:
-  Microsoft's list mentions them, but Windows creates and opens `com0.txt` as a plain file.
-  (The list is CPython's `ntpath.isreserved`, 3.13, which we cannot import on 3.10.)
+  superscript forms COM¹²³ LPT¹²³ that Windows also counts as digits. COM0/LPT0 are plain
+  names (Microsoft's page listed them for a while, then was corrected). A name with an
+  extension is refused on every Windows version (Windows 11 reportedly opens `nul.txt` as a file),
+  as CPython's `ntpath.isreserved` (3.13; not importable on 3.10) and Git for Windows do.
 - an 8.3 short-name alias (`GIT~1` is `.git` where short names are made, as on the system drive
   by default): `~` and digits ending a base of at most 8 characters, with at most a 3-character
   extension. nginx on Windows asks GetLongPathNameW whether the name is the file's long name;
