@@ -5,13 +5,16 @@ A URL path is first normalised (`normalize_path`): percent-decoded (`%2F` too, a
 an encoded slash separates segments like a plain one), checked (no NUL, no backslash, no control
 character), then dot-segments are removed as RFC 3986 section 5.2.4 describes and repeated slashes
 merged (nginx's `merge_slashes`). A path whose `..` would climb above the root is refused
-(`BadPath`, a 400 as in nginx), never clamped. Dotfiles are refused by policy on the segments
-that remain. Only then is the path mapped onto the root, and unless `follow_symlinks` is set the
-real path of what we serve must lie under the real root *with* a trailing separator, so /srv/www2
-cannot pass for /srv/www: that containment check stays the last guard. It holds for the requested
-path (`resolve`) and for every path derived from it, which goes through `stat_inside`: a folder's
-index.html, the --spa index.html, 404.html and the precompressed .br/.gz siblings. (A name swapped
-for a symlink between that check and the open is not caught, as with any check-then-open.)
+(`BadPath`, a 400 as in nginx), never clamped. The segments that remain then pass the name
+rules of the root's filesystem (pathrules.check_segments: dotfiles by policy, and under Windows
+rules the names NTFS would not open as asked), still without touching the disk. Only then is
+the path mapped onto the root, and unless `follow_symlinks` is set the real path of what we
+serve must lie under the real root *with* a trailing separator, so /srv/www2 cannot pass for
+/srv/www (names compared as the root's filesystem does): that containment check stays the last
+guard. It holds for the requested path (`resolve`) and for every path derived from it, which
+goes through `stat_inside`: a folder's index.html, the --spa index.html, 404.html and the
+precompressed .br/.gz siblings. (A name swapped for a symlink between that check and the open
+is not caught, as with any check-then-open.)
 What exists but may not be opened or listed (EACCES, EPERM) raises `Forbidden` (a 403).
 """
 
@@ -28,6 +31,7 @@ import time
 import urllib.parse
 
 from .headers import format_http_date
+from .pathrules import POSIX, PathRules, check_segments, is_inside, windows_refusal
 
 # Content types that mimetypes gets wrong, old, or not at all (checked against nginx's mime.types
 # and the WHATWG MIME sniffing spec; RFC 9239 makes text/javascript the JavaScript type).
@@ -53,8 +57,6 @@ PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
 # Range positions with more digits than this (after leading zeros) are past the end of any file
 # (st_size is at most 2**63 - 1, which has 19 digits) and are never converted with int().
 MAX_POSITION_DIGITS = 19
-# Directory names that are dotfiles but public by convention (RFC 8615).
-_PUBLIC_DOT_NAMES = {".well-known"}
 
 # Built-in table only: /etc/mime.types differs from machine to machine.
 _MIME = mimetypes.MimeTypes(filenames=())
@@ -179,44 +181,42 @@ def canonical_path(segments: list[str], trailing_slash: bool) -> str:
     return "/" + "/".join(segments) + ("/" if trailing_slash else "")
 
 
-def decode_segments(path: str, allow_dotfiles: bool) -> tuple[list[str], bool]:
+def decode_segments(path: str, allow_dotfiles: bool,
+                    rules: PathRules = POSIX) -> tuple[list[str], bool]:
     """Normalise a URL path into segments we may map onto the root: (segments, trailing_slash).
 
-    Raises what `normalize_path` raises, and NotFound for a dotfile segment when dotfiles are
-    not allowed (checked on the segments that remain, `.well-known` excepted).
+    Raises what `normalize_path` raises, and NotFound for segments `rules` refuse
+    (pathrules.check_segments: dotfiles unless allowed, `.well-known` excepted; under Windows
+    rules, names NTFS would not open as asked), all decided before any disk access.
     """
     segments, trailing_slash = normalize_path(path)
-    if not allow_dotfiles:
-        for segment in segments:
-            if segment[0] == "." and segment not in _PUBLIC_DOT_NAMES:
-                raise NotFound("dotfile")
+    if not allow_dotfiles or rules.windows_names:
+        refusal = check_segments(segments, rules, allow_dotfiles)
+        if refusal is not None:
+            raise NotFound(refusal)
     return segments, trailing_slash
 
 
-def is_inside(real_root: str, candidate: str) -> bool:
-    """True if `candidate` (already real) is the root or lies under it."""
-    return candidate == real_root or candidate.startswith(real_root + os.sep)
-
-
 def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
-            follow_symlinks: bool = False, query: str = ""):
+            follow_symlinks: bool = False, query: str = "", rules: PathRules = POSIX):
     """Map a URL path to a Found file or directory, or a Redirect.
 
     Raises NotFound, BadPath (climbs above the root) or Forbidden (a folder on the way may not
-    be searched).
+    be searched). `rules`: the name rules of the root's filesystem (pathrules.for_root).
     """
-    segments, trailing_slash = decode_segments(path, allow_dotfiles)
+    segments, trailing_slash = decode_segments(path, allow_dotfiles, rules)
     fs_path = os.path.join(real_root, *segments)
     try:
         st = os.stat(fs_path)
     except PermissionError:
         # Say 403 only for what lies inside the root: a symlink out of it stays a plain 404.
-        if follow_symlinks or is_inside(real_root, os.path.realpath(fs_path)):
+        if follow_symlinks or is_inside(real_root, os.path.realpath(fs_path), rules):
             raise Forbidden("a folder on the path may not be searched") from None
         raise NotFound("symlink leads outside the root") from None
     except (OSError, ValueError):
         raise NotFound("no such file") from None
-    if not follow_symlinks and segments and not is_inside(real_root, os.path.realpath(fs_path)):
+    if not follow_symlinks and segments and \
+            not is_inside(real_root, os.path.realpath(fs_path), rules):
         raise NotFound("symlink leads outside the root")
     if stat.S_ISDIR(st.st_mode):
         if not trailing_slash and segments:
@@ -230,7 +230,7 @@ def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
 
 
 def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool, *,
-                forbidden: bool = False) -> os.stat_result | None:
+                forbidden: bool = False, rules: PathRules = POSIX) -> os.stat_result | None:
     """The stat of `fs_path` if it is a regular file we may serve; None otherwise.
 
     For paths the server derives rather than resolves (index.html, 404.html, .br/.gz siblings):
@@ -238,6 +238,7 @@ def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool, *,
     symlink in the root cannot expose a file outside it. Symlinks that stay inside still work.
     With `forbidden`, a stat refused for lack of permission raises Forbidden instead of reading
     as "no such file" (a folder's index.html in a folder that may not be searched).
+    `rules`: how the root's filesystem compares names (pathrules.is_inside).
     """
     try:
         st = os.stat(fs_path)
@@ -250,7 +251,7 @@ def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool, *,
     if not stat.S_ISREG(st.st_mode):
         return None
     # realpath only after the cheap stat found a file: a missing sibling costs one syscall.
-    if not follow_symlinks and not is_inside(real_root, os.path.realpath(fs_path)):
+    if not follow_symlinks and not is_inside(real_root, os.path.realpath(fs_path), rules):
         return None
     return st
 
@@ -382,12 +383,13 @@ def _human_size(size: float) -> str:
     return f"{size} B"
 
 
-def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool,
-                    follow_symlinks: bool) -> list[tuple[str, bool, os.stat_result]]:
+def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow_symlinks: bool,
+                    rules: PathRules = POSIX) -> list[tuple[str, bool, os.stat_result]]:
     """What a listing shows: (name, is folder, stat), folders first, then by name.
 
     Dotfiles only with `allow_dotfiles`; symlinks leading out of the root only with
-    `follow_symlinks`; only folders and regular files. Raises Forbidden if the folder may not
+    `follow_symlinks`; no name `rules` refuse (so no link answers 404); only folders and
+    regular files. Raises Forbidden if the folder may not
     be listed (never an empty 200 listing), NotFound if it is gone. Entries we may not stat are
     left out, as nginx's autoindex does.
     """
@@ -399,14 +401,15 @@ def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool,
     except OSError:
         raise NotFound("the folder is gone") from None
     for name in names:
-        if name.startswith(".") and not allow_dotfiles:
+        if (name.startswith(".") and not allow_dotfiles) or \
+                (rules.windows_names and windows_refusal(name) is not None):
             continue
         full = os.path.join(fs_dir, name)
         try:
             st = os.stat(full)
         except OSError:
             continue
-        if not follow_symlinks and not is_inside(real_root, os.path.realpath(full)):
+        if not follow_symlinks and not is_inside(real_root, os.path.realpath(full), rules):
             continue
         is_dir = stat.S_ISDIR(st.st_mode)
         if not is_dir and not stat.S_ISREG(st.st_mode):
@@ -417,13 +420,13 @@ def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool,
 
 
 def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: bool,
-                 follow_symlinks: bool) -> bytes:
+                 follow_symlinks: bool, rules: PathRules = POSIX) -> bytes:
     """An HTML index of a directory: folders first, names escaped and quoted, sizes, mtimes.
 
     Shows what `listing_entries` gives (and raises what it raises).
     """
     entries = listing_entries(real_root, fs_dir, allow_dotfiles=allow_dotfiles,
-                              follow_symlinks=follow_symlinks)
+                              follow_symlinks=follow_symlinks, rules=rules)
     title = html.escape(url_path)
     rows = []
     if url_path != "/":
@@ -451,7 +454,7 @@ def rfc3339(timestamp: float) -> str:
 
 
 def listing_json(real_root: str, fs_dir: str, url_path: str = "/", *, allow_dotfiles: bool,
-                 follow_symlinks: bool) -> bytes:
+                 follow_symlinks: bool, rules: PathRules = POSIX) -> bytes:
     """A JSON index of a directory: [{"name", "type": "file"|"dir", "size", "modified"}].
 
     The entries of the HTML listing, in its order (and with its errors); `size` is the file's
@@ -459,7 +462,7 @@ def listing_json(real_root: str, fs_dir: str, url_path: str = "/", *, allow_dotf
     `modified` is RFC 3339 UTC. `url_path` is unused (the HTML title's), kept for one signature.
     """
     entries = listing_entries(real_root, fs_dir, allow_dotfiles=allow_dotfiles,
-                              follow_symlinks=follow_symlinks)
+                              follow_symlinks=follow_symlinks, rules=rules)
     items = [{"name": name, "type": "dir" if is_dir else "file",
               "size": 0 if is_dir else st.st_size, "modified": rfc3339(st.st_mtime)}
              for name, is_dir, st in entries]

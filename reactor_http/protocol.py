@@ -330,7 +330,8 @@ class ParsedHead:
         request = self.request = parsed[0]
         # The responder's answer-cache key (website.plain_key, a pure function of the request):
         # given to respond() on the usual route, which would otherwise compute it.
-        self.plain_key: Final = plain_key(request)
+        self.plain_key: Final = plain_key(request, site.path_rules) if site is not None \
+            else plain_key(request)
         # The key under which the site lets an answer to this head be replayed (its
         # declaration, Site.replay_key), for a head that carries no body; else None.
         self.replay_key: Final = site.replay_key(request, self.plain_key) \

@@ -57,7 +57,7 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
         return error_response(401, head_only=head_only,
                               extra=[("WWW-Authenticate", extras.WWW_AUTHENTICATE)] + _cors(site))
     if cache_key is None:
-        cache_key = plain_key(request)
+        cache_key = plain_key(request, site.path_rules)
     if cache_key is not None:
         cached = site.cached_response(cache_key, method, now)
         if cached is not None:
@@ -78,7 +78,8 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
         return livereload.stream_response(head_only)
     try:
         found = filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
-                                 follow_symlinks=site.config.follow_symlinks, query=query)
+                                   follow_symlinks=site.config.follow_symlinks, query=query,
+                                   rules=site.path_rules)
         if isinstance(found, filesystem.Redirect):
             return error_response(301, head_only=head_only, extra=[("Location", found.location)])
         cache = (cache_key, now) if cache_key is not None else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import content_coding, extras, filesystem, validators
+from . import content_coding, extras, filesystem, pathrules, validators
 from .headers import DateCache
 from .messages import CachedResponse, Request, Response, target_path
 
@@ -58,11 +58,18 @@ class Site:
     share one stat per file per instant: the requests one poll returned arrived together; a
     later turn has a later `now` and stats afresh, so a change on disk is seen by every request
     that arrives after it. The compressor's per-request counters then need no lock.
+
+    `path_rules`: the name rules of the root's filesystem (pathrules.PathRules), by default
+    those `pathrules.for_root` finds. Where names are case-insensitive, every cache keyed by a
+    path is keyed by the path as the filesystem compares it (`PathRules.fold`), so `/INDEX.HTML`
+    and `/index.html`, one file there, are one entry under the rules of one name.
     """
 
-    def __init__(self, config, *, live=None, single_thread: bool = False):
+    def __init__(self, config, *, live=None, single_thread: bool = False,
+                 path_rules: pathrules.PathRules | None = None):
         self.config = config
         self.real_root = os.path.realpath(config.root)
+        self.path_rules = path_rules or pathrules.for_root(self.real_root)
         self.dates = DateCache()
         self.allow_dotfiles = config.dotfiles == "allow"
         self.live = live
@@ -155,12 +162,13 @@ class Site:
         With `forbidden`, a folder that may not be searched raises filesystem.Forbidden.
         """
         return filesystem.stat_inside(self.real_root, fs_path, self.config.follow_symlinks,
-                                      forbidden=forbidden)
+                                      forbidden=forbidden, rules=self.path_rules)
 
     def small_file(self, fs_path: str, st: os.stat_result) -> bytes | None:
         """The bytes of a small regular file, from memory if its identity is unchanged."""
         identity = file_identity(st)
-        cached = self._small_files.get(fs_path)
+        key = self.path_rules.fold(fs_path)
+        cached = self._small_files.get(key)
         if cached is not None and cached[0] == identity:
             return cached[1]
         opened = filesystem.open_regular(fs_path)
@@ -177,13 +185,14 @@ class Site:
             os.close(fd)
         if len(data) != st_open.st_size or file_identity(st_open) != identity:
             return None  # changed under us: do not cache, the caller serves from a descriptor
-        self._remember_small_file(fs_path, identity, data)
+        self._remember_small_file(key, identity, data)
         return data
 
-    def _remember_small_file(self, fs_path: str, identity: tuple, data: bytes) -> None:
-        """Cache file bytes, evicting the oldest entries beyond the byte budget."""
+    def _remember_small_file(self, key: str, identity: tuple, data: bytes) -> None:
+        """Cache file bytes under `key` (the folded path), evicting the oldest entries beyond
+        the byte budget."""
         with self._lock:
-            old = self._small_files.pop(fs_path, None)
+            old = self._small_files.pop(key, None)
             if old is not None:
                 self._small_file_bytes -= len(old[1])
             while self._small_file_bytes + len(data) > SMALL_FILE_CACHE_BYTES:
@@ -191,7 +200,7 @@ class Site:
                 if popped is None:
                     break
                 self._small_file_bytes -= len(popped[1][1])
-            self._small_files[fs_path] = (identity, data)
+            self._small_files[key] = (identity, data)
             self._small_file_bytes += len(data)
 
     def cached_response(self, key: tuple, method: str, now: float) -> Response | None:
@@ -258,13 +267,13 @@ class Site:
         title. Raises filesystem.Forbidden or NotFound (nothing is cached then).
         """
         identity = file_identity(st)
-        key = (fs_dir, as_json)
+        key = (self.path_rules.fold(fs_dir), as_json)
         cached = self._listings.get(key)
         if cached is not None and cached[0] == identity and now < cached[1]:
             return cached[2], cached[3]
         build = filesystem.listing_json if as_json else filesystem.listing_html
         body = build(self.real_root, fs_dir, url_path, allow_dotfiles=self.allow_dotfiles,
-                     follow_symlinks=self.config.follow_symlinks)
+                     follow_symlinks=self.config.follow_symlinks, rules=self.path_rules)
         etag = filesystem.weak_etag(body)
         with self._lock:
             while key not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
@@ -274,7 +283,8 @@ class Site:
         return body, etag
 
 
-def _fast_key(path: str, request: Request) -> tuple | None:
+def _fast_key(path: str, request: Request,
+              rules: pathrules.PathRules = pathrules.POSIX) -> tuple | None:
     """The fast-path cache key: the *normalised* URL path without the query, and Accept-Encoding.
 
     The responder ignores the query, so keying on the whole target would let `/f.js?v=0`,
@@ -282,13 +292,18 @@ def _fast_key(path: str, request: Request) -> tuple | None:
     `//b` and `/%62` share the entry of `/b` instead of each filling one. A path without `%`,
     `//` or `/.` is already its own normal form (decoding and dot-segment removal leave it
     unchanged), so the common case costs three substring tests. None for a path that cannot
-    be normalised (it is refused before anything is cached).
+    be normalised (it is refused before anything is cached). Where `rules` say names are
+    case-insensitive, the path as the filesystem compares it (`PathRules.fold`): every spelling
+    folded to one key gets the same verdict from pathrules.check_segments, so a refused
+    spelling can never replay an answer another spelling was allowed.
     """
     if "%" in path or "//" in path or "/." in path:
         try:
             path = filesystem.canonical_path(*filesystem.normalize_path(path))
         except (filesystem.NotFound, filesystem.BadPath):
             return None
+    if rules.case_insensitive:
+        path = rules.fold(path)
     return path, request.fields.get("accept-encoding")
 
 
@@ -310,12 +325,13 @@ def file_identity(st: os.stat_result) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def plain_key(request: Request) -> tuple | None:
+def plain_key(request: Request,
+              rules: pathrules.PathRules = pathrules.POSIX) -> tuple | None:
     """The answer-cache key of a plain GET/HEAD (see _fast_key); None for any other request.
 
     Plain: no field that changes the answer beyond path and Accept-Encoding (conditionals,
-    ranges, CORS preflight...). A pure function of the request, so the protocol may memoise it
-    with the parsed head.
+    ranges, CORS preflight...). A pure function of the request and the site's name rules
+    (`rules`, Site.path_rules), so the protocol may memoise it with the parsed head.
     """
     method = request.method
     if (method != "GET" and method != "HEAD") or \
@@ -324,5 +340,5 @@ def plain_key(request: Request) -> tuple | None:
     split = filesystem.split_target(request.target)
     if split is None:
         return None
-    return _fast_key(split[0], request)
+    return _fast_key(split[0], request, rules)
 

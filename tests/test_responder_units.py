@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers.http import parse_multipart
 from tests.helpers.respond import NOW, body_of, field, make_site, request, respond
-from tests.helpers.sites import OUTSIDE_SECRET
+from tests.helpers.sites import OUTSIDE_SECRET, POSIX_NAMES_ONLY
 
 from reactor_http import website as site_module
 from reactor_http import filesystem, headers, responder, validators
@@ -144,6 +144,7 @@ def test_root_listing_has_no_parent_link(tmp_path):
     assert 'href="x.txt"' in page and 'href="../"' not in page
 
 
+@POSIX_NAMES_ONLY
 def test_listing_escapes_names(site, root):
     (root / "list" / 'a <b>&"c.txt').write_text("x")
     page = body_of(respond(site, "/list/")).decode()

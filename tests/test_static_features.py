@@ -17,7 +17,7 @@ from tests.helpers.http import (assert_closed, exchange, get, parse_multipart, r
                                 recv_until_closed)
 from tests.helpers.polling import wait_until
 from tests.helpers.servers import MODES, SITE, ServerProcess
-from tests.helpers.sites import OUTSIDE_SECRET
+from tests.helpers.sites import OUTSIDE_SECRET, POSIX_NAMES_ONLY
 
 FOUR_GIB = 1 << 32
 # Bytes written into the sparse file just past 4 GiB (and where), to be read back by range.
@@ -326,6 +326,7 @@ def test_overlong_range_and_year_zero_dates_over_sockets(make_server, mode, tmp_
 
 # ---- directories ---------------------------------------------------------------------------
 
+@POSIX_NAMES_ONLY
 def test_listing(srv):
     response = get(srv, "/listing/")
     assert response.status == 200
@@ -341,6 +342,7 @@ def test_listing(srv):
     assert "Index of /listing/" in page
 
 
+@POSIX_NAMES_ONLY
 def test_listing_link_resolves(srv):
     assert get(srv, "/listing/a%20%3Cb%3E%26c%22.txt").body == b"odd"
 

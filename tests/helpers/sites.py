@@ -6,10 +6,17 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.servers import SITE
+
+from reactor_http.facilities import FACTS
 
 #: The content of the file outside an escape root: seeing it in a response means an escape.
 OUTSIDE_SECRET = b"TOP SECRET"
+#: For a test about a name NTFS cannot hold (`< > " : |`...): where the server applies Windows
+#: name rules (on Windows, or simulating it) such a name is refused and hidden from listings.
+POSIX_NAMES_ONLY = pytest.mark.skipif(FACTS.windows_names, reason="a name NTFS cannot hold")
 
 
 def build_site_copy(root: Path) -> Path:
