@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -351,3 +352,59 @@ def test_worker_timeout_must_be_finite_and_positive(site_copy, value):
     assert result.returncode == 2
     assert "--worker-timeout" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# ---- the supervisor says what it does ------------------------------------------------------------
+
+def connection_log(log_dir) -> str:
+    """Everything in the dated connection logs of `log_dir`."""
+    return "".join(path.read_text() for path in sorted(log_dir.glob("*connectionLog.txt")))
+
+
+@pytest.mark.slow  # forks a supervisor and its workers, replaces and stops them
+def test_the_supervisor_says_each_signal_and_each_worker_started_or_stopped(site_copy, tmp_path):
+    log_dir = tmp_path / "logs"
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--log-dir", str(log_dir))
+    try:
+        assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+        first = worker_pids(server.pid)
+        os.kill(server.pid, signal.SIGUSR1)
+        assert wait_until(lambda: "received SIGUSR1" in connection_log(log_dir))
+        os.kill(server.pid, signal.SIGHUP)
+        assert wait_until(lambda: connection_log(log_dir).count("stopped: replaced by") == 2)
+        second = worker_pids(server.pid)
+        victim = min(second)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: "started: restart after worker" in connection_log(log_dir))
+        third = worker_pids(server.pid)
+        # Both serve (a worker still starting up would die of the SIGTERM, not stop from it).
+        assert wait_until(lambda: all(f"pid {pid})" in connection_log(log_dir) for pid in third))
+    finally:
+        status, out, err = server.stop(signal.SIGTERM)
+    assert status == 0, err
+    assert not first & second and len(second) == 2 and len(third) == 2
+    lines = [
+        "received SIGUSR1: 2 workers reopen their log files",
+        "received SIGHUP: replacing 2 workers one at a time",
+        *(f"worker {pid} (slot " for pid in first | second | third),
+        "killed by signal 9 (SIGKILL); restarting in",
+        "received SIGTERM: stopping 2 workers gracefully",
+    ]
+    written = connection_log(log_dir)
+    for text in lines:
+        assert text in err and text in written, (text, err)
+    for pid in first:  # start-up, then replaced, each with its slot
+        assert re.search(rf"worker {pid} \(slot [01]\) started: start-up", written), written
+        assert re.search(rf"worker {pid} \(slot [01]\) stopped: replaced by worker \d+ \(SIGHUP\), "
+                         rf"exited with status 0", written), written
+    for pid in second - {victim}:
+        assert re.search(rf"worker {pid} \(slot [01]\) started: replacing worker \d+ \(SIGHUP\)",
+                         written), written
+    assert re.search(rf"worker \d+ \(slot [01]\) started: restart after worker {victim} killed "
+                     rf"by signal 9 \(SIGKILL\)", written), written
+    for pid in third:
+        assert re.search(rf"worker {pid} \(slot [01]\) stopped: graceful stop, exited with "
+                         rf"status 0", written), written
+    # On the terminal each of them is one line of its own, as the connection log has it.
+    assert err.count("reactor-http: received SIG") == 3, err
