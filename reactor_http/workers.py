@@ -16,6 +16,8 @@ means one port for everyone), restarts a worker that dies (with exponential back
 loop cannot spin), forwards SIGTERM/SIGINT for a graceful stop of all workers, and on SIGHUP
 replaces workers one at a time: a new one has said it is listening before the old one is told
 to stop. SIGUSR1 (log rotation) is forwarded to every worker, each of which reopens its logs.
+With --status the parent maps the scoreboard (scoreboard.py) before its first fork: each worker
+counts in a cell of its slot, so any worker's status answer is the whole server's.
 With systemd socket activation the parent serves the inherited socket the shared way.
 
 Each worker has a pipe to the parent: one byte when it listens ("ready"), then one per heartbeat
@@ -48,6 +50,7 @@ import traceback
 from .engine import Listener
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
 from .logs import write_connection_lines
+from .scoreboard import Board
 from .service import inherited_listener
 
 # The supervisor's and the workers' notes: process messages (cli.configure_logging; a worker
@@ -94,6 +97,7 @@ class Worker:
     retiring: bool = False  # told to stop (SIGHUP replacement): not restarted when it exits
     killed: bool = False  # SIGKILLed for a missed heartbeat (said once)
     watched: bool = True  # `pipe` is registered in the parent's selector
+    cell: int | None = None  # its scoreboard cell (--status), written by it alone
     stop_why: str = ""  # why it was told to stop (said when it has exited)
 
 
@@ -121,6 +125,8 @@ class Supervisor:
         self.signals_received: list[int] = []
         # Why the next worker started in a slot starts: the exit of the one it replaces.
         self.restart_why: dict[int, str] = {}
+        # --status: every worker's counters in shared memory (scoreboard.py), else None.
+        self.board: Board | None = None
         # Why the supervisor gives up (a worker cannot start); None while all is well.
         self.halt: str | None = None
         # SIGHUP: pids of the workers still to replace, and the (old, new) pair in progress.
@@ -142,6 +148,8 @@ class Supervisor:
         self.set_death_signal = parent_death_signal()  # resolved once, before any fork
         self._hold_port()
         self._watch_signals()
+        if self.config.status_path is not None:  # before any fork: every worker maps it
+            self.board = Board(self.config.workers)
         for slot in range(self.config.workers):
             self._spawn(slot, "start-up")
         if banner is not None:
@@ -208,6 +216,8 @@ class Supervisor:
         for sock in self.wake:
             sock.close()
         self.holder.close()
+        if self.board is not None:
+            self.board.close()
 
     def _note(self, message: str, level: int = logging.INFO) -> None:
         """One line of what the supervisor does: on stderr (the `reactor_http` logger) and in
@@ -268,8 +278,16 @@ class Supervisor:
         self.signals_received.append(signum)
         self.reopen_requested = True
 
+    def _free_cell(self, slot: int) -> int | None:
+        """A scoreboard cell of `slot` no live worker holds (None without --status or none)."""
+        if self.board is None:
+            return None
+        held = {worker.cell for worker in self.workers.values()}
+        return next((cell for cell in self.board.cells_of(slot) if cell not in held), None)
+
     def _spawn(self, slot: int, why: str) -> Worker:
         """Fork one worker for `slot`; its pipe says when it listens, then that it is alive."""
+        cell = self._free_cell(slot)
         pipe_r, pipe_w = os.pipe()
         # Block our signals across fork: until the child has reset its handlers, a SIGTERM
         # would run the parent's handler in the child, and the child would never stop.
@@ -277,12 +295,12 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the child never returns from here
             os.close(pipe_r)
-            self._worker_main(pipe_w, old_mask, slot)
+            self._worker_main(pipe_w, old_mask, slot, cell)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(pipe_w)
         os.set_blocking(pipe_r, False)
         now = time.monotonic()
-        worker = Worker(slot, pid, now, pipe_r, last_beat=now)
+        worker = Worker(slot, pid, now, pipe_r, last_beat=now, cell=cell)
         self.workers[pid] = worker
         assert self.selector is not None  # run() made it
         self.selector.register(pipe_r, selectors.EVENT_READ, worker)
@@ -316,6 +334,8 @@ class Supervisor:
             self.selector.unregister(worker.pipe)
             worker.watched = False
         os.close(worker.pipe)
+        if self.board is not None and worker.cell is not None:
+            self.board.retire(worker.cell)  # its gauges to zero; its counts stay in the totals
 
     def _reap(self) -> None:
         """Collect exited workers; restart the ones that were not retiring, or give up."""
@@ -400,6 +420,8 @@ class Supervisor:
         while self.replacing is None and self.replace_queue:
             queued = self.workers.get(self.replace_queue[0])
             if queued is not None and not queued.retiring:
+                if self.board is not None and self._free_cell(queued.slot) is None:
+                    return  # its slot's previous old worker is still draining: wait for it
                 self.replacing = (queued, self._spawn(
                     queued.slot, f"replacing worker {queued.pid} (SIGHUP)"))
             self.replace_queue.pop(0)
@@ -437,7 +459,7 @@ class Supervisor:
 
     # ---- child -------------------------------------------------------------------------------
 
-    def _worker_main(self, pipe_w: int, old_mask, slot: int) -> None:
+    def _worker_main(self, pipe_w: int, old_mask, slot: int, cell: int | None) -> None:
         """In the forked child: listen, say so, run one reactor, exit."""
         status = 1
         engines: list = []  # the engine, once it serves
@@ -445,7 +467,7 @@ class Supervisor:
             self._become_worker(pipe_w, old_mask)
             config = dataclasses.replace(self.config, port=self.port,
                                          worker=(slot, self.config.workers))
-            ready, heartbeat = self._worker_hooks(pipe_w, slot, engines)
+            ready, heartbeat = self._worker_hooks(pipe_w, slot, cell, engines)
             status = self.worker_body(config, [Listener(self._worker_listener(config), self.tls)],
                                       ready=ready, heartbeat=heartbeat)
         except BaseException as exc:  # never let a child fall back into the parent's loop
@@ -484,17 +506,22 @@ class Supervisor:
         self.holder.close()
         return bind_listener(config.host, self.port, config.backlog, reuse_port=True)
 
-    def _worker_hooks(self, pipe_w: int, slot: int, engines: list):
-        """In the child: the worker body's ready() and heartbeat(), written to the parent's pipe."""
+    def _worker_hooks(self, pipe_w: int, slot: int, cell: int | None, engines: list):
+        """In the child: the worker body's ready() and heartbeat(), written to the parent's pipe;
+        with --status they also put the engine's counters in its scoreboard cell."""
 
         def ready(engine) -> None:
             engines.append(engine)
+            if self.board is not None and cell is not None:  # before the first request
+                engine.stats.share(self.board, cell, slot)
             _write_byte(pipe_w, READY_BYTE)
 
         def heartbeat() -> None:
             # The portable half of dying with the parent: an orphan is adopted by another
             # process, and a write to a pipe whose reader is gone fails.
             alive = _write_byte(pipe_w, BEAT_BYTE) and os.getppid() == self.parent_pid
+            if cell is not None and engines:
+                engines[0].stats.publish()  # its gauges, for the other workers' answers
             if not alive and engines and not engines[0].stop_requested:
                 log.warning("worker %d (slot %d): the supervisor is gone; stopping",
                             os.getpid(), slot)
