@@ -10,12 +10,14 @@ private cell of the same layout: one code path.
 Writing costs no lock across processes. A cell has one writer, its worker's loop thread (the
 supervisor writes a cell only once its worker is dead). Counters (responses by status, body
 bytes, timeouts, evictions) are added in place as they happen, so another worker's totals are
-exact at any read. Each write is framed by the cell's sequence word (a seqlock: odd while a
-write is under way), and a reader copies a cell until it sees the same even sequence before
-and after, so a 64-bit counter is never read half-written and a cell's figures agree with each
-other. Gauges (open connections by state) and the compression figures are published by the
-worker about once a second (its heartbeat) and by the answering worker just before it reads, so
-another worker's gauges may be up to a second old.
+exact at any read (a response counts just after its last byte went to the kernel). A counter is
+one aligned 64-bit word, which CPython's memoryview reads and writes with one 8-byte load or
+store: on a 64-bit CPU a reader never sees half of it, so a response costs two word additions
+and no sequence steps. What takes several words is framed by the cell's sequence word (a
+seqlock: odd while a write is under way; a reader copies the cell until it sees the same even
+sequence before and after): a worker's identity, and the gauges (open connections by state)
+and compression figures, which the worker publishes about once a second (its heartbeat) and,
+when it answers, just before it reads. Another worker's gauges may be a second old.
 
 Totals never go down. Each slot owns CELLS_PER_SLOT cells; a new worker (a restart after a
 crash, a SIGHUP replacement) takes a cell of its slot that no live worker holds and goes on
@@ -24,10 +26,10 @@ the cell's value at take-over). The supervisor zeroes a dead worker's gauges and
 A SIGHUP replacement runs beside the old worker, so two cells per slot: a slot's next
 replacement waits until its old worker has exited.
 
-The seqlock relies on stores becoming visible in program order (x86-64's TSO; CPython issues
-each word as one 8-byte store). On a weakly ordered CPU a reader could in principle pair an old
-counter with a new sequence word: it would read one count short for one read, never a torn or
-decreasing total across reads of a live cell.
+Limits: the seqlock relies on stores becoming visible in program order (x86-64's TSO); on a
+weakly ordered CPU (ARM) a reader could pair a half-published tally of gauges with an even
+sequence, a glitch in a gauge for one read. Counters are never affected, but on a 32-bit CPU an
+8-byte store is two stores and a counter read during its update could be torn for one read.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ COMPRESSION = STATES + len(OPEN_STATES)
 RESPONSES = COMPRESSION + len(COMPRESSION_COUNTERS)
 FIRST_STATUS, LAST_STATUS = 100, 599
 OTHER_STATUS = RESPONSES + LAST_STATUS - FIRST_STATUS + 1
+# A status's word is status + STATUS_WORD.
+STATUS_WORD = RESPONSES - FIRST_STATUS
 # Whole cache lines (64 bytes) per cell: two workers' writes never share a line.
 CELL_WORDS = (OTHER_STATUS + 1 + 7) // 8 * 8
 # Header words: the server's start (wall clock and monotonic, microseconds), the worker count.
@@ -70,13 +74,6 @@ READ_ATTEMPTS = 1000
 def private_cell() -> memoryview:
     """A cell of this process only (no workers): the same layout, nobody else reads it."""
     return memoryview(bytearray(CELL_WORDS * 8)).cast("Q")
-
-
-def status_index(status: int) -> int:
-    """The word counting responses with this status."""
-    if FIRST_STATUS <= status <= LAST_STATUS:
-        return RESPONSES + status - FIRST_STATUS
-    return OTHER_STATUS
 
 
 def read_cell(words: memoryview) -> list[int]:

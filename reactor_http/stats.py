@@ -32,8 +32,9 @@ from .headers import quality_values
 from .messages import Response, target_path
 from .protocol import TIMEOUT_KINDS
 from .scoreboard import (BYTES, COMPRESSION, COMPRESSION_COUNTERS, COMPRESSION_MONOTONIC, EVICTED,
-                         FIRST_STATUS, LAST_STATUS, OPEN_STATES, OTHER_STATUS, PID, RESPONSES,
-                         SEQ, SLOT, STARTED_US, STATES, TIMEOUTS, Board, private_cell, read_cell)
+                         FIRST_STATUS, OPEN_STATES, OTHER_STATUS, PID, RESPONSES, SEQ, SLOT,
+                         STARTED_US, STATES, STATUS_WORD, TIMEOUTS, Board, private_cell,
+                         read_cell)
 
 JSON_TYPE = "application/json"
 # Prometheus text exposition format 0.0.4 (what every Prometheus server scrapes).
@@ -67,26 +68,19 @@ class Stats:
 
     def response_done(self, status: int, body_bytes: int) -> None:
         """One response has gone out completely."""
+        # Per response: two one-word additions, no sequence steps (scoreboard.py: a counter
+        # is one 8-byte store); each step would add about 0.1 us here.
         words = self.cell
-        words[SEQ] += 1
         words[BYTES] += body_bytes
-        words[RESPONSES + status - FIRST_STATUS if FIRST_STATUS <= status <= LAST_STATUS
-              else OTHER_STATUS] += 1
-        words[SEQ] += 1
+        words[status + STATUS_WORD if 99 < status < 600 else OTHER_STATUS] += 1
 
     def timed_out(self, kind: str) -> None:
         """A connection's timer of this kind fired (protocol.STATES: the state's timeout_kind)."""
-        words = self.cell
-        words[SEQ] += 1
-        words[TIMEOUTS + TIMEOUT_KINDS.index(kind)] += 1
-        words[SEQ] += 1
+        self.cell[TIMEOUTS + TIMEOUT_KINDS.index(kind)] += 1
 
     def evicted_one(self) -> None:
         """An idle keep-alive connection was closed to admit a new one."""
-        words = self.cell
-        words[SEQ] += 1
-        words[EVICTED] += 1
-        words[SEQ] += 1
+        self.cell[EVICTED] += 1
 
     @property
     def responses(self) -> dict[int, int]:
