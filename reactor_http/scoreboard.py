@@ -71,9 +71,13 @@ CELLS_PER_SLOT = 2
 READ_ATTEMPTS = 1000
 
 
-def private_cell() -> memoryview:
-    """A cell of this process only (no workers): the same layout, nobody else reads it."""
-    return memoryview(bytearray(CELL_WORDS * 8)).cast("Q")
+def private_cell() -> list[int]:
+    """A cell of this process only (no shared board): the same layout, nobody else reads it.
+
+    A list: adding to one of its items costs about half of adding to a shared word (measured:
+    a response's two additions take about 0.1 us against 0.25 us), and nothing needs more.
+    """
+    return [0] * CELL_WORDS
 
 
 def read_cell(words: memoryview) -> list[int]:

@@ -33,8 +33,7 @@ from .messages import Response, target_path
 from .protocol import TIMEOUT_KINDS
 from .scoreboard import (BYTES, COMPRESSION, COMPRESSION_COUNTERS, COMPRESSION_MONOTONIC, EVICTED,
                          FIRST_STATUS, OPEN_STATES, OTHER_STATUS, PID, RESPONSES, SEQ, SLOT,
-                         STARTED_US, STATES, STATUS_WORD, TIMEOUTS, Board, private_cell,
-                         read_cell)
+                         STARTED_US, STATES, STATUS_WORD, TIMEOUTS, Board, private_cell)
 
 JSON_TYPE = "application/json"
 # Prometheus text exposition format 0.0.4 (what every Prometheus server scrapes).
@@ -56,9 +55,9 @@ class Stats:
         self.pid = os.getpid()
         self.started = time.monotonic() if started is None else started
         self.started_wall = time.time()
-        # This process's counters: a private cell, or its cell of the workers' scoreboard once
-        # `share` is called. Written in place (scoreboard.py: the layout and the seqlock).
-        self.cell = private_cell()
+        # This process's counters: a private cell (a list), or its cell of the workers'
+        # scoreboard once `share` is called. Written in place (scoreboard.py: the layout).
+        self.cell: list[int] | memoryview = private_cell()
         self.board: Board | None = None
         # The compression counters the cell held when this process took it over (a restart
         # goes on from its predecessor's figures).
@@ -85,7 +84,7 @@ class Stats:
     @property
     def responses(self) -> dict[int, int]:
         """This process's responses by status (the ones sent at least once)."""
-        return _responses(self.cell.tolist())
+        return _responses(list(self.cell))
 
     @property
     def bytes_sent(self) -> int:
@@ -150,7 +149,7 @@ class Stats:
         (every cell of the scoreboard added up; per slot under "workers")."""
         self.publish()
         if self.board is None:
-            cells = [read_cell(self.cell)]
+            cells = [list(self.cell)]
             started_wall, started = self.started_wall, self.started
         else:
             cells = self.board.read_all()
