@@ -26,6 +26,9 @@ from tests.helpers.http import get, read_response
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import REPO, ServerProcess, run_cli
+from reactor_http.config import Config
+from reactor_http.scoreboard import Board
+from reactor_http.workers import Supervisor, Worker
 
 
 class RequestLoop:
@@ -408,3 +411,27 @@ def test_the_supervisor_says_each_signal_and_each_worker_started_or_stopped(site
                          rf"status 0", written), written
     # On the terminal each of them is one line of its own, as the connection log has it.
     assert err.count("reactor-http: received SIG") == 3, err
+
+
+# ---- the scoreboard's cells (--status) -----------------------------------------------------------
+
+def test_a_slots_next_replacement_waits_for_a_free_scoreboard_cell(tmp_path):
+    # Two cells per slot: a SIGHUP replacement runs beside its old worker. A second SIGHUP
+    # while that old worker still drains must not make three workers write two cells.
+    config = Config(root=str(tmp_path), workers=2, status_path="/status").validate()
+    supervisor = Supervisor(config, worker_body=None)
+    supervisor.board = Board(2)
+    draining = Worker(0, 101, 0.0, -1, 0.0, ready=True, retiring=True, cell=0)
+    current = Worker(0, 102, 0.0, -1, 0.0, ready=True, cell=1)
+    other = Worker(1, 103, 0.0, -1, 0.0, ready=True, cell=2)
+    supervisor.workers = {101: draining, 102: current, 103: other}
+    assert supervisor._free_cell(0) is None and supervisor._free_cell(1) == 3
+    spawned = []
+    supervisor._spawn = lambda slot, why: spawned.append((slot, why))
+    supervisor.replace_queue = [102, 103]
+    supervisor._step_replacement(time.monotonic())
+    assert spawned == [] and supervisor.replace_queue == [102, 103]
+    del supervisor.workers[101]  # the draining worker has exited and been reaped
+    supervisor._step_replacement(time.monotonic())
+    assert spawned == [(0, "replacing worker 102 (SIGHUP)")]
+    assert supervisor.replace_queue == [103]
