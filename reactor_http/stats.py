@@ -95,7 +95,7 @@ class Stats:
         """A --workers child, before it serves: count in cell `index` of the shared board,
         on top of what the cell's earlier workers counted."""
         words = board.cell(index)
-        words[SEQ] += 1
+        words[SEQ] += 1 + (words[SEQ] & 1)  # odd: a killed writer's, never closed
         words[PID] = os.getpid()
         words[SLOT] = slot
         words[STARTED_US] = int(self.started_wall * 1e6)
