@@ -198,6 +198,9 @@ def test_a_cell_left_mid_write_is_still_read_and_the_supervisor_closes_it(tmp_pa
     board.retire(0)
     assert cell[scoreboard.SEQ] % 2 == 0 and cell[scoreboard.PID] == 0
     assert scoreboard.read_cell(cell)[scoreboard.BYTES] == 7
+    cell[scoreboard.SEQ] += 1  # killed mid-write again, and a new worker takes the cell at once
+    worker_stats(tmp_path, board, 0, 0)
+    assert cell[scoreboard.SEQ] % 2 == 0  # readers do not wait on it
 
 
 def test_prometheus_text_of_the_whole_server_has_per_worker_series(tmp_path):
