@@ -280,21 +280,30 @@ class LogSink:
                 log.error("cannot write access log: %s", exc.strerror)
 
     def _write_connection(self, entries: list[tuple[float, str]]) -> None:
-        log_dir = self.log_dir
-        assert log_dir is not None  # connection entries exist only with --log-dir
-        by_file: dict[str, list[str]] = {}
-        for stamp, message in entries:
-            t = time.localtime(stamp)
-            millis = int((stamp % 1) * 1000)
-            line = (f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d},{millis:03d} "
-                    f"{self.name} INFO {message}\n")
-            by_file.setdefault(connection_log_name(stamp), []).append(line)
-        for name, lines in by_file.items():
-            try:
-                with open(os.path.join(log_dir, name), "a", encoding="utf-8") as file:
-                    file.writelines(lines)
-            except OSError as exc:
-                log.error("cannot write connection log: %s", exc)
+        assert self.log_dir is not None  # connection entries exist only with --log-dir
+        write_connection_lines(self.log_dir, entries, self.name)
+
+
+def write_connection_lines(log_dir: str, entries: list[tuple[float, str]],
+                           name: str = "reactor_http") -> None:
+    """Append (time, message) entries to the dated connection logs in `log_dir`, now.
+
+    The log writer's work; also how the --workers supervisor (no writer thread: it forks)
+    writes its few lines, one write(2) each, beside its workers' O_APPEND writes.
+    """
+    by_file: dict[str, list[str]] = {}
+    for stamp, message in entries:
+        t = time.localtime(stamp)
+        millis = int((stamp % 1) * 1000)
+        line = (f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d},{millis:03d} "
+                f"{name} INFO {message}\n")
+        by_file.setdefault(connection_log_name(stamp), []).append(line)
+    for file_name, lines in by_file.items():
+        try:
+            with open(os.path.join(log_dir, file_name), "a", encoding="utf-8") as file:
+                file.writelines(lines)
+        except OSError as exc:
+            log.error("cannot write connection log: %s", exc)
 
 
 def _stdout_fd(stream: TextIO | None) -> int:

@@ -3,8 +3,15 @@
 Pure: no sockets, no threads of its own. An engine owns one `Stats` and hands it to every
 `HttpConnection`, which records each response when it has gone out and each timeout when its
 timer fires. Connections by state are not counted as they move: the engine gives a function
-listing its live connections' states, called only when someone asks for the status, so serving
-a request costs a few additions and nothing ever scans the connection table per request.
+listing its live connections' states, called only when someone asks for the status (and, in a
+--workers child with --status, at each heartbeat: about once a second), so serving a request
+costs a few additions and nothing ever scans the connection table per request.
+
+The counters live in a scoreboard cell (scoreboard.py): a private one in a single process; with
+--workers and --status each worker's cell in memory the supervisor shares with every worker, so
+any worker's answer adds up the whole server (counters exact at any read, gauges at most about a
+second old for the other workers; per slot under "workers", and per worker with a `worker`
+label in the Prometheus text). A response counts just after its last byte went to the kernel.
 
 The answer is JSON by default and the Prometheus text exposition format (version 0.0.4) when the
 client prefers `text/plain` (RFC 9110 section 12.5.1, Accept with q-values). It is given only to
@@ -15,7 +22,6 @@ the path would be without --status, usually a 404, so the page's existence is no
 from __future__ import annotations
 
 import json
-import collections
 import os
 import threading
 import time
@@ -23,20 +29,20 @@ import time
 from ._version import __version__
 from .addresses import LOOPBACK, address_in, forwarded_client
 from .headers import quality_values
-from .protocol import TIMEOUT_KINDS, ConnState
 from .messages import Response, target_path
+from .protocol import TIMEOUT_KINDS
+from .scoreboard import (BYTES, COMPRESSION, COMPRESSION_COUNTERS, COMPRESSION_MONOTONIC, EVICTED,
+                         FIRST_STATUS, OPEN_STATES, OTHER_STATUS, PID, RESPONSES, SEQ, SLOT,
+                         STARTED_US, STATES, STATUS_WORD, TIMEOUTS, Board, private_cell)
 
-# content_coding.Compressor.snapshot()'s keys, in the order the status page shows them.
-COMPRESSION_COUNTERS = ("hits_total", "misses_total", "saved_bytes_total", "background_total",
-                        "failures_total",
-                        "cached_entries", "cached_bytes", "pending")
 JSON_TYPE = "application/json"
 # Prometheus text exposition format 0.0.4 (what every Prometheus server scrapes).
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Stats:
-    """Counters of one engine (one process); `snapshot()` adds the on-demand ones."""
+    """Counters of one engine (one process), kept in a scoreboard cell; `snapshot()` adds the
+    on-demand ones and, with --workers, every other worker's cell."""
 
     def __init__(self, config, mode: str, connection_states=None, started: float | None = None,
                  compression=None):
@@ -49,26 +55,70 @@ class Stats:
         self.pid = os.getpid()
         self.started = time.monotonic() if started is None else started
         self.started_wall = time.time()
-        self.bytes_sent = 0
-        self.responses: collections.defaultdict[int, int] = collections.defaultdict(int)
-        self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
-        # Idle keep-alive connections closed to admit new ones at the connection cap.
-        self.evicted = 0
+        # This process's counters: a private cell (a list), or its cell of the workers'
+        # scoreboard once `share` is called. Written in place (scoreboard.py: the layout).
+        self.cell: list[int] | memoryview = private_cell()
+        self.board: Board | None = None
+        # The compression counters the cell held when this process took it over (a restart
+        # goes on from its predecessor's figures).
+        self._compression_base = [0] * len(COMPRESSION_COUNTERS)
         # The site's content_coding.Compressor (it keeps its own counters), None when off.
         self.compression = compression
 
     def response_done(self, status: int, body_bytes: int) -> None:
         """One response has gone out completely."""
-        self.bytes_sent += body_bytes
-        self.responses[status] += 1
+        # Per response: two one-word additions, no sequence steps (scoreboard.py: a counter
+        # is one 8-byte store); each step would add about 0.1 us here.
+        words = self.cell
+        words[BYTES] += body_bytes
+        words[status + STATUS_WORD if 99 < status < 600 else OTHER_STATUS] += 1
 
     def timed_out(self, kind: str) -> None:
         """A connection's timer of this kind fired (protocol.STATES: the state's timeout_kind)."""
-        self.timeouts[kind] = self.timeouts.get(kind, 0) + 1
+        self.cell[TIMEOUTS + TIMEOUT_KINDS.index(kind)] += 1
 
     def evicted_one(self) -> None:
         """An idle keep-alive connection was closed to admit a new one."""
-        self.evicted += 1
+        self.cell[EVICTED] += 1
+
+    @property
+    def responses(self) -> dict[int, int]:
+        """This process's responses by status (the ones sent at least once)."""
+        return _responses(list(self.cell))
+
+    @property
+    def bytes_sent(self) -> int:
+        """This process's body bytes of responses sent completely."""
+        return self.cell[BYTES]
+
+    def share(self, board: Board, index: int, slot: int) -> None:
+        """A --workers child, before it serves: count in cell `index` of the shared board,
+        on top of what the cell's earlier workers counted."""
+        words = board.cell(index)
+        words[SEQ] += 1 + (words[SEQ] & 1)  # odd: a killed writer's, never closed
+        words[PID] = os.getpid()
+        words[SLOT] = slot
+        words[STARTED_US] = int(self.started_wall * 1e6)
+        words[SEQ] += 1
+        self._compression_base = [words[COMPRESSION + i] if i < COMPRESSION_MONOTONIC else 0
+                                  for i in range(len(COMPRESSION_COUNTERS))]
+        self.cell, self.board = words, board
+
+    def publish(self) -> None:
+        """Write the gauges (connections by state) and compression figures into our cell: the
+        worker's heartbeat (about once a second), and before each status answer."""
+        tally = dict.fromkeys(OPEN_STATES, 0)
+        for state in self.connection_states():
+            if state in tally:
+                tally[state] += 1
+        compressed = self.compression.snapshot() if self.compression is not None else {}
+        words = self.cell
+        words[SEQ] += 1
+        for offset, state in enumerate(OPEN_STATES):
+            words[STATES + offset] = tally[state]
+        for offset, key in enumerate(COMPRESSION_COUNTERS):
+            words[COMPRESSION + offset] = self._compression_base[offset] + compressed.get(key, 0)
+        words[SEQ] += 1
 
     # ---- the status page -----------------------------------------------------------------------
 
@@ -95,35 +145,79 @@ class Stats:
         return Response(200, headers, [body], len(body))
 
     def snapshot(self, now: float) -> dict:
-        """Every counter as plain values (connections by state are tallied now)."""
-        states = dict.fromkeys((state.value for state in ConnState if state is not
-                                ConnState.CLOSED), 0)
-        for state in self.connection_states():
-            states[state.value] = states.get(state.value, 0) + 1
+        """Every counter as plain values: this process's, or with --workers the whole server's
+        (every cell of the scoreboard added up; per slot under "workers")."""
+        self.publish()
+        if self.board is None:
+            cells = [list(self.cell)]
+            started_wall, started = self.started_wall, self.started
+        else:
+            cells = self.board.read_all()
+            started_wall, started = self.board.started()
+        total = _add_up(cells)
         snapshot = {
             "server": "reactor_http", "version": __version__, "pid": self.pid,
-            "mode": self.mode, "uptime_seconds": round(max(now - self.started, 0.0), 3),
-            "start_time_seconds": round(self.started_wall, 3),
-            "connections": states, "requests_total": sum(self.responses.values()),
-            "sent_body_bytes_total": self.bytes_sent,
-            "responses": {str(status): count for status, count in sorted(self.responses.items())},
-            "timeouts": dict(self.timeouts),
-            "evicted_idle_total": self.evicted,
-            "compression": self._compression_snapshot(),
+            "mode": self.mode, "uptime_seconds": round(max(now - started, 0.0), 3),
+            "start_time_seconds": round(started_wall, 3),
+            **_figures(total),
+            "compression": self._compression_snapshot(total),
         }
         if self.worker is not None:
             slot, of = self.worker
-            # Counters are this worker's own: each process keeps its own Stats.
             snapshot["worker"] = {"slot": slot, "workers": of, "pid": self.pid,
-                                  "supervisor_pid": os.getppid(), "scope": "this worker only"}
+                                  "supervisor_pid": os.getppid(),
+                                  "scope": "whole server" if self.board is not None else
+                                  "this worker only"}
+        if self.board is not None:
+            snapshot["workers"] = _slots(self.board, cells)
         return snapshot
 
-
-    def _compression_snapshot(self) -> dict:
+    def _compression_snapshot(self, words: list[int]) -> dict:
         """On-the-fly compression counters (all zero when it is off)."""
-        if self.compression is None:
-            return {"enabled": False, **dict.fromkeys(COMPRESSION_COUNTERS, 0)}
-        return {"enabled": True, **self.compression.snapshot()}
+        return {"enabled": self.compression is not None,
+                **{key: words[COMPRESSION + offset]
+                   for offset, key in enumerate(COMPRESSION_COUNTERS)}}
+
+
+def _add_up(cells: list[list[int]]) -> list[int]:
+    """Cells added word by word (the sequence and pid words mean nothing then)."""
+    return [sum(column) for column in zip(*cells, strict=True)]
+
+
+def _responses(words: list[int]) -> dict[int, int]:
+    """Responses by status (the ones sent at least once) from a cell's words."""
+    counts = {FIRST_STATUS + offset: count for offset, count in
+              enumerate(words[RESPONSES:OTHER_STATUS]) if count}
+    if words[OTHER_STATUS]:
+        counts[0] = words[OTHER_STATUS]  # a status outside 100..599 (none is ever made)
+    return counts
+
+
+def _figures(words: list[int]) -> dict:
+    """Connections, requests, bytes, responses, timeouts and evictions of a cell (or a sum)."""
+    responses = _responses(words)
+    return {
+        "connections": {state.value: words[STATES + offset]
+                        for offset, state in enumerate(OPEN_STATES)},
+        "requests_total": sum(responses.values()),
+        "sent_body_bytes_total": words[BYTES],
+        "responses": {str(status): count for status, count in sorted(responses.items())},
+        "timeouts": {kind: words[TIMEOUTS + offset] for offset, kind in enumerate(TIMEOUT_KINDS)},
+        "evicted_idle_total": words[EVICTED],
+    }
+
+
+def _slots(board: Board, cells: list[list[int]]) -> list[dict]:
+    """Each worker slot's figures (its cells added up) and its live processes."""
+    slots = []
+    for slot in range(board.workers):
+        group = [cells[index] for index in board.cells_of(slot)]
+        live = sorted((words[STARTED_US], words[PID]) for words in group if words[PID])
+        slots.append({
+            "slot": slot, "pids": [pid for _, pid in live],
+            "start_time_seconds": round(live[-1][0] / 1e6, 3) if live else None,
+            **_figures(_add_up(group))})
+    return slots
 
 
 class LockedStats(Stats):
@@ -179,8 +273,10 @@ def _label(value) -> str:
 def render_prometheus(snapshot: dict) -> bytes:
     """The snapshot in the Prometheus text exposition format 0.0.4."""
     lines: list[str] = []
-    for name, kind, help_text, samples in _process_metrics(snapshot) + \
-            _compression_metrics(snapshot["compression"]):
+    metrics = _process_metrics(snapshot) + _compression_metrics(snapshot["compression"])
+    if "workers" in snapshot:
+        metrics += _worker_metrics(snapshot["workers"])
+    for name, kind, help_text, samples in metrics:
         lines.extend(_metric_lines(name, kind, help_text, samples))
     return ("\n".join(lines) + "\n").encode("utf-8")
 
@@ -202,7 +298,7 @@ def _process_metrics(snapshot: dict) -> list[tuple]:
         info["worker"] = snapshot["worker"]["slot"]
     return [
         ("info", "gauge", "Which process answered (value is always 1).", [(info, 1)]),
-        ("uptime_seconds", "gauge", "Seconds since this process started serving.",
+        ("uptime_seconds", "gauge", "Seconds since the server started serving.",
          [({}, snapshot["uptime_seconds"])]),
         ("start_time_seconds", "gauge", "Start time, seconds since the Unix epoch.",
          [({}, snapshot["start_time_seconds"])]),
@@ -219,6 +315,41 @@ def _process_metrics(snapshot: dict) -> list[tuple]:
         ("evicted_idle_total", "counter",
          "Idle keep-alive connections closed to admit new ones at the connection cap.",
          [({}, snapshot["evicted_idle_total"])]),
+    ]
+
+
+def _worker_metrics(slots: list[dict]) -> list[tuple]:
+    """(name, kind, help, samples) per worker slot (label worker="slot"); with --workers the
+    unlabelled metrics above are the sums of these."""
+
+    def each(key: str) -> list[tuple]:
+        return [({"worker": slot["slot"]}, slot[key]) for slot in slots]
+
+    def by(key: str, label: str) -> list[tuple]:
+        return [({"worker": slot["slot"], label: name}, count) for slot in slots
+                for name, count in slot[key].items()]
+
+    return [
+        ("workers", "gauge", "Worker processes the supervisor keeps (--workers).",
+         [({}, len(slots))]),
+        ("worker_info", "gauge", "Live worker processes by slot (value is always 1).",
+         [({"worker": slot["slot"], "pid": pid}, 1) for slot in slots for pid in slot["pids"]]),
+        ("worker_start_time_seconds", "gauge", "When the slot's newest worker started, seconds "
+         "since the Unix epoch.", [sample for sample in each("start_time_seconds")
+                                   if sample[1] is not None]),
+        ("worker_connections", "gauge", "Open connections by worker and protocol state.",
+         by("connections", "state")),
+        ("worker_requests_total", "counter", "Responses sent completely, by worker.",
+         each("requests_total")),
+        ("worker_sent_body_bytes_total", "counter",
+         "Body bytes of responses sent completely, by worker.", each("sent_body_bytes_total")),
+        ("worker_responses_total", "counter", "Responses sent completely, by worker and status.",
+         by("responses", "code")),
+        ("worker_timeouts_total", "counter", "Connection timers that fired, by worker and kind.",
+         by("timeouts", "kind")),
+        ("worker_evicted_idle_total", "counter",
+         "Idle keep-alive connections closed at the connection cap, by worker.",
+         each("evicted_idle_total")),
     ]
 
 

@@ -16,6 +16,8 @@ means one port for everyone), restarts a worker that dies (with exponential back
 loop cannot spin), forwards SIGTERM/SIGINT for a graceful stop of all workers, and on SIGHUP
 replaces workers one at a time: a new one has said it is listening before the old one is told
 to stop. SIGUSR1 (log rotation) is forwarded to every worker, each of which reopens its logs.
+With --status the parent maps the scoreboard (scoreboard.py) before its first fork: each worker
+counts in a cell of its slot, so any worker's status answer is the whole server's.
 With systemd socket activation the parent serves the inherited socket the shared way.
 
 Each worker has a pipe to the parent: one byte when it listens ("ready"), then one per heartbeat
@@ -25,6 +27,12 @@ Workers die with the parent: on Linux the kernel sends them SIGTERM (prctl PR_SE
 everywhere, a heartbeat that finds a new parent pid (or a pipe nobody reads) stops the worker.
 A slot whose workers die BOOT_FAILURE_LIMIT times in a row before saying they are ready stops
 the supervisor with exit status 1: restarting cannot fix what kills them.
+
+The supervisor says what it does, as nginx's error log does: one line per signal received and
+per worker started or stopped (pid, slot, why: start-up, restart after a crash and how the
+worker ended, SIGHUP replacement, graceful stop), on stderr (the `reactor_http` logger) and, with
+--log-dir, in the dated connection log beside the workers' own lines. It writes that file
+itself, one line per write: it runs no log-writer thread, since it forks.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ import traceback
 from .engine import Listener
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
 from .facilities import FACTS
+from .logs import write_connection_lines
+from .scoreboard import Board
 from .service import inherited_listener
 
 # The supervisor's and the workers' notes: process messages (cli.configure_logging; a worker
@@ -88,6 +98,8 @@ class Worker:
     retiring: bool = False  # told to stop (SIGHUP replacement): not restarted when it exits
     killed: bool = False  # SIGKILLed for a missed heartbeat (said once)
     watched: bool = True  # `pipe` is registered in the parent's selector
+    cell: int | None = None  # its scoreboard cell (--status), written by it alone
+    stop_why: str = ""  # why it was told to stop (said when it has exited)
 
 
 class Supervisor:
@@ -110,6 +122,12 @@ class Supervisor:
         self.stop_requested = False
         self.reload_requested = False
         self.reopen_requested = False
+        # The signals received since the loop last said so (the handlers only append).
+        self.signals_received: list[int] = []
+        # Why the next worker started in a slot starts: the exit of the one it replaces.
+        self.restart_why: dict[int, str] = {}
+        # --status: every worker's counters in shared memory (scoreboard.py), else None.
+        self.board: Board | None = None
         # Why the supervisor gives up (a worker cannot start); None while all is well.
         self.halt: str | None = None
         # SIGHUP: pids of the workers still to replace, and the (old, new) pair in progress.
@@ -131,15 +149,18 @@ class Supervisor:
         self.set_death_signal = parent_death_signal()  # resolved once, before any fork
         self._hold_port()
         self._watch_signals()
+        if self.config.status_path is not None:  # before any fork: every worker maps it
+            self.board = Board(self.config.workers)
         for slot in range(self.config.workers):
-            self._spawn(slot)
+            self._spawn(slot, "start-up")
         if banner is not None:
             self._announce(banner)
         try:
             while not self.stop_requested and self.halt is None:
                 self._loop_once()
+            self._say_signals()
             if self.halt is not None:
-                log.error("%s; stopping", self.halt)
+                self._note(f"{self.halt}; stopping", logging.ERROR)
                 self._stop_all()
                 return 1
             return self._stop_all()
@@ -199,6 +220,26 @@ class Supervisor:
         for sock in self.wake:
             sock.close()
         self.holder.close()
+        if self.board is not None:
+            self.board.close()
+
+    def _note(self, message: str, level: int = logging.INFO) -> None:
+        """One line of what the supervisor does: on stderr (the `reactor_http` logger) and in
+        the dated connection log with --log-dir, as nginx's error log has them."""
+        log.log(level, message)
+        if self.config.log_dir is not None:
+            write_connection_lines(self.config.log_dir, [(time.time(), message)])
+
+    def _say_signals(self) -> None:
+        """One line per signal received since the last call, saying what it does."""
+        taken, self.signals_received = self.signals_received, []
+        count = len(self.workers)
+        for signum in map(signal.Signals, taken):
+            what = {signal.SIGHUP: f"replacing {count} workers one at a time",
+                    signal.SIGUSR1: f"{count} workers reopen their log files"}.get(
+                signum, f"stopping {count} workers gracefully (at most "
+                        f"{self.config.drain_timeout:g} s)")
+            self._note(f"received {signum.name}: {what}")
 
     def _loop_once(self) -> None:
         """One select() (signals, ready bytes, heartbeats), then act on what changed."""
@@ -213,6 +254,7 @@ class Supervisor:
                     pass
             else:
                 self._read_pipe(key.data)
+        self._say_signals()
         self._reap()
         if self.reopen_requested:  # logrotate: each worker reopens its own logs
             self.reopen_requested = False
@@ -229,16 +271,27 @@ class Supervisor:
         self._restart_due()
 
     def _on_stop(self, signum, frame) -> None:
+        self.signals_received.append(signum)
         self.stop_requested = True
 
     def _on_reload(self, signum, frame) -> None:
+        self.signals_received.append(signum)
         self.reload_requested = True
 
     def _on_reopen(self, signum, frame) -> None:
+        self.signals_received.append(signum)
         self.reopen_requested = True
 
-    def _spawn(self, slot: int) -> Worker:
+    def _free_cell(self, slot: int) -> int | None:
+        """A scoreboard cell of `slot` no live worker holds (None without --status or none)."""
+        if self.board is None:
+            return None
+        held = {worker.cell for worker in self.workers.values()}
+        return next((cell for cell in self.board.cells_of(slot) if cell not in held), None)
+
+    def _spawn(self, slot: int, why: str) -> Worker:
         """Fork one worker for `slot`; its pipe says when it listens, then that it is alive."""
+        cell = self._free_cell(slot)
         pipe_r, pipe_w = os.pipe()
         # Block our signals across fork: until the child has reset its handlers, a SIGTERM
         # would run the parent's handler in the child, and the child would never stop.
@@ -246,15 +299,16 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the child never returns from here
             os.close(pipe_r)
-            self._worker_main(pipe_w, old_mask, slot)
+            self._worker_main(pipe_w, old_mask, slot, cell)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(pipe_w)
         os.set_blocking(pipe_r, False)
         now = time.monotonic()
-        worker = Worker(slot, pid, now, pipe_r, last_beat=now)
+        worker = Worker(slot, pid, now, pipe_r, last_beat=now, cell=cell)
         self.workers[pid] = worker
         assert self.selector is not None  # run() made it
         self.selector.register(pipe_r, selectors.EVENT_READ, worker)
+        self._note(f"worker {pid} (slot {slot}) started: {why}")
         return worker
 
     def _read_pipe(self, worker: Worker) -> None:
@@ -284,6 +338,8 @@ class Supervisor:
             self.selector.unregister(worker.pipe)
             worker.watched = False
         os.close(worker.pipe)
+        if self.board is not None and worker.cell is not None:
+            self.board.retire(worker.cell)  # its gauges to zero; its counts stay in the totals
 
     def _reap(self) -> None:
         """Collect exited workers; restart the ones that were not retiring, or give up."""
@@ -298,42 +354,53 @@ class Supervisor:
             if worker is None:
                 continue
             self._forget(worker)
-            if worker.retiring or self.stop_requested or self.halt is not None:
-                continue
-            how = describe_exit(status)
-            name = f"worker {pid} (slot {worker.slot})"
-            if self.replacing is not None and worker in self.replacing:
-                old, new = self.replacing
-                if worker is new:
-                    self.replacing = None
-                    log.warning("the replacement for worker %d %s before it was ready; keeping "
-                                "the old one", old.pid, how)
-                    if old.pid not in self.workers:
-                        self.restart_at[worker.slot] = time.monotonic()
-                else:
-                    log.warning("%s %s; its replacement is starting", name, how)
-                continue
-            if not worker.ready:
-                failures = self.boot_failures.get(worker.slot, 0) + 1
-                self.boot_failures[worker.slot] = failures
-                if failures >= BOOT_FAILURE_LIMIT:
-                    self.halt = (f"the worker in slot {worker.slot} failed to start {failures} "
-                                 f"times in a row (the last one {how})")
-                    continue
-            lived = time.monotonic() - worker.started
-            crashes = self.crashes.get(worker.slot, 0) + 1 if lived < QUICK_DEATH else 0
-            self.crashes[worker.slot] = crashes
-            delay = 0.0 if crashes == 0 else min(BACKOFF_FIRST * 2 ** (crashes - 1), BACKOFF_MAX)
-            when = "" if worker.ready else " before it was ready"
-            log.warning("%s %s%s; restarting in %.1f s", name, how, when, delay)
-            self.restart_at[worker.slot] = time.monotonic() + delay
+            self._exited(worker, status)
+
+    def _exited(self, worker: Worker, status: int) -> None:
+        """Say why a reaped worker stopped; restart it if it was not told to stop, or give up."""
+        how = describe_exit(status)
+        name = f"worker {worker.pid} (slot {worker.slot})"
+        if worker.retiring or self.stop_requested or self.halt is not None:
+            why = worker.stop_why or ("graceful stop" if self.halt is None else "halting")
+            self._note(f"{name} stopped: {why}, {how}")
+            return
+        if self.replacing is not None and worker in self.replacing:
+            old, new = self.replacing
+            if worker is new:
+                self.replacing = None
+                self._note(f"the replacement for worker {old.pid} {how} before it was ready; "
+                           f"keeping the old one", logging.WARNING)
+                if old.pid not in self.workers:
+                    self._restart_later(worker, 0.0, f"restart after worker {worker.pid} {how}")
+            else:
+                self._note(f"{name} {how}; its replacement is starting", logging.WARNING)
+            return
+        if not worker.ready:
+            failures = self.boot_failures.get(worker.slot, 0) + 1
+            self.boot_failures[worker.slot] = failures
+            if failures >= BOOT_FAILURE_LIMIT:
+                self.halt = (f"the worker in slot {worker.slot} failed to start {failures} "
+                             f"times in a row (the last one {how})")
+                return
+        lived = time.monotonic() - worker.started
+        crashes = self.crashes.get(worker.slot, 0) + 1 if lived < QUICK_DEATH else 0
+        self.crashes[worker.slot] = crashes
+        delay = 0.0 if crashes == 0 else min(BACKOFF_FIRST * 2 ** (crashes - 1), BACKOFF_MAX)
+        when = "" if worker.ready else " before it was ready"
+        self._note(f"{name} {how}{when}; restarting in {delay:.1f} s", logging.WARNING)
+        self._restart_later(worker, delay, f"restart after worker {worker.pid} {how}{when}")
+
+    def _restart_later(self, worker: Worker, delay: float, why: str) -> None:
+        """Start a new worker in the slot of `worker` (exited) in `delay` seconds."""
+        self.restart_at[worker.slot] = time.monotonic() + delay
+        self.restart_why[worker.slot] = why
 
     def _restart_due(self) -> None:
         now = time.monotonic()
         for slot, when in list(self.restart_at.items()):
             if now >= when:
                 del self.restart_at[slot]
-                self._spawn(slot)
+                self._spawn(slot, self.restart_why.pop(slot, "restart"))
 
     def _step_replacement(self, now: float) -> None:
         """SIGHUP, one step a loop turn: each new worker is ready before its old one stops."""
@@ -342,22 +409,26 @@ class Supervisor:
             if new.ready:
                 self.replacing = None
                 if old.pid in self.workers:
-                    old.retiring = True
+                    old.retiring, old.stop_why = True, f"replaced by worker {new.pid} (SIGHUP)"
                     _signal(old.pid, signal.SIGTERM)
             elif now - new.started >= READY_TIMEOUT:
                 self.replacing = None
-                log.warning("the replacement for worker %d did not start in %g s; keeping the old "
-                            "one", old.pid, READY_TIMEOUT)
-                new.retiring = True
+                self._note(f"the replacement for worker {old.pid} did not start in "
+                           f"{READY_TIMEOUT:g} s; keeping the old one", logging.WARNING)
+                new.retiring, new.stop_why = True, "a replacement that did not start in time"
                 _signal(new.pid, signal.SIGKILL)
                 if old.pid not in self.workers:
-                    self.restart_at[old.slot] = now
+                    self._restart_later(old, 0.0, f"restart after worker {old.pid} exited")
             else:
                 return
         while self.replacing is None and self.replace_queue:
-            queued = self.workers.get(self.replace_queue.pop(0))
+            queued = self.workers.get(self.replace_queue[0])
             if queued is not None and not queued.retiring:
-                self.replacing = (queued, self._spawn(queued.slot))
+                if self.board is not None and self._free_cell(queued.slot) is None:
+                    return  # its slot's previous old worker is still draining: wait for it
+                self.replacing = (queued, self._spawn(
+                    queued.slot, f"replacing worker {queued.pid} (SIGHUP)"))
+            self.replace_queue.pop(0)
 
     def _check_heartbeats(self, now: float) -> None:
         """SIGKILL a worker that has written nothing for --worker-timeout; _reap replaces it."""
@@ -366,8 +437,8 @@ class Supervisor:
             if not worker.killed and now - worker.last_beat > timeout:
                 worker.killed = True
                 what = "sent no heartbeat" if worker.ready else "did not say it was ready"
-                log.warning("worker %d (slot %d) %s for %g s; killing it", worker.pid,
-                            worker.slot, what, timeout)
+                self._note(f"worker {worker.pid} (slot {worker.slot}) {what} for {timeout:g} s; "
+                           f"killing it", logging.WARNING)
                 _signal(worker.pid, signal.SIGKILL)
 
     def _stop_all(self) -> int:
@@ -379,18 +450,20 @@ class Supervisor:
             self._reap()
             time.sleep(0.02)
         for worker in list(self.workers.values()):
-            log.warning("worker %d did not stop in time; killing it", worker.pid)
+            self._note(f"worker {worker.pid} (slot {worker.slot}) did not stop in time; "
+                       f"killing it", logging.WARNING)
             _signal(worker.pid, signal.SIGKILL)
         while self.workers:
-            pid, _ = os.waitpid(-1, 0)
+            pid, status = os.waitpid(-1, 0)
             exited = self.workers.pop(pid, None)
             if exited is not None:
                 self._forget(exited)
+                self._exited(exited, status)
         return 0
 
     # ---- child -------------------------------------------------------------------------------
 
-    def _worker_main(self, pipe_w: int, old_mask, slot: int) -> None:
+    def _worker_main(self, pipe_w: int, old_mask, slot: int, cell: int | None) -> None:
         """In the forked child: listen, say so, run one reactor, exit."""
         status = 1
         engines: list = []  # the engine, once it serves
@@ -398,7 +471,7 @@ class Supervisor:
             self._become_worker(pipe_w, old_mask)
             config = dataclasses.replace(self.config, port=self.port,
                                          worker=(slot, self.config.workers))
-            ready, heartbeat = self._worker_hooks(pipe_w, slot, engines)
+            ready, heartbeat = self._worker_hooks(pipe_w, slot, cell, engines)
             status = self.worker_body(config, [Listener(self._worker_listener(config), self.tls)],
                                       ready=ready, heartbeat=heartbeat)
         except BaseException as exc:  # never let a child fall back into the parent's loop
@@ -437,17 +510,22 @@ class Supervisor:
         self.holder.close()
         return bind_listener(config.host, self.port, config.backlog, reuse_port=True)
 
-    def _worker_hooks(self, pipe_w: int, slot: int, engines: list):
-        """In the child: the worker body's ready() and heartbeat(), written to the parent's pipe."""
+    def _worker_hooks(self, pipe_w: int, slot: int, cell: int | None, engines: list):
+        """In the child: the worker body's ready() and heartbeat(), written to the parent's pipe;
+        with --status they also put the engine's counters in its scoreboard cell."""
 
         def ready(engine) -> None:
             engines.append(engine)
+            if self.board is not None and cell is not None:  # before the first request
+                engine.stats.share(self.board, cell, slot)
             _write_byte(pipe_w, READY_BYTE)
 
         def heartbeat() -> None:
             # The portable half of dying with the parent: an orphan is adopted by another
             # process, and a write to a pipe whose reader is gone fails.
             alive = _write_byte(pipe_w, BEAT_BYTE) and os.getppid() == self.parent_pid
+            if cell is not None and engines:
+                engines[0].stats.publish()  # its gauges, for the other workers' answers
             if not alive and engines and not engines[0].stop_requested:
                 log.warning("worker %d (slot %d): the supervisor is gone; stopping",
                             os.getpid(), slot)

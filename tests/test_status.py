@@ -7,18 +7,24 @@ with bytes), then real servers on 127.0.0.1 in both engines, and one with --work
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import threading
 import time
 
 import pytest
 
+from tests.helpers import prometheus
 from tests.helpers.http import get, read_response
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import MODES, run_cli
+from reactor_http import scoreboard
 from reactor_http.config import Config
 from reactor_http.protocol import ConnState, HttpConnection
 from reactor_http.responder import error_page
+from reactor_http.scoreboard import Board
 from reactor_http.website import Site
 from reactor_http.stats import Stats, render_prometheus, wants_prometheus
 
@@ -108,6 +114,117 @@ def test_counters_through_the_protocol_core(tmp_path):
     assert 'reactor_http_responses_total{code="404"} 1\n' in text
     assert 'reactor_http_connections{state="idle"} 2\n' in text
     assert 'reactor_http_timeouts_total{kind="header"} 1\n' in text
+
+
+# ---- the workers' scoreboard, in one process ---------------------------------------------------
+
+class FakeCompressor:
+    """A content_coding.Compressor's snapshot() with figures a test sets."""
+
+    def __init__(self, hits: int = 0, cached_bytes: int = 0):
+        self.hits, self.cached_bytes = hits, cached_bytes
+
+    def snapshot(self) -> dict:
+        return {**dict.fromkeys(scoreboard.COMPRESSION_COUNTERS, 0), "hits_total": self.hits,
+                "cached_bytes": self.cached_bytes}
+
+
+def worker_stats(tmp_path, board: Board, slot: int, cell: int, states=(), compression=None):
+    """The Stats of a worker in `slot`, counting in `cell` of `board` (as workers.py sets up)."""
+    config = Config(root=str(tmp_path), status_path="/status", workers=board.workers,
+                    worker=(slot, board.workers))
+    stats = Stats(config, "reactor", lambda: states, compression=compression)
+    stats.share(board, cell, slot)
+    return stats
+
+
+def test_any_worker_answers_for_every_worker(tmp_path):
+    board = Board(2)
+    first = worker_stats(tmp_path, board, 0, 0, [ConnState.IDLE, ConnState.IDLE])
+    second = worker_stats(tmp_path, board, 1, 2, [ConnState.SENDING_BODY, ConnState.STREAMING])
+    for _ in range(3):
+        first.response_done(200, 10)
+    second.response_done(404, 5)
+    second.timed_out("idle")
+    second.evicted_one()
+    second.publish()  # its heartbeat
+    for stats in (first, second):
+        snapshot = stats.snapshot(time.monotonic())
+        assert snapshot["requests_total"] == 4 and snapshot["sent_body_bytes_total"] == 35
+        assert snapshot["responses"] == {"200": 3, "404": 1}
+        assert snapshot["timeouts"]["idle"] == 1 and snapshot["evicted_idle_total"] == 1
+        assert snapshot["connections"]["idle"] == 2
+        assert snapshot["connections"]["sending_body"] == 1
+        assert snapshot["connections"]["streaming"] == 1
+        assert snapshot["worker"]["scope"] == "whole server"
+        slots = snapshot["workers"]
+        assert [slot["requests_total"] for slot in slots] == [3, 1]
+        assert [slot["responses"] for slot in slots] == [{"200": 3}, {"404": 1}]
+        assert all(slot["pids"] == [stats.pid] for slot in slots)
+
+
+def test_a_worker_that_takes_over_a_cell_goes_on_from_its_predecessor(tmp_path):
+    board = Board(1)
+    old = worker_stats(tmp_path, board, 0, 0, [ConnState.IDLE],
+                       compression=FakeCompressor(hits=5, cached_bytes=100))
+    old.response_done(200, 10)
+    old.timed_out("header")
+    old.publish()
+    replacement = worker_stats(tmp_path, board, 0, 1, compression=FakeCompressor(hits=1))
+    replacement.response_done(304, 0)
+    both = replacement.snapshot(time.monotonic())
+    assert both["requests_total"] == 2 and both["compression"]["hits_total"] == 6
+    assert both["connections"]["idle"] == 1 and both["compression"]["cached_bytes"] == 100
+    board.retire(0)  # the old worker has exited (the supervisor reaped it)
+    after = replacement.snapshot(time.monotonic())
+    assert after["requests_total"] == 2 and after["compression"]["hits_total"] == 6
+    assert after["connections"]["idle"] == 0 and after["compression"]["cached_bytes"] == 0
+    assert after["timeouts"]["header"] == 1
+    # A restart in the freed cell: its compressor starts at zero, the totals do not go down.
+    restarted = worker_stats(tmp_path, board, 0, 0, compression=FakeCompressor(hits=0))
+    later = restarted.snapshot(time.monotonic())
+    assert later["requests_total"] == 2 and later["compression"]["hits_total"] == 6
+    restarted.response_done(200, 1)
+    assert replacement.snapshot(time.monotonic())["responses"] == {"200": 2, "304": 1}
+
+
+def test_a_cell_left_mid_write_is_still_read_and_the_supervisor_closes_it(tmp_path):
+    board = Board(1)
+    stats = worker_stats(tmp_path, board, 0, 0)
+    stats.response_done(200, 7)
+    cell = board.cell(0)
+    cell[scoreboard.SEQ] += 1  # killed between its two sequence steps
+    assert scoreboard.read_cell(cell)[scoreboard.BYTES] == 7
+    board.retire(0)
+    assert cell[scoreboard.SEQ] % 2 == 0 and cell[scoreboard.PID] == 0
+    assert scoreboard.read_cell(cell)[scoreboard.BYTES] == 7
+    cell[scoreboard.SEQ] += 1  # killed mid-write again, and a new worker takes the cell at once
+    worker_stats(tmp_path, board, 0, 0)
+    assert cell[scoreboard.SEQ] % 2 == 0  # readers do not wait on it
+
+
+def test_prometheus_text_of_the_whole_server_has_per_worker_series(tmp_path):
+    board = Board(2)
+    first = worker_stats(tmp_path, board, 0, 0)
+    second = worker_stats(tmp_path, board, 1, 3)
+    first.response_done(200, 3)
+    second.response_done(200, 4)
+    second.response_done(404, 5)
+    samples = prometheus.parse(render_prometheus(first.snapshot(time.monotonic())).decode())
+    assert samples[("reactor_http_requests_total", frozenset())] == 3
+    assert samples[("reactor_http_workers", frozenset())] == 2
+    per_worker = prometheus.series(samples, "reactor_http_worker_requests_total")
+    assert per_worker == {frozenset({("worker", "0")}): 1, frozenset({("worker", "1")}): 2}
+    assert prometheus.series(samples, "reactor_http_worker_responses_total", worker=1,
+                             code=404) == {frozenset({("worker", "1"), ("code", "404")}): 1}
+    assert len(prometheus.series(samples, "reactor_http_worker_info")) == 2
+
+
+def test_status_codes_outside_the_table_are_counted_apart(tmp_path):
+    stats = Stats(Config(root=str(tmp_path), status_path="/status"), "reactor")
+    stats.response_done(99, 1)
+    stats.response_done(600, 1)
+    assert stats.responses == {0: 2} and stats.snapshot(time.monotonic())["requests_total"] == 2
 
 
 # ---- real servers ---------------------------------------------------------------------------------
@@ -274,3 +391,167 @@ def test_send_timeouts_are_counted(site_copy, make_server, mode):
         sock.connect((server.host, server.port))
         sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         assert wait_until(lambda: status_json(server)["timeouts"]["send"] == 1)
+
+
+# ---- --workers: one answer for the whole server, over sockets ----------------------------------
+
+def keep_alive_requests(server, connections: int, per_connection: int) -> int:
+    """`per_connection` GETs of a missing file on each of `connections` keep-alive connections,
+    8 clients at a time; the number of 404 answers (the status reads are all 200s)."""
+    answered = []
+
+    def client(count: int) -> None:
+        for _ in range(count):
+            with server.connect() as sock:
+                buffer = bytearray()
+                for _ in range(per_connection):
+                    sock.sendall(b"GET /no-such-file HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answered.append(read_response(sock, buffer).status == 404)
+
+    threads = [threading.Thread(target=client, args=(connections // 8,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return sum(answered)
+
+
+class StatusReader:
+    """Reads a --workers server's status and checks that no counter ever goes down.
+
+    A response is counted just after its last byte went to the kernel, so an answer may not yet
+    count the response the client received a moment before (most often the previous status
+    read). The requests a test makes are 404s and every status read a 200, so the 404s made can
+    be counted exactly and the status reads within one.
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.reads = 0  # status answers so far, every one a 200 (counted once it has gone out)
+        self.last: dict | None = None
+
+    def read(self) -> dict:
+        snapshot = status_json(self.server)
+        self.reads += 1
+        if self.last is not None:
+            assert_not_lower(self.last, snapshot)
+        self.last = snapshot
+        return snapshot
+
+    def settle(self, not_found: int, lost: int = 0) -> dict:
+        """Read until the server counts `not_found` 404s in all; check the other figures then.
+
+        `lost`: status answers a killed worker sent but never counted (at most one each).
+        """
+        snapshots = []
+
+        def settled() -> bool:
+            snapshots.append(self.read())
+            return snapshots[-1]["responses"].get("404", 0) == not_found
+
+        assert wait_until(settled, timeout=5), (not_found, snapshots[-1]["responses"])
+        last = snapshots[-1]
+        # This read is not counted in its own answer; the one before it may not be yet.
+        assert self.reads - 2 - lost <= last["responses"].get("200", 0) <= self.reads - 1, \
+            (self.reads, last["responses"])
+        assert last["requests_total"] == sum(last["responses"].values())
+        assert sum(slot["requests_total"] for slot in last["workers"]) == last["requests_total"]
+        return last
+
+
+def assert_not_lower(before: dict, after: dict) -> None:
+    """Every counter of `after` is at least the same counter of `before`."""
+    assert after["requests_total"] >= before["requests_total"]
+    assert after["sent_body_bytes_total"] >= before["sent_body_bytes_total"]
+    assert after["evicted_idle_total"] >= before["evicted_idle_total"]
+    for code, count in before["responses"].items():
+        assert after["responses"].get(code, 0) >= count, (code, before, after)
+    for kind, count in before["timeouts"].items():
+        assert after["timeouts"][kind] >= count
+    for old, new in zip(before["workers"], after["workers"], strict=True):
+        assert new["requests_total"] >= old["requests_total"], (old, new)
+
+
+@pytest.fixture
+def workers_status(site_copy, make_server):
+    """A server with --workers 2 and --status, and the reader of its status."""
+    server = make_server(site_copy, "reactor", "--workers", "2", "--quiet", "--status", "/status")
+    assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+    reader = StatusReader(server)
+    # A worker is on the scoreboard from the moment it serves.
+    assert wait_until(lambda: live_pids(reader.read()) == worker_pids(server.pid))
+    return server, reader
+
+
+def live_pids(snapshot: dict) -> set[int]:
+    """The worker pids a status answer lists."""
+    return {pid for slot in snapshot["workers"] for pid in slot["pids"]}
+
+
+@pytest.mark.slow  # forks a supervisor and its workers
+def test_with_workers_any_answer_counts_the_whole_server(workers_status):
+    server, reader = workers_status
+    first = reader.settle(0)
+    assert first["worker"]["workers"] == 2 and len(first["workers"]) == 2
+    assert first["start_time_seconds"] <= first["workers"][0]["start_time_seconds"]
+    assert keep_alive_requests(server, connections=48, per_connection=5) == 240
+    answers = [reader.settle(240)]
+    answers += [reader.read() for _ in range(6)]  # whichever worker answers: never lower
+    assert live_pids(answers[-1]) == worker_pids(server.pid)
+    assert {answer["pid"] for answer in answers} <= worker_pids(server.pid)
+    assert reader.settle(240)["responses"]["404"] == 240
+
+
+@pytest.mark.slow  # forks a supervisor and its workers, kills one
+def test_with_workers_a_killed_workers_counts_stay_in_the_totals(workers_status):
+    server, reader = workers_status
+    assert keep_alive_requests(server, connections=16, per_connection=5) == 80
+    before = reader.settle(80)
+    # The worker that served the most dies without a word; the supervisor starts another.
+    busiest = max(before["workers"], key=lambda slot: slot["requests_total"])
+    victim = busiest["pids"][0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_until(lambda: victim not in worker_pids(server.pid)
+                      and len(worker_pids(server.pid)) == 2)
+    assert wait_until(lambda: live_pids(reader.read()) == worker_pids(server.pid))
+    after = reader.settle(80, lost=1)  # every read since `before` was checked: none lower
+    slot = after["workers"][busiest["slot"]]
+    assert slot["requests_total"] >= busiest["requests_total"] and victim not in slot["pids"]
+    assert slot["responses"]["404"] >= busiest["responses"]["404"]
+    assert keep_alive_requests(server, connections=8, per_connection=5) == 40
+    reader.settle(120, lost=1)
+
+
+@pytest.mark.slow  # forks a supervisor and its workers, replaces both
+def test_with_workers_a_sighup_replacement_loses_no_count(workers_status):
+    server, reader = workers_status
+    assert keep_alive_requests(server, connections=16, per_connection=5) == 80
+    before = reader.settle(80)
+    old = worker_pids(server.pid)
+    os.kill(server.pid, signal.SIGHUP)
+    # Read all along: each answer, from an old worker or a new one, is checked not lower.
+    assert wait_until(lambda: live_pids(reader.read()) == worker_pids(server.pid)
+                      and not worker_pids(server.pid) & old and len(live_pids(reader.last)) == 2)
+    assert keep_alive_requests(server, connections=8, per_connection=5) == 40
+    after = reader.settle(120)  # a graceful stop counts everything it sent
+    for slot, earlier in zip(after["workers"], before["workers"], strict=True):
+        assert slot["responses"]["404"] >= earlier["responses"]["404"]
+
+
+@pytest.mark.slow  # forks a supervisor and its workers
+def test_with_workers_prometheus_text_has_totals_and_per_worker_series(workers_status):
+    server, reader = workers_status
+    assert keep_alive_requests(server, connections=16, per_connection=2) == 32
+    reader.settle(32)
+    response = get(server, "/status", {"Accept": "text/plain"})
+    samples = prometheus.parse(response.body.decode())
+    total = samples[("reactor_http_requests_total", frozenset())]
+    per_worker = prometheus.series(samples, "reactor_http_worker_requests_total")
+    assert {dict(labels)["worker"] for labels in per_worker} == {"0", "1"}
+    assert sum(per_worker.values()) == total >= 32
+    assert sum(prometheus.series(samples, "reactor_http_worker_responses_total",
+                                 code=404).values()) == 32
+    pids = {int(dict(labels)["pid"]) for labels in
+            prometheus.series(samples, "reactor_http_worker_info")}
+    assert pids == worker_pids(server.pid)
+    assert samples[("reactor_http_workers", frozenset())] == 2

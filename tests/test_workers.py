@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,9 @@ from tests.helpers.http import get, read_response
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import REPO, ServerProcess, run_cli
+from reactor_http.config import Config
+from reactor_http.scoreboard import Board
+from reactor_http.workers import Supervisor, Worker
 
 
 class RequestLoop:
@@ -368,3 +372,83 @@ def test_many_more_workers_than_cpus_is_warned_about_in_one_line(tmp_path, monke
     assert cli.main(["--root", str(tmp_path), "--workers", "1000"]) == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["reactor-http: warning: " + warning]
+
+
+# ---- the supervisor says what it does ------------------------------------------------------------
+
+def connection_log(log_dir) -> str:
+    """Everything in the dated connection logs of `log_dir`."""
+    return "".join(path.read_text() for path in sorted(log_dir.glob("*connectionLog.txt")))
+
+
+@pytest.mark.slow  # forks a supervisor and its workers, replaces and stops them
+def test_the_supervisor_says_each_signal_and_each_worker_started_or_stopped(site_copy, tmp_path):
+    log_dir = tmp_path / "logs"
+    server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
+                           "--log-dir", str(log_dir))
+    try:
+        assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+        first = worker_pids(server.pid)
+        os.kill(server.pid, signal.SIGUSR1)
+        assert wait_until(lambda: "received SIGUSR1" in connection_log(log_dir))
+        os.kill(server.pid, signal.SIGHUP)
+        assert wait_until(lambda: connection_log(log_dir).count("stopped: replaced by") == 2)
+        second = worker_pids(server.pid)
+        victim = min(second)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: "started: restart after worker" in connection_log(log_dir))
+        third = worker_pids(server.pid)
+        # Both serve (a worker still starting up would die of the SIGTERM, not stop from it).
+        assert wait_until(lambda: all(f"pid {pid})" in connection_log(log_dir) for pid in third))
+    finally:
+        status, out, err = server.stop(signal.SIGTERM)
+    assert status == 0, err
+    assert not first & second and len(second) == 2 and len(third) == 2
+    lines = [
+        "received SIGUSR1: 2 workers reopen their log files",
+        "received SIGHUP: replacing 2 workers one at a time",
+        *(f"worker {pid} (slot " for pid in first | second | third),
+        "killed by signal 9 (SIGKILL); restarting in",
+        "received SIGTERM: stopping 2 workers gracefully",
+    ]
+    written = connection_log(log_dir)
+    for text in lines:
+        assert text in err and text in written, (text, err)
+    for pid in first:  # start-up, then replaced, each with its slot
+        assert re.search(rf"worker {pid} \(slot [01]\) started: start-up", written), written
+        assert re.search(rf"worker {pid} \(slot [01]\) stopped: replaced by worker \d+ \(SIGHUP\), "
+                         rf"exited with status 0", written), written
+    for pid in second - {victim}:
+        assert re.search(rf"worker {pid} \(slot [01]\) started: replacing worker \d+ \(SIGHUP\)",
+                         written), written
+    assert re.search(rf"worker \d+ \(slot [01]\) started: restart after worker {victim} killed "
+                     rf"by signal 9 \(SIGKILL\)", written), written
+    for pid in third:
+        assert re.search(rf"worker {pid} \(slot [01]\) stopped: graceful stop, exited with "
+                         rf"status 0", written), written
+    # On the terminal each of them is one line of its own, as the connection log has it.
+    assert err.count("reactor-http: received SIG") == 3, err
+
+
+# ---- the scoreboard's cells (--status) -----------------------------------------------------------
+
+def test_a_slots_next_replacement_waits_for_a_free_scoreboard_cell(tmp_path):
+    # Two cells per slot: a SIGHUP replacement runs beside its old worker. A second SIGHUP
+    # while that old worker still drains must not make three workers write two cells.
+    config = Config(root=str(tmp_path), workers=2, status_path="/status").validate()
+    supervisor = Supervisor(config, worker_body=None)
+    supervisor.board = Board(2)
+    draining = Worker(0, 101, 0.0, -1, 0.0, ready=True, retiring=True, cell=0)
+    current = Worker(0, 102, 0.0, -1, 0.0, ready=True, cell=1)
+    other = Worker(1, 103, 0.0, -1, 0.0, ready=True, cell=2)
+    supervisor.workers = {101: draining, 102: current, 103: other}
+    assert supervisor._free_cell(0) is None and supervisor._free_cell(1) == 3
+    spawned = []
+    supervisor._spawn = lambda slot, why: spawned.append((slot, why))
+    supervisor.replace_queue = [102, 103]
+    supervisor._step_replacement(time.monotonic())
+    assert spawned == [] and supervisor.replace_queue == [102, 103]
+    del supervisor.workers[101]  # the draining worker has exited and been reaped
+    supervisor._step_replacement(time.monotonic())
+    assert spawned == [(0, "replacing worker 102 (SIGHUP)")]
+    assert supervisor.replace_queue == [103]
