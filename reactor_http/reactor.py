@@ -161,13 +161,17 @@ class Reactor(EngineBase):
         self.mask_for: dict[ConnState, int | None] = {
             state: INTEREST_MASKS[facts.interest] for state, facts in STATES.items()
             if facts.interest in INTEREST_MASKS}
+        self._init_wakeup()
+        self._init_streams(site.live)
+
+    def _init_wakeup(self) -> None:
+        """The socket pair through which signals, stop requests and live reload wake the loop."""
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         # Non-blocking from the start: request_stop() may come from any thread, with or
         # without signal handlers, and draining the wakeup bytes must never block the loop.
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
         self._wakeup_installed = False
-        self._init_streams(site.live)
 
     def _init_streams(self, live) -> None:
         """--live-reload: the hub wakes the loop through the wake-up socket; open streams."""

@@ -438,10 +438,7 @@ class ThreadedServer(EngineBase):
         try:
             next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
             while True:
-                poller = select.poll()
-                poller.register(sock, _READABLE)
-                poller.register(self._stop_r, select.POLLIN)
-                poller.register(bell, select.POLLIN)
+                poller = self._stream_poller(sock, bell)
                 wait = max(next_beat - time.monotonic(), 0.0)
                 events = self._wait_evictable(conn, poller, wait, bell)
                 if events is None:
@@ -473,6 +470,14 @@ class ThreadedServer(EngineBase):
                     sock.sendall(message)
         finally:
             os.close(bell)
+
+    def _stream_poller(self, sock, bell: int):
+        """What a stream thread waits on: its socket (EOF), the stop pipe and the hub's bell."""
+        poller = select.poll()
+        poller.register(sock, _READABLE)
+        poller.register(self._stop_r, select.POLLIN)
+        poller.register(bell, select.POLLIN)
+        return poller
 
     def _linger(self, conn: ThreadConn) -> None:
         """Half-close and let the protocol drain the peer until it closes or the timer ends."""
