@@ -41,22 +41,17 @@ import ssl
 from .facilities import FACTS
 from .messages import Exchange, FileBuffer, FileRegion
 
-# Bytes one non-blocking sendfile call may move, and bytes one connection may send per loop
-# turn: one slice per ready connection per wake-up, as lighttpd writes (MAX_WRITE_LIMIT). The
-# loop goes back to epoll between slices, and level-triggered EPOLLOUT reports a TCP socket
-# writable only while its free space is at least half of what it holds queued, so the send
-# queue settles near two thirds of the buffer: the server never fills it to EAGAIN and then
-# idles while the client's ACKs drain a third of it (bursts that, on loopback, also leave more
-# of the transmitting to the client's CPU and reorder segments sent from both CPUs).
-SENDFILE_CHUNK = 256 * 1024
+# Bytes one sendfile call may move, and bytes one connection may send per loop turn: one call
+# per ready connection per wake-up, as lighttpd writes, then back to epoll. Level-triggered
+# EPOLLOUT reports a TCP socket writable only while its free space is at least half of what it
+# holds queued, so the queue settles near two thirds of the buffer plus one slice and the
+# server never fills it to EAGAIN (then to idle while the client's ACKs drain a third of it).
+# lighttpd's slice is 256 KiB; ours is 1 MiB because each slice costs a loop turn of Python
+# (~10 us) that C does not pay: at 256 KiB the reactor spent 0.34 server CPU-s per GB against
+# 0.28 at 1 MiB and lost 14 % of its MB/s on a quiet host (bench/RESULTS.md, "Large files").
+# A slice of up to a third of the buffer (autotuned to 4 MiB) still never meets EAGAIN.
+SENDFILE_CHUNK = 1 << 20
 TURN_BUDGET = SENDFILE_CHUNK
-# The rest of a file region up to this size goes out in one call, sliced no further: a medium
-# file (or a large one's end) is one sendfile, not four turns of Python and syscalls for bytes
-# that fit the buffer anyway (1 MiB files at 64 connections: 0.13 against 0.24 server CPU-s/GB).
-TAIL_CHUNK = 1 << 20
-# Bytes one sendfile call may move on a blocking socket (the threaded engine): its thread waits
-# in the kernel anyway, so fewer, larger calls.
-BLOCKING_CHUNK = 1 << 20
 # Bytes of a file read per TLS send: four 16 KiB TLS records.
 TLS_CHUNK = 64 * 1024
 # What a non-blocking send raises when it must wait: EAGAIN, or TLS needing to read or write.
@@ -127,13 +122,13 @@ def send_slice(sock: _socket.socket, exchange: Exchange) -> bool:
 
     True when it sent a slice (or the socket would block) and the file region at the cursor
     has more after it; False, having sent nothing, when the cursor is not inside a region or
-    only its tail (TAIL_CHUNK) is left, which send_available sends with whatever follows it.
+    only its last slice is left, which send_available sends with whatever follows it.
     Raises as send_available. Fewer calls than send_available, for the one event a large file
     repeats.
     """
     region = exchange.plan.segments[exchange.index]
     offset = exchange.offset
-    if type(region) is not FileRegion or region.count - offset <= TAIL_CHUNK:
+    if type(region) is not FileRegion or region.count - offset <= TURN_BUDGET:
         return False
     try:
         sent = _send_region_part(sock, sock.fileno(), exchange, region, False)
@@ -199,7 +194,7 @@ def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, reg
         remaining = region.count - exchange.offset
         try:
             sent = os.sendfile(fileno, region.fd, region.offset + exchange.offset,
-                               remaining if remaining <= TAIL_CHUNK else SENDFILE_CHUNK)
+                               min(remaining, SENDFILE_CHUNK))
         except OSError as exc:
             if exc.errno not in SENDFILE_REFUSALS:
                 raise  # WOULD_BLOCK and the peer's errors among them
@@ -345,7 +340,7 @@ def _send_region(sock: _socket.socket, region, exchange: Exchange) -> None:
     poller = None
     while remaining:
         try:
-            sent = os.sendfile(fileno, region.fd, offset, min(remaining, BLOCKING_CHUNK))
+            sent = os.sendfile(fileno, region.fd, offset, min(remaining, SENDFILE_CHUNK))
         except BlockingIOError:
             if poller is None:
                 poller = select.poll()
