@@ -121,15 +121,17 @@ def send_slice(sock: _socket.socket, exchange: Exchange) -> bool:
     """One loop turn's slice of a file body, plain TCP, the reactor's large-file short route.
 
     True when it sent a slice (or the socket would block) and the file region at the cursor
-    has more after it; False, having sent nothing, when the cursor is not inside a region or
-    only its last slice is left, which send_available sends with whatever follows it.
+    has more after it; False, having sent nothing, when the cursor is not inside a region, only
+    its last slice is left (send_available sends it with whatever follows it), or the region is
+    read and sent rather than sendfile'd.
     Raises as send_available. Fewer calls than send_available, for the one event a large file
     repeats.
     """
     region = exchange.plan.segments[exchange.index]
     offset = exchange.offset
-    if type(region) is not FileRegion or region.count - offset <= TURN_BUDGET:
-        return False
+    if type(region) is not FileRegion or region.count - offset <= TURN_BUDGET or \
+            not sendfile_usable or exchange.file_buffer is not None:
+        return False  # read-and-send goes on by send_available: a budget of READ_CHUNK pieces
     try:
         sent = _send_region_part(sock, sock.fileno(), exchange, region, False)
     except WOULD_BLOCK:

@@ -155,3 +155,14 @@ def test_a_large_file_then_a_pipelined_request_on_one_connection(tmp_path, make_
         second = read_response(sock, buffer)
     assert (first.status, first.body == data) == (200, True)
     assert (second.status, second.body) == (200, b"small")
+
+
+def test_a_region_read_and_sent_is_left_to_send_available(big_file, monkeypatch):
+    fd, data = big_file
+    monkeypatch.setattr(sending, "sendfile_usable", False)  # --no-sendfile
+    exchange = Exchange(file_plan(fd, len(data)))
+    exchange.index = 1
+    sender, reader = pair()
+    with sender, reader:
+        assert not sending.send_slice(sender, exchange)  # its budget is READ_CHUNK pieces
+        assert (exchange.offset, exchange.sent) == (0, 0)
