@@ -4,7 +4,8 @@ A short, bounded measurement for work on large-file throughput (not part of `pyt
 It builds a site holding only the large file, starts each server pinned to the server CPU, drives
 it from the load CPU with a client that reads 1 MiB per `recv_into` (or with `wrk -t1`), servers
 interleaved, and prints per server the median MB/s, its ratio to the first server, the server's
-and the client's CPU seconds per GB moved, and the share of bytes TCP retransmitted.
+CPU seconds per GB moved (and the user-space part of it: a Python server's interpreter), the
+client's, and the share of bytes TCP retransmitted.
 
     python -m bench.large_file_study --servers lighttpd,reactor,nginx --runs 3 --duration 3
     python -m bench.large_file_study --variant big=/tmp/variants/big
@@ -151,8 +152,10 @@ def child_cpu_s() -> float:
 
 
 def run_once(server, args, load_cpu) -> tuple:
-    """One timed run against one server: (MB/s, server CPU-s/GB, client CPU-s/GB, retrans)."""
+    """One timed run against one server: (MB/s, server CPU-s/GB, of which user, client CPU-s/GB,
+    retransmitted share)."""
     cpu_before = procfs.cpu_seconds(server.pid)
+    user_before = procfs.user_cpu_seconds(server.pid) or 0.0
     if args.client == "wrk":
         command = loadgen.wrk_command(server.url + LARGE_PATH, args.connections,
                                       args.duration, cpu=load_cpu)
@@ -166,15 +169,18 @@ def run_once(server, args, load_cpu) -> tuple:
         moved, seconds, client_cpu, retransmitted = fast_client(
             server.port, LARGE_PATH, args.connections, args.duration)
     server_cpu = procfs.cpu_seconds(server.pid) - cpu_before
+    user_cpu = (procfs.user_cpu_seconds(server.pid) or 0.0) - user_before
     gb = moved / 1e9
-    return moved / seconds / 1e6, server_cpu / gb, client_cpu / gb, retransmitted or 0.0
+    return (moved / seconds / 1e6, server_cpu / gb, user_cpu / gb, client_cpu / gb,
+            retransmitted or 0.0)
 
 
-def describe(name: str, mb_per_s: float, server: float, client: float, retrans: float,
-             ratio: str = "") -> str:
+def describe(name: str, mb_per_s: float, server: float, user: float, client: float,
+             retrans: float, ratio: str = "") -> str:
     """One line of figures (`ratio`: the MB/s ratio to the reference, already formatted)."""
-    return (f"{name:<12} {mb_per_s:8,.0f} MB/s {ratio:>6} server {server:.3f} CPU-s/GB  "
-            f"client {client:.3f} CPU-s/GB  retransmitted {100 * retrans:.3f} %")
+    return (f"{name:<12} {mb_per_s:8,.0f} MB/s {ratio:>6} server {server:.3f} CPU-s/GB "
+            f"(user {user:.3f})  client {client:.3f} CPU-s/GB  "
+            f"retransmitted {100 * retrans:.3f} %")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

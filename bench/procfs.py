@@ -65,6 +65,12 @@ def cpu_seconds(pid: int, include_children: bool = True) -> float | None:
     return total_ticks / CLOCK_TICKS if seen else None
 
 
+def user_cpu_seconds(pid: int) -> float | None:
+    """User CPU seconds used so far by pid alone (its own code: a Python server's interpreter)."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) / CLOCK_TICKS if fields is not None else None
+
+
 def cpu_seconds_by_pid(pid: int) -> dict:
     """{pid: user + system CPU seconds} for pid and each of its live descendants."""
     out = {}

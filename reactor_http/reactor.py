@@ -33,7 +33,7 @@ from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
 from .protocol import (READ_STATES, STATES, STOP_GRACE, WRITE_STATES, CloseReason, ConnState,
                        HeadParser, HttpConnection, Interest, Timer, evict_min_idle)
-from .sending import send_available
+from .sending import send_available, send_slice
 from .stats import Stats
 
 # Connections accepted per readiness event, so one burst cannot starve established clients.
@@ -54,7 +54,7 @@ WOULD_BLOCK = sending.WOULD_BLOCK
 PEEK = socket.MSG_PEEK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
 HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
-STREAMING = ConnState.STREAMING
+STREAMING, SENDING_BODY = ConnState.STREAMING, ConnState.SENDING_BODY
 # The poller interest of each kind of wait in protocol.STATES that _settle sets (a stream's is
 # set by _stream_settle; a closed connection has none).
 INTEREST_MASKS = {Interest.READ: READ, Interest.WRITE: WRITE, Interest.HANDSHAKE: None}
@@ -252,7 +252,9 @@ class Reactor(EngineBase):
         for fd, mask in events:
             data = data_for.get(fd)  # None: closed by an earlier event of this turn
             if type(data) is Conn:
-                if mask != READ:  # writable, or an error or hang-up: as `selectors` says it
+                if mask != READ and mask != data.mask:
+                    # an error or hang-up, or readiness beyond the interest: as `selectors`
+                    # says it (plain readiness within the interest is already that)
                     mask = ready_mask(mask, data.mask)
                     if not mask:
                         continue
@@ -478,7 +480,32 @@ class Reactor(EngineBase):
                 return
             self._settle(conn, now)
             return
+        if mask == WRITE and proto.state is SENDING_BODY and self._send_slice(conn, now):
+            return
         self._handle_general(conn, mask, now)
+
+    def _send_slice(self, conn: Conn, now: float) -> bool:
+        """A file body in progress, its socket writable: send one turn's slice of it.
+
+        The other half of the short route, for the large-file event: one sendfile per ready
+        connection per wake-up (sending.TURN_BUDGET), the send timer restarted on progress, no
+        change of state or interest. False when the body's last slice is next (or over TLS):
+        the general route sends it, completes the exchange and answers what is buffered.
+        """
+        exchange = conn.exchange
+        if exchange is None or conn.tls:
+            return False
+        try:
+            if not send_slice(conn.sock, exchange):
+                return False
+        except Exception as exc:  # the loop must outlive any one connection's failure
+            self._fail(conn, exc)
+            return True
+        queue = conn.queue
+        if queue is not None and exchange.sent != conn.armed_sent:
+            queue.arm(conn, now)  # _settle's rule: the send timer restarts on progress
+            conn.armed_sent = exchange.sent
+        return True
 
     def _handle_data(self, conn: Conn, data: bytes, now: float) -> None:
         """An idle plain-TCP connection received `data` that took no short route."""

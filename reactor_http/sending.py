@@ -41,10 +41,17 @@ import ssl
 from .facilities import FACTS
 from .messages import Exchange, FileBuffer, FileRegion
 
-# Bytes one sendfile call may move; the kernel stops earlier when the socket buffer is full.
+# Bytes one sendfile call may move, and bytes one connection may send per loop turn: one call
+# per ready connection per wake-up, as lighttpd writes, then back to epoll. Level-triggered
+# EPOLLOUT reports a TCP socket writable only while its free space is at least half of what it
+# holds queued, so the queue settles near two thirds of the buffer plus one slice and the
+# server never fills it to EAGAIN (then to idle while the client's ACKs drain a third of it).
+# lighttpd's slice is 256 KiB; ours is 1 MiB because each slice costs a loop turn of Python
+# (~10 us) that C does not pay: at 256 KiB the reactor spent 0.34 server CPU-s per GB against
+# 0.28 at 1 MiB and lost 14 % of its MB/s on a quiet host (bench/RESULTS.md, "Large files").
+# A slice of up to a third of the buffer (autotuned to 4 MiB) still never meets EAGAIN.
 SENDFILE_CHUNK = 1 << 20
-# Bytes one connection may send per loop turn before others get a turn (fairness on fast links).
-TURN_BUDGET = 4 << 20
+TURN_BUDGET = SENDFILE_CHUNK
 # Bytes of a file read per TLS send: four 16 KiB TLS records.
 TLS_CHUNK = 64 * 1024
 # What a non-blocking send raises when it must wait: EAGAIN, or TLS needing to read or write.
@@ -108,6 +115,30 @@ def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_
         except WOULD_BLOCK:
             return exchange
     return None
+
+
+def send_slice(sock: _socket.socket, exchange: Exchange) -> bool:
+    """One loop turn's slice of a file body, plain TCP, the reactor's large-file short route.
+
+    True when it sent a slice (or the socket would block) and the file region at the cursor
+    has more after it; False, having sent nothing, when the cursor is not inside a region, only
+    its last slice is left (send_available sends it with whatever follows it), or the region is
+    read and sent rather than sendfile'd.
+    Raises as send_available. Fewer calls than send_available, for the one event a large file
+    repeats.
+    """
+    region = exchange.plan.segments[exchange.index]
+    offset = exchange.offset
+    if type(region) is not FileRegion or region.count - offset <= TURN_BUDGET or \
+            not sendfile_usable or exchange.file_buffer is not None:
+        return False  # read-and-send goes on by send_available: a budget of READ_CHUNK pieces
+    try:
+        sent = _send_region_part(sock, sock.fileno(), exchange, region, False)
+    except WOULD_BLOCK:
+        return True
+    exchange.offset = offset + sent
+    exchange.sent += sent
+    return True
 
 
 def _send_segment(sock: _socket.socket, fileno: int, exchange: Exchange, tls: bool) -> int:

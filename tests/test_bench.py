@@ -115,6 +115,13 @@ def test_procfs_reads_this_process_and_its_children():
     assert procfs.rss_kib(2 ** 22 + 12345) is None  # no such pid
 
 
+def test_procfs_user_cpu_is_part_of_the_cpu():
+    pid = os.getpid()
+    user = procfs.user_cpu_seconds(pid)
+    assert user is not None and 0 <= user <= procfs.cpu_seconds(pid, include_children=False)
+    assert procfs.user_cpu_seconds(2 ** 22 + 12345) is None
+
+
 def test_plan_interleaves_servers():
     profile = scenarios.QUICK
     scenario_list = scenarios.build_scenarios(profile, with_locust=False)
@@ -298,6 +305,13 @@ def test_large_file_study_client_reads_whole_responses(http11_server, tiny_site)
                                                           connections=2, duration_s=0.5)
     assert moved > 2 * tiny_site.large_size  # at least one whole response per connection
     assert seconds >= 0.5 and cpu >= 0
+
+
+def test_large_file_study_line_shows_the_server_cpu_and_its_user_part():
+    from bench import large_file_study
+    line = large_file_study.describe("reactor", 1234.0, 0.25, 0.04, 0.3, 0.001, ratio="0.90x")
+    assert "server 0.250 CPU-s/GB (user 0.040)" in line and "client 0.300" in line
+    assert line.split("server ")[1].split()[0] == "0.250"  # what the instruments test reads
 
 
 def test_large_file_study_variant_runs_the_reactor_from_its_folder(tmp_path):
