@@ -23,6 +23,7 @@ import sys
 from ._version import __version__
 from .config import Config, status_shadow
 from .extras import is_loopback
+from .facilities import FACTS, SIMULATE_PROBLEM
 from .logs import open_access_file
 from .options import BY_NAME, BYTES, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, \
     TEXT, VERSION_HELP, describe, parse_size, shown_default
@@ -121,8 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = ("systemd socket activation: started with LISTEN_PID=<our pid> and LISTEN_FDS>=1 "
                 "(sd_listen_fds(3)), the server serves the listening socket on fd 3 instead of "
                 "binding --host/--port; further sockets are closed with a warning. "
-                "SIGTERM/SIGINT stop gracefully; SIGUSR1 reopens the log files.")
+                + _signals_help())
     return p
+
+
+def _signals_help() -> str:
+    """What the signals this platform delivers do (--help's last words)."""
+    stops = "/".join(name for name in ("SIGTERM", "SIGINT", "SIGBREAK") if FACTS.has_signal(name))
+    text = f"{stops} stop gracefully"
+    if FACTS.has_signal("SIGUSR1"):
+        text += "; SIGUSR1 reopens the log files"
+    return text + "."
 
 
 def _argparse_settings(option) -> dict:
@@ -164,10 +174,8 @@ def _number_type(option, label: str | None = None):
 
 
 def _cpus() -> int:
-    """The CPUs this process may run on (--workers auto)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """--workers auto: the CPUs this process may run on; 1 where there are no workers (no fork)."""
+    return FACTS.cpus if FACTS.fork else 1
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -235,6 +243,9 @@ def prepare_access_log(path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m reactor_http` and the `reactor-http` script."""
     configure_logging()
+    if SIMULATE_PROBLEM is not None:
+        log.error("%s", SIMULATE_PROBLEM)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     positional = getattr(args, "port_positional", None)

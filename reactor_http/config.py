@@ -14,6 +14,7 @@ import os
 
 from .addresses import parse_networks
 from .extras import BasicAuth, header_fields, mime_table
+from .facilities import FACTS
 from .options import OPTIONS, Settings, problem
 
 
@@ -32,6 +33,7 @@ class Config(Settings):
                 raise ValueError(message)
         if self.workers > 1 and self.mode != "reactor":
             raise ValueError("--workers needs --mode reactor")
+        self._check_platform()
         if (self.keyfile or self.tls_port is not None) and not self.certfile:
             raise ValueError("--keyfile and --tls-port need --certfile")
         if self.tls_port is not None and self.workers > 1:
@@ -74,6 +76,17 @@ class Config(Settings):
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise ValueError(f"--root {self.root!r} is not readable")
         return self
+
+    def _check_platform(self) -> None:
+        """Refuse, in one line, what this platform cannot do (README, "Platforms")."""
+        if self.workers > 1 and not FACTS.fork:
+            raise ValueError(f"--workers {self.workers}: worker processes need fork(), which "
+                             f"{FACTS.name} lacks; serve with one process (--workers 1)")
+        cap = FACTS.connection_cap
+        if self.mode == "reactor" and cap is not None and self.max_connections > cap:
+            raise ValueError(f"--max-connections {self.max_connections}: select(), the only "
+                             f"poller on {FACTS.name}, holds at most {cap} connections here; "
+                             f"give at most {cap}")
 
 
 def status_segments(path: str) -> list[str]:

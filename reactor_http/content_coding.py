@@ -27,6 +27,7 @@ import time
 import zlib
 
 from . import filesystem
+from .facilities import pread
 
 log = logging.getLogger("reactor_http")
 
@@ -155,7 +156,7 @@ def read_identity(fs_path: str, identity: tuple, identity_of) -> bytes | None:
         chunks = []
         offset = 0
         while offset < st.st_size:
-            chunk = os.pread(fd, st.st_size - offset, offset)
+            chunk = pread(fd, st.st_size - offset, offset)
             if not chunk:
                 return None  # shrank under us
             chunks.append(chunk)

@@ -22,6 +22,7 @@ import traceback
 from typing import cast
 
 from . import sending
+from .facilities import stop_signals
 from .livereload import STREAM_SNDBUF
 from .logs import clf_prefix, clf_tail, escape
 from .messages import Exchange, ResponsePlan
@@ -114,15 +115,16 @@ def peer_host(address) -> str:
 
 
 class EngineBase:
-    """The stop request both engines share: SIGINT/SIGTERM set a flag their loops read."""
+    """The stop request both engines share: SIGINT/SIGTERM (and SIGBREAK, Ctrl+Break on Windows)
+    set a flag their loops read."""
 
     # Set from a signal handler, which must take no lock (a second SIGTERM arriving inside a
     # first handler's Event.set() deadlocked the threaded engine once): a plain attribute.
     stop_requested = False
 
     def install_signal_handlers(self) -> None:
-        """SIGINT and SIGTERM request a graceful stop."""
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        """SIGINT and SIGTERM (and SIGBREAK on Windows) request a graceful stop."""
+        for signum in stop_signals():
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:

@@ -10,6 +10,7 @@ Facts, and who uses them:
 - `sendfile`: `os.sendfile` exists (Linux, macOS, BSD; not Windows). Without it file bodies are
   read and sent in bounded chunks (sending.py).
 - `msg_more`: the `MSG_MORE` send flag (Linux only), 0 where missing.
+- `pread`: `os.pread` exists (not on Windows). `pread()` below reads at an offset either way.
 - `signals`: the names of the signals this platform delivers (`SIGUSR1` log reopening, `SIGHUP`
   worker replacement, `SIGBREAK` Ctrl+Break on Windows).
 - `fork`: `os.fork` (the supervisor of `--workers`).
@@ -20,16 +21,27 @@ Facts, and who uses them:
 - `rlimit`: the `resource` module (raising the descriptor limit).
 - `o_nonblock`, `o_cloexec`: the `os.open` flags, 0 where missing (Windows: no FIFOs to block on,
   and its descriptors are not inherited by default).
+- `o_binary`: the `os.open` flag without which Windows opens a file in text mode (CRLF and
+  Ctrl+Z translated by `os.read`/`os.write`); 0 elsewhere.
+- `cpus`: the processors this process may run on (`--workers auto`).
 - `poller`: "epoll" (the project's own poller over `select.epoll`), "selectors" (kqueue/poll via
   `selectors.DefaultSelector`) or "select" (only `select()`, as on Windows).
 - `select_limit`: how many sockets that poller can hold at once, None if no fixed limit
   (CPython's Windows build: FD_SETSIZE 512; on Unix, select() takes descriptors below 1024).
+- `connection_cap`: the most connections the reactor can hold with that poller (the default and
+  the ceiling of `--max-connections`), None if no fixed limit; see `connection_cap()`.
 - `watcher`: "inotify" (Linux, through libc) or "scan" (a periodic scan).
+- `reuse_address`: SO_REUSEADDR means "rebind over TIME_WAIT" (POSIX). On Windows it lets a
+  second process bind a port in use, so it is not set there.
 - `reuseport_balances`: SO_REUSEPORT spreads connections among the listeners of a port (Linux);
   on macOS and BSD the option exists but the last listener takes them all.
 - `case_insensitive_names`: the default filesystem compares names without case (Windows NTFS,
   macOS APFS as formatted by default).
 - `windows_names`: NTFS name rules (trailing dot or space ignored, `:` streams, device names).
+
+An unknown `REACTOR_HTTP_SIMULATE` value never raises at import: `FACTS` is then the real
+platform's and `SIMULATE_PROBLEM` says what was wrong (the command line refuses to start with
+that one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -49,6 +61,11 @@ SIMULATIONS: Final = ("windows", "macos")
 # takes descriptor numbers below FD_SETSIZE (1024), so the count is bounded by that too.
 _WINDOWS_SELECT_LIMIT: Final = 512
 _UNIX_SELECT_LIMIT: Final = 1024
+# What select()'s limit must leave free besides connections: up to two listeners (--port and
+# --tls-port), the reactor's wake-up socket pair, and on Unix, where the limit is on descriptor
+# numbers rather than on a count of sockets, stdin/stdout/stderr, the log files, the live-reload
+# hub's pipe and the watcher; 32 leaves room for those with a margin.
+SELECT_RESERVE: Final = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,15 +76,20 @@ class Facilities:
     simulated: bool
     sendfile: bool
     msg_more: int
+    pread: bool
     signals: frozenset[str]
     fork: bool
     file_read: str
     rlimit: bool
     o_nonblock: int
     o_cloexec: int
+    o_binary: int
+    cpus: int
     poller: str
     select_limit: int | None
+    connection_cap: int | None
     watcher: str
+    reuse_address: bool
     reuseport: bool
     reuseport_balances: bool
     case_insensitive_names: bool
@@ -101,6 +123,28 @@ def _rlimit() -> bool:
     return True
 
 
+def _cpus() -> int:
+    """The processors this process may run on (its affinity on Linux), at least 1."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        return len(affinity(0))
+    return os.cpu_count() or 1
+
+
+def connection_cap(select_limit: int | None, windows: bool) -> int | None:
+    """The most connections the reactor can hold when select() is its only poller.
+
+    Windows counts sockets per set (FD_SETSIZE 512 in CPython's build): the limit less
+    SELECT_RESERVE. Unix select() takes descriptor numbers below 1024, and a connection sending
+    a file holds two (socket and file): half of what the reserve leaves.
+    """
+    if select_limit is None:
+        return None
+    if windows:
+        return select_limit - SELECT_RESERVE
+    return (select_limit - SELECT_RESERVE) // 2
+
+
 def _signals() -> frozenset[str]:
     names = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP", "SIGCHLD", "SIGBREAK")
     return frozenset(name for name in names if hasattr(signal, name))
@@ -122,15 +166,20 @@ def detect() -> Facilities:
         simulated=False,
         sendfile=hasattr(os, "sendfile"),
         msg_more=int(getattr(socket, "MSG_MORE", 0)),
+        pread=hasattr(os, "pread"),
         signals=_signals(),
         fork=hasattr(os, "fork"),
         file_read=_file_read(),
         rlimit=_rlimit(),
         o_nonblock=getattr(os, "O_NONBLOCK", 0),
         o_cloexec=getattr(os, "O_CLOEXEC", 0),
+        o_binary=getattr(os, "O_BINARY", 0),
+        cpus=_cpus(),
         poller=poller,
         select_limit=limit,
+        connection_cap=connection_cap(limit, name == "windows"),
         watcher="inotify" if name == "linux" else "scan",
+        reuse_address=name != "windows",
         reuseport=reuseport,
         reuseport_balances=reuseport and name == "linux",
         case_insensitive_names=name in ("windows", "macos"),
@@ -144,11 +193,13 @@ def simulate(real: Facilities, platform: str) -> Facilities:
     real = dataclasses.replace(real, file_read="seek") if platform == "windows" else real
     if platform == "windows":
         return dataclasses.replace(
-            real, name="windows", simulated=True, sendfile=False, msg_more=0,
+            real, name="windows", simulated=True, sendfile=False, msg_more=0, pread=False,
             signals=real.signals & {"SIGTERM", "SIGINT", "SIGBREAK"}, fork=False,
             rlimit=False, o_nonblock=0, o_cloexec=0, poller="select",
-            select_limit=_WINDOWS_SELECT_LIMIT, watcher="scan", reuseport=False,
-            reuseport_balances=False, case_insensitive_names=True, windows_names=True)
+            select_limit=_WINDOWS_SELECT_LIMIT,
+            connection_cap=connection_cap(_WINDOWS_SELECT_LIMIT, True), watcher="scan",
+            reuse_address=False, reuseport=False, reuseport_balances=False,
+            case_insensitive_names=True, windows_names=True)
     if platform == "macos":
         return dataclasses.replace(
             real, name="macos", simulated=True, msg_more=0,
@@ -157,10 +208,34 @@ def simulate(real: Facilities, platform: str) -> Facilities:
     raise ValueError(f"{SIMULATE_ENV} must be one of {', '.join(SIMULATIONS)}, not {platform!r}")
 
 
-def _facts() -> Facilities:
+def _facts() -> tuple[Facilities, str | None]:
+    """The facts (simulated if asked), and what was wrong with the simulation asked, if anything."""
     real = detect()
     wanted = os.environ.get(SIMULATE_ENV, "").strip().lower()
-    return simulate(real, wanted) if wanted else real
+    if not wanted:
+        return real, None
+    try:
+        return simulate(real, wanted), None
+    except ValueError as exc:
+        return real, str(exc)
 
 
-FACTS: Final = _facts()
+FACTS, SIMULATE_PROBLEM = _facts()
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that ask for a graceful stop here: SIGINT (Ctrl+C), SIGTERM, and on Windows
+    SIGBREAK (Ctrl+Break)."""
+    return tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK")
+                 if FACTS.has_signal(name))
+
+
+def _seek_read(fd: int, size: int, offset: int) -> bytes:
+    """os.pread where it is missing: seek, then read (the descriptor's own offset moves; every
+    caller owns its descriptor, so nothing else reads through it meanwhile)."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+#: `pread(fd, size, offset)`: up to `size` bytes of `fd` from `offset` (b"" at end of file).
+pread = os.pread if FACTS.pread else _seek_read

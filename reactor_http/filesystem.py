@@ -30,6 +30,7 @@ import stat
 import time
 import urllib.parse
 
+from .facilities import FACTS
 from .headers import format_http_date
 from .pathrules import POSIX, PathRules, check_segments, is_inside, windows_refusal
 
@@ -256,15 +257,21 @@ def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool, *,
     return st
 
 
+# How a served file is opened: read-only, never blocking on a FIFO, not inherited, binary.
+_OPEN_FLAGS = os.O_RDONLY | FACTS.o_nonblock | FACTS.o_cloexec | FACTS.o_binary
+
+
 def open_regular(fs_path: str) -> tuple[int, os.stat_result] | None:
     """Open a regular file for reading and fstat the descriptor we got (not the name).
 
     O_NONBLOCK keeps a FIFO swapped in after our stat from blocking the loop; the fstat makes the
     headers describe the file actually opened, even if it was replaced in between. None if it
-    is gone or not a regular file; Forbidden if we may not open it (EACCES, EPERM).
+    is gone or not a regular file; Forbidden if we may not open it (EACCES, EPERM). Where a flag
+    is missing (Windows: no O_NONBLOCK nor O_CLOEXEC) it is 0; O_BINARY keeps Windows from
+    translating line ends.
     """
     try:
-        fd = os.open(fs_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(fs_path, _OPEN_FLAGS)
     except PermissionError:
         raise Forbidden("the file may not be opened") from None
     except OSError:

@@ -8,10 +8,10 @@ an unusable certificate a ValueError from tls.py.
 from __future__ import annotations
 
 import errno
-import resource
 import socket
 
 from .engine import Listener
+from .facilities import FACTS
 from .service import inherited_listener
 from .tls import make_tls_context
 
@@ -20,8 +20,16 @@ class StartupError(Exception):
     """The server cannot start; the message says why in one line."""
 
 
-def raise_fd_limit() -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; return (soft, hard) now in force."""
+def raise_fd_limit() -> tuple[int, int] | None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return (soft, hard) now in force.
+
+    None where there are no resource limits (Windows: its C runtime's descriptor table grows
+    as needed, and the reactor's own ceiling there is select()'s, FACTS.connection_cap).
+    """
+    if not FACTS.rlimit:
+        return None
+    import resource  # Unix only: imported where FACTS says it exists
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         target = max(soft, 1 << 20)
@@ -52,10 +60,11 @@ def bind_listener(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
     family, socktype, proto, _, address = infos[0]
     sock = socket.socket(family, socktype, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if FACTS.reuse_address:  # a restart binds over TIME_WAIT (not on Windows: see FACTS)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+        if family == socket.AF_INET6:
             try:  # `--host ::` serves IPv4 too where the system allows dual-stack
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             except OSError:

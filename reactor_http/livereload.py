@@ -3,7 +3,7 @@
 Pure rendering plus one small thread-safe hub; no sockets. The watcher (watcher.py) calls
 `Hub.publish(paths)` from its thread; the hub renders one Server-Sent Events message for the
 batch and tells the engines: the reactor through a callback that writes to its wake-up socket,
-the threaded engine's stream threads through a "bell" pipe that becomes readable.
+the threaded engine's stream threads through a "bell" socket that becomes readable.
 
 The event stream (HTML Living Standard, section 9.2 "Server-sent events"): `retry:` sets the
 client's reconnection delay, a line starting with `:` is a comment (our heartbeat), and each
@@ -15,9 +15,11 @@ from __future__ import annotations
 import collections
 import os
 import re
+import socket
 import threading
 from urllib.parse import quote
 
+from .facilities import pread
 from .messages import Response
 
 # The URL path of the event stream. Off by default; with --live-reload this path is the stream
@@ -115,7 +117,7 @@ def injected_page(data: bytes | None, fd: int | None, size: int, etag: str):
     """
     if data is None:
         assert fd is not None  # the file is held in memory or open
-        data = os.pread(fd, size, 0)
+        data = pread(fd, size, 0)
     page = inject(data)
     return page, len(page), page_etag(etag)
 
@@ -140,13 +142,14 @@ def change_message(paths) -> bytes:
 
 
 class Hub:
-    """Where changes meet streams: numbered messages, listeners to wake, and a bell pipe.
+    """Where changes meet streams: numbered messages, listeners to wake, and a bell.
 
     `publish` runs on the watcher's thread. A reactor registers a listener (a callable taking
     no argument, which must not block) and reads new messages with `since(seq)` on its own
-    thread. A stream thread of the threaded engine takes `bell()`: its own copy of a pipe's read
-    end, which becomes readable at the next publish (each publish rings the current pipe and
-    starts a fresh one; copies keep a rung pipe readable until their owners close them).
+    thread. A stream thread of the threaded engine takes `bell()`: its own copy of the read end
+    of a socket pair, which becomes readable at the next publish (each publish rings the current
+    pair and starts a fresh one; copies keep a rung pair readable until their owners close
+    them). A socket pair, not a pipe: Windows' select() waits on sockets only.
     """
 
     def __init__(self):
@@ -154,7 +157,7 @@ class Hub:
         self.seq = 0
         self._history: collections.deque = collections.deque(maxlen=HISTORY)
         self._listeners: list = []
-        self._bell_r, self._bell_w = os.pipe()
+        self._bell_r, self._bell_w = socket.socketpair()
 
     def add_listener(self, callback) -> None:
         """Call `callback()` after every publish (from the publishing thread)."""
@@ -169,10 +172,10 @@ class Hub:
             self.seq += 1
             self._history.append((self.seq, message))
             old_r, old_w = self._bell_r, self._bell_w
-            self._bell_r, self._bell_w = os.pipe()
-            os.write(old_w, b"\0")
-            os.close(old_w)
-            os.close(old_r)  # copies held by waiting threads keep the rung pipe readable
+            self._bell_r, self._bell_w = socket.socketpair()
+            old_w.send(b"\0")
+            old_w.close()
+            old_r.close()  # copies held by waiting threads keep the rung pair readable
         for callback in self._listeners:
             callback()
 
@@ -186,18 +189,15 @@ class Hub:
                                     if number > seq)
 
     def bell(self) -> tuple[int, int]:
-        """(a new descriptor readable at the next publish, the sequence number now).
+        """(a new socket descriptor readable at the next publish, the sequence number now).
 
-        The caller owns the descriptor and closes it.
+        The caller owns the descriptor and closes it with `socket.close(fd)`.
         """
         with self._lock:
-            return os.dup(self._bell_r), self.seq
+            return self._bell_r.dup().detach(), self.seq
 
     def close(self) -> None:
-        """Release the bell pipe."""
+        """Release the bell."""
         with self._lock:
-            for fd in (self._bell_r, self._bell_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            self._bell_r.close()
+            self._bell_w.close()

@@ -31,6 +31,8 @@ import threading
 import time
 from typing import TextIO
 
+from .facilities import FACTS
+
 # The log writer's own troubles are process messages (stderr), not lines of the logs it writes.
 log = logging.getLogger("reactor_http")
 
@@ -327,7 +329,8 @@ def _is_terminal(stream) -> bool:
 
 def open_access_file(path: str) -> int:
     """Open (or create) an access log for appending; raises OSError."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | FACTS.o_cloexec | FACTS.o_binary
+    return os.open(path, flags, 0o644)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -338,4 +341,7 @@ def _write_all(fd: int, data: bytes) -> None:
         try:
             view = view[os.write(fd, view):]
         except BlockingIOError:
-            select.select([], [fd], [], FLUSH_INTERVAL)
+            try:
+                select.select([], [fd], [], FLUSH_INTERVAL)
+            except (OSError, ValueError):  # Windows' select() takes sockets only
+                time.sleep(FLUSH_INTERVAL)

@@ -9,8 +9,9 @@ is stale). `problem(option, value)` is the one range check: `Config.validate()` 
 programmatic users and the command line alike (argparse's type functions only parse the text), so
 both get the same one-line message naming the --option.
 
-Pure data and small pure functions: imports nothing of this package and nothing heavy, because
-the request parser imports it for its limits.
+Pure data and small pure functions: imports nothing of this package but the platform's facts (a
+leaf module, for the defaults that depend on the platform) and nothing heavy, because the
+request parser imports it for its limits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import math
 import re
 import sys
 from typing import Any, TypeVar
+
+from .facilities import FACTS
 
 # Kinds of value. A kind fixes the Python type, how a value is checked and how it is described.
 SECONDS = "seconds"      # a finite float (int accepted): a duration in seconds
@@ -178,12 +181,15 @@ class Settings:
         "413", group="connections and limits", metavar="BYTES", low=0, high=1 << 30,
         shown_default="1 MiB")
     # Reactor: stop accepting beyond this many open connections; the kernel backlog holds the
-    # rest. Linux's default ceiling on descriptors per process (fs.nr_open) is 1,048,576.
+    # rest. Linux's default ceiling on descriptors per process (fs.nr_open) is 1,048,576. Where
+    # select() is the only poller (Windows), what it can hold is both the default and the
+    # ceiling (FACTS.connection_cap: 480 on Windows; facilities.py says how it is counted).
     max_connections: int = option_field(
-        10_000, "--max-connections", COUNT, "reactor: open connections at most; at the cap the "
-        "keep-alive connection (or event stream) quiet longest, for at least 1 s, makes room, "
-        "and with none the kernel backlog holds newcomers", group="connections and limits",
-        metavar="N", low=1, high=1 << 20)
+        FACTS.connection_cap or 10_000, "--max-connections", COUNT, "reactor: open connections "
+        "at most; at the cap the keep-alive connection (or event stream) quiet longest, for at "
+        "least 1 s, makes room, and with none the kernel backlog holds newcomers",
+        group="connections and limits", metavar="N", low=1, high=1 << 20,
+        shown_default="10000; where only select() exists, its limit (480 on Windows)")
     # Threaded engine: at most this many connection threads. Each reserves a stack; past
     # 10,000 threads one process spends its time scheduling.
     max_threads: int = option_field(

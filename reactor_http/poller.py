@@ -1,5 +1,11 @@
 """The reactor's readiness source: epoll directly where Linux has it, `selectors` elsewhere.
 
+Which one is FACTS.poller's choice (facilities.py): "epoll" -> EpollPoller, "selectors" ->
+SelectorsPoller over the platform's best selector (kqueue on macOS, poll), "select" ->
+SelectPoller, over `selectors.SelectSelector` (Windows; also what the Windows simulation runs
+on Linux). select() holds a bounded number of sockets: the configuration keeps
+`--max-connections` within FACTS.connection_cap, so the reactor never asks it for more.
+
 `selectors` wraps every ready descriptor in a (SelectorKey, events) pair and keeps a key object
 per registration; on the reactor's dominant event (one request in, one answer out, about 6 us of
 CPU in all) that wrapping was 0.15 us per event, measured. Here `poll()` returns epoll's own
@@ -15,6 +21,8 @@ from __future__ import annotations
 
 import select
 import selectors
+
+from .facilities import FACTS
 
 READ = 0x001   # select.EPOLLIN
 WRITE = 0x004  # select.EPOLLOUT
@@ -84,8 +92,10 @@ class EpollPoller:
 class SelectorsPoller:
     """The same interface over `selectors.DefaultSelector` (kqueue, poll, select)."""
 
+    selector_class: type[selectors.BaseSelector] = selectors.DefaultSelector
+
     def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._selector = self.selector_class()
         self.data: dict[int, object] = {}
 
     @staticmethod
@@ -115,4 +125,49 @@ class SelectorsPoller:
         self.data.clear()
 
 
-Poller = EpollPoller if hasattr(select, "epoll") else SelectorsPoller
+class SelectPoller(SelectorsPoller):
+    """The same interface over select() itself, where nothing better exists (Windows)."""
+
+    selector_class = selectors.SelectSelector
+
+
+class ReadWait:
+    """A wait for readability on a few descriptors (the threaded engine's idle waits): poll(2)
+    where it exists, select() where it is all there is (Windows, where only sockets qualify).
+    End of file, a reset and an error count as readable, as they do for select()."""
+
+    __slots__ = ("_fds", "_poll")
+
+    def __init__(self) -> None:
+        self._fds: dict[int, None] = {}  # in registration order
+        self._poll = None if FACTS.poller == "select" else select.poll()
+
+    def register(self, sock) -> None:
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        self._fds[fd] = None
+        if self._poll is not None:
+            self._poll.register(fd, _POLL_READABLE)
+
+    def unregister(self, fd: int) -> None:
+        del self._fds[fd]
+        if self._poll is not None:
+            self._poll.unregister(fd)
+
+    def wait(self, timeout: float) -> set[int]:
+        """The registered descriptors readable within `timeout` seconds (empty: none was)."""
+        timeout = max(timeout, 0.0)
+        if self._poll is not None:
+            return {fd for fd, _ in self._poll.poll(timeout * 1000)}
+        fds = list(self._fds)
+        readable, _, failed = select.select(fds, [], fds, timeout)
+        return set(readable) | set(failed)
+
+
+# What ReadWait asks poll(2) for (where it exists: never read on Windows).
+_POLL_READABLE = 0 if FACTS.poller == "select" else \
+    select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+
+# The poller the reactor makes, by FACTS.poller.
+POLLERS: dict[str, type[EpollPoller] | type[SelectorsPoller]] = {
+    "epoll": EpollPoller, "selectors": SelectorsPoller, "select": SelectPoller}
+Poller = POLLERS[FACTS.poller]

@@ -13,6 +13,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from .facilities import FACTS, stop_signals
 from .listeners import StartupError, listeners_url, open_listeners, raise_fd_limit
 from .logs import LogSink
 from .protocol import record_transitions
@@ -36,11 +37,12 @@ def serve(config, *, banner=None, ready=None) -> int:
     config.validate()
     if config.workers > 1:
         return Supervisor(config, run_engine).run(banner)
-    soft, _ = raise_fd_limit()
+    limits = raise_fd_limit()
     listeners = open_listeners(config)
-    if config.mode == "reactor" and soft < config.max_connections + 64:
+    if config.mode == "reactor" and limits is not None and \
+            limits[0] < config.max_connections + 64:
         log.warning("the open-file limit is %d, below --max-connections %d; raise it with "
-                    "`ulimit -n`", soft, config.max_connections)
+                    "`ulimit -n`", limits[0], config.max_connections)
     return run_engine(config, listeners, banner=banner, ready=ready)
 
 
@@ -68,8 +70,9 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
     # Handlers first: once the banner says we serve, a SIGTERM must mean a graceful stop.
     if main_thread:
         engine.install_signal_handlers()
-        # logrotate's convention: SIGUSR1 reopens the log files (the log writer's next round).
-        signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
+        if FACTS.has_signal("SIGUSR1"):  # not on Windows (README, "Platforms")
+            # logrotate's convention: SIGUSR1 reopens the log files (the log writer's next round).
+            signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
     _announce(config, site, logs, listeners_url(listeners), watcher, banner)
     try:
         if ready is not None:
@@ -109,6 +112,8 @@ def _make_engine(config, listeners, heartbeat) -> tuple[Site, LogSink, ThreadedS
 def _announce(config, site: Site, logs: LogSink, url: str, watcher, banner) -> None:
     """The start-up banner (if asked for) and the "Server started" event line."""
     live = f", live reload on ({watcher.method})" if watcher is not None else ""
+    if config.mode == "reactor" and FACTS.poller == "select":
+        live += f", at most {config.max_connections} connections (select() limit)"
     if banner is not None:
         banner(f"Serving {site.real_root} at {url} (mode: {config.mode}){live}; "
                f"press Ctrl+C to stop")
@@ -117,11 +122,11 @@ def _announce(config, site: Site, logs: LogSink, url: str, watcher, banner) -> N
 
 
 def _ignore_stop_signals() -> None:
-    """After the stop, ignore further SIGTERM/SIGINT until the process exits."""
+    """After the stop, ignore further stop signals (SIGTERM, SIGINT...) until the process exits."""
     # At interpreter exit CPython resets Python-level handlers to the default action (but leaves
     # SIG_IGN alone), so a second SIGTERM (systemd, a test, an impatient user) would turn exit 0
     # into death by signal while the process is already on its way out.
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in stop_signals():
         signal.signal(signum, signal.SIG_IGN)
 
 

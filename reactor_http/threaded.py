@@ -12,8 +12,6 @@ waiting in the backlog.
 from __future__ import annotations
 
 import _socket
-import os
-import select
 import selectors
 import socket
 import ssl
@@ -27,6 +25,7 @@ from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, Engin
                      is_plaintext_on_tls, peer_host, open_connection, plain_socket)
 from .messages import Exchange
 from .parser import Limits
+from .poller import ReadWait
 from .protocol import LINGER_TIMEOUT, CloseReason, ConnState, HeadParser, HttpConnection
 from .stats import LockedStats
 
@@ -34,7 +33,6 @@ from .stats import LockedStats
 POLL_INTERVAL = 0.2
 # After the drain bound, how long cut connections' threads get to log and close (seconds).
 CUT_GRACE = 1.0
-_READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
 class ThreadConn:
@@ -86,8 +84,10 @@ class ThreadedServer(EngineBase):
         # Connections chosen to make room whose threads have not closed them yet.
         self.evicting: set[HttpConnection] = set()
         self.active_lock = threading.Lock()
-        # Readable once a stop begins: every idle wait polls it beside its socket.
-        self._stop_r, self._stop_w = os.pipe()
+        # Readable once a stop begins: every idle wait polls it beside its socket. A socket
+        # pair, not a pipe: Windows' select() waits on sockets only.
+        self._stop_pair = socket.socketpair()
+        self._stop_r = self._stop_pair[0].fileno()
 
     def _connection_states(self):
         """The state of every live connection (for the status page, on demand only)."""
@@ -181,14 +181,14 @@ class ThreadedServer(EngineBase):
                     return
 
     def _wait_evictable(self, conn: ThreadConn, poller, timeout: float,
-                        bell: int | None = None) -> list | None:
-        """poller.poll(`timeout` seconds) while the acceptor may evict `conn` (a stream's: with
+                        bell: int | None = None) -> set[int] | None:
+        """poller.wait(`timeout` seconds) while the acceptor may evict `conn` (a stream's: with
         the `bell` it waits on); None if it did."""
         with self.active_lock:
             conn.waiting = True
             conn.bell = bell
         try:
-            ready = poller.poll(timeout * 1000)
+            ready = poller.wait(timeout)
         finally:
             with self.active_lock:
                 conn.waiting = False
@@ -208,7 +208,7 @@ class ThreadedServer(EngineBase):
                 # A request read from now on is answered with Connection: close (RFC 9112
                 # section 9.6), also on a thread that is in the middle of reading one.
                 proto.draining = True
-        os.write(self._stop_w, b"\0")  # never read: stays readable for every idle wait
+        self._stop_pair[1].send(b"\0")  # never read: stays readable for every idle wait
         deadline = time.monotonic() + self.config.drain_timeout
         if self._wait_idle_threads(deadline):
             return
@@ -383,29 +383,28 @@ class ThreadedServer(EngineBase):
         sock = conn.sock
         if conn.tls and cast(ssl.SSLSocket, sock).pending():
             return True
-        poller = select.poll()
-        poller.register(sock, _READABLE)
-        poller.register(self._stop_r, select.POLLIN)
+        poller = ReadWait()
+        poller.register(sock)
+        poller.register(self._stop_r)
         ready = self._wait_evictable(conn, poller, self.config.keepalive_timeout)
         if ready is None:
             return False  # evicted to make room at the cap
         if not ready:
             proto.timeout(time.monotonic())
             return False
-        sock_fd = sock.fileno()
-        if any(fd == sock_fd for fd, _ in ready):
+        if sock.fileno() in ready:
             return True
         # Stopping.
         wait = proto.begin_stop(time.monotonic())
         poller.unregister(self._stop_r)
-        if poller.poll(0):
+        if poller.wait(0):
             return True  # a request has arrived: answered, with Connection: close
         if wait is None:  # fresh: its first request is on its way (bounded by the drain)
             wait = self.config.keepalive_timeout
         elif not wait:
             proto.abort(CloseReason.STOP)
             return False
-        if poller.poll(wait * 1000):
+        if poller.wait(wait):
             return True
         proto.timeout(time.monotonic())  # idle while stopping: closed as "server stopping"
         return False
@@ -439,11 +438,9 @@ class ThreadedServer(EngineBase):
             next_beat = time.monotonic() + livereload.HEARTBEAT_INTERVAL
             while True:
                 poller = self._stream_poller(sock, bell)
-                wait = max(next_beat - time.monotonic(), 0.0)
-                events = self._wait_evictable(conn, poller, wait, bell)
-                if events is None:
+                ready = self._wait_evictable(conn, poller, next_beat - time.monotonic(), bell)
+                if ready is None:
                     return  # evicted to make room at the cap: the page reconnects
-                ready = {fd for fd, _ in events}
                 if self._stop_r in ready:
                     proto.begin_stop(time.monotonic())
                     # A stream ends at once on a stop; the page reconnects.
@@ -456,7 +453,7 @@ class ThreadedServer(EngineBase):
                         return
                 message = b""
                 if bell in ready:
-                    os.close(bell)
+                    socket.close(bell)
                     bell, _ = hub.bell()
                     seq, message = hub.since(seq)
                 elif time.monotonic() >= next_beat:
@@ -469,14 +466,14 @@ class ThreadedServer(EngineBase):
                         return
                     sock.sendall(message)
         finally:
-            os.close(bell)
+            socket.close(bell)
 
     def _stream_poller(self, sock, bell: int):
-        """What a stream thread waits on: its socket (EOF), the stop pipe and the hub's bell."""
-        poller = select.poll()
-        poller.register(sock, _READABLE)
-        poller.register(self._stop_r, select.POLLIN)
-        poller.register(bell, select.POLLIN)
+        """What a stream thread waits on: its socket (EOF), the stop socket and the hub's bell."""
+        poller = ReadWait()
+        poller.register(sock)
+        poller.register(self._stop_r)
+        poller.register(bell)
         return poller
 
     def _linger(self, conn: ThreadConn) -> None:
@@ -511,11 +508,11 @@ def _bytes_waiting(sock: _socket.socket, bell: int | None = None) -> bool:
     wait out the socket's timeout."""
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
-    poller = select.poll()
-    poller.register(sock, _READABLE)
+    poller = ReadWait()
+    poller.register(sock)
     if bell is not None:
-        poller.register(bell, select.POLLIN)
-    return bool(poller.poll(0))
+        poller.register(bell)
+    return bool(poller.wait(0))
 
 
 def _shutdown_quietly(sock: _socket.socket, how: int) -> None:

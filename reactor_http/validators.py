@@ -30,6 +30,7 @@ import queue
 import threading
 
 from . import filesystem
+from .facilities import pread
 
 log = logging.getLogger("reactor_http")
 
@@ -79,7 +80,7 @@ def digest_file(fs_path: str, identity: tuple, identity_of) -> bytes | None:
         hasher = hashlib.blake2b(digest_size=DIGEST_SIZE)
         offset = 0
         while offset < st.st_size:
-            chunk = os.pread(fd, min(CHUNK, st.st_size - offset), offset)
+            chunk = pread(fd, min(CHUNK, st.st_size - offset), offset)
             if not chunk:
                 return None  # shrank under us
             hasher.update(chunk)
@@ -190,7 +191,7 @@ def _read_small(fs_path: str, identity: tuple, identity_of) -> bytes | None:
     try:
         if identity_of(st) != identity:
             return None
-        data = os.pread(fd, st.st_size, 0)
+        data = pread(fd, st.st_size, 0)
         if identity_of(os.fstat(fd)) != identity:
             return None
         return data

@@ -9,23 +9,22 @@ never announced.
 
 Inotify is used through ctypes (no new dependency). It is not recursive by itself: every folder
 is watched, and a folder created (or moved in) later is watched when it appears, its files
-announced. Elsewhere, or when inotify is unavailable (its watch limit reached), the fallback
-scans the tree every POLL_INTERVAL seconds, comparing each file's size, mtime and inode.
+announced. Elsewhere (FACTS.watcher is "scan"), or when inotify is unavailable (its watch limit
+reached), the fallback scans the tree every POLL_INTERVAL seconds, comparing each file's size,
+mtime and inode.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
 import select
 import struct
-import sys
 import threading
 import time
 
+from .facilities import FACTS
 from .livereload import url_path
 
 log = logging.getLogger("reactor_http")
@@ -119,6 +118,12 @@ class Inotify:
     """
 
     def __init__(self, root: str):
+        # Loaded here, where inotify is used (Linux): ctypes.util imports subprocess, which
+        # Windows' and macOS's servers never need.
+        import ctypes
+        import ctypes.util
+
+        self._get_errno = ctypes.get_errno
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         self._add = libc.inotify_add_watch
         self._add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
@@ -189,7 +194,7 @@ class Inotify:
         path = os.path.join(self.root, relative) if relative else self.root
         wd = self._add(self.fd, os.fsencode(path), WATCH_MASK)
         if wd < 0:
-            code = ctypes.get_errno()
+            code = self._get_errno()
             if code == errno.ENOSPC:
                 raise OSError(code, "inotify watch limit reached (fs.inotify.max_user_watches)")
             return  # gone already, or not a folder: nothing to watch
@@ -281,7 +286,7 @@ class Watcher:
         self._stop = threading.Event()
         self.inotify = None
         if use_inotify is None:
-            use_inotify = sys.platform.startswith("linux")
+            use_inotify = FACTS.watcher == "inotify"
         if use_inotify:
             try:
                 self.inotify = Inotify(root)

@@ -17,6 +17,7 @@ import os
 import threading
 
 from . import content_coding, extras, filesystem, pathrules, validators
+from .facilities import pread
 from .headers import DateCache
 from .messages import CachedResponse, Request, Response, target_path
 
@@ -178,7 +179,7 @@ class Site:
         try:
             if st_open.st_size > SMALL_FILE_MAX:
                 return None
-            data = os.pread(fd, st_open.st_size, 0)
+            data = pread(fd, st_open.st_size, 0)
         except OSError:
             return None
         finally:

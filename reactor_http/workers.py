@@ -48,8 +48,8 @@ import time
 import traceback
 
 from .engine import Listener
-from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
 from .facilities import FACTS
+from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
 from .logs import write_connection_lines
 from .scoreboard import Board
 from .service import inherited_listener
@@ -81,8 +81,14 @@ PR_SET_PDEATHSIG = 1
 READY_BYTE = b"R"
 BEAT_BYTE = b"."
 
-_SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
-                       signal.SIGUSR1}
+# The signals the supervisor handles (blocked across fork). Only where fork exists, which
+# also has all of these: read when a worker is forked, never at import (Windows has none).
+_SUPERVISOR_SIGNAL_NAMES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGCHLD", "SIGUSR1")
+
+
+def _supervisor_signals() -> set[signal.Signals]:
+    return {getattr(signal, name) for name in _SUPERVISOR_SIGNAL_NAMES
+            if FACTS.has_signal(name)}
 
 
 @dataclasses.dataclass(eq=False)
@@ -114,7 +120,8 @@ class Supervisor:
         self.config = config
         self.worker_body = worker_body
         self.tls = None
-        self.reuse_port = hasattr(socket, "SO_REUSEPORT") and kernel_migrates_requests()
+        # Only where SO_REUSEPORT spreads connections (Linux), and the kernel migrates them.
+        self.reuse_port = FACTS.reuseport_balances and kernel_migrates_requests()
         self.workers: dict[int, Worker] = {}
         self.crashes: dict[int, int] = {}
         self.boot_failures: dict[int, int] = {}
@@ -295,7 +302,7 @@ class Supervisor:
         pipe_r, pipe_w = os.pipe()
         # Block our signals across fork: until the child has reset its handlers, a SIGTERM
         # would run the parent's handler in the child, and the child would never stop.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SUPERVISOR_SIGNALS)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _supervisor_signals())
         pid = os.fork()
         if pid == 0:  # the child never returns from here
             os.close(pipe_r)
@@ -546,7 +553,7 @@ class Supervisor:
 
 def parent_death_signal():
     """A function asking Linux to SIGTERM the calling process when its parent dies; or None."""
-    if not sys.platform.startswith("linux"):
+    if FACTS.name != "linux":
         return None
     try:
         import ctypes
