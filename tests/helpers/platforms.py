@@ -1,0 +1,61 @@
+"""A standard library that looks like Windows' or macOS's, for a server process on Linux.
+
+`shim_command(platform, args)` is a `python -c` command that first takes out of `os`, `socket`,
+`signal` and `select` what that platform's CPython lacks, makes the Unix-only modules fail to
+import, and only then runs `python -m reactor_http ARGS`. The package must import and serve
+anyway: nothing may touch a missing facility at import time, and every fallback runs for real.
+Combined with REACTOR_HTTP_SIMULATE (the platform's facts), it is the nearest thing to the real
+platform this machine can run. What stays Linux: sys.platform, the path rules of the file
+system, and the ability to send the process signals from the test.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# What CPython on Windows does not have (names looked up in the 3.10-3.13 docs' "Availability").
+WINDOWS_MISSING = {
+    "os": ["sendfile", "fork", "forkpty", "pread", "pwrite", "O_NONBLOCK", "O_CLOEXEC",
+           "sched_getaffinity", "register_at_fork", "getuid", "geteuid", "setsid", "killpg",
+           "WNOHANG", "WIFSIGNALED", "getpgid", "pipe2"],
+    # (AF_UNIX stays: Linux's socketpair() needs it, and Windows' builds its own from TCP.)
+    "socket": ["MSG_MORE", "SO_REUSEPORT", "TCP_CORK", "sendmsg_afalg"],
+    "signal": ["SIGUSR1", "SIGUSR2", "SIGHUP", "SIGCHLD", "SIGKILL", "SIGALRM", "SIGPIPE",
+               "SIGQUIT", "pthread_sigmask", "pthread_kill", "siginterrupt", "alarm",
+               "setitimer", "getitimer", "sigwait", "SIG_BLOCK", "SIG_SETMASK"],
+    "select": ["epoll", "poll", "kqueue", "devpoll", "POLLIN", "POLLOUT", "POLLPRI", "POLLHUP",
+               "POLLERR", "EPOLLIN", "EPOLLOUT"],
+}
+# Unix-only modules: importing one must fail, as it does on Windows.
+WINDOWS_UNIMPORTABLE = ["resource", "fcntl", "termios", "pwd", "grp", "posix_ipc"]
+# What macOS lacks that Linux has (it has kqueue, which Linux cannot lend: poll stands in).
+MACOS_MISSING = {
+    "os": ["sched_getaffinity", "pipe2", "O_DIRECT", "memfd_create"],
+    "socket": ["MSG_MORE", "TCP_CORK", "SO_REUSEPORT_LB"],
+    "select": ["epoll", "EPOLLIN", "EPOLLOUT"],
+}
+
+_PRELUDE = """
+import sys
+for _module, _names in {missing!r}.items():
+    _module = __import__(_module)
+    for _name in _names:
+        if hasattr(_module, _name):
+            delattr(_module, _name)
+for _name in {unimportable!r}:
+    sys.modules[_name] = None  # `import resource` now raises ImportError
+sys.modules.pop("selectors", None)  # if loaded at start-up: chosen again from what is left
+import runpy
+sys.argv = ["reactor_http", *{args!r}]
+runpy.run_module("reactor_http", run_name="__main__", alter_sys=True)
+"""
+
+
+def shim_command(platform: str, args: list[str]) -> list[str]:
+    """`python -c PRELUDE`: the server with `args`, on a stdlib trimmed to `platform`'s."""
+    if platform == "windows":
+        missing, unimportable = WINDOWS_MISSING, WINDOWS_UNIMPORTABLE
+    else:
+        missing, unimportable = MACOS_MISSING, []
+    code = _PRELUDE.format(missing=missing, unimportable=unimportable, args=list(args))
+    return [sys.executable, "-c", code]
