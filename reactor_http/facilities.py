@@ -24,6 +24,9 @@ Facts, and who uses them:
 - `o_binary`: the `os.open` flag without which Windows opens a file in text mode (CRLF and
   Ctrl+Z translated by `os.read`/`os.write`); 0 elsewhere.
 - `cpus`: the processors this process may run on (`--workers auto`).
+- `kill_zero_probes`: `os.kill(pid, 0)` only asks whether a process exists (POSIX). On Windows
+  it sends Ctrl+C to a console process group, so the pid file asks Windows' API instead. Kept by
+  a simulation: Linux has no Windows API to lend.
 - `poller`: "epoll" (the project's own poller over `select.epoll`), "selectors" (kqueue/poll via
   `selectors.DefaultSelector`) or "select" (only `select()`, as on Windows).
 - `select_limit`: how many sockets that poller can hold at once, None if no fixed limit
@@ -85,6 +88,7 @@ class Facilities:
     o_cloexec: int
     o_binary: int
     cpus: int
+    kill_zero_probes: bool
     poller: str
     select_limit: int | None
     connection_cap: int | None
@@ -175,6 +179,7 @@ def detect() -> Facilities:
         o_cloexec=getattr(os, "O_CLOEXEC", 0),
         o_binary=getattr(os, "O_BINARY", 0),
         cpus=_cpus(),
+        kill_zero_probes=name != "windows",
         poller=poller,
         select_limit=limit,
         connection_cap=connection_cap(limit, name == "windows"),

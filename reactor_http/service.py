@@ -21,6 +21,7 @@ import os
 import socket
 
 from .facilities import FACTS
+
 # sd_listen_fds(3): the first passed descriptor is always 3 (SD_LISTEN_FDS_START).
 SD_LISTEN_FDS_START = 3
 
@@ -197,6 +198,8 @@ def is_server_command(argv: list[str]) -> bool:
 
 def process_running(pid: int) -> bool:
     """True if process `pid` exists and is not a zombie (exited, not yet reaped)."""
+    if not FACTS.kill_zero_probes:
+        return _windows_process_running(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -211,3 +214,29 @@ def process_running(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state != b"Z"
+
+
+# Windows API values (processthreadsapi.h, winerror.h, minwinbase.h).
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_ERROR_ACCESS_DENIED = 5
+_STILL_ACTIVE = 259
+
+
+def _windows_process_running(pid: int) -> bool:
+    """Windows: True if process `pid` is still running (OpenProcess and its exit code)."""
+    import ctypes  # only where os.kill(pid, 0) cannot probe
+
+    try:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return False  # not Windows after all: nothing to ask
+    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:
+        return ctypes.get_last_error() == _ERROR_ACCESS_DENIED  # type: ignore[attr-defined]
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == _STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)

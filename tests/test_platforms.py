@@ -22,6 +22,9 @@ from tests.helpers.http import get, read_response
 from tests.helpers.platforms import shim_command
 from tests.helpers.servers import MODES, REPO, ServerProcess, server_env
 
+# All of it runs again in .ci/run's simulated passes (there, the last tests check the fallbacks).
+pytestmark = pytest.mark.sockets
+
 POSIX_HOST = pytest.mark.skipif(not FACTS.fork or FACTS.simulated,
                                 reason="simulates platforms on a POSIX host (Linux CI)")
 
@@ -77,6 +80,18 @@ def test_pread_reads_at_an_offset_with_or_without_os_pread(tmp_path):
         assert facilities._seek_read(fd, 4, 10) == b""
     finally:
         os.close(fd)
+
+
+def test_the_pid_file_never_probes_with_kill_0_where_that_sends_ctrl_c(monkeypatch):
+    from reactor_http import service
+
+    def kill(pid, signum):
+        raise AssertionError("os.kill(pid, 0) sends CTRL_C_EVENT on Windows")
+
+    monkeypatch.setattr(service, "FACTS",
+                        facilities.dataclasses.replace(FACTS, kill_zero_probes=False))
+    monkeypatch.setattr(os, "kill", kill)
+    assert service.process_running(os.getpid()) is (FACTS.name == "windows")
 
 
 def test_an_unknown_simulation_is_one_line_and_exit_status_2_not_a_traceback():
