@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.platforms import runs_a_server
 from tests.helpers.servers import MODES, ServerProcess
-
-#: Fixtures (and the `mode` parameter) that mean a test runs a real server over sockets.
-SERVER_FIXTURES = frozenset({"server", "make_server", "mode"})
-#: Names whose import makes a whole test module one that starts real servers.
-SERVER_STARTERS = ("ServerProcess", "run_cli")
+from tests.helpers.sites import build_escape_root, build_site_copy
+from tests.helpers.tls import self_signed_certificate
 
 
 def pytest_collection_modifyitems(items):
@@ -25,12 +23,8 @@ def pytest_collection_modifyitems(items):
     servers itself): .ci/run runs those again with REACTOR_HTTP_SIMULATE=windows and =macos,
     so the fallbacks run over real sockets in both engines."""
     for item in items:
-        module = getattr(item, "module", None)
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or \
-                any(hasattr(module, name) for name in SERVER_STARTERS):
+        if runs_a_server(item):
             item.add_marker(pytest.mark.sockets)
-from tests.helpers.sites import build_escape_root, build_site_copy
-from tests.helpers.tls import self_signed_certificate
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.helpers.http import get
+from tests.helpers.platforms import needs_fork
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import REPO, ServerProcess, server_env
@@ -131,6 +132,7 @@ def test_an_inherited_socket_that_is_not_listening_is_a_one_line_error(site_copy
     assert len(err.strip().splitlines()) == 1
 
 
+@needs_fork()
 def test_workers_share_the_inherited_socket(site_copy, started):
     with listening_socket() as sock:
         port = sock.getsockname()[1]

@@ -20,6 +20,7 @@ import pytest
 
 from tests.helpers import http as client
 from tests.helpers.http import read_response, recv_until_closed
+from tests.helpers.platforms import needs_connections
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import cpu_seconds
 from tests.helpers.servers import MODES, ServerProcess
@@ -548,6 +549,7 @@ def open_idle_keepalive(server, count: int) -> list[socket.socket]:
 
 
 @pytest.mark.slow
+@needs_connections(2000)
 def test_reactor_holds_2000_idle_keepalive_connections(make_server, hroot):
     server = make_server(hroot, "reactor", "--quiet", "--keepalive-timeout", "120")
     assert send_and_read(server, req(server))[0].status == 200

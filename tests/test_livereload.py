@@ -20,6 +20,7 @@ import pytest
 
 from tests.helpers.http import get
 from tests.helpers.livereload import SMALL_RCVBUF, stall_stream
+from tests.helpers.platforms import needs_fork
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import server_ports, tcp_entry, tcp_table
 from tests.helpers.servers import BANNER, MODES
@@ -462,6 +463,7 @@ def test_a_stream_never_read_holds_a_capped_buffer_and_is_dropped_by_the_send_ti
 
 
 @pytest.mark.slow
+@needs_fork()
 def test_each_worker_watches_and_streams(root, make_server):
     server = make_server(root, "reactor", "--quiet", "--live-reload", "--workers", "2")
     assert "2 workers), live reload on (inotify)" in server.banner  # as one process says it

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from tests.helpers.http import assert_closed, get, read_response
+from tests.helpers.platforms import needs_fork, needs_signal
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import BANNER, MODES, REPO, SITE, read_banner, run_cli
@@ -127,6 +128,7 @@ def test_quiet_access_log_goes_to_the_file_only(site_copy, tmp_path, make_server
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
+@needs_signal("SIGUSR1")
 def test_sigusr1_reopens_the_access_log(site_copy, tmp_path, make_server, mode):
     log = tmp_path / "access.log"
     rotated = tmp_path / "access.log.1"
@@ -145,6 +147,8 @@ def test_sigusr1_reopens_the_access_log(site_copy, tmp_path, make_server, mode):
 
 
 @pytest.mark.slow
+@needs_fork()
+@needs_signal("SIGUSR1")
 def test_sigusr1_reaches_every_worker(site_copy, tmp_path, make_server):
     log = tmp_path / "access.log"
     rotated = tmp_path / "access.log.1"

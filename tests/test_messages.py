@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.http import get
+from tests.helpers.platforms import needs_fork
 from tests.helpers.servers import REPO, SITE, run_cli
 from reactor_http import cli
 from reactor_http.logs import LogSink
@@ -39,7 +40,7 @@ def assert_all_prefixed(stderr: str) -> list[str]:
 
 @pytest.mark.parametrize("engine", [("reactor",), ("threaded",),
                                     pytest.param(("reactor", "--workers", "2"),
-                                                 marks=pytest.mark.slow)],
+                                                 marks=[pytest.mark.slow, needs_fork()])],
                          ids=["reactor", "threaded", "workers"])
 def test_a_short_run_writes_every_process_message_with_the_prefix(make_server, tmp_path, engine):
     mode, *args = engine

@@ -18,6 +18,7 @@ import pytest
 from tests.helpers.servers import REPO, SITE, run_cli
 from reactor_http import cli, options
 from reactor_http.config import Config
+from reactor_http.facilities import FACTS
 from reactor_http.options import OPTIONS
 from reactor_http.parser import DEFAULT_LIMITS
 
@@ -178,6 +179,11 @@ def test_config_refuses_non_finite_and_out_of_range_durations(tmp_path, option, 
     assert option.flag in str(caught.value)
 
 
+# Options whose upper values this platform refuses (no fork; select()'s connection limit).
+PLATFORM_LIMITED = {"workers": not FACTS.fork,
+                    "max_connections": FACTS.connection_cap is not None}
+
+
 @pytest.mark.parametrize("option", NUMBERS, ids=lambda option: option.name)
 def test_every_number_has_finite_bounds_that_hold(tmp_path, option):
     assert option.low is not None and option.high is not None and option.low < option.high
@@ -190,6 +196,10 @@ def test_every_number_has_finite_bounds_that_hold(tmp_path, option):
             value = int(value)
         if option.name == "tls_port":
             continue  # valid only with --certfile; its range is --port's
+        if value > 1 and PLATFORM_LIMITED.get(option.name, False):
+            with pytest.raises(ValueError, match=option.flag):  # refused here: README, Platforms
+                Config(root=str(tmp_path), **{option.name: value}).validate()
+            continue
         Config(root=str(tmp_path), **{option.name: value}).validate()
 
 

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.helpers.http import assert_closed, get, read_response, recv_until_closed
+from tests.helpers.platforms import needs_fork
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import BANNER, REPO, SITE, ServerProcess, read_banner, server_env
@@ -350,7 +351,9 @@ def start_in_own_group(root, mode: str, *args: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("times", [1, 2])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("engine", [("reactor",), ("threaded",), ("reactor", "--workers", "2")],
+@pytest.mark.parametrize("engine", [("reactor",), ("threaded",),
+                                    pytest.param(("reactor", "--workers", "2"),
+                                                 marks=needs_fork())],
                          ids=["reactor", "threaded", "workers"])
 def test_a_signal_to_the_process_group_stops_cleanly(site_copy, engine, signum, times):
     mode, *args = engine

@@ -17,6 +17,7 @@ import pytest
 
 from tests.helpers import prometheus
 from tests.helpers.http import get, read_response
+from tests.helpers.platforms import needs_fork
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import MODES, run_cli
@@ -367,6 +368,7 @@ def test_a_status_path_that_shadows_nothing_starts_silently(site_copy, make_serv
     assert b"warning" not in server.startup
 
 
+@needs_fork()
 def test_workers_say_which_worker_answered(site_copy, make_server):
     server = make_server(site_copy, "reactor", "--workers", "2", "--quiet", "--status", "/status")
     assert wait_until(lambda: len(worker_pids(server.pid)) == 2)

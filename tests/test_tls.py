@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from tests.helpers.http import assert_closed, read_response, recv_until_closed
+from tests.helpers.platforms import needs_fork
 from tests.helpers.servers import MODES, ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -196,6 +197,7 @@ def test_a_plain_http_request_to_the_https_port_gets_a_400(https_server):
 
 
 @pytest.mark.slow
+@needs_fork()
 def test_workers_with_a_certificate_say_https_and_serve_it(site_copy, certificate):
     # The start-up line of --workers said http:// while the port spoke HTTPS.
     cert, key = certificate

@@ -23,12 +23,16 @@ import time
 import pytest
 
 from tests.helpers.http import get, read_response
+from tests.helpers.platforms import needs_fork
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import REPO, ServerProcess, run_cli
 from reactor_http.config import Config
 from reactor_http.scoreboard import Board
 from reactor_http.workers import Supervisor, Worker
+
+# Every test here runs a supervisor, which forks its workers.
+pytestmark = needs_fork()
 
 
 class RequestLoop:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 # What CPython on Windows does not have (names looked up in the 3.10-3.13 docs' "Availability").
 WINDOWS_MISSING = {
     "os": ["sendfile", "fork", "forkpty", "pread", "pwrite", "O_NONBLOCK", "O_CLOEXEC",
@@ -59,3 +61,46 @@ def shim_command(platform: str, args: list[str]) -> list[str]:
         missing, unimportable = MACOS_MISSING, []
     code = _PRELUDE.format(missing=missing, unimportable=unimportable, args=list(args))
     return [sys.executable, "-c", code]
+
+
+# ---- skipping what the platform (or the simulated one) lacks -----------------------------------
+
+def _facts():
+    from reactor_http.facilities import FACTS  # the package's own verdict, simulation included
+    return FACTS
+
+
+def needs_fork():
+    """Skip a test of --workers where there is no fork() (Windows, simulated or real)."""
+    facts = _facts()
+    return pytest.mark.skipif(not facts.fork, reason=f"--workers needs fork(); {facts.name} "
+                                                     f"has none")
+
+
+def needs_signal(name: str):
+    """Skip a test that sends `name` (SIGUSR1, SIGHUP...) where the platform has no such signal."""
+    facts = _facts()
+    return pytest.mark.skipif(not facts.has_signal(name),
+                              reason=f"{name} does not exist on {facts.name}")
+
+
+def needs_connections(count: int):
+    """Skip a test holding `count` connections where select()'s limit allows fewer."""
+    cap = _facts().connection_cap
+    return pytest.mark.skipif(cap is not None and cap < count,
+                              reason=f"select() holds at most {cap} connections here")
+
+
+# ---- which tests the simulated passes run (the `sockets` marker, set by conftest.py) ----------
+
+#: Fixtures (and the `mode` parameter) that mean a test runs a real server over sockets.
+SERVER_FIXTURES = frozenset({"server", "make_server", "mode"})
+#: Names whose import makes a whole test module one that starts real servers.
+SERVER_STARTERS = ("ServerProcess", "run_cli")
+
+
+def runs_a_server(item) -> bool:
+    """True if a collected test starts a real server: by fixture, or in a module that does."""
+    module = getattr(item, "module", None)
+    return bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))) or \
+        any(hasattr(module, name) for name in SERVER_STARTERS)
