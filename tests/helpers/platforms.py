@@ -27,6 +27,7 @@ WINDOWS_MISSING = {
                "setitimer", "getitimer", "sigwait", "SIG_BLOCK", "SIG_SETMASK"],
     "select": ["epoll", "poll", "kqueue", "devpoll", "POLLIN", "POLLOUT", "POLLPRI", "POLLHUP",
                "POLLERR", "EPOLLIN", "EPOLLOUT"],
+    "errno": ["ENONET", "ECOMM", "EREMOTEIO"],  # Linux's own
 }
 # Unix-only modules: importing one must fail, as it does on Windows.
 WINDOWS_UNIMPORTABLE = ["resource", "fcntl", "termios", "pwd", "grp", "posix_ipc"]
@@ -35,6 +36,7 @@ MACOS_MISSING = {
     "os": ["sched_getaffinity", "pipe2", "O_DIRECT", "memfd_create"],
     "socket": ["MSG_MORE", "TCP_CORK", "SO_REUSEPORT_LB"],
     "select": ["epoll", "EPOLLIN", "EPOLLOUT"],
+    "errno": ["ENONET", "ECOMM", "EREMOTEIO", "ENOKEY", "EKEYEXPIRED"],  # Linux's own
 }
 
 _PRELUDE = """
