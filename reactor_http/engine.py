@@ -12,7 +12,6 @@ imports the other; both import this.
 
 from __future__ import annotations
 
-import errno
 import logging
 import signal
 import socket
@@ -22,7 +21,7 @@ import traceback
 from typing import cast
 
 from . import sending
-from .facilities import stop_signals
+from .facilities import errno_codes, stop_signals
 from .livereload import STREAM_SNDBUF
 from .logs import clf_prefix, clf_tail, escape
 from .messages import Exchange, ResponsePlan
@@ -37,9 +36,10 @@ RECV_SIZE = 65536
 ACCEPT_PAUSE = 0.5
 # accept() errors that belong to one connection only: accept(2) passes a new connection's
 # pending network error through and says to treat it like EAGAIN, so we skip that connection.
-CONNECTION_ACCEPT_ERRORS = frozenset({
-    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
-    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH})
+# (Those this platform defines: ENONET is Linux's alone.)
+CONNECTION_ACCEPT_ERRORS = errno_codes(
+    "ECONNABORTED", "EPROTO", "EPERM", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+    "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH")
 # Access-line prefixes remembered, one per client address, before the cache starts over.
 PREFIX_CACHE_ENTRIES = 4096
 # Access-line tails remembered for replayed plans (entries), before the cache starts over. A

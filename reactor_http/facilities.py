@@ -50,6 +50,7 @@ that one line, exit status 2).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import select
 import signal
@@ -244,3 +245,8 @@ def _seek_read(fd: int, size: int, offset: int) -> bytes:
 
 #: `pread(fd, size, offset)`: up to `size` bytes of `fd` from `offset` (b"" at end of file).
 pread = os.pread if FACTS.pread else _seek_read
+
+
+def errno_codes(*names: str) -> frozenset[int]:
+    """The codes of the errno `names` this platform defines (ENONET is Linux's alone)."""
+    return frozenset(getattr(errno, name) for name in names if hasattr(errno, name))
