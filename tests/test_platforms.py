@@ -20,6 +20,7 @@ from reactor_http.facilities import FACTS, SIMULATE_ENV, connection_cap, detect,
 from reactor_http.watcher import Watcher
 from tests.helpers.http import get, read_response
 from tests.helpers.platforms import shim_command
+from tests.helpers.polling import wait_until
 from tests.helpers.servers import MODES, REPO, ServerProcess, server_env
 
 # All of it runs again in .ci/run's simulated passes (there, the last tests check the fallbacks).
@@ -92,6 +93,25 @@ def test_the_pid_file_never_probes_with_kill_0_where_that_sends_ctrl_c(monkeypat
                         facilities.dataclasses.replace(FACTS, kill_zero_probes=False))
     monkeypatch.setattr(os, "kill", kill)
     assert service.process_running(os.getpid()) is (FACTS.name == "windows")
+
+
+def test_the_compressor_renices_its_thread_only_where_a_thread_id_names_it(tmp_path,
+                                                                           monkeypatch):
+    from reactor_http import content_coding
+
+    def setpriority(*args):  # macOS: a thread id is no pid, and may not even fit one
+        raise OverflowError("signed integer is greater than maximum")
+
+    monkeypatch.setattr(content_coding, "FACTS",
+                        facilities.dataclasses.replace(FACTS, thread_nice=False))
+    monkeypatch.setattr(os, "setpriority", setpriority, raising=False)
+    path = tmp_path / "big.js"
+    path.write_bytes(b"var x = 1;\n" * (content_coding.INLINE_MAX // 8))
+    compressor = content_coding.Compressor(1 << 22, 1 << 24,
+                                           lambda st: (st.st_ino, st.st_mtime_ns, st.st_size))
+    st = os.stat(path)
+    assert compressor.lookup(str(path), st, "gzip") == (None, False)  # queued for the thread
+    assert wait_until(lambda: compressor.lookup(str(path), st, "gzip")[0] is not None)
 
 
 def test_an_unknown_simulation_is_one_line_and_exit_status_2_not_a_traceback():
