@@ -27,7 +27,7 @@ import time
 import zlib
 
 from . import filesystem
-from .facilities import pread
+from .facilities import FACTS, pread
 
 log = logging.getLogger("reactor_http")
 
@@ -314,10 +314,11 @@ class Compressor:
 
     def _work(self) -> None:
         """The worker thread: compress queued files one at a time, forever (a daemon)."""
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
-        except (AttributeError, OSError):  # not Linux, or not allowed: run at the loop's level
-            pass
+        if FACTS.thread_nice:  # elsewhere a thread id names no process: the loop's level
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+            except OSError:  # not allowed: run at the loop's level
+                pass
         while True:
             key, fs_path, transform = self._queue.get()
             try:

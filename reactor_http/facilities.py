@@ -24,6 +24,8 @@ Facts, and who uses them:
 - `o_binary`: the `os.open` flag without which Windows opens a file in text mode (CRLF and
   Ctrl+Z translated by `os.read`/`os.write`); 0 elsewhere.
 - `cpus`: the processors this process may run on (`--workers auto`).
+- `thread_nice`: `os.setpriority(PRIO_PROCESS, native thread id)` renices that one thread
+  (Linux). Elsewhere a thread id is no pid: the compressor thread keeps the loop's priority.
 - `kill_zero_probes`: `os.kill(pid, 0)` only asks whether a process exists (POSIX). On Windows
   it sends Ctrl+C to a console process group, so the pid file asks Windows' API instead. Kept by
   a simulation: Linux has no Windows API to lend.
@@ -89,6 +91,7 @@ class Facilities:
     o_cloexec: int
     o_binary: int
     cpus: int
+    thread_nice: bool
     kill_zero_probes: bool
     poller: str
     select_limit: int | None
@@ -180,6 +183,7 @@ def detect() -> Facilities:
         o_cloexec=getattr(os, "O_CLOEXEC", 0),
         o_binary=getattr(os, "O_BINARY", 0),
         cpus=_cpus(),
+        thread_nice=name == "linux" and hasattr(os, "setpriority"),
         kill_zero_probes=name != "windows",
         poller=poller,
         select_limit=limit,
@@ -201,14 +205,14 @@ def simulate(real: Facilities, platform: str) -> Facilities:
         return dataclasses.replace(
             real, name="windows", simulated=True, sendfile=False, msg_more=0, pread=False,
             signals=real.signals & {"SIGTERM", "SIGINT", "SIGBREAK"}, fork=False,
-            rlimit=False, o_nonblock=0, o_cloexec=0, poller="select",
+            rlimit=False, o_nonblock=0, o_cloexec=0, thread_nice=False, poller="select",
             select_limit=_WINDOWS_SELECT_LIMIT,
             connection_cap=connection_cap(_WINDOWS_SELECT_LIMIT, True), watcher="scan",
             reuse_address=False, reuseport=False, reuseport_balances=False,
             case_insensitive_names=True, windows_names=True)
     if platform == "macos":
         return dataclasses.replace(
-            real, name="macos", simulated=True, msg_more=0,
+            real, name="macos", simulated=True, msg_more=0, thread_nice=False,
             poller="selectors" if real.poller == "epoll" else real.poller, watcher="scan",
             reuseport_balances=False, case_insensitive_names=True, windows_names=False)
     raise ValueError(f"{SIMULATE_ENV} must be one of {', '.join(SIMULATIONS)}, not {platform!r}")
