@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.platforms import runs_a_server
+from tests.helpers.platforms import harness_skip, runs_a_server
 from tests.helpers.servers import MODES, ServerProcess
 from tests.helpers.sites import build_escape_root, build_site_copy
 from tests.helpers.tls import self_signed_certificate
@@ -22,9 +22,12 @@ def pytest_collection_modifyitems(items):
     """Mark `sockets` every test that runs a real server (by fixture, or in a module that starts
     servers itself): .ci/run runs those again with REACTOR_HTTP_SIMULATE=windows and =macos,
     so the fallbacks run over real sockets in both engines."""
+    skip = harness_skip()
     for item in items:
         if runs_a_server(item):
             item.add_marker(pytest.mark.sockets)
+            if skip is not None:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -106,3 +106,14 @@ def runs_a_server(item) -> bool:
     module = getattr(item, "module", None)
     return bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))) or \
         any(hasattr(module, name) for name in SERVER_STARTERS)
+
+
+def harness_skip():
+    """Where the server harness (tests/helpers/servers.py) cannot run, a skip mark saying why:
+    on Windows it waits on pipes with select() and stops servers with POSIX signals. There,
+    tests/test_platform_smoke.py starts, uses and stops the server in Windows' own way."""
+    facts = _facts()
+    if facts.name == "windows" and not facts.simulated:
+        return pytest.mark.skip(reason="the server harness needs select() on pipes and POSIX "
+                                       "signals; test_platform_smoke.py covers Windows")
+    return None

@@ -1,19 +1,35 @@
-"""What /proc says about a server: its CPU time, its workers, its sockets (/proc/net/tcp)."""
+"""What /proc says about a server: its CPU time, its workers, its sockets (/proc/net/tcp).
+
+/proc is Linux's: elsewhere (macOS, Windows) each reader skips the calling test, saying so.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 
+import pytest
+
+#: Whether this host has Linux's /proc (a simulated platform on Linux still has it).
+HAS_PROCFS = os.path.isdir("/proc/self/fd")
+
+
+def require_procfs() -> None:
+    """Skip the calling test where there is no /proc."""
+    if not HAS_PROCFS:
+        pytest.skip("reads /proc, which only Linux has")
+
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used, from /proc/PID/stat."""
+    require_procfs()
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def worker_pids(parent_pid: int) -> set[int]:
     """The children of a process (a --workers supervisor's workers), from /proc."""
+    require_procfs()
     children = set()
     for task in os.listdir(f"/proc/{parent_pid}/task"):
         try:
@@ -28,6 +44,7 @@ def worker_pids(parent_pid: int) -> set[int]:
 
 def tcp_table() -> list[tuple[int, int, int, int, int, int]]:
     """(local port, remote port, state, send queue, receive queue, inode) of every IPv4 socket."""
+    require_procfs()
     table = []
     with open("/proc/net/tcp") as file:
         next(file)
