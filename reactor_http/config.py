@@ -31,9 +31,7 @@ class Config(Settings):
             message = problem(option, getattr(self, option.name))
             if message:
                 raise ValueError(message)
-        if self.workers > 1 and self.mode != "reactor":
-            raise ValueError("--workers needs --mode reactor")
-        self._check_platform()
+        self._check_processes()
         if (self.keyfile or self.tls_port is not None) and not self.certfile:
             raise ValueError("--keyfile and --tls-port need --certfile")
         if self.tls_port is not None and self.workers > 1:
@@ -77,8 +75,11 @@ class Config(Settings):
             raise ValueError(f"--root {self.root!r} is not readable")
         return self
 
-    def _check_platform(self) -> None:
-        """Refuse, in one line, what this platform cannot do (README, "Platforms")."""
+    def _check_processes(self) -> None:
+        """--workers and --max-connections: what the engine and this platform allow (README,
+        "Platforms"), refused in one line."""
+        if self.workers > 1 and self.mode != "reactor":
+            raise ValueError("--workers needs --mode reactor")
         if self.workers > 1 and not FACTS.fork:
             raise ValueError(f"--workers {self.workers}: worker processes need fork(), which "
                              f"{FACTS.name} lacks; serve with one process (--workers 1)")
