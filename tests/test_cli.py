@@ -19,6 +19,7 @@ import tempfile
 import pytest
 
 from tests.helpers.http import read_response
+from tests.helpers.platforms import needs_fork
 from tests.helpers.servers import REPO, SITE, banner_line, read_banner, run_cli, server_env
 from reactor_http import __version__, cli
 
@@ -148,6 +149,7 @@ def test_port_in_use_is_a_one_line_error(mode):
     assert_one_line_error(result, f"--port {port}", "in use")
 
 
+@needs_fork()
 def test_port_in_use_with_workers_names_the_option():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

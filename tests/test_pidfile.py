@@ -90,6 +90,8 @@ def test_a_stale_pid_file_is_replaced_with_one_line_of_notice(make_server, tmp_p
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/cmdline")
+@pytest.mark.skipif(FACTS.name != "linux", reason="a pid's command line is read from /proc "
+                                                   "(Linux); elsewhere a live pid is refused")
 @pytest.mark.parametrize("mode", MODES)
 def test_a_pid_file_naming_an_unrelated_process_is_replaced(make_server, tmp_path, mode):
     """A reused pid (after a reboot or a container restart) is not a server: the command line
