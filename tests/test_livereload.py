@@ -26,6 +26,7 @@ from tests.helpers.procfs import server_ports, tcp_entry, tcp_table
 from tests.helpers.servers import BANNER, MODES
 from reactor_http import livereload
 from reactor_http.config import Config
+from reactor_http.facilities import FACTS
 from reactor_http.livereload import SCRIPT, STREAM_PATH, Hub, inject, page_etag
 from reactor_http.server import serve
 from reactor_http.watcher import Batcher, Inotify, Watcher, changed, ignored, scan
@@ -466,7 +467,8 @@ def test_a_stream_never_read_holds_a_capped_buffer_and_is_dropped_by_the_send_ti
 @needs_fork()
 def test_each_worker_watches_and_streams(root, make_server):
     server = make_server(root, "reactor", "--quiet", "--live-reload", "--workers", "2")
-    assert "2 workers), live reload on (inotify)" in server.banner  # as one process says it
+    method = "inotify" if FACTS.watcher == "inotify" else "polling"
+    assert f"2 workers), live reload on ({method})" in server.banner  # as one process says it
     with open_stream(server) as sock:
         read_until(sock, b"retry: 1000\n\n")
         (root / "index.html").write_bytes(PAGE + b"<!-- changed -->")
