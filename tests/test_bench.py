@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# The bench harness measures with POSIX tools (resource, /proc, signals): not on Windows.
+pytest.importorskip("resource", reason="the bench harness is POSIX-only")
+
 from bench import (cli, headline, idle, loadgen, locust_runner, plots, procfs, report,
                    scenarios, servers, sitegen)
 from bench.runner import RunRecord

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The bench harness measures with POSIX tools (resource, /proc, signals): not on Windows.
+pytest.importorskip("resource", reason="the bench harness is POSIX-only")
+
 from bench import compression_stall, micro
 
 REPO = Path(__file__).resolve().parent.parent

@@ -532,6 +532,7 @@ def test_status_counts_hits_misses_and_bytes_saved(make_server, mode, tmp_path):
 # ---- the bench scenario ---------------------------------------------------------------------
 
 def test_bench_gzip_scenario_asks_for_gzip_against_nginx_with_gzip_on(tmp_path):
+    pytest.importorskip("resource", reason="the bench harness is POSIX-only")
     from bench import loadgen, scenarios, servers, sitegen
     for profile in (scenarios.QUICK, scenarios.FULL):
         found = [s for s in scenarios.build_scenarios(profile, with_locust=False)

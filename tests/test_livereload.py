@@ -31,6 +31,10 @@ from reactor_http.livereload import SCRIPT, STREAM_PATH, Hub, inject, page_etag
 from reactor_http.server import serve
 from reactor_http.watcher import Batcher, Inotify, Watcher, changed, ignored, scan
 
+# Both watchers where the platform has inotify (FACTS); the scan alone elsewhere.
+WATCHERS = [pytest.param("inotify", marks=pytest.mark.skipif(
+    FACTS.watcher != "inotify", reason=f"no inotify on {FACTS.name}")), "polling"]
+
 # Longest wait for a change to be announced in a test (seconds): the watcher promises 0.5 s;
 # this is generous for a loaded shared machine and only bounds a failing test.
 EVENT_WAIT = 10.0
@@ -142,7 +146,7 @@ def test_scans_see_creations_modifications_and_deletions(tmp_path):
     assert sorted(changed(before, scan(str(tmp_path)))) == ["a.txt", "c.txt", "sub/b.txt"]
 
 
-@pytest.fixture(params=["inotify", "polling"])
+@pytest.fixture(params=WATCHERS)
 def watched(request, tmp_path):
     """A watched folder and the queue its bursts arrive on."""
     root = tmp_path / "w"
@@ -249,7 +253,7 @@ def test_the_rescan_after_lost_events_forgets_folders_that_left_the_root(tmp_pat
         inotify.close()
 
 
-@pytest.mark.parametrize("method", ["inotify", "polling"])
+@pytest.mark.parametrize("method", WATCHERS)
 def test_removing_an_empty_folder_is_announced(tmp_path, method):
     """The parent's listing changes: both watchers announce the folder's path (the scan used
     to compare files only, so a folder holding none changed nothing it saw)."""
@@ -389,6 +393,7 @@ def test_a_client_closing_its_stream_frees_it_and_others_go_on(root, make_server
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["reactor", "threaded"])
 def test_the_stream_bench_holds_streams_and_fans_a_change_out(engine):
+    pytest.importorskip("resource", reason="the bench harness is POSIX-only")
     from bench import streams
     result = streams.probe(engine, 20)
     assert result["held"] == 20 and result["delivered"] == 20, result

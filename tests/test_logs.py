@@ -9,7 +9,6 @@ That logging never blocks the engines (a stuck stdout) is in test_logs_nonblocki
 from __future__ import annotations
 
 import os
-import pty
 import re
 import select
 import signal
@@ -190,6 +189,7 @@ def test_unwritable_access_log_is_a_one_line_error(site_copy, tmp_path):
 def test_access_lines_reach_a_terminal_at_once(tmp_path):
     """With the writer's interval set to an hour, a terminal still gets each line as it comes
     (files and pipes get them within the interval, about a second)."""
+    pty = pytest.importorskip("pty", reason="pseudo-terminals are POSIX (not on Windows)")
     main, secondary = pty.openpty()
     code = ("import sys, reactor_http.logs as logs; logs.FLUSH_INTERVAL = 3600.0; "
             "from reactor_http.cli import main; sys.exit(main(sys.argv[1:]))")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import gzip
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,9 @@ from tests.helpers.respond import body_of, make_site, respond
 from tests.helpers.servers import MODES, REPO, ServerProcess
 
 from reactor_http import filesystem, responder
+
+# POSIX users and file modes: the module is skipped where there are none (Windows).
+pwd = pytest.importorskip("pwd", reason="POSIX users and file permissions (not on Windows)")
 
 ROOT_INDEX = b"<p>root</p>"
 # Linux capability numbers (linux/capability.h) and the prctl that drops one from the bounding set.

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from reactor_http import validators
 from reactor_http.config import Config
+from reactor_http.facilities import pread
 from reactor_http.livereload import Hub
 from reactor_http.messages import FileRegion
 from reactor_http.parser import Limits
@@ -163,7 +164,7 @@ def wire(exchange) -> bytes:
     parts = []
     for segment in exchange.plan.segments:
         if type(segment) is FileRegion:
-            parts.append(os.pread(segment.fd, segment.count, segment.offset))
+            parts.append(pread(segment.fd, segment.count, segment.offset))
         else:
             parts.append(segment)
     data = b"".join(parts)

@@ -8,6 +8,7 @@ import time
 
 from reactor_http import responder, website
 from reactor_http.config import Config
+from reactor_http.facilities import pread
 from reactor_http.messages import FileRegion
 from reactor_http.parser import parse_head
 
@@ -45,13 +46,13 @@ def field(response, name: str):
 
 
 def body_of(response) -> bytes:
-    """The body bytes a responder answer would send, file regions read back with os.pread;
+    """The body bytes a responder answer would send, file regions read back with pread;
     checks they match its declared body length, and closes its fd."""
     parts = []
     try:
         for segment in response.segments:
             if isinstance(segment, FileRegion):
-                parts.append(os.pread(segment.fd, segment.count, segment.offset))
+                parts.append(pread(segment.fd, segment.count, segment.offset))
             else:
                 parts.append(segment)
     finally:
