@@ -19,7 +19,7 @@ from reactor_http.config import Config
 from reactor_http.facilities import FACTS, SIMULATE_ENV, connection_cap, detect, simulate
 from reactor_http.watcher import Watcher
 from tests.helpers.http import get, read_response
-from tests.helpers.platforms import shim_command
+from tests.helpers.platforms import collect_command, shim_command
 from tests.helpers.polling import wait_until
 from tests.helpers.servers import MODES, REPO, ServerProcess, server_env
 
@@ -215,6 +215,17 @@ def test_the_package_imports_and_serves_on_a_stdlib_like_the_platforms(platform,
     finally:
         status, _, err = server.stop()
     assert status == 0 and "Traceback" not in err
+
+
+@POSIX_HOST
+@pytest.mark.parametrize("platform", ["windows", "macos"])
+def test_the_suite_collects_on_a_stdlib_like_the_platforms(platform):
+    # What .github/workflows runs there: a module that imports pty, resource or pwd at the top
+    # would be an error on Windows, not a skip.
+    result = subprocess.run(collect_command(platform), capture_output=True, text=True,
+                            timeout=120, cwd=REPO, env=server_env(**{SIMULATE_ENV: platform}))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "error" not in result.stdout.splitlines()[-1]
 
 
 # ---- the simulated runs take the fallbacks (.ci/run) -------------------------------------------

@@ -55,6 +55,30 @@ runpy.run_module("reactor_http", run_name="__main__", alter_sys=True)
 """
 
 
+_COLLECT = """
+import sys, subprocess, pytest  # Linux's own stdlib code paths need what is taken away next
+for _module, _names in {missing!r}.items():
+    _module = __import__(_module)
+    for _name in _names:
+        if hasattr(_module, _name):
+            delattr(_module, _name)
+for _name in {unimportable!r}:
+    sys.modules[_name] = None
+sys.modules.pop("selectors", None)
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "tests"]))
+"""
+
+
+def collect_command(platform: str) -> list[str]:
+    """`python -c`: collect the test suite on a stdlib trimmed to `platform`'s (no module may
+    need what that platform lacks just to be imported: it must skip instead)."""
+    if platform == "windows":
+        missing, unimportable = WINDOWS_MISSING, [*WINDOWS_UNIMPORTABLE, "pty", "tty"]
+    else:
+        missing, unimportable = MACOS_MISSING, []
+    return [sys.executable, "-c", _COLLECT.format(missing=missing, unimportable=unimportable)]
+
+
 def shim_command(platform: str, args: list[str]) -> list[str]:
     """`python -c PRELUDE`: the server with `args`, on a stdlib trimmed to `platform`'s."""
     if platform == "windows":
