@@ -10,7 +10,6 @@ Facts, and who uses them:
 - `sendfile`: `os.sendfile` exists (Linux, macOS, BSD; not Windows). Without it file bodies are
   read and sent in bounded chunks (sending.py).
 - `msg_more`: the `MSG_MORE` send flag (Linux only), 0 where missing.
-- `pread`: `os.pread` exists (not on Windows). `pread()` below reads at an offset either way.
 - `signals`: the names of the signals this platform delivers (`SIGUSR1` log reopening, `SIGHUP`
   worker replacement, `SIGBREAK` Ctrl+Break on Windows).
 - `fork`: `os.fork` (the supervisor of `--workers`).
@@ -82,7 +81,6 @@ class Facilities:
     simulated: bool
     sendfile: bool
     msg_more: int
-    pread: bool
     signals: frozenset[str]
     fork: bool
     file_read: str
@@ -174,7 +172,6 @@ def detect() -> Facilities:
         simulated=False,
         sendfile=hasattr(os, "sendfile"),
         msg_more=int(getattr(socket, "MSG_MORE", 0)),
-        pread=hasattr(os, "pread"),
         signals=_signals(),
         fork=hasattr(os, "fork"),
         file_read=_file_read(),
@@ -203,7 +200,7 @@ def simulate(real: Facilities, platform: str) -> Facilities:
     real = dataclasses.replace(real, file_read="seek") if platform == "windows" else real
     if platform == "windows":
         return dataclasses.replace(
-            real, name="windows", simulated=True, sendfile=False, msg_more=0, pread=False,
+            real, name="windows", simulated=True, sendfile=False, msg_more=0,
             signals=real.signals & {"SIGTERM", "SIGINT", "SIGBREAK"}, fork=False,
             rlimit=False, o_nonblock=0, o_cloexec=0, thread_nice=False, poller="select",
             select_limit=_WINDOWS_SELECT_LIMIT,
@@ -247,8 +244,9 @@ def _seek_read(fd: int, size: int, offset: int) -> bytes:
     return os.read(fd, size)
 
 
-#: `pread(fd, size, offset)`: up to `size` bytes of `fd` from `offset` (b"" at end of file).
-pread = os.pread if FACTS.pread else _seek_read
+#: `pread(fd, size, offset)`: up to `size` bytes of `fd` from `offset` (b"" at end of file),
+#: by os.pread where FACTS.file_read says it exists, else after a seek (Windows).
+pread = _seek_read if FACTS.file_read == "seek" else os.pread
 
 
 def errno_codes(*names: str) -> frozenset[int]:

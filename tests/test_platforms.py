@@ -34,8 +34,8 @@ POSIX_HOST = pytest.mark.skipif(not FACTS.fork or FACTS.simulated,
 
 def test_windows_facts_offer_none_of_the_unix_facilities():
     facts = simulate(detect(), "windows")
-    assert (facts.sendfile, facts.msg_more, facts.fork, facts.rlimit, facts.pread) == \
-        (False, 0, False, False, False)
+    assert (facts.sendfile, facts.msg_more, facts.fork, facts.rlimit, facts.file_read) == \
+        (False, 0, False, False, "seek")
     assert (facts.o_nonblock, facts.o_cloexec, facts.poller, facts.watcher) == \
         (0, 0, "select", "scan")
     assert not facts.signals & {"SIGUSR1", "SIGHUP", "SIGCHLD"}
