@@ -17,7 +17,8 @@ import pytest
 
 # What CPython on Windows does not have (names looked up in the 3.10-3.13 docs' "Availability").
 WINDOWS_MISSING = {
-    "os": ["sendfile", "fork", "forkpty", "pread", "pwrite", "preadv", "pwritev", "O_NONBLOCK", "O_CLOEXEC",
+    "os": ["sendfile", "fork", "forkpty", "pread", "pwrite", "preadv", "pwritev", "O_NONBLOCK",
+           "O_CLOEXEC",
            "sched_getaffinity", "register_at_fork", "getuid", "geteuid", "setsid", "killpg",
            "WNOHANG", "WIFSIGNALED", "getpgid", "pipe2"],
     # (AF_UNIX stays: Linux's socketpair() needs it, and Windows' builds its own from TCP.)
