@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import prometheus
 from tests.helpers.http import get, read_response
-from tests.helpers.platforms import needs_fork
+from tests.helpers.platforms import needs_fork, require_fork
 from tests.helpers.polling import wait_until
 from tests.helpers.procfs import worker_pids
 from tests.helpers.servers import MODES, run_cli
@@ -477,6 +477,7 @@ def assert_not_lower(before: dict, after: dict) -> None:
 @pytest.fixture
 def workers_status(site_copy, make_server):
     """A server with --workers 2 and --status, and the reader of its status."""
+    require_fork()
     server = make_server(site_copy, "reactor", "--workers", "2", "--quiet", "--status", "/status")
     assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
     reader = StatusReader(server)

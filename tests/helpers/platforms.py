@@ -104,6 +104,13 @@ def needs_fork():
                                                      f"has none")
 
 
+def require_fork() -> None:
+    """In a fixture: skip its tests where there is no fork() (needs_fork's reason)."""
+    facts = _facts()
+    if not facts.fork:
+        pytest.skip(f"--workers needs fork(); {facts.name} has none")
+
+
 def needs_signal(name: str):
     """Skip a test that sends `name` (SIGUSR1, SIGHUP...) where the platform has no such signal."""
     facts = _facts()
