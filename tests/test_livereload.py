@@ -401,6 +401,7 @@ def test_the_stream_bench_holds_streams_and_fans_a_change_out(engine):
 
 
 @pytest.mark.parametrize("engine", MODES)
+@pytest.mark.slow  # over ~1 s: left out of the quick subset
 def test_an_idle_stream_gets_heartbeat_comments(engine, root, monkeypatch):
     # In-process, with the heartbeat every 0.2 s instead of 15 s.
     monkeypatch.setattr(livereload, "HEARTBEAT_INTERVAL", 0.2)

@@ -265,6 +265,7 @@ def test_an_aborted_download_gets_its_access_line_with_the_bytes_sent(make_serve
     assert f"cut after {sent} of {CUT_SIZE} body bytes (connection reset)" in cut, cut
 
 
+@pytest.mark.slow  # over ~1 s: left out of the quick subset
 def test_a_response_cut_by_the_drain_bound_gets_its_access_line(make_server, mode, cut_root,
                                                                tmp_path):
     access_log, log_dir = tmp_path / "access.log", tmp_path / "logs"

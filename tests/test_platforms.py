@@ -178,6 +178,7 @@ def test_workers_auto_means_one_process_where_there_is_no_fork(site_copy):
 
 
 @POSIX_HOST
+@pytest.mark.slow  # over ~1 s: left out of the quick subset
 def test_reaching_the_select_cap_never_raises_and_keeps_serving(site_copy):
     server = ServerProcess(site_copy, "reactor", "--max-connections", "3",
                            env={SIMULATE_ENV: "windows"})
@@ -219,6 +220,7 @@ def test_the_package_imports_and_serves_on_a_stdlib_like_the_platforms(platform,
 
 @POSIX_HOST
 @pytest.mark.parametrize("platform", ["windows", "macos"])
+@pytest.mark.slow  # over ~1 s: left out of the quick subset
 def test_the_suite_collects_on_a_stdlib_like_the_platforms(platform):
     # What .github/workflows runs there: a module that imports pty, resource or pwd at the top
     # would be an error on Windows, not a skip.

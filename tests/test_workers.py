@@ -217,6 +217,7 @@ def test_workers_exit_when_the_supervisor_is_killed(site_copy):
 
 # ---- workers that fail to start, and workers that crash after starting ---------------------------
 
+@pytest.mark.slow  # over ~1 s: left out of the quick subset
 def test_a_worker_that_keeps_failing_to_start_stops_the_supervisor(site_copy, tmp_path):
     # The access log's folder is deleted while the server runs: a restarted worker cannot open
     # its access log, dies before it is ready, and would be restarted forever.
@@ -249,6 +250,7 @@ def test_a_worker_that_keeps_failing_to_start_stops_the_supervisor(site_copy, tm
     assert all(gone(pid) for pid in workers)
 
 
+@pytest.mark.slow  # over ~1 s: left out of the quick subset
 def test_a_worker_that_crashes_after_starting_is_always_restarted(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                            "--status", "/status")
@@ -323,6 +325,7 @@ def test_sighup_then_sigterm_at_once_leaves_no_worker(site_copy):
 
 # ---- heartbeats ----------------------------------------------------------------------------------
 
+@pytest.mark.slow  # over ~1 s: left out of the quick subset
 def test_a_worker_whose_loop_stopped_is_killed_and_replaced(site_copy):
     server = ServerProcess(site_copy, "reactor", "--workers", "2", "--quiet",
                            "--status", "/status", "--worker-timeout", "2")
