@@ -131,8 +131,7 @@ class Reactor(EngineBase):
         self.connection_logging = logs.connection_enabled
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config), site)
-        if not config.sendfile:  # --no-sendfile: file bodies read and sent, by the whole process
-            sending.disable_sendfile()
+        sending.use_sendfile(config.sendfile)  # --no-sendfile: file bodies read and sent
         self.stats = Stats(config, "reactor", self._connection_states,
                            compression=site.compression)
         # Requests answered in one loop turn share one `now` (a site made with single_thread

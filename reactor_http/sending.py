@@ -20,7 +20,7 @@ A file region goes out by one of two paths:
 
 Read-and-send is used under TLS (the kernel cannot encrypt), and wherever `sendfile_usable` is
 False: the platform has no os.sendfile (FACTS.sendfile: Windows), the operator turned it off
-(--no-sendfile: `disable_sendfile`, for filesystems where sendfile misbehaves), or it refused a
+(--no-sendfile: `use_sendfile`, for filesystems where sendfile misbehaves), or it refused a
 descriptor with ENOSYS (no such system call: every descriptor would be refused). A descriptor
 refused otherwise (SENDFILE_REFUSALS) switches only its exchange. A refused call sent nothing,
 so the exchange goes on from its cursor without losing or repeating a byte.
@@ -208,17 +208,25 @@ def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, reg
     return _read_and_send(sock, exchange, region, tls)
 
 
-def disable_sendfile() -> None:
-    """--no-sendfile: this process reads and sends every file region from now on."""
+# Set when sendfile refused with ENOSYS: no descriptor will do, whatever a server asks for.
+_platform_refused = False
+
+
+def use_sendfile(wanted: bool) -> None:
+    """A server's choice (--no-sendfile: False), made as its engine starts: file regions go out
+    by sendfile where the platform has it and has not refused it, else are read and sent. Each
+    server sets it, so one's --no-sendfile does not carry over to the next in the process."""
     global sendfile_usable
-    sendfile_usable = False
+    sendfile_usable = wanted and FACTS.sendfile and not _platform_refused
 
 
 def _refuse_sendfile(number: int, exchange: Exchange, tls: bool) -> FileBuffer:
     """sendfile refused this exchange's descriptor: it reads and sends from now on, and so does
     the process if the refusal holds for every descriptor. Returns the exchange's buffer."""
     if number in PLATFORM_REFUSALS:
-        disable_sendfile()
+        global _platform_refused, sendfile_usable
+        _platform_refused = True
+        sendfile_usable = False
     return _file_buffer(exchange, tls)
 
 

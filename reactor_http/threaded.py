@@ -70,8 +70,7 @@ class ThreadedServer(EngineBase):
         self.clog = ConnectionLog(logs, "New thread started for", ", killing thread")
         self.listeners = as_listeners(listener)
         self.parser = HeadParser(Limits.from_config(config), site)
-        if not config.sendfile:  # --no-sendfile: file bodies read and sent, by the whole process
-            sending.disable_sendfile()
+        sending.use_sendfile(config.sendfile)  # --no-sendfile: file bodies read and sent
         self.stats = LockedStats(config, "threaded", self._connection_states,
                                  compression=site.compression)
         self.slots = threading.BoundedSemaphore(config.max_threads)

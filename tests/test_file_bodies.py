@@ -321,12 +321,15 @@ def test_enosys_stops_the_process_trying_sendfile(monkeypatch, region_file, bloc
     fake = RefusingSendfile(50_000, errno.ENOSYS)
     monkeypatch.setattr(os, "sendfile", fake)
     monkeypatch.setattr(sending, "sendfile_usable", True)
+    monkeypatch.setattr(sending, "_platform_refused", False)  # what the refusal sets
     plan = file_plan(fd, data)
     assert send_through_pair(plan, blocking)[1] == expected_bytes(plan, data)
     assert not sending.sendfile_usable
     calls = fake.calls
     assert send_through_pair(plan, blocking)[1] == expected_bytes(plan, data)
     assert fake.calls == calls, "sendfile tried again after ENOSYS"
+    sending.use_sendfile(True)  # a server started later in the process cannot undo it
+    assert not sending.sendfile_usable
 
 
 def test_other_sendfile_errors_are_not_refusals(monkeypatch, region_file):
@@ -463,3 +466,18 @@ def test_simulated_windows_reads_and_sends_without_sendfile_or_pread(files_root,
     finally:
         status, _, err = server.stop()
     assert status != 3, err
+
+
+@pytest.mark.skipif(not sending.FACTS.sendfile, reason="sendfile is this platform's")
+@pytest.mark.parametrize("mode", MODES)
+def test_no_sendfile_is_one_servers_choice_not_the_next_ones(monkeypatch, tmp_path, mode):
+    # --no-sendfile once turned sendfile off for the rest of the process: a later server in the
+    # same process (tests, an embedding program) read and sent although it had not asked to.
+    from reactor_http.config import Config
+    from reactor_http.server import _make_engine
+
+    monkeypatch.setattr(sending, "sendfile_usable", True)
+    for wanted in (False, True, False, True):
+        config = Config(root=str(tmp_path), quiet=True, mode=mode, sendfile=wanted).validate()
+        _make_engine(config, [], None)
+        assert sending.sendfile_usable is wanted
