@@ -339,8 +339,9 @@ class ParsedHead:
         self.keep_alive: Final = request.keep_alive
         # The client a trusted proxy reports in this head (addresses.forwarded_client), resolved
         # once per distinct head: "" when the head has no X-Forwarded-For (the client is then
-        # the peer, which only the connection knows). Used only with --trust-proxy.
-        self.forwarded: Final = forwarded_client(request.fields.get("x-forwarded-for"), "")
+        # the peer, which only the connection knows). Resolved only with --trust-proxy.
+        self.forwarded: Final = forwarded_client(request.fields.get("x-forwarded-for"), "") \
+            if site is None or site.config.trust_proxy else ""
         # The access log's authenticated user (Site.access_user): the credentials are in the head.
         self.user: Final = site.access_user(request) if site is not None else ""
         # The last answer rendered for this head (a Replay), replaced whole, so threads never
