@@ -125,8 +125,17 @@ class ThreadedServer(EngineBase):
             for listener in self.listeners:
                 listener.sock.close()
             self._drain()
+            self._close_stop_pair()
             self.logs.flush()
         return 0
+
+    def _close_stop_pair(self) -> None:
+        """Release the stop socket pair once no connection thread can be waiting on it."""
+        with self.active_lock:
+            if self.active:
+                return  # a thread cut at the drain bound may still poll it: leave it open
+        for sock in self._stop_pair:
+            sock.close()
 
     def _accept_one(self, waiter: selectors.BaseSelector) -> bool:
         """Wait briefly for a connection on any listener; start its thread. True if one was."""
