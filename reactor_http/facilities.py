@@ -197,10 +197,9 @@ def detect() -> Facilities:
 def simulate(real: Facilities, platform: str) -> Facilities:
     """`real` with only what `platform` ("windows" or "macos") offers; never adds a facility."""
     # Windows has neither os.pread nor os.preadv: a file is read there after a seek.
-    real = dataclasses.replace(real, file_read="seek") if platform == "windows" else real
     if platform == "windows":
         return dataclasses.replace(
-            real, name="windows", simulated=True, sendfile=False, msg_more=0,
+            real, name="windows", simulated=True, sendfile=False, msg_more=0, file_read="seek",
             signals=real.signals & {"SIGTERM", "SIGINT", "SIGBREAK"}, fork=False,
             rlimit=False, o_nonblock=0, o_cloexec=0, thread_nice=False, poller="select",
             select_limit=_WINDOWS_SELECT_LIMIT,

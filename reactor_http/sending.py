@@ -38,7 +38,7 @@ import os
 import select
 import ssl
 
-from .facilities import FACTS
+from .facilities import FACTS, pread
 from .messages import Exchange, FileBuffer, FileRegion
 
 # Bytes one sendfile call may move, and bytes one connection may send per loop turn: one call
@@ -273,20 +273,14 @@ def _read_into(file_buffer: FileBuffer, fd: int, position: int, size: int) -> me
     return view[:os.preadv(fd, [view], position)]
 
 
-def _pread(file_buffer: FileBuffer, fd: int, position: int, size: int) -> memoryview:
-    """Read up to `size` bytes at `position` as a new bytes object."""
-    return memoryview(os.pread(fd, size, position))
-
-
-def _seek_and_read(file_buffer: FileBuffer, fd: int, position: int, size: int) -> memoryview:
-    """Read up to `size` bytes at `position` where there is no pread (Windows): seek first. The
-    descriptor is the exchange's own, so nothing else moves its position."""
-    os.lseek(fd, position, os.SEEK_SET)
-    return memoryview(os.read(fd, size))
+def _read_new(file_buffer: FileBuffer, fd: int, position: int, size: int) -> memoryview:
+    """Read up to `size` bytes at `position` as a new bytes object, by facilities.pread (os.pread,
+    or a seek then a read where there is none: Windows)."""
+    return memoryview(pread(fd, size, position))
 
 
 # How this platform reads a file at an offset (facilities.FACTS.file_read), chosen once.
-READERS = {"preadv": _read_into, "pread": _pread, "seek": _seek_and_read}
+READERS = {"preadv": _read_into, "pread": _read_new, "seek": _read_new}
 _read_at = READERS[FACTS.file_read]
 
 
