@@ -27,7 +27,7 @@ import time
 import zlib
 
 from . import filesystem
-from .facilities import FACTS, pread
+from .facilities import FACTS
 
 log = logging.getLogger("reactor_http")
 
@@ -143,31 +143,9 @@ def compress(data: bytes, coding: str) -> bytes:
 
 def read_identity(fs_path: str, identity: tuple, identity_of) -> bytes | None:
     """The whole file if it still has `identity`; None if it changed, vanished or is unreadable."""
-    try:
-        opened = filesystem.open_regular(fs_path)
-    except filesystem.Forbidden:
+    chunks: list[bytes] = []
+    if not filesystem.read_version(fs_path, identity, identity_of, chunks.append):
         return None
-    if opened is None:
-        return None
-    fd, st = opened
-    try:
-        if identity_of(st) != identity:
-            return None
-        chunks = []
-        offset = 0
-        while offset < st.st_size:
-            chunk = pread(fd, st.st_size - offset, offset)
-            if not chunk:
-                return None  # shrank under us
-            chunks.append(chunk)
-            offset += len(chunk)
-        # A write in place keeps the inode; a second fstat catches one made while we read.
-        if identity_of(os.fstat(fd)) != identity:
-            return None
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one read: no copy
 
 

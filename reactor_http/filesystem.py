@@ -30,7 +30,7 @@ import stat
 import time
 import urllib.parse
 
-from .facilities import FACTS
+from .facilities import FACTS, pread
 from .headers import format_http_date
 from .pathrules import POSIX, PathRules, check_segments, is_inside, windows_refusal
 
@@ -286,6 +286,37 @@ def open_regular(fs_path: str) -> tuple[int, os.stat_result] | None:
         return None
     return fd, st
 
+
+
+def read_version(fs_path: str, identity: tuple, identity_of, consume,
+                 chunk: int | None = None) -> bool:
+    """Give `consume` the bytes of the regular file at `fs_path`, in reads of at most `chunk`
+    bytes (None: as few as the kernel allows), if it still has `identity`; False, having read
+    what it read, if it changed, vanished, shrank or is unreadable. A write in place keeps the
+    inode: a second fstat catches one made while we read, so the bytes are that version's."""
+    try:
+        opened = open_regular(fs_path)
+    except Forbidden:
+        return False
+    if opened is None:
+        return False
+    fd, st = opened
+    try:
+        if identity_of(st) != identity:
+            return False
+        offset = 0
+        while offset < st.st_size:
+            left = st.st_size - offset
+            data = pread(fd, left if chunk is None else min(chunk, left), offset)
+            if not data:
+                return False  # shrank under us
+            consume(data)
+            offset += len(data)
+        return identity_of(os.fstat(fd)) == identity
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 def parse_range(value: str, size: int, max_ranges: int = 16):
     """Parse a Range header for a representation of `size` bytes (RFC 9110 section 14.1.1).

@@ -30,7 +30,6 @@ import queue
 import threading
 
 from . import filesystem
-from .facilities import pread
 
 log = logging.getLogger("reactor_http")
 
@@ -67,30 +66,9 @@ def digest_bytes(data: bytes) -> bytes:
 def digest_file(fs_path: str, identity: tuple, identity_of) -> bytes | None:
     """The digest of a file that still has `identity`; None if it changed, vanished or is
     unreadable. Reads in CHUNK pieces (hashlib releases the GIL on each)."""
-    try:
-        opened = filesystem.open_regular(fs_path)
-    except filesystem.Forbidden:
+    hasher = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    if not filesystem.read_version(fs_path, identity, identity_of, hasher.update, CHUNK):
         return None
-    if opened is None:
-        return None
-    fd, st = opened
-    try:
-        if identity_of(st) != identity:
-            return None
-        hasher = hashlib.blake2b(digest_size=DIGEST_SIZE)
-        offset = 0
-        while offset < st.st_size:
-            chunk = pread(fd, min(CHUNK, st.st_size - offset), offset)
-            if not chunk:
-                return None  # shrank under us
-            hasher.update(chunk)
-            offset += len(chunk)
-        if identity_of(os.fstat(fd)) != identity:  # written in place while we read
-            return None
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     return hasher.digest()
 
 
@@ -181,21 +159,7 @@ class Digests:
 
 def _read_small(fs_path: str, identity: tuple, identity_of) -> bytes | None:
     """A small file's bytes if it still has `identity` (so the digest names that version)."""
-    try:
-        opened = filesystem.open_regular(fs_path)
-    except filesystem.Forbidden:
+    chunks: list[bytes] = []
+    if not filesystem.read_version(fs_path, identity, identity_of, chunks.append):
         return None
-    if opened is None:
-        return None
-    fd, st = opened
-    try:
-        if identity_of(st) != identity:
-            return None
-        data = pread(fd, st.st_size, 0)
-        if identity_of(os.fstat(fd)) != identity:
-            return None
-        return data
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return b"".join(chunks)
