@@ -39,7 +39,7 @@ class ThreadConn:
     """One connection as its thread sees it: socket, protocol, the exchange being sent."""
 
     __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange", "waiting", "evicted",
-                 "bell")
+                 "bell", "lock")
 
     def __init__(self, sock: _socket.socket, address, proto: HttpConnection, tls: bool):
         self.sock = sock
@@ -48,11 +48,14 @@ class ThreadConn:
         self.host = peer_host(address)
         self.tls = tls
         self.exchange: Exchange | None = None  # owns its file and cursor
-        # Under the engine's active_lock: True while the thread waits idle for a request (or
-        # on its stream) and has read nothing since; `evicted` once the acceptor chose it to
-        # make room at the cap (only while waiting, after a peek found nothing unread).
+        # True while the thread waits idle for a request (or on its stream) and has read
+        # nothing since; `evicted` once the acceptor chose it to make room at the cap (only
+        # while waiting, after a peek found nothing unread). The thread ends a wait, and the
+        # acceptor makes its choice, under this connection's own lock: one uncontended lock
+        # per request, not the engine's active_lock that every thread shares.
         self.waiting = False
         self.evicted = False
+        self.lock = threading.Lock()
         # --live-reload: the bell a stream's thread waits on (readable once a change is out).
         self.bell: int | None = None
 
@@ -165,10 +168,10 @@ class ThreadedServer(EngineBase):
 
         Only one whose thread waits idle (or on a stream), quiet for at least the protocol's
         minimum (HttpConnection.evictable_at), with nothing of a next request in the kernel.
-        The choice is made under active_lock, which the thread takes before it reads what woke
-        it, so a request that arrived is either seen here (and the connection kept) or read
-        and answered there, never lost. One eviction at a time: a second newcomer waits for the
-        first slot to come back instead of evicting another connection meanwhile.
+        The choice is made under the connection's lock, which the thread takes before it reads
+        what woke it, so a request that arrived is either seen here (and the connection kept)
+        or read and answered there, never lost. One eviction at a time: a second newcomer
+        waits for the first slot to come back instead of evicting another one meanwhile.
         """
         now = time.monotonic()
         with self.active_lock:
@@ -180,8 +183,11 @@ class ThreadedServer(EngineBase):
                 if conn.waiting and at is not None and at <= now:
                     candidates.append((cast(float, proto.idle_since), conn))
             for _, victim in sorted(candidates, key=lambda pair: pair[0]):
-                # A stream's rung bell is a change it is owed: not quiet either.
-                if not _bytes_waiting(victim.sock, victim.bell):
+                with victim.lock:
+                    # Still waiting (its wait may have ended since the scan), and a stream's
+                    # rung bell is a change it is owed: not quiet either.
+                    if not victim.waiting or _bytes_waiting(victim.sock, victim.bell):
+                        continue
                     victim.evicted = True
                     self.evicting.add(victim.proto)
                     # Its wait wakes (a hang-up), sees `evicted` and closes the connection.
@@ -192,13 +198,12 @@ class ThreadedServer(EngineBase):
                         bell: int | None = None) -> set[int] | None:
         """poller.wait(`timeout` seconds) while the acceptor may evict `conn` (a stream's: with
         the `bell` it waits on); None if it did."""
-        with self.active_lock:
-            conn.waiting = True
-            conn.bell = bell
+        conn.bell = bell
+        conn.waiting = True  # after the bell: the acceptor reads both under conn.lock
         try:
             ready = poller.wait(timeout)
         finally:
-            with self.active_lock:
+            with conn.lock:
                 conn.waiting = False
                 evicted = conn.evicted
         if evicted:
