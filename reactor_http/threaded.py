@@ -39,7 +39,7 @@ class ThreadConn:
     """One connection as its thread sees it: socket, protocol, the exchange being sent."""
 
     __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange", "waiting", "evicted",
-                 "bell", "lock")
+                 "bell", "lock", "idle_wait")
 
     def __init__(self, sock: _socket.socket, address, proto: HttpConnection, tls: bool):
         self.sock = sock
@@ -58,6 +58,9 @@ class ThreadConn:
         self.lock = threading.Lock()
         # --live-reload: the bell a stream's thread waits on (readable once a change is out).
         self.bell: int | None = None
+        # The wait between requests (its socket and the engine's stop socket), made at the
+        # first one and kept: one per connection, not one per request.
+        self.idle_wait: ReadWait | None = None
 
 
 class ThreadedServer(EngineBase):
@@ -396,9 +399,11 @@ class ThreadedServer(EngineBase):
         sock = conn.sock
         if conn.tls and cast(ssl.SSLSocket, sock).pending():
             return True
-        poller = ReadWait()
-        poller.register(sock)
-        poller.register(self._stop_r)
+        poller = conn.idle_wait
+        if poller is None:
+            poller = conn.idle_wait = ReadWait()
+            poller.register(sock)
+            poller.register(self._stop_r)
         ready = self._wait_evictable(conn, poller, self.config.keepalive_timeout)
         if ready is None:
             return False  # evicted to make room at the cap
@@ -409,7 +414,8 @@ class ThreadedServer(EngineBase):
             return True
         # Stopping.
         wait = proto.begin_stop(time.monotonic())
-        poller.unregister(self._stop_r)
+        poller = ReadWait()  # the socket alone from now on (the stop socket stays readable)
+        poller.register(sock)
         if poller.wait(0):
             return True  # a request has arrived: answered, with Connection: close
         if wait is None:  # fresh: its first request is on its way (bounded by the drain)
