@@ -573,4 +573,6 @@ def test_a_threaded_server_that_stopped_leaves_no_descriptor_open(tmp_path):
     _, logs, engine = _make_engine(config, [], None)
     engine.request_stop()
     assert engine.run() == 0
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert all(sock.fileno() == -1 for sock in engine._stop_pair)
+    # At most as many as before (in a full run, the collector may close others' meanwhile).
+    assert len(os.listdir("/proc/self/fd")) <= before

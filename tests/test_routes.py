@@ -352,4 +352,5 @@ def test_an_example_leaves_no_descriptor_open(tmp_path):
     before = len(os.listdir("/proc/self/fd"))
     play(tmp_path, Setup({}, live=True, single_thread=True),
          [("request", GET_A, 0.0), ("request", GET_A, 0.3)])
-    assert len(os.listdir("/proc/self/fd")) == before
+    # At most as many as before (in a full run, the collector may close others' meanwhile).
+    assert len(os.listdir("/proc/self/fd")) <= before
