@@ -40,8 +40,8 @@ MACOS_MISSING = {
     "errno": ["ENONET", "ECOMM", "EREMOTEIO", "ENOKEY", "EKEYEXPIRED"],  # Linux's own
 }
 
-_PRELUDE = """
-import sys
+# Takes away what the platform lacks; the two programs below start with it.
+_TRIM = """
 for _module, _names in {missing!r}.items():
     _module = __import__(_module)
     for _name in _names:
@@ -50,22 +50,16 @@ for _module, _names in {missing!r}.items():
 for _name in {unimportable!r}:
     sys.modules[_name] = None  # `import resource` now raises ImportError
 sys.modules.pop("selectors", None)  # if loaded at start-up: chosen again from what is left
+"""
+
+_PRELUDE = "import sys\n" + _TRIM + """
 import runpy
 sys.argv = ["reactor_http", *{args!r}]
 runpy.run_module("reactor_http", run_name="__main__", alter_sys=True)
 """
 
-
-_COLLECT = """
-import sys, subprocess, pytest  # Linux's own stdlib code paths need what is taken away next
-for _module, _names in {missing!r}.items():
-    _module = __import__(_module)
-    for _name in _names:
-        if hasattr(_module, _name):
-            delattr(_module, _name)
-for _name in {unimportable!r}:
-    sys.modules[_name] = None
-sys.modules.pop("selectors", None)
+# Linux's own stdlib code paths (subprocess, pytest) need what is taken away, so they come first.
+_COLLECT = "import sys, subprocess, pytest\n" + _TRIM + """
 sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "tests"]))
 """
 
