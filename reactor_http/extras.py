@@ -43,16 +43,31 @@ def parse_header(text: str) -> tuple[str, str]:
         raise ValueError(f"--header {text!r}: the name {name!r} is not a token "
                          f"(RFC 9110 section 5.6.2)")
     value = value.strip(" \t")
+    problem = field_problem(name, value)
+    if problem is not None:
+        raise ValueError(f"--header {name}: {problem}")
+    return name, value
+
+
+def is_token(text: str) -> bool:
+    """Is `text` a token (RFC 9110 section 5.6.2), as a field name must be?"""
+    return _TOKEN.fullmatch(text) is not None
+
+
+def field_problem(name: str, value: str) -> str | None:
+    """Why the field `name: value` (name a token, value stripped) may not be added, or None.
+
+    Shared by --header and the site's `_headers` file (siterules), which word the rest.
+    """
     if any(char in value for char in "\r\n\0"):
-        raise ValueError(f"--header {name}: the value may not contain CR, LF or NUL")
+        return "the value may not contain CR, LF or NUL"
     # Field values are octets (RFC 9110 section 5.5); we send them as latin-1 like our own.
     if any(ord(char) > 0xFF or (ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F
            for char in value):
-        raise ValueError(f"--header {name}: the value may hold only visible characters, "
-                         f"spaces and tabs")
+        return "the value may hold only visible characters, spaces and tabs"
     if name.lower() in MANAGED_FIELDS:
-        raise ValueError(f"--header {name}: the server sets this field itself")
-    return name, value
+        return "the server sets this field itself"
+    return None
 
 
 def header_fields(texts) -> tuple[bytes, bytes]:
