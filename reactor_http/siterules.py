@@ -105,6 +105,10 @@ class RulesError(ValueError):
         self.line = line
         self.message = message
 
+    def __reduce__(self):
+        """Pickled by its parts (the default would call __init__ with the one string)."""
+        return type(self), (self.filename, self.line, self.message)
+
 
 class _LineError(Exception):
     """A line's problem, raised by the helpers; the parse loop adds the file name and the

@@ -441,7 +441,8 @@ def test_rules_error_keeps_its_parts():
     assert (error.filename, error.line, error.message) == ("_redirects", 7,
                                                           "status 500 is not supported")
     assert str(error) == "_redirects line 7: status 500 is not supported"
-    assert pickle.loads(pickle.dumps(error.message)) == error.message
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.line) == (RulesError, str(error), 7)
 
 
 # ---------------------------------------------------------------------------- properties
@@ -522,3 +523,23 @@ def test_parsing_arbitrary_text_raises_rules_error_or_succeeds(text):
         except RulesError as error:
             assert "\n" not in str(error)
             assert re.fullmatch(r"_(redirects|headers) line \d+: .+", str(error), re.S)
+
+
+HEADER_SEGMENT = st.sampled_from(["a", "b", "é", "%C3%A9", ":p", ":q", "*", "*.x", "a*", ""])
+
+
+@settings(max_examples=300)
+@given(st.lists(HEADER_SEGMENT, max_size=4), st.sampled_from(["", "/"]), PATHS)
+@example([""], "", "/")
+def test_a_block_prefix_never_skips_a_path_its_pattern_matches(segments, slash, path):
+    pattern = "/" + "/".join(segments) + slash
+    try:
+        headers = parse_headers(f"{pattern}\n  X-A: 1\n")
+    except RulesError:
+        return  # a placeholder used twice
+    block = headers.blocks[0]
+    if block.regex.fullmatch(path) is not None:
+        assert path.startswith(block.prefix)
+        assert headers.for_path(path) is not None
+    else:
+        assert headers.for_path(path) is None
