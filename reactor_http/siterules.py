@@ -38,18 +38,18 @@ number (`RulesError`), never ignored.
   merged.
 
 `_headers` (Netlify's format, with Cloudflare Pages' detach):
-- A line starting in column 0 is a path pattern: FROM's syntax, except that `*` may appear
-  anywhere, any number of times, and matches any run of characters, `/` included (`/*.html`
-  matches `/a/b.html`); a last segment `*` also matches the path without it (`/assets/*`
-  matches `/assets`). Trailing slashes are treated as in FROM, unless the pattern ends in `*`.
+- A line starting in column 0 is a path pattern: FROM's syntax, except that its one `*` (one
+  per pattern, as Cloudflare Pages allows) may be anywhere and matches any run of characters,
+  `/` included (`/*.html` matches `/a/b.html`); a last segment `*` also matches the path
+  without it (`/assets/*` matches `/assets`). Trailing slashes are treated as in FROM, unless
+  the pattern ends in `*`.
   A URL pattern (`https://host/...`) is refused: host-conditioned rules are not supported.
 - Indented lines under it: `Name: value` adds a field, `! Name` detaches one. Names and values
   are checked as `--header` checks them; the fields the server manages (extras.MANAGED_FIELDS)
   and `Server` are refused. Lines starting with `#` (indented or not) and blank lines are
   comments. A field line before any pattern, or a pattern without field lines, is refused.
 - `:name` and `:splat` in a value are replaced by what the pattern captured (percent-encoded
-  as in a Location), as Cloudflare does; other colons are text. `:splat` needs a pattern with
-  exactly one `*`.
+  as in a Location), as Cloudflare does; other colons are text.
 - For a response, every block whose pattern matches the path (or one of the paths: the URL
   asked for and the URL of the content served) applies once, in file order; a block's values
   come from the first of those paths it matches. The rule, applying blocks in turn:
@@ -212,16 +212,23 @@ def _literal(raw: str, what: str, whole: str) -> str:
 
 
 def _compile_path(raw: str, what: str, prefix: str, star_anywhere: bool):
-    """(regex source, {name: group}, number of `*`) of a FROM or a `_headers` pattern."""
+    """(regex source, {name: group}) of a FROM or a `_headers` pattern.
+
+    One `*` at most: `.*` twice in a regex costs time polynomial in the path's length when
+    the match fails (four of them on a 300-byte path: most of a second), and the path is the
+    client's. With one, and placeholders bounded by slashes, a match costs time linear in it.
+    """
     _check_path_text(raw, what)
     stars = raw.count("*")
-    if not star_anywhere and stars and (stars > 1 or not raw.endswith("/*")):
+    if stars > 1:
+        raise _LineError(f"{what} {_shown(raw)}: one splat (*) per pattern at most")
+    if not star_anywhere and stars and not raw.endswith("/*"):
         raise _LineError(f"{what} {_shown(raw)}: a splat (*) must be the whole last segment, "
                          f"as in /news/*")
     names: dict[str, str] = {}
     segments = [segment for segment in raw.split("/") if segment]
-    splat_group = f"(?P<{prefix}splat>.*)" if stars == 1 else ".*"
-    if stars == 1:
+    splat_group = f"(?P<{prefix}splat>.*)"
+    if stars:
         names["splat"] = f"{prefix}splat"
     pieces = []
     for index, segment in enumerate(segments):
@@ -233,10 +240,10 @@ def _compile_path(raw: str, what: str, prefix: str, star_anywhere: bool):
             parts = [_literal(part, what, raw) for part in segment.split("*")]
             pieces.append("/" + splat_group.join(parts))
     if not pieces:
-        return "/", names, stars
+        return "/", names
     if not raw.endswith("*"):
         pieces.append("/?")  # Netlify: with or without a trailing slash
-    return "".join(pieces), names, stars
+    return "".join(pieces), names
 
 
 def _template(text: str, names: dict[str, str], encode, strict: bool = True) -> tuple[str, ...]:
@@ -378,7 +385,7 @@ def _compile_rule(line: str, number: int, index: int) -> _CompiledRule | None:
     source, to = fields[0], fields[1]
     status, force = _parse_status(fields[2]) if len(fields) == 3 else (301, False)
     prefix = f"r{index}_"
-    pattern, names, _stars = _compile_path(source, "FROM", prefix, star_anywhere=False)
+    pattern, names = _compile_path(source, "FROM", prefix, star_anywhere=False)
     path = _check_to(to, status)
     _template(to, names, _keep_value)  # every :name of TO captured, even in a dropped query
     if status in REDIRECT_STATUSES:
@@ -479,10 +486,10 @@ class HeaderBlock:
 class _Draft:
     """A block being read: its pattern line, then each field line in turn."""
 
-    __slots__ = ("detach", "fields", "line", "names", "pattern", "regex", "stars")
+    __slots__ = ("detach", "fields", "line", "names", "pattern", "regex")
 
     def __init__(self, pattern: str, line: int):
-        source, self.names, self.stars = _compile_path(pattern, "the pattern", "",
+        source, self.names = _compile_path(pattern, "the pattern", "",
                                                         star_anywhere=True)
         self.pattern, self.line, self.regex = pattern, line, re.compile(source)
         self.detach: list[str] = []
@@ -529,9 +536,6 @@ def _add_field_line(draft: _Draft, text: str) -> None:
     problem = extras.field_problem(name, value)
     if problem is not None:
         raise _LineError(f"{name}: {problem}")
-    if draft.stars > 1 and any(found.group(1) == "splat"
-                               for found in _PLACEHOLDER.finditer(value)):
-        raise _LineError(f"{name}: :splat needs a pattern with exactly one '*'")
     draft.fields.append((name, _template(value, draft.names, _keep_value, strict=False)))
 
 
