@@ -20,7 +20,7 @@ import threading
 from urllib.parse import quote
 
 from .facilities import pread
-from .messages import Response
+from .messages import Response, StreamResponse
 
 # The URL path of the event stream. Off by default; with --live-reload this path is the stream
 # whether or not a file of that name exists.
@@ -127,8 +127,7 @@ def stream_response(head_only: bool) -> Response:
     if head_only:
         return Response(200, STREAM_FIELDS)
     # close: the stream's body ends only when the connection does (RFC 9112 section 6.3).
-    return Response(200, STREAM_FIELDS, [STREAM_START], len(STREAM_START), close=True,
-                    stream=True)
+    return StreamResponse(200, STREAM_FIELDS, [STREAM_START], len(STREAM_START), close=True)
 
 
 def url_path(relative: str) -> str:

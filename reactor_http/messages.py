@@ -92,27 +92,38 @@ class Response:
     Immutable: answers of small unchanged files are cached and shared by every connection (and
     every thread of the threaded engine), so nothing is written to a Response after it is built
     (the attributes are Final for the type checker). `fields` is the header fields serialised
-    once, as CRLF-terminated lines. `stream`: the answer opens an event stream (--live-reload).
+    once, as CRLF-terminated lines. `stream`: the answer opens an event stream (--live-reload:
+    only a StreamResponse).
     `saved`: for a cached answer with a body compressed on the fly, the bytes each hit saves
     (counted per hit); None for every other answer. `cached`: True only for a CachedResponse.
+    `site_fields`: the --header lines this answer carries instead of all of them, rendered (a
+    path whose `_headers` rules replace or detach some); None: every --header field.
     """
 
-    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "stream",
-                 "saved", "fields")
+    __slots__ = ("status", "headers", "segments", "body_length", "fd", "close", "saved",
+                 "fields", "site_fields")
     cached = False
+    stream = False
 
     def __init__(self, status: int, headers: Sequence, segments: Sequence | None = None,
                  body_length: int = 0, fd: int | None = None, close: bool = False,
-                 stream: bool = False, saved: int | None = None):
+                 saved: int | None = None, site_fields: bytes | None = None):
         self.status: Final = status
         self.headers: Final = tuple(headers)
         self.segments: Final[tuple] = tuple(segments) if segments else ()  # bytes | FileRegion
         self.body_length: Final = body_length
         self.fd: Final = fd
         self.close: Final = close
-        self.stream: Final = stream
         self.saved: Final = saved
         self.fields: Final = encode_fields(self.headers)
+        self.site_fields: Final = site_fields
+
+
+class StreamResponse(Response):
+    """The answer that opens an event stream (--live-reload): its head, then events as they come."""
+
+    __slots__ = ()
+    stream = True
 
 
 class CachedResponse(Response):

@@ -689,8 +689,9 @@ class HttpConnection:
         site = self.site
         if date is None:
             date = site.dates.field()
+        site_fields = response.site_fields
         head = b"".join((status_line(response.status), site.server_field, date, response.fields,
-                         site.extra_fields,
+                         site.extra_fields if site_fields is None else site_fields,
                          self.keep_alive_fields if keep_alive else CLOSE_FIELDS, b"\r\n"))
         segments = response.segments
         if response.fd is None and len(segments) <= 1 and \
