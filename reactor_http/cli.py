@@ -28,6 +28,7 @@ from .logs import open_access_file
 from .options import BY_NAME, BYTES, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, \
     TEXT, VERSION_HELP, describe, parse_size, shown_default
 from .server import StartupError, serve
+from .rulefiles import RuleFiles
 from .service import PidFile
 
 PROG = "reactor-http"
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             prepare_log_dir(config.log_dir)
         if config.access_log is not None:
             prepare_access_log(config.access_log)
+        if config.site_rules:  # a malformed _redirects or _headers: refused before listening
+            RuleFiles(os.path.realpath(config.root))
         for warning in (auth_warning(config), status_shadow(config), workers_warning(config)):
             if warning:
                 log.warning("%s", warning)

@@ -77,21 +77,23 @@ def header_fields(texts) -> tuple[bytes, bytes]:
     would send two, which RFC 9110 section 10.2.4 does not allow for a singleton); every other
     field is added as given, after the response's own fields (as nginx's add_header does).
     """
-    server = SERVER_FIELD
-    extra = []
-    servers = []
-    for text in texts:
-        name, value = parse_header(text)
-        line = f"{name}: {value}\r\n".encode("latin-1")
-        if name.lower() == "server":
-            servers.append(line)
-        else:
-            extra.append(line)
+    lines = header_lines(texts, servers=True)
+    servers = [line for name, line in lines if name == "server"]
     if len(servers) > 1:
         raise ValueError("--header Server may be given once")
-    if servers:
-        server = servers[0]
-    return server, b"".join(extra)
+    extra = b"".join(line for name, line in lines if name != "server")
+    return (servers[0] if servers else SERVER_FIELD), extra
+
+
+def header_lines(texts, servers: bool = False) -> list[tuple[str, bytes]]:
+    """(lower-case name, rendered line) of each --header field, in order; Server's only with
+    `servers` (a path's `_headers` rules may replace or detach the others, one by one)."""
+    lines = []
+    for text in texts:
+        name, value = parse_header(text)
+        if servers or name.lower() != "server":
+            lines.append((name.lower(), f"{name}: {value}\r\n".encode("latin-1")))
+    return lines
 
 
 def parse_mime(text: str) -> tuple[str, str]:

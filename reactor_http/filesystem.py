@@ -191,7 +191,7 @@ def decode_segments(path: str, allow_dotfiles: bool,
     rules, names NTFS would not open as asked), all decided before any disk access.
     """
     segments, trailing_slash = normalize_path(path)
-    if not allow_dotfiles or rules.windows_names:
+    if not allow_dotfiles or rules.windows_names or rules.hidden:
         refusal = check_segments(segments, rules, allow_dotfiles)
         if refusal is not None:
             raise NotFound(refusal)
@@ -438,9 +438,11 @@ def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow
         raise Forbidden("the folder may not be listed") from None
     except OSError:
         raise NotFound("the folder is gone") from None
+    at_root = bool(rules.hidden) and fs_dir.rstrip(os.sep) == real_root.rstrip(os.sep)
     for name in names:
         if (name.startswith(".") and not allow_dotfiles) or \
-                (rules.windows_names and windows_refusal(name) is not None):
+                (rules.windows_names and windows_refusal(name) is not None) or \
+                (at_root and rules.fold(name) in rules.hidden):
             continue
         full = os.path.join(fs_dir, name)
         try:

@@ -233,7 +233,16 @@ class Settings:
         "preflights", group="what is served")
     spa: bool = option_field(
         False, "--spa", SWITCH, "single-page app: unknown paths without a file extension get "
-        "/index.html", group="what is served")
+        "X.html if it exists, else /index.html", group="what is served")
+    # Read at the root, re-read when they change (rulefiles.py); never served themselves.
+    site_rules: bool = option_field(
+        True, "--no-site-rules", SWITCH, "ignore the root's `_redirects` and `_headers` files "
+        "(Netlify's format: per-path redirects, rewrites and header fields) and serve them as "
+        "ordinary files", group="what is served", inverted=True)
+    clean_urls: bool = option_field(
+        False, "--clean-urls", SWITCH, "serve /about from about.html when nothing named about "
+        "exists, and redirect /about.html to /about and /docs/index.html to /docs/",
+        group="what is served")
     dotfiles: str = option_field(
         "deny", "--dotfiles", CHOICE, "serve names starting with a dot? deny makes .git and .env "
         "404; `.well-known` is always public", group="what is served", choices=("deny", "allow"))

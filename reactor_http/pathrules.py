@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Final
 
 from .facilities import FACTS, Facilities
@@ -65,6 +65,9 @@ class PathRules:
 
     windows_names: bool = False     # NTFS/Win32: trailing dot or space, `:`, devices, 8.3
     case_insensitive: bool = False  # names compare without (ASCII) case
+    # Names at the root the server reads for itself and never serves (the site's rule files,
+    # rulefiles.NAMES), as `fold` gives them.
+    hidden: frozenset[str] = frozenset()
 
     def fold(self, name: str) -> str:
         """`name` as the filesystem compares it: ASCII letters lowered if case-insensitive."""
@@ -78,13 +81,16 @@ MACOS: Final = PathRules(False, True)       # default APFS
 WINDOWS: Final = PathRules(True, True)      # NTFS
 
 
-def check_segments(segments: Iterable[str], rules: PathRules,
+def check_segments(segments: Sequence[str], rules: PathRules,
                    allow_dotfiles: bool) -> str | None:
     """Why these normalised segments may not name a file under `rules`; None if they may.
 
-    The dotfile rule (unless `allow_dotfiles`; `.well-known` excepted, compared as the
-    filesystem compares names), then under Windows rules `windows_refusal`. No disk access.
+    A name the server keeps for itself at the root (`rules.hidden`), the dotfile rule (unless
+    `allow_dotfiles`; `.well-known` excepted, compared as the filesystem compares names), then
+    under Windows rules `windows_refusal`. No disk access.
     """
+    if rules.hidden and segments and rules.fold(segments[0]) in rules.hidden:
+        return "the site's own file"
     windows = rules.windows_names
     for segment in segments:
         if segment[0] == "." and not allow_dotfiles and not is_public_dot_name(segment, rules):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from typing import Final
 
-from . import content_coding, extras, filesystem, livereload
+from . import content_coding, extras, filesystem, livereload, siterules
 from .headers import comma_list, parse_http_date, quality_values
 from .messages import REASONS, FileRegion, Request, Response
-from .website import SMALL_FILE_MAX, Site, file_identity, plain_key
+from .website import SMALL_FILE_MAX, PathExtras, Site, file_identity, plain_key
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 # Methods we know (RFC 9110 section 9, RFC 5789, WebDAV) and refuse with 405; others are 501.
@@ -76,16 +77,10 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
         return _options(request, site)
     if site.live is not None and path == livereload.STREAM_PATH:
         return livereload.stream_response(head_only)
+    if site.rules is not None:
+        site.rules_stand(now)  # the rules of this instant (when they change, from the next one)
     try:
-        found = filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
-                                   follow_symlinks=site.config.follow_symlinks, query=query,
-                                   rules=site.path_rules)
-        if isinstance(found, filesystem.Redirect):
-            return error_response(301, head_only=head_only, extra=[("Location", found.location)])
-        cache = (cache_key, now) if cache_key is not None else None
-        if found.is_dir:
-            return _serve_folder(request, site, found, cache, now)
-        return _serve_file(request, site, found.fs_path, found.st, cache)
+        return _route(request, site, path, query, cache_key, now)
     except filesystem.BadPath:
         # A `..` above the root is a malformed request, not a missing file (nginx answers 400).
         return error_response(400, close=True, head_only=head_only)
@@ -93,6 +88,198 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
         return _not_found(request, site, path)
     except filesystem.Forbidden:
         return error_response(403, head_only=head_only, extra=_cors(site))
+
+
+class Route:
+    """How a request reached what answers it (immutable; slots, built per request).
+
+    `key`: the answer-cache key a small whole 200 is kept under, None where it must not be;
+    `now`: the request's instant; `extras`: what the answers for its URL paths carry
+    (website.PathExtras); `checks`: (path, identity) pairs the answer relies on besides the
+    files it is read from, () for a path that must stay absent (/about served from about.html
+    only while nothing named `about` exists).
+    """
+
+    __slots__ = ("key", "now", "extras", "checks")
+
+    def __init__(self, key: tuple | None, now: float, extras: PathExtras, checks: tuple = ()):
+        self.key: Final = key
+        self.now: Final = now
+        self.extras: Final = extras
+        self.checks: Final = checks
+
+    def uncached(self) -> Route:
+        """The same route, whose answer is not kept in the answer cache."""
+        return Route(None, self.now, self.extras, self.checks)
+
+
+def _route(request: Request, site: Site, path: str, query: str, key: tuple | None,
+           now: float) -> Response:
+    """The answer the site's rules and the filesystem give, in this order (README, "Site
+    rules"): a forced `_redirects` rule (`!`); what the path names (a file, a folder with
+    index.html, with --clean-urls X.html for /X); another `_redirects` rule that matches
+    (shadowed by any of those, as on Netlify); a folder's listing. Raises NotFound (the caller
+    answers 404, --spa's page or 404.html), BadPath or Forbidden.
+    """
+    rules = site.rules
+    match = None
+    if rules is not None and rules.redirects is not None:
+        match = rules.redirects.match(_asked(path), query)
+        if match is not None and match.rule.force:
+            return _follow(request, site, match, Route(key, now, site.default_extras), path)
+    try:
+        found, checks = _find(site, path, query)
+    except filesystem.NotFound:
+        if match is None:
+            raise
+        return _follow(request, site, match, Route(None, now, site.default_extras), path)
+    if match is not None and _without_content(site, found):
+        return _follow(request, site, match, Route(None, now, site.default_extras), path)
+    if isinstance(found, filesystem.Redirect):
+        return error_response(301, head_only=request.method == "HEAD",
+                              extra=[("Location", found.location)])
+    route = Route(key, now, _extras(site, path, found.url_path), checks)
+    if found.is_dir:
+        return _serve_folder(request, site, found, route, path)
+    return _serve_file(request, site, found.fs_path, found.st, route)
+
+
+def _asked(path: str) -> str:
+    """The request's URL path decoded and normalised, as rules match it (raises NotFound or
+    BadPath as filesystem.normalize_path does)."""
+    return filesystem.canonical_path(*filesystem.normalize_path(path))
+
+
+def _extras(site: Site, path: str, served: str) -> PathExtras:
+    """What the answers carry for request path `path` served from URL path `served`
+    (`_headers` blocks matching either apply)."""
+    rules = site.rules
+    if rules is None or rules.headers is None:
+        return site.default_extras
+    asked = _asked(path)
+    return site.path_extras((asked,) if asked == served else (asked, served))
+
+
+def _find(site: Site, path: str, query: str) -> tuple[filesystem.Found | filesystem.Redirect,
+                                                      tuple]:
+    """What the path names, and the checks an answer from it relies on (see Route).
+
+    A file, a folder, or a Redirect (a folder without its slash); with --clean-urls, /X is
+    X.html when nothing named X exists, and /X.html, /X/ (for an X.html) and /d/index.html
+    redirect to /X and /d/. Raises NotFound, BadPath or Forbidden.
+    """
+    try:
+        found = _resolve(site, path, query)
+    except filesystem.NotFound:
+        if not site.config.clean_urls or path == "/":
+            raise
+        if path.endswith("/"):  # /about/ for about.html: its clean URL
+            _resolve_file(site, path.rstrip("/") + ".html")
+            return filesystem.Redirect(_with_query(path.rstrip("/"), query)), ()
+        found = _resolve_file(site, path + ".html")
+        return found, ((found.fs_path[:-5], ()),)
+    if site.config.clean_urls and isinstance(found, filesystem.Found) and not found.is_dir \
+            and found.url_path.endswith(".html"):
+        clean = _clean_url(found)
+        if clean is not None:
+            return filesystem.Redirect(_with_query(urllib.parse.quote(clean), query)), ()
+    return found, ()
+
+
+def _resolve(site: Site, path: str, query: str) -> filesystem.Found | filesystem.Redirect:
+    """filesystem.resolve under the site's rules."""
+    return filesystem.resolve(site.real_root, path, allow_dotfiles=site.allow_dotfiles,
+                              follow_symlinks=site.config.follow_symlinks, query=query,
+                              rules=site.path_rules)
+
+
+def _resolve_file(site: Site, path: str) -> filesystem.Found:
+    """The regular file `path` names; NotFound for anything else."""
+    found = _resolve(site, path, "")
+    if not isinstance(found, filesystem.Found) or found.is_dir:
+        raise filesystem.NotFound("not a file")
+    return found
+
+
+def _clean_url(found: filesystem.Found) -> str | None:
+    """--clean-urls: the URL path an X.html file is asked for instead, if it has one.
+
+    /d/index.html is /d/; /about.html is /about while nothing named `about` exists beside it
+    (else /about names that, and about.html keeps its own URL).
+    """
+    url = found.url_path
+    if url == "/index.html" or url.endswith("/index.html"):
+        return url[:-len("index.html")]
+    try:
+        os.stat(found.fs_path[:-5])
+    except (OSError, ValueError):
+        return url[:-5]
+    return None
+
+
+def _with_query(location: str, query: str) -> str:
+    """A redirect's Location with the request's query kept."""
+    return location + "?" + query if query else location
+
+
+def _without_content(site: Site, found: filesystem.Found | filesystem.Redirect) -> bool:
+    """Does what the path names leave a `_redirects` rule without `!` to apply? A folder does
+    without an index.html (its listing does not shadow a rule); files always shadow."""
+    if isinstance(found, filesystem.Redirect):
+        try:
+            found = _resolve(site, found.location.partition("?")[0], "")
+        except filesystem.NotFound:
+            return True
+    if not isinstance(found, filesystem.Found) or not found.is_dir:
+        return False
+    return site.derived_stat(os.path.join(found.fs_path, "index.html")) is None
+
+
+def _follow(request: Request, site: Site, match: siterules.Match, route: Route,
+            path: str) -> Response:
+    """The answer of a `_redirects` rule: a redirect, the content of TO under the request's
+    URL (200), or TO's content with 404 or 410. One rule per request: TO is resolved with
+    every safety rule of a direct request (root, dotfiles, symlinks, 403) and no rule again.
+    """
+    head_only = request.method == "HEAD"
+    status = match.rule.status
+    if 300 <= status < 400:
+        return error_response(status, head_only=head_only, extra=[("Location", match.target)])
+    target = urllib.parse.quote(match.target)
+    if status != 200:
+        return _status_page(request, site, target, status)
+    try:
+        found = _resolve(site, target, "")
+        if isinstance(found, filesystem.Redirect):  # a folder named without its slash
+            found = _resolve(site, target + "/", "")
+    except filesystem.NotFound:
+        return error_response(404, head_only=head_only, extra=_cors(site))
+    assert isinstance(found, filesystem.Found)
+    route = Route(route.key, route.now, _extras(site, path, found.url_path))
+    if found.is_dir:
+        return _serve_folder(request, site, found, route, target)
+    return _serve_file(request, site, found.fs_path, found.st, route)
+
+
+def _status_page(request: Request, site: Site, target: str, status: int) -> Response:
+    """A rule's 404 or 410: the content of `target` with that status, or our own page.
+
+    Read as small pages are (64 KiB at most; a larger or missing one gives our own page), and
+    never cached: no validators, no ranges, as with 404.html.
+    """
+    head_only = request.method == "HEAD"
+    try:
+        found = _resolve_file(site, target)
+        body = site.small_file(found.fs_path, found.st) \
+            if found.st.st_size <= SMALL_FILE_MAX else None
+    except (filesystem.NotFound, filesystem.Forbidden):
+        body = None
+    if body is None:
+        return error_response(status, head_only=head_only, extra=_cors(site))
+    ctype = filesystem.content_type(found.fs_path, site.mime)
+    if site.live is not None and livereload.is_html(ctype):
+        body = livereload.inject(body)
+    return _bytes_response(status, ctype, body, head_only, _cors(site))
 
 
 def _is_preflight(request: Request) -> bool:
@@ -103,34 +290,40 @@ def _is_preflight(request: Request) -> bool:
         "access-control-request-method" in fields
 
 
-def _serve_folder(request: Request, site: Site, found: filesystem.Found, cache: tuple | None,
-                  now: float) -> Response:
-    """A folder: its index.html, else its listing (with a weak ETag), else 404."""
+def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: Route,
+                  path: str) -> Response:
+    """A folder: its index.html, else its listing (with a weak ETag), else 404.
+
+    `path`: the request's URL path (the index.html's `_headers` blocks are those of both).
+    """
     head_only = request.method == "HEAD"
     index = os.path.join(found.fs_path, "index.html")
     index_st = site.derived_stat(index, forbidden=True)
     if index_st is not None:
-        return _serve_file(request, site, index, index_st, cache)
+        if site.rules is not None and site.rules.headers is not None:
+            route = Route(route.key, route.now, _extras(site, path, found.url_path + "index.html"),
+                          route.checks)
+        return _serve_file(request, site, index, index_st, route)
     if not site.config.listing:
         raise filesystem.NotFound("no index.html and listings are off")
     as_json = wants_json(request.fields.get("accept"))
-    body, etag = site.listing(found.fs_path, found.st, found.url_path, now, as_json)
+    body, etag = site.listing(found.fs_path, found.st, found.url_path, route.now, as_json)
     if site.live is not None and not as_json:  # --live-reload: the HTML listing is a page too
         body, etag = livereload.inject(body), livereload.page_etag(etag)
     # no-cache: caches may store the listing but must revalidate it, which the ETag allows.
     # Vary: Accept, since the same URL answers HTML or JSON (RFC 9110 section 12.5.5).
-    extra = [("ETag", etag), ("Cache-Control", site.listing_cache_control),
-             ("Vary", "Accept")] + _cors(site)
+    extra = [("ETag", etag), *route.extras.listing_fields]
     # No Last-Modified (a folder's mtime misses changes to its files), so only If-None-Match
     # and If-Match apply (RFC 9110 sections 13.1.3 and 13.1.4 ignore dates then).
     outcome = _preconditions(request, etag, None)
+    site_fields = route.extras.site_fields
     if outcome == 304:
-        return Response(304, extra)
+        return Response(304, extra, site_fields=site_fields)
     if outcome is not None:
         return error_response(outcome, head_only=head_only)
     # RFC 8259 section 11: application/json defines no charset parameter (it is UTF-8).
     ctype = "application/json" if as_json else "text/html; charset=utf-8"
-    return _bytes_response(200, ctype, body, head_only, extra)
+    return _bytes_response(200, ctype, body, head_only, extra, site_fields)
 
 
 def _media_quality(accepted: dict[str, float], media_type: str) -> float:
@@ -153,13 +346,13 @@ def wants_json(accept: str | None) -> bool:
     return _media_quality(accepted, "application/json") > _media_quality(accepted, "text/html")
 
 
-def _bytes_response(status, ctype, body, head_only, extra=()) -> Response:
+def _bytes_response(status, ctype, body, head_only, extra=(), site_fields=None) -> Response:
     """A response whose body is bytes already in memory."""
     headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
     headers.extend(extra)
     if head_only:
-        return Response(status, headers)
-    return Response(status, headers, [body], len(body))
+        return Response(status, headers, site_fields=site_fields)
+    return Response(status, headers, [body], len(body), site_fields=site_fields)
 
 
 def _cors(site: Site) -> list:
@@ -183,19 +376,17 @@ def _options(request: Request, site: Site) -> Response:
 
 
 def _not_found(request: Request, site: Site, path: str) -> Response:
-    """404, or the SPA's index.html for paths that do not look like files, or 404.html."""
+    """404, or under --spa for paths that do not look like files X.html or the app's
+    index.html, or 404.html."""
     head_only = request.method == "HEAD"
     root = site.real_root
-    if site.config.spa:
-        last = path.rstrip("/").rsplit("/", 1)[-1]
-        if "." not in last:
-            index = os.path.join(root, "index.html")
-            index_st = site.derived_stat(index)
-            if index_st is not None:
-                try:
-                    return _serve_file(request, site, index, index_st)
-                except filesystem.Forbidden:
-                    return error_response(403, head_only=head_only, extra=_cors(site))
+    if site.config.spa and "." not in path.rstrip("/").rsplit("/", 1)[-1]:
+        try:
+            return _spa_page(request, site, path)
+        except filesystem.Forbidden:
+            return error_response(403, head_only=head_only, extra=_cors(site))
+        except (filesystem.NotFound, filesystem.BadPath):
+            pass
     custom = os.path.join(root, "404.html")
     custom_st = site.derived_stat(custom)
     if custom_st is not None:
@@ -208,6 +399,25 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
                 body = livereload.inject(body)
             return _bytes_response(404, "text/html; charset=utf-8", body, head_only, _cors(site))
     return error_response(404, head_only=head_only, extra=_cors(site))
+
+
+def _spa_page(request: Request, site: Site, path: str) -> Response:
+    """--spa: /X is X.html if that exists (a page of its own wins over the app, as `serve` and
+    Cloudflare Pages have it), else the root's index.html. Raises NotFound if neither does.
+    Never kept in the answer cache: the path names no file, and one may appear."""
+    if path != "/" and not path.endswith("/"):
+        try:
+            found = _resolve_file(site, path + ".html")
+            route = Route(None, 0.0, _extras(site, path, found.url_path))
+            return _serve_file(request, site, found.fs_path, found.st, route)
+        except filesystem.NotFound:
+            pass
+    index = os.path.join(site.real_root, "index.html")
+    index_st = site.derived_stat(index)
+    if index_st is None:
+        raise filesystem.NotFound("no index.html")
+    route = Route(None, 0.0, _extras(site, path, "/index.html"))
+    return _serve_file(request, site, index, index_st, route)
 
 
 # ---- a file: one representation value, built in one step and transformed in small ones ------
@@ -241,8 +451,8 @@ class Representation:
     path_st: Final[os.stat_result]    # that file's stat; once opened, the descriptor's fstat
     ctype: Final[str]                 # Content-Type
     coding: Final[str | None]         # Content-Encoding; None for identity
-    fields: Final[tuple]              # Vary, Cache-Control, CORS: after the validators
-    cache: Final[tuple | None]        # (answer-cache key, now): where a small full 200 is kept
+    fields: Final[tuple]              # Vary, Cache-Control, CORS, `_headers`: after validators
+    route: Final[Route]               # how the request got here; a small full 200's cache key
     data: Final[bytes | None] = None  # the bytes in memory, or None when `fd` holds them
     fd: Final[int | None] = None      # the open descriptor: ours until a Response takes it
     size: Final[int] = 0              # bytes of the representation
@@ -253,15 +463,15 @@ class Representation:
 
 
 def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
-                cache: tuple | None = None) -> Response:
+                route: Route) -> Response:
     """200/206/304/412/416 for a regular file, in the representation the request gets.
 
-    With `cache` (answer-cache key, now) for a plain GET/HEAD, a small file's 200 is remembered.
+    With a `route` key (a plain GET/HEAD), a small file's 200 is remembered in the answer cache.
     Raises filesystem.Forbidden if the file may not be opened.
     """
     skip: tuple[str, ...] = ()
     while True:
-        chosen = _choose_representation(request, site, fs_path, st, cache, skip)
+        chosen = _choose_representation(request, site, fs_path, st, route, skip)
         if isinstance(chosen, Response):
             return chosen  # a 304 for a body still being compressed
         try:
@@ -295,7 +505,7 @@ def _serve_file(request: Request, site: Site, fs_path: str, st: os.stat_result,
 
 
 def _choose_representation(request: Request, site: Site, fs_path: str, st: os.stat_result,
-                           cache: tuple | None,
+                           route: Route,
                            skip: tuple[str, ...] = ()) -> Representation | Response:
     """Which representation the request gets: identity, a sibling or a coding made on the fly.
 
@@ -307,14 +517,15 @@ def _choose_representation(request: Request, site: Site, fs_path: str, st: os.st
     # .gz/.br sibling; a coding made on the fly applies to the injected page (_compress_page).
     live = site.live is not None and livereload.is_html(ctype)
     chosen, vary = _choose_encoding(request, site, fs_path, st, ctype, not live, skip)
-    fields = _file_fields(site, vary)
+    fields = (("Vary", "Accept-Encoding"),) + route.extras.file_fields if vary \
+        else route.extras.file_fields
     coding, path, path_st = chosen if chosen is not None else (None, None, None)
     if path is not None and path_st is not None:  # a precompressed sibling
-        return Representation(fs_path, st, path, path_st, ctype, coding, fields, cache)
+        return Representation(fs_path, st, path, path_st, ctype, coding, fields, route)
     if live:  # no sibling was offered: a coding chosen is made on the fly, of the injected page
-        return Representation(fs_path, st, fs_path, st, ctype, None, fields, cache,
+        return Representation(fs_path, st, fs_path, st, ctype, None, fields, route,
                               page_coding=coding)
-    rep = Representation(fs_path, st, fs_path, st, ctype, None, fields, cache)
+    rep = Representation(fs_path, st, fs_path, st, ctype, None, fields, route)
     return rep if coding is None else _coded_on_the_fly(request, site, rep, coding)
 
 
@@ -352,15 +563,6 @@ def _choose_encoding(request: Request, site: Site, fs_path: str, st: os.stat_res
     return content_coding.negotiate(accepted, offers), vary
 
 
-def _file_fields(site: Site, vary: bool) -> tuple:
-    """The fields after the validators in every answer about a file: Vary, Cache-Control, CORS."""
-    fields = [("Vary", "Accept-Encoding")] if vary else []
-    if site.cache_control:
-        fields.append(("Cache-Control", site.cache_control))
-    fields.extend(_cors(site))
-    return tuple(fields)
-
-
 def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
                       coding: str) -> Representation | Response:
     """The file in a coding made on the fly, if content_coding has the body; else identity.
@@ -379,15 +581,16 @@ def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
     etag = content_coding.coded_etag(site.digests.etag(rep.fs_path, st), coding)
     if body is not None:
         return Representation(rep.fs_path, st, rep.fs_path, st, rep.ctype, coding, rep.fields,
-                              rep.cache, body, None, len(body), etag,
+                              rep.route, body, None, len(body), etag,
                               filesystem.last_modified(st), st.st_size - len(body))
     if settled:
         return rep
     if etag and "if-none-match" in request.fields and \
             _preconditions(request, etag, int(st.st_mtime)) == 304:
         validators = [("Last-Modified", filesystem.last_modified(st)), ("ETag", etag)]
-        return Response(304, validators + [("Content-Encoding", coding), *rep.fields])
-    return dataclasses.replace(rep, cache=None)
+        return Response(304, validators + [("Content-Encoding", coding), *rep.fields],
+                        site_fields=rep.route.extras.site_fields)
+    return dataclasses.replace(rep, route=rep.route.uncached())
 
 
 def _load(site: Site, rep: Representation) -> Representation | None:
@@ -408,7 +611,7 @@ def _load(site: Site, rep: Representation) -> Representation | None:
         # with the file's, and a strong tag names one representation (RFC 9110 section 8.8.3).
         etag = content_coding.coded_etag(etag, rep.coding)
     return Representation(rep.fs_path, rep.st, rep.path, path_st, rep.ctype, rep.coding,
-                          rep.fields, rep.cache, data, fd,
+                          rep.fields, rep.route, data, fd,
                           len(data) if data is not None else path_st.st_size, etag,
                           filesystem.last_modified(path_st),
                           page_coding=rep.page_coding)
@@ -465,7 +668,8 @@ def _page_off_the_loop(site: Site, rep: Representation, coding: str) -> Represen
     assert compressor is not None  # no coding is offered without it (_choose_encoding)
     body, settled = compressor.lookup(rep.path, rep.path_st, coding, livereload.inject)
     if body is None:
-        return dataclasses.replace(rep, page_coding=None, cache=rep.cache if settled else None)
+        return dataclasses.replace(rep, page_coding=None,
+                                   route=rep.route if settled else rep.route.uncached())
     return dataclasses.replace(rep, coding=coding, data=body, size=len(body),
                                etag=content_coding.coded_etag(rep.etag, coding),
                                saved=rep.size - len(body), page_coding=None)
@@ -486,7 +690,7 @@ def _answer(request: Request, site: Site, rep: Representation) -> Response:
     outcome = _preconditions(request, rep.etag, int(rep.path_st.st_mtime))
     if outcome is not None:
         if outcome == 304:
-            return Response(304, validators + extra)
+            return Response(304, validators + extra, site_fields=rep.route.extras.site_fields)
         return error_response(412, head_only=request.method == "HEAD")
     ranges = _ranges(request, rep)
     if ranges == []:
@@ -581,23 +785,26 @@ def _full_response(request: Request, site: Site, rep: Representation, tail: list
     size = rep.size
     headers = [("Content-Type", rep.ctype), ("Content-Length", str(size))] + tail
     segments = [] if head_only or size == 0 else [_piece(rep, 0, size)]
-    response = Response(200, headers, segments, 0 if head_only else size, rep.fd)
-    if rep.cache is not None and rep.data is not None and size <= SMALL_FILE_MAX:
-        _remember(site, rep, rep.cache, rep.data, headers)
+    response = Response(200, headers, segments, 0 if head_only else size, rep.fd,
+                        site_fields=rep.route.extras.site_fields)
+    if rep.route.key is not None and rep.data is not None and size <= SMALL_FILE_MAX:
+        _remember(site, rep, rep.data, headers)
     if rep.saved is not None and request.method == "GET":
         assert site.compression is not None  # a body compressed on the fly came from it
         site.compression.served(rep.saved)
     return response
 
 
-def _remember(site: Site, rep: Representation, cache: tuple, data: bytes,
-              headers: list) -> None:
+def _remember(site: Site, rep: Representation, data: bytes, headers: list) -> None:
     """Keep a full 200 in the answer cache while the files it was read from are unchanged."""
+    route = rep.route
+    assert route.key is not None  # _full_response asks for a key
     checks: tuple[tuple[str, tuple], ...] = ((rep.fs_path, file_identity(rep.st)),)
     if rep.path != rep.fs_path:
         checks += ((rep.path, file_identity(rep.path_st)),)
-    full = Response(200, headers, [data] if rep.size else [], rep.size)
-    site.remember_response(cache[0], cache[1], checks, full, rep.saved)
+    full = Response(200, headers, [data] if rep.size else [], rep.size,
+                    site_fields=route.extras.site_fields)
+    site.remember_response(route.key, route.now, checks + route.checks, full, rep.saved)
 
 
 def _single_range(rep: Representation, byte_range: tuple[int, int], tail: list) -> Response:
@@ -606,7 +813,8 @@ def _single_range(rep: Representation, byte_range: tuple[int, int], tail: list) 
     count = last - first + 1
     headers = [("Content-Type", rep.ctype), ("Content-Length", str(count)),
                ("Content-Range", f"bytes {first}-{last}/{rep.size}")] + tail
-    return Response(206, headers, [_piece(rep, first, count)], count, rep.fd)
+    return Response(206, headers, [_piece(rep, first, count)], count, rep.fd,
+                    site_fields=rep.route.extras.site_fields)
 
 
 def _multipart(rep: Representation, ranges: list[tuple[int, int]], tail: list) -> Response:
@@ -622,7 +830,8 @@ def _multipart(rep: Representation, ranges: list[tuple[int, int]], tail: list) -
     length = sum(len(s) if isinstance(s, bytes) else s.count for s in segments)
     headers = [("Content-Type", f"multipart/byteranges; boundary={boundary}"),
                ("Content-Length", str(length))] + tail
-    return Response(206, headers, segments, length, rep.fd)
+    return Response(206, headers, segments, length, rep.fd,
+                    site_fields=rep.route.extras.site_fields)
 
 
 def _piece(rep: Representation, first: int, count: int) -> bytes | FileRegion:

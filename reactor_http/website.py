@@ -13,10 +13,12 @@ Must not decide HTTP semantics (responder.py does) or touch a socket.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
-from . import content_coding, extras, filesystem, pathrules, validators
+
+from . import content_coding, extras, filesystem, pathrules, rulefiles, validators
 from .facilities import pread
 from .headers import DateCache
 from .messages import CachedResponse, Request, Response, target_path
@@ -45,6 +47,24 @@ _FULL_PATH_FIELDS = frozenset({"range", "if-range", "if-match", "if-none-match",
                                "if-modified-since", "if-unmodified-since"})
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathExtras:
+    """What the answers about one URL path carry besides their own fields.
+
+    `file_fields` follow a file's validators (200, 206, 304, HEAD): --max-age's Cache-Control,
+    --cors's field, then the fields of the `_headers` blocks that match the path.
+    `listing_fields` follow a listing's ETag: its own Cache-Control, Vary, CORS, those fields.
+    `site_fields`: the --header lines the answers carry instead of all of them (rendered),
+    where a block sets or detaches (`! Name`) a field of that name; None: all of them.
+    A block's Cache-Control replaces --max-age's (and a listing's no-cache); a block's field
+    replaces a --header field of the same name, and --cors's.
+    """
+
+    file_fields: tuple[tuple[str, str], ...]
+    listing_fields: tuple[tuple[str, str], ...]
+    site_fields: bytes | None
+
+
 class Site:
     """What the responder keeps between requests: the configuration, the real root and caches.
 
@@ -70,7 +90,7 @@ class Site:
                  path_rules: pathrules.PathRules | None = None):
         self.config = config
         self.real_root = os.path.realpath(config.root)
-        self.path_rules = path_rules or pathrules.for_root(self.real_root)
+        self.rules, self.path_rules = self._site_rules(path_rules)
         self.dates = DateCache()
         self.allow_dotfiles = config.dotfiles == "allow"
         self.live = live
@@ -92,30 +112,34 @@ class Site:
         self.compression = content_coding.Compressor(
             config.compress_max_bytes, config.compress_cache_bytes, file_identity,
             single_writer=single_thread) if config.compress else None
-        # No `public`: it would let shared caches store answers to requests that carried
-        # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
-        self.cache_control = None
-        if config.max_age is not None:
-            self.cache_control = f"max-age={config.max_age}"
-            if config.immutable:  # Config refuses it without --max-age
-                self.cache_control += ", immutable"
         # What every response head carries besides its own fields (--header), rendered once:
         # protocol.py puts them in every head it renders, errors included.
         self.server_field, self.extra_fields = extras.header_fields(config.headers)
+        self._header_lines = extras.header_lines(config.headers)
         # --mime: {'.ext': 'type/subtype'} consulted before the built-in table.
         self.mime = extras.mime_table(config.mime)
         # --auth: every request but --status and CORS preflights must carry these credentials.
         self.auth = extras.BasicAuth(config.auth) if config.auth is not None else None
-        self.listing_cache_control = "no-cache"
-        user_cache_control = any(text.partition(":")[0].strip().lower() == "cache-control"
-                                 for text in config.headers)
-        if self.auth is not None and not user_cache_control:
-            # An answer to a request with credentials is for that user only (RFC 9111 section
-            # 5.2.2.7); --max-age or a --header Cache-Control is the user's own choice instead.
-            self.cache_control = self.cache_control or "private"
-            self.listing_cache_control = "private, no-cache"
+        self.cache_control, self.listing_cache_control = _cache_controls(config)
         # --status: its page is made afresh per request (stats.Stats.answer), never replayed.
         self.status_path = config.status_path
+        # What a file's or listing's answer carries where no `_headers` block applies.
+        self.default_extras = self._extras_for(None)
+        # The URL paths an answer stands for -> their PathExtras, under the rules' generation.
+        self._extras: dict[tuple[str, ...], PathExtras] = {}
+        self._extras_generation = 0
+
+    def _site_rules(self, path_rules: pathrules.PathRules | None) -> tuple:
+        """(rulefiles.RuleFiles or None with --no-site-rules, the root's name rules).
+
+        The rule files are read now (siterules.RulesError, a ValueError naming file and line,
+        for a malformed one), and never served themselves: the name rules hide them.
+        """
+        rules = path_rules or pathrules.for_root(self.real_root)
+        if not self.config.site_rules:
+            return None, rules
+        return rulefiles.RuleFiles(self.real_root), dataclasses.replace(
+            rules, hidden=frozenset(rules.fold(name) for name in rulefiles.NAMES))
 
     def replay_key(self, request: Request, key: tuple | None) -> tuple | None:
         """The answer-cache key under which answers to this exact request head may be replayed.
@@ -141,6 +165,57 @@ class Site:
         if self.auth is not None and not self.auth.allows(request.fields.get("authorization")):
             return None
         return key
+
+    def path_extras(self, paths: tuple[str, ...]) -> PathExtras:
+        """What the answers for these URL paths carry (PathExtras): the request's normalised,
+        decoded path, and the path of the file served when that is another (/about served from
+        /about.html, a rewrite's target). One lookup per distinct `paths` while the rules stand.
+        """
+        rules = self.rules
+        if rules is None or rules.headers is None:
+            return self.default_extras
+        headers = rules.headers
+        if self._extras_generation != rules.generation:
+            self._extras = {}
+            self._extras_generation = rules.generation
+        found = self._extras.get(paths)
+        if found is None:
+            found = self._extras_for(headers.for_path(*paths))
+            if len(self._extras) >= FAST_PATH_ENTRIES:
+                self._extras = {}
+            self._extras[paths] = found
+        return found
+
+    def _extras_for(self, matched) -> PathExtras:
+        """The PathExtras of a path whose `_headers` blocks give `matched` (siterules.PathFields,
+        or None where none applies)."""
+        added = matched.fields if matched is not None else ()
+        gone = {name.lower() for name, _ in added}
+        if matched is not None:
+            gone |= matched.detached
+        cors = (("Access-Control-Allow-Origin", "*"),) \
+            if self.config.cors and "access-control-allow-origin" not in gone else ()
+        keep_cache_control = "cache-control" not in gone
+        file_fields = ((("Cache-Control", self.cache_control),)
+                       if self.cache_control and keep_cache_control else ()) + cors + added
+        listing_fields = ((("Cache-Control", self.listing_cache_control),)
+                          if keep_cache_control else ()) + (("Vary", "Accept"),) + cors + added
+        kept = [line for name, line in self._header_lines if name not in gone]
+        site_fields = None if len(kept) == len(self._header_lines) else b"".join(kept)
+        return PathExtras(file_fields, listing_fields, site_fields)
+
+    def rules_stand(self, now: float) -> bool:
+        """Are the site's rules as they were (rulefiles.RuleFiles.fresh, one look per instant)?
+
+        When they changed, every cached answer (made under the old rules) is dropped, so the
+        new rules apply from the next request on either route.
+        """
+        rules = self.rules
+        if rules is None or rules.fresh(now):
+            return True
+        with self._lock:
+            self._fast.clear()
+        return False
 
     def access_user(self, request: Request) -> str:
         """The access log's authuser for this request: --auth's user if the request carries the
@@ -205,7 +280,10 @@ class Site:
             self._small_file_bytes += len(data)
 
     def cached_response(self, key: tuple, method: str, now: float) -> Response | None:
-        """A cached answer for a plain GET/HEAD of a small file (see _fast_key), if still valid."""
+        """A cached answer for a plain GET/HEAD of a small file (see _fast_key), if still valid
+        (its files unchanged, and the site's rules: rules_stand)."""
+        if self.rules is not None and not self.rules_stand(now):
+            return None
         entry = self._fast.get(key)
         if entry is None:
             return None
@@ -249,9 +327,11 @@ class Site:
         `saved`: for a body compressed on the fly, how many bytes it saves (counted per hit).
         """
         head_response = CachedResponse(200, response.headers, [], 0,
-                                       saved=None if saved is None else 0)
+                                       saved=None if saved is None else 0,
+                                       site_fields=response.site_fields)
         get_response = CachedResponse(200, response.headers, response.segments,
-                                      response.body_length, saved=saved)
+                                      response.body_length, saved=saved,
+                                      site_fields=response.site_fields)
         entry = (checks, now + FAST_PATH_TTL, get_response, head_response)
         with self._lock:
             while key not in self._fast and len(self._fast) >= FAST_PATH_ENTRIES:
@@ -282,6 +362,25 @@ class Site:
                     break
             self._listings[key] = (identity, now + LISTING_TTL, body, etag)
         return body, etag
+
+
+def _cache_controls(config) -> tuple[str | None, str]:
+    """The Cache-Control of files (None: none) and of listings, from --max-age, --immutable and
+    --auth."""
+    # No `public`: it would let shared caches store answers to requests that carried
+    # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
+    cache_control = None
+    if config.max_age is not None:
+        cache_control = f"max-age={config.max_age}"
+        if config.immutable:  # Config refuses it without --max-age
+            cache_control += ", immutable"
+    user_cache_control = any(text.partition(":")[0].strip().lower() == "cache-control"
+                             for text in config.headers)
+    if config.auth is not None and not user_cache_control:
+        # An answer to a request with credentials is for that user only (RFC 9111 section
+        # 5.2.2.7); --max-age or a --header Cache-Control is the user's own choice instead.
+        return cache_control or "private", "private, no-cache"
+    return cache_control, "no-cache"
 
 
 def _fast_key(path: str, request: Request,

@@ -19,7 +19,7 @@ from tests.helpers.http import get
 from tests.helpers.respond import body_of, request
 from tests.helpers.servers import MODES, ServerProcess
 
-from reactor_http import facilities, pathrules, responder, website
+from reactor_http import facilities, pathrules, responder, rulefiles, website
 from reactor_http.config import Config
 from reactor_http.facilities import FACTS
 from reactor_http.parser import parse_head
@@ -215,7 +215,12 @@ def test_a_root_without_letters_keeps_the_platform_fact():
 
 def test_the_site_takes_the_rules_of_its_root(tmp_path):
     site = website.Site(Config(root=str(tmp_path)).validate())
-    assert site.path_rules == pathrules.for_root(os.path.realpath(tmp_path))
+    # ...and hides the rule files it reads there (rulefiles.NAMES), as those rules fold them
+    expected = pathrules.for_root(os.path.realpath(tmp_path))
+    assert site.path_rules == dataclasses.replace(
+        expected, hidden=frozenset(expected.fold(name) for name in rulefiles.NAMES))
+    plain = website.Site(Config(root=str(tmp_path), site_rules=False).validate())
+    assert plain.path_rules == expected
 
 
 # ---- respond() under each rule set ------------------------------------------------------------
@@ -273,7 +278,9 @@ def test_windows_rules_answer_404_without_touching_the_disk(root, target, monkey
     assert response.status == 404
     assert SECRET not in body_of(response)
     # Only the custom 404 page is looked for: never the name asked for.
-    assert touched == [os.path.join(site.real_root, "404.html")]
+    # (The site's rule files are looked at once per instant, whatever is asked.)
+    assert [path for path in touched if os.path.basename(path) not in rulefiles.NAMES] == \
+        [os.path.join(site.real_root, "404.html")]
 
 
 @pytest.mark.parametrize("target, status", [

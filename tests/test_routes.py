@@ -49,13 +49,24 @@ FILES = {
     "status": b"a file the status page shadows\n",
     "big.bin": b"z" * 70_000,  # over the small-file cache: served from a descriptor
     "sub/b.txt": b"hello b\n",
+    "about.html": PAGE.replace(b"page", b"about"),
 }
+# The site's rule files: None (absent) or one of these texts, switched by a "rules" step.
+REDIRECTS = [None,
+             "/old/* /:splat 301\n/app/* /index.html 200\n/gone /a.txt 410\n"
+             "/a.txt /sub/b.txt 302\n/sub/ /about 302\n",
+             "/a.txt /sub/b.txt 200!\n/old/* /app.js 200!\n/about /a.txt 301\n"]
+HEADERS = [None,
+           "/*\n  X-All: 1\n/*.txt\n  Cache-Control: no-store\n  ! X-Frame-Options\n",
+           "/app.js\n  X-App: 1\n/*.html\n  Cache-Control: no-cache\n"]
 # Spellings of one resource: the answer cache keys them alike (its key is the normalised path),
 # which is where a rule that looks at the raw target (the --status page) must hold.
 SPELLINGS = [["/a.txt", "/a.txt?v=2", "/./a.txt", "//a.txt"],
              ["/status", "//status", "/status?x=1", "/./status"],
              ["/", "/index.html", "//"], ["/sub/", "/sub", "/sub/./"],
-             ["/app.js", "/app.js?v=1"], ["/missing"], ["/big.bin"], ["/__livereload"]]
+             ["/app.js", "/app.js?v=1"], ["/missing"], ["/big.bin"], ["/__livereload"],
+             ["/about", "/about?x=1", "/about.html"], ["/old/a.txt", "/old/sub/b.txt"],
+             ["/app/x", "/app/x?y=1"], ["/gone"], ["/_headers", "/_redirects"]]
 PATHS = [path for spellings in SPELLINGS for path in spellings]
 FIELDS = {
     "accept-encoding": ["gzip", "br, gzip", "identity"],
@@ -73,12 +84,23 @@ STEPS = [0.0, 0.0, 0.001, 0.3, 1.5]
 DATE = re.compile(rb"\r\nDate: [^\r]*")
 
 
-def build_root(root) -> None:
-    """The site both twins serve, as it is at the start of every example."""
+def build_root(root, rules: tuple = (None, None)) -> None:
+    """The site both twins serve, as it is at the start of every example (`rules`: the
+    `_redirects` and `_headers` texts, None for no file)."""
     for name, data in FILES.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    write_rules(root, rules)
+
+
+def write_rules(root, rules: tuple) -> None:
+    """Put the site's rule files in place (None: no such file)."""
+    for name, text in zip(("_redirects", "_headers"), rules, strict=True):
+        if text is None:
+            (root / name).unlink(missing_ok=True)
+        else:
+            (root / name).write_text(text)
 
 
 @dataclass
@@ -86,6 +108,7 @@ class Setup:
     options: dict
     live: bool
     single_thread: bool
+    rules: tuple = (None, None)  # the `_redirects` and `_headers` texts at the start
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -192,8 +215,12 @@ def setups(draw) -> Setup:
         "max_age": draw(st.sampled_from([None, 60])),
         "headers": draw(st.sampled_from([(), ("X-Frame-Options: DENY",)])),
         "etag": draw(st.sampled_from(["mtime", "content"])),
+        "clean_urls": draw(st.booleans()),
+        "site_rules": draw(st.sampled_from([True, True, True, False])),
     }
-    return Setup(options, live=draw(st.booleans()), single_thread=draw(st.booleans()))
+    rules = (draw(st.sampled_from(REDIRECTS)), draw(st.sampled_from(HEADERS)))
+    return Setup(options, live=draw(st.booleans()), single_thread=draw(st.booleans()),
+                 rules=rules)
 
 
 @st.composite
@@ -236,8 +263,11 @@ def scripts(draw) -> list:
             for head in pool]
     steps = []
     for _ in range(draw(st.integers(min_value=1, max_value=16))):
-        kind = draw(st.sampled_from(["request"] * 16 + ["body"] * 2 + ["change", "stop"]))
+        kind = draw(st.sampled_from(["request"] * 16 + ["body"] * 2 +
+                                    ["change", "stop", "rules"]))
         head = draw(st.sampled_from(pool))
+        if kind == "rules":  # the rule files are edited: the step carries their new texts
+            head = (draw(st.sampled_from(REDIRECTS)), draw(st.sampled_from(HEADERS)))
         # A client often sends the same head again at once (the short route's case).
         for _ in range(draw(st.sampled_from([1, 1, 2, 3])) if kind == "request" else 1):
             steps.append((kind, head, draw(st.sampled_from(STEPS))))
@@ -247,7 +277,7 @@ def scripts(draw) -> list:
 def play(root, setup: Setup, script: list) -> int:
     """Run `script` on twin connections; assert they agree; return how often the short route
     answered."""
-    build_root(root)
+    build_root(root, setup.rules)
     short, general = Twin(root, setup, short=True), Twin(root, setup, short=False)
     try:
         return _play(root, short, general, script)
@@ -262,6 +292,9 @@ def _play(root, short: Twin, general: Twin, script: list) -> int:
         now += later
         if kind == "change":  # a file changes on disk between two requests
             (root / "a.txt").write_bytes(b"changed %d\n" % number)
+            continue
+        if kind == "rules":  # the site's rule files are edited between two requests
+            write_rules(root, data)
             continue
         if kind == "stop":  # a graceful stop begins (the connection's answers close from now on)
             assert short.conn.begin_stop(now) == general.conn.begin_stop(now)
@@ -289,6 +322,10 @@ GET_A_RIGHT = request_bytes("GET", "/a.txt", "1.1", {"authorization": RIGHT})
 GET_A_WRONG = request_bytes("GET", "/a.txt", "1.1", {"authorization": WRONG})
 GET_A = request_bytes("GET", "/a.txt", "1.1", {})
 GET_A_BODY = request_bytes("GET", "/a.txt", "1.1", {"content-length": "2"})  # then b"ab"
+RULED = Setup({"clean_urls": True}, live=False, single_thread=True,
+              rules=(REDIRECTS[1], HEADERS[1]))
+FORCED = (REDIRECTS[2], HEADERS[2])
+GET_ABOUT = request_bytes("GET", "/about", "1.1", {})
 
 
 @settings(max_examples=600, deadline=None,
@@ -306,6 +343,12 @@ GET_A_BODY = request_bytes("GET", "/a.txt", "1.1", {"content-length": "2"})  # t
 @example(setup=PLAIN, script=[("request", GET_A, 0.0), ("request", GET_A_BODY, 0.3),
                               ("body", GET_A, 0.0), ("request", GET_A_BODY, 0.3),
                               ("body", GET_A, 0.0)])
+@example(setup=PLAIN, script=[("request", GET_A, 0.0), ("request", GET_A, 0.3),
+                              ("rules", FORCED, 0.0), ("request", GET_A, 0.3)])
+@example(setup=RULED, script=[("request", GET_ABOUT, 0.0), ("request", GET_ABOUT, 0.3),
+                              ("rules", FORCED, 0.0), ("request", GET_ABOUT, 0.3)])
+@example(setup=RULED, script=[("request", GET_A, 0.0), ("request", GET_A, 0.3),
+                              ("rules", (None, HEADERS[2]), 0.0), ("request", GET_A, 0.3)])
 def test_both_routes_give_the_same_answers(tmp_path_factory, setup, script):
     root = tmp_path_factory.mktemp("site")
     play(root, setup, script)
@@ -319,6 +362,11 @@ def test_both_routes_give_the_same_answers(tmp_path_factory, setup, script):
     (Setup({"trust_proxy": (PEER,)}, live=False, single_thread=False),
      request_bytes("GET", "/a.txt", "1.1", {"x-forwarded-for": "203.0.113.9"}),
      request_bytes("GET", "/a.txt", "1.1", {"x-forwarded-for": "203.0.113.9"})),
+    # Site rules: a file that shadows a rule, one under `_headers` blocks, a clean URL and a
+    # forced rewrite are all answers the short route replays.
+    (RULED, GET_A, GET_A),
+    (RULED, GET_ABOUT, GET_ABOUT),
+    (Setup({}, live=False, single_thread=True, rules=FORCED), GET_A, GET_A),
 ])
 def test_the_short_route_serves_options_that_do_not_concern_the_request(tmp_path, setup, first,
                                                                          again):
