@@ -51,8 +51,8 @@ import traceback
 from .engine import Listener
 from .facilities import FACTS
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
-from .reachable import banner_lines, bound_of, local_url, open_browser
 from .logs import write_connection_lines
+from .reachable import banner_lines, bound_of, local_url, open_browser
 from .scoreboard import Board
 from .service import inherited_listener
 
