@@ -39,6 +39,8 @@ Facts, and who uses them:
   second process bind a port in use, so it is not set there.
 - `reuseport_balances`: SO_REUSEPORT spreads connections among the listeners of a port (Linux);
   on macOS and BSD the option exists but the last listener takes them all.
+- `interface_list`: where the banner finds this machine's addresses (reachable.py): "procfs"
+  (/proc/net/fib_trie and /proc/net/if_inet6, Linux) or "resolver" (this host's name resolved).
 - `case_insensitive_names`: the default filesystem compares names without case (Windows NTFS,
   macOS APFS as formatted by default).
 - `windows_names`: NTFS name rules (trailing dot or space ignored, `:` streams, device names).
@@ -98,6 +100,7 @@ class Facilities:
     reuse_address: bool
     reuseport: bool
     reuseport_balances: bool
+    interface_list: str
     case_insensitive_names: bool
     windows_names: bool
 
@@ -189,6 +192,7 @@ def detect() -> Facilities:
         reuse_address=name != "windows",
         reuseport=reuseport,
         reuseport_balances=reuseport and name == "linux",
+        interface_list="procfs" if name == "linux" else "resolver",
         case_insensitive_names=name in ("windows", "macos"),
         windows_names=name == "windows",
     )
@@ -205,12 +209,13 @@ def simulate(real: Facilities, platform: str) -> Facilities:
             select_limit=_WINDOWS_SELECT_LIMIT,
             connection_cap=connection_cap(_WINDOWS_SELECT_LIMIT, True), watcher="scan",
             reuse_address=False, reuseport=False, reuseport_balances=False,
-            case_insensitive_names=True, windows_names=True)
+            interface_list="resolver", case_insensitive_names=True, windows_names=True)
     if platform == "macos":
         return dataclasses.replace(
             real, name="macos", simulated=True, msg_more=0, thread_nice=False,
             poller="selectors" if real.poller == "epoll" else real.poller, watcher="scan",
-            reuseport_balances=False, case_insensitive_names=True, windows_names=False)
+            reuseport_balances=False, interface_list="resolver", case_insensitive_names=True,
+            windows_names=False)
     raise ValueError(f"{SIMULATE_ENV} must be one of {', '.join(SIMULATIONS)}, not {platform!r}")
 
 

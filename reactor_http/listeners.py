@@ -12,6 +12,7 @@ import socket
 
 from .engine import Listener
 from .facilities import FACTS
+from .reachable import Bound, bound_of, http_url, local_url
 from .service import inherited_listener
 from .tls import make_tls_context
 
@@ -88,9 +89,7 @@ def bind_listener(host: str, port: int, backlog: int, *, reuse_port: bool = Fals
 def url_for(sock: socket.socket, scheme: str = "http") -> str:
     """The URL a browser would use for a bound socket."""
     host, port = sock.getsockname()[:2]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}/"
+    return http_url(scheme, host, port)
 
 
 def open_listeners(config) -> list[Listener]:
@@ -118,3 +117,13 @@ def listeners_url(listeners) -> str:
     """What the start-up line says: each listener's URL, with its scheme."""
     return " and ".join(url_for(item.sock, "https" if item.tls else "http")
                         for item in listeners)
+
+
+def listeners_bound(listeners) -> list[Bound]:
+    """What each listener is bound to, with its scheme (the banner's URL lines)."""
+    return [bound_of(item.sock, "https" if item.tls else "http") for item in listeners]
+
+
+def browser_url(listeners) -> str:
+    """The URL --open shows: the first listener's, this machine's loopback for a wildcard."""
+    return local_url(listeners_bound(listeners[:1])[0])

@@ -127,6 +127,10 @@ class Settings:
         1, "--workers", COUNT, "reactor processes serving one port, supervised by a parent "
         "(restart with back-off, SIGHUP replaces them one by one); `auto` = one per CPU, 1 = no "
         "parent", metavar="N|auto", low=1, high=1024, auto=True)
+    # Off by default: a server started by a service or a script must not start a browser.
+    open_browser: bool = option_field(
+        False, "--open", SWITCH, "open the served URL in the default browser once the server "
+        "listens (bound to a wildcard: this machine's), not when stdout is not a terminal")
     certfile: str | None = option_field(
         None, "--certfile", TEXT, "serve HTTPS with this certificate chain (TLS 1.2+, the ssl "
         "module's recommended ciphers); it may hold the key too", group="TLS", metavar="PEM")

@@ -14,9 +14,11 @@ import threading
 from typing import TYPE_CHECKING
 
 from .facilities import FACTS, stop_signals
-from .listeners import StartupError, listeners_url, open_listeners, raise_fd_limit
+from .listeners import StartupError, browser_url, listeners_bound, listeners_url, \
+    open_listeners, raise_fd_limit
 from .logs import LogSink
 from .protocol import record_transitions
+from .reachable import banner_lines, open_browser
 from .website import Site
 from .workers import Supervisor
 
@@ -73,7 +75,9 @@ def run_engine(config, listeners, *, banner=None, ready=None, heartbeat=None) ->
         if FACTS.has_signal("SIGUSR1"):  # not on Windows (README, "Platforms")
             # logrotate's convention: SIGUSR1 reopens the log files (the log writer's next round).
             signal.signal(signal.SIGUSR1, lambda signum, frame: logs.request_reopen())
-    _announce(config, site, logs, listeners_url(listeners), watcher, banner)
+    _announce(config, site, logs, listeners, watcher, banner)
+    if config.open_browser and config.worker is None:  # --workers: the supervisor opens it
+        open_browser(browser_url(listeners))
     try:
         if ready is not None:
             ready(engine)
@@ -109,14 +113,19 @@ def _make_engine(config, listeners, heartbeat) -> tuple[Site, LogSink, ThreadedS
     return site, logs, engine
 
 
-def _announce(config, site: Site, logs: LogSink, url: str, watcher, banner) -> None:
-    """The start-up banner (if asked for) and the "Server started" event line."""
+def _announce(config, site: Site, logs: LogSink, listeners, watcher, banner) -> None:
+    """The start-up banner (if asked for) and the "Server started" event line.
+
+    The banner's first line names the bound URLs; bound to a wildcard, lines follow with the
+    URLs of this machine and of its network addresses (reachable.py).
+    """
+    url = listeners_url(listeners)
     live = f", live reload on ({watcher.method})" if watcher is not None else ""
     if config.mode == "reactor" and FACTS.poller == "select":
         live += f", at most {config.max_connections} connections (select() limit)"
     if banner is not None:
-        banner(f"Serving {site.real_root} at {url} (mode: {config.mode}){live}; "
-               f"press Ctrl+C to stop")
+        banner("\n".join([f"Serving {site.real_root} at {url} (mode: {config.mode}){live}; "
+                          f"press Ctrl+C to stop", *banner_lines(listeners_bound(listeners))]))
     logs.event(f"Server started on {url} (mode: {config.mode}, root: {site.real_root}, "
                f"pid {os.getpid()})")
 

@@ -19,6 +19,7 @@ to stop. SIGUSR1 (log rotation) is forwarded to every worker, each of which reop
 With --status the parent maps the scoreboard (scoreboard.py) before its first fork: each worker
 counts in a cell of its slot, so any worker's status answer is the whole server's.
 With systemd socket activation the parent serves the inherited socket the shared way.
+With --open the parent opens the browser, once, when the first worker says it listens.
 
 Each worker has a pipe to the parent: one byte when it listens ("ready"), then one per heartbeat
 (the reactor calls `heartbeat` about once a second while its loop turns). The parent reads the
@@ -51,6 +52,7 @@ from .engine import Listener
 from .facilities import FACTS
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
 from .logs import write_connection_lines
+from .reachable import banner_lines, bound_of, local_url, open_browser
 from .scoreboard import Board
 from .service import inherited_listener
 
@@ -146,6 +148,7 @@ class Supervisor:
         self.port = config.port
         self.parent_pid = os.getpid()
         self.set_death_signal = None
+        self.browser_opened = False  # --open: done when the first worker said it listens
 
     # ---- parent ------------------------------------------------------------------------------
 
@@ -212,8 +215,9 @@ class Supervisor:
         # A worker that finds inotify unusable (its watch limit) says so and scans instead.
         kind = "inotify" if FACTS.watcher == "inotify" else "polling"
         live = f", live reload on ({kind})" if config.live_reload else ""
-        banner(f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
-               f"{config.workers} workers){live}; press Ctrl+C to stop")
+        banner("\n".join([f"Serving {root} at {url_for(self.holder, scheme)} (mode: reactor, "
+                          f"{config.workers} workers){live}; press Ctrl+C to stop",
+                          *banner_lines([bound_of(self.holder, scheme)])]))
 
     def _release(self) -> None:
         """After the stop: ignore late stop signals, then close the wake-up pair and the port."""
@@ -336,6 +340,15 @@ class Supervisor:
             if not worker.ready:
                 worker.ready = True
                 self.boot_failures[worker.slot] = 0
+                self._open_browser_once()
+
+    def _open_browser_once(self) -> None:
+        """--open, when the first worker says it listens: once for the server, not per worker."""
+        if not self.config.open_browser or self.browser_opened:
+            return
+        self.browser_opened = True
+        assert self.holder is not None  # _hold_port opened it
+        open_browser(local_url(bound_of(self.holder, "https" if self.tls is not None else "http")))
 
     def _forget(self, worker: Worker) -> None:
         """An exited worker: read what it wrote last, close its pipe."""
