@@ -1,5 +1,9 @@
 """Command line: an argument parser built from options.OPTIONS -> Config, then `serve()`.
 
+With `--config FILE` the file's settings (configfile.py) come first and whatever the command line
+(or, for --auth, the environment) gives replaces them; an error about a setting the file made is
+prefixed with the file's line.
+
 Before serving, the files the options name are tried (TLS pair, log folder, access log, pid file)
 so that each mistake is one line; once the sockets are held, the pid file is written and the
 start-up line printed. No HTTP logic here. Errors a user can fix print one line and exit with

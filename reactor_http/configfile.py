@@ -203,14 +203,16 @@ def key_lines(text: str) -> dict[str, int]:
     """For a valid TOML document, the line (from 1) where each top-level name is first defined:
     `name = ...` or `name.sub = ...` before any table header, or a header `[name...]`."""
     found: dict[str, int] = {}
+    in_table = False  # every pair after a header belongs to a table
     for line, start in _statements(text):
         header = text[start] == "["
-        match = _FIRST_KEY.match(text, start + (2 if text.startswith("[[", start) else 1)
-                                 if header else start)
+        in_table = in_table or header
+        if in_table and not header:
+            continue
+        skip = (2 if text.startswith("[[", start) else 1) if header else 0
+        match = _FIRST_KEY.match(text, start + skip)
         if match:
             found.setdefault(_key_text(match.group(1)), line)
-        if header:
-            break  # every statement after a header belongs to a table
     return found
 
 

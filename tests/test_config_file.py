@@ -16,6 +16,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers.http import get
 from tests.helpers.servers import REPO, MODES, ServerProcess, run_cli, server_env
@@ -338,8 +340,50 @@ def test_key_lines_skip_strings_comments_and_arrays():
     lines = configfile.key_lines(text)
     assert lines == {"quoted-key": 2, "notes": 3, "literal": 7, "list": 9, "tricky": 14,
                      "more": 15, "dotted": 18, "indented": 19, "crlf": 20, "after": 21,
-                     "table": 22}
-    assert set(lines) == set(document) - {"tables"}  # only the first header is read
+                     "table": 22, "tables": 24}
+    assert set(lines) == set(document)
+
+
+# Values, each a list of lines, that hide what looks like statements: keys, headers, brackets.
+VALUE_LINES = [
+    ["1"], ["'max-age = 1'"], ['"[table] # x = 1"'], ['"a\\" b = 2"'],
+    ['"""', "cors = true", "[table]", 'x = """'], ["'''", "spa = 1 # [t]", "'''"],
+    ['"""one line with "" quotes"" """'], ["[", "  1, # ] port = 2", "  [2, 3],", "]"],
+    ["{ a = 1, b = [1, 2] }"], ["[ { a = 1 },", "  { b = '[' } ]"], ["2026-12-06T10:00:00Z"],
+    ['"""', 'escaped \\""" still inside', "quiet = 3", '"""'],
+]
+KEY_SPELLINGS = [lambda k: k, lambda k: f'"{k}"', lambda k: f"'{k}'", lambda k: f"  {k}"]
+
+
+@st.composite
+def toml_documents(draw):
+    """(text, {top-level name: its line}) of a valid TOML document built to mislead a scan."""
+    names = draw(st.lists(st.sampled_from(sorted(configfile.KEYS)), min_size=1, max_size=8,
+                          unique=True))
+    lines, expected = [], {}
+    for name in names:
+        lines += draw(st.lists(st.sampled_from(["", "# root = 1 [x]", "  # ]"]), max_size=2))
+        spelling = draw(st.sampled_from(KEY_SPELLINGS))(name)
+        dotted = ".inner" if draw(st.booleans()) else ""
+        value = draw(st.sampled_from(VALUE_LINES))
+        expected[name] = len(lines) + 1
+        lines += [f"{spelling}{dotted} = {value[0]}", *value[1:]]
+    tables = draw(st.lists(st.sampled_from(["alpha", "beta", "'gamma'"]), max_size=3,
+                           unique=True))
+    for table in tables:
+        bare = table.strip("'")
+        expected[bare] = len(lines) + 1
+        lines += [f"[{table}]", f"{names[0]} = 1", f"{bare}x = [", "2,", "]"]
+    return "\n".join(lines) + "\n", expected
+
+
+@given(toml_documents())
+@settings(max_examples=300, deadline=None)
+def test_key_lines_find_each_top_level_name_however_the_text_misleads(document):
+    import tomllib
+    text, expected = document
+    assert set(tomllib.loads(text)) == set(expected), text
+    assert configfile.key_lines(text) == expected, text
 
 
 def test_key_lines_of_quoted_keys_are_the_keys_toml_reads():
