@@ -1,5 +1,9 @@
 """Command line: an argument parser built from options.OPTIONS -> Config, then `serve()`.
 
+With `--config FILE` the file's settings (configfile.py) come first and whatever the command line
+(or, for --auth, the environment) gives replaces them; an error about a setting the file made is
+prefixed with the file's line.
+
 Before serving, the files the options name are tried (TLS pair, log folder, access log, pid file)
 so that each mistake is one line; once the sockets are held, the pid file is written and the
 start-up line printed. No HTTP logic here. Errors a user can fix print one line and exit with
@@ -19,14 +23,17 @@ import logging
 import os
 import re
 import sys
+from typing import Any
 
 from ._version import __version__
+from . import configfile
 from .config import Config, status_shadow
 from .extras import is_loopback
 from .facilities import FACTS, SIMULATE_PROBLEM
 from .logs import open_access_file
-from .options import BY_NAME, BYTES, CHOICE, GROUPS, OPTIONS, REPEATABLE, SECONDS, SWITCH, \
-    TEXT, VERSION_HELP, describe, parse_size, shown_default
+from .options import BY_NAME, BYTES, CHOICE, CONFIG_FLAG, CONFIG_HELP, CONFIG_METAVAR, GROUPS, \
+    OPTIONS, REPEATABLE, SECONDS, SWITCH, TEXT, VERSION_HELP, cpus_for_auto, describe, \
+    parse_size, shown_default
 from .server import StartupError, serve
 from .rulefiles import RuleFiles
 from .service import PidFile
@@ -110,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("port_positional", nargs="?", default=None, metavar="PORT",
                    type=_number_type(BY_NAME["port"], "PORT"),
                    help="port to listen on, as in `python -m http.server 8080`")
+    p.add_argument(CONFIG_FLAG, dest="config_file", metavar=CONFIG_METAVAR,
+                   help=CONFIG_HELP.replace("%", "%%"))
     # add_argument's owners: the parser itself for the main list, a group per section.
     sections: dict[str | None, argparse._ActionsContainer] = {None: p}
     for group in GROUPS[1:]:
@@ -162,7 +171,7 @@ def _number_type(option, label: str | None = None):
 
     def parse(text: str):
         if option.auto and text == "auto":
-            return _cpus()
+            return cpus_for_auto()
         try:
             if option.kind == BYTES:
                 return parse_size(text)
@@ -174,15 +183,12 @@ def _number_type(option, label: str | None = None):
     return parse
 
 
-def _cpus() -> int:
-    """--workers auto: the CPUs this process may run on; 1 where there are no workers (no fork)."""
-    return FACTS.cpus if FACTS.fork else 1
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Turn parsed arguments into a Config (not yet validated); options not given keep their
-    declared defaults."""
+def given_values(args: argparse.Namespace) -> dict:
+    """The Config field values the command line gives, and --auth's from the environment when
+    the flag is absent (the flag wins over the environment): all of them win over a --config
+    file (a repeatable option given on the command line replaces the file's values)."""
     values = dict(vars(args))
+    values.pop("config_file", None)
     positional = values.pop("port_positional", None)
     if positional is not None:
         values.setdefault("port", positional)
@@ -190,7 +196,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if option.kind in REPEATABLE and option.name in values:
             values[option.name] = tuple(values[option.name])
     if "auth" not in values and os.environ.get(AUTH_ENV):
-        values["auth"] = os.environ[AUTH_ENV]  # the flag wins over the environment
+        values["auth"] = os.environ[AUTH_ENV]
+    return values
+
+
+def config_from_args(args: argparse.Namespace,
+                     file: configfile.FileSettings | None = None) -> Config:
+    """Turn parsed arguments, over a --config file's settings, into a Config (not yet
+    validated); options given nowhere keep their declared defaults."""
+    values: dict[str, Any] = dict(file.values) if file is not None else {}
+    values.update(given_values(args))
     return Config(**values)
 
 
@@ -212,7 +227,7 @@ WORKERS_PER_CPU_WARNED = 2
 
 def workers_warning(config: Config, cpus: int | None = None) -> str | None:
     """The start-up warning for many more --workers than CPUs, or None."""
-    cpus = cpus or _cpus()
+    cpus = cpus or cpus_for_auto()
     if config.workers <= WORKERS_PER_CPU_WARNED * cpus:
         return None
     return (f"--workers {config.workers} on {cpus} CPU{'s' if cpus != 1 else ''}: each worker "
@@ -252,37 +267,48 @@ def main(argv: list[str] | None = None) -> int:
     positional = getattr(args, "port_positional", None)
     if positional is not None and getattr(args, "port", positional) != positional:
         parser.error("give the port once: either PORT or --port")
-    pid_file = None
+    file = None
     try:
-        config = config_from_args(args).validate()
-        if config.log_dir is not None:
-            prepare_log_dir(config.log_dir)
-        if config.access_log is not None:
-            prepare_access_log(config.access_log)
-        if config.site_rules:  # a malformed _redirects or _headers: refused before listening
-            RuleFiles(os.path.realpath(config.root))
-        for warning in (auth_warning(config), status_shadow(config), workers_warning(config)):
-            if warning:
-                log.warning("%s", warning)
-        if config.pid_file is not None:
-            pid_file = PidFile(config.pid_file)
-            pid_file.check()  # a live server in it, or an unwritable folder: refuse now
-
-        def announce(text: str) -> None:
-            """Called once the sockets are held: write the pid file, log the start-up line."""
-            if pid_file is not None:
-                try:
-                    pid_file.write()
-                except ValueError as exc:  # checked above, so only a race: keep serving
-                    log.warning("%s", exc)
-            log.info("%s", text)
-
-        return serve(config, banner=announce)
+        if getattr(args, "config_file", None) is not None:
+            file = configfile.load(args.config_file)
+        return run(config_from_args(args, file).validate())
     except (ValueError, StartupError) as exc:
-        log.error("%s", exc)
+        # A mistake about a setting the file made names the file's line (configfile.py).
+        message = str(exc) if file is None else file.locate(str(exc), given_values(args))
+        log.error("%s", message)
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def run(config: Config) -> int:
+    """Try the files `config` names, print its warnings, then serve until stopped; ValueError
+    or StartupError (one line) if it cannot start."""
+    if config.log_dir is not None:
+        prepare_log_dir(config.log_dir)
+    if config.access_log is not None:
+        prepare_access_log(config.access_log)
+    if config.site_rules:  # a malformed _redirects or _headers: refused before listening
+        RuleFiles(os.path.realpath(config.root))
+    for warning in (auth_warning(config), status_shadow(config), workers_warning(config)):
+        if warning:
+            log.warning("%s", warning)
+    pid_file = None
+    if config.pid_file is not None:
+        pid_file = PidFile(config.pid_file)
+        pid_file.check()  # a live server in it, or an unwritable folder: refuse now
+
+    def announce(text: str) -> None:
+        """Called once the sockets are held: write the pid file, log the start-up line."""
+        if pid_file is not None:
+            try:
+                pid_file.write()
+            except ValueError as exc:  # checked above, so only a race: keep serving
+                log.warning("%s", exc)
+        log.info("%s", text)
+
+    try:
+        return serve(config, banner=announce)
     finally:
         if pid_file is not None:
             pid_file.remove()  # only if this process wrote it and it still holds our pid

@@ -3,7 +3,8 @@
 The declaration is the frozen dataclass `Settings`: a field per option, with its type and default,
 and the rest (flag, kind, help, --help group, range) in the field's metadata. OPTIONS is read from
 those fields. `config.Config` is `Settings` plus validation, `cli` builds the argument parser from
-OPTIONS, `parser.Limits` takes its defaults from `Settings`, and README.md's option table is
+OPTIONS, `configfile` the keys of a --config file (each flag without its dashes),
+`parser.Limits` takes its defaults from `Settings`, and README.md's option table is
 generated from OPTIONS (`python -m reactor_http.options --update README.md`; a test fails when it
 is stale). `problem(option, value)` is the one range check: `Config.validate()` makes it for
 programmatic users and the command line alike (argparse's type functions only parse the text), so
@@ -76,6 +77,7 @@ class Option:
     shown_default: str | None = None  # the default as --help and README say it
     auto: bool = False             # `auto` is also accepted: one per CPU
     inverted: bool = False         # the flag turns the setting off (--no-listing)
+    path: bool = False             # a file or folder: in a --config file, relative to its folder
 
     @property
     def annotation(self) -> str:
@@ -112,7 +114,8 @@ class Settings:
     """
 
     root: str = option_field(
-        ".", "--root", TEXT, "folder to serve", metavar="ROOT", shown_default="the current folder")
+        ".", "--root", TEXT, "folder to serve", metavar="ROOT", shown_default="the current folder",
+        path=True)
     host: str = option_field(
         "127.0.0.1", "--host", TEXT, "address to bind; `::` for IPv6 and IPv4", metavar="HOST")
     port: int = option_field(
@@ -133,10 +136,11 @@ class Settings:
         "listens (bound to a wildcard: this machine's), not when stdout is not a terminal")
     certfile: str | None = option_field(
         None, "--certfile", TEXT, "serve HTTPS with this certificate chain (TLS 1.2+, the ssl "
-        "module's recommended ciphers); it may hold the key too", group="TLS", metavar="PEM")
+        "module's recommended ciphers); it may hold the key too", group="TLS", metavar="PEM",
+        path=True)
     keyfile: str | None = option_field(
         None, "--keyfile", TEXT, "the private key, if not in --certfile", group="TLS",
-        metavar="PEM")
+        metavar="PEM", path=True)
     tls_port: int | None = option_field(
         None, "--tls-port", PORT, "serve HTTPS on this port and plain HTTP on --port, side by "
         "side", group="TLS", metavar="PORT", low=0, high=PORT_MAX)
@@ -293,13 +297,13 @@ class Settings:
         shown_default="64 MiB")
     log_dir: str | None = option_field(
         None, "--log-dir", TEXT, "write the dated connection log DDMMYYconnectionLog.txt in DIR",
-        group="logging", metavar="DIR")
+        group="logging", metavar="DIR", path=True)
     quiet: bool = option_field(
         False, "--quiet", SWITCH, "no access lines on stdout", group="logging")
     # O_APPEND, so workers can share it; reopened on SIGUSR1 for logrotate.
     access_log: str | None = option_field(
         None, "--access-log", TEXT, "also append access lines to FILE; SIGUSR1 reopens it, for "
-        "logrotate", group="logging", metavar="FILE")
+        "logrotate", group="logging", metavar="FILE", path=True)
     # A worker whose loop sends no heartbeat for this long is stuck, not busy: a loop that is
     # serving, however loaded, turns many times a second and beats about once a second, so
     # less than 2 s would kill healthy workers (gunicorn's --timeout: 30 s).
@@ -311,7 +315,7 @@ class Settings:
         None, "--pid-file", TEXT, "write the server's pid to FILE once it listens; removed at "
         "exit; a second start refuses while a server holds that pid (on Linux its command line "
         "is checked; elsewhere any live process counts), and replaces a stale file with a "
-        "notice", group="deployment", metavar="FILE")
+        "notice", group="deployment", metavar="FILE", path=True)
     # Proxies whose X-Forwarded-For we believe: the access log and --status-allow then judge
     # the client the proxy saw (its last entry) instead of the proxy.
     trust_proxy: tuple[str, ...] = option_field(
@@ -345,6 +349,12 @@ SIZE_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
               "g": 1 << 30, "gib": 1 << 30}
 # A sign is taken, so that a negative size is refused by the range check like any number.
 _SIZE = re.compile(r"\s*([+-]?\d+)\s*([a-z]*)\s*", re.I)
+
+
+def cpus_for_auto() -> int:
+    """What `auto` means (--workers auto): the CPUs this process may run on; 1 where there are
+    no workers (no fork)."""
+    return FACTS.cpus if FACTS.fork else 1
 
 
 def parse_size(text: str) -> int:
@@ -383,6 +393,12 @@ def describe(option: Option) -> str:
 
 def problem(option: Option, value) -> str | None:
     """Why `value` is not valid for `option` (a message naming it), or None if it is."""
+    reason = value_problem(option, value)
+    return None if reason is None else f"{option.label} {reason}"
+
+
+def value_problem(option: Option, value) -> str | None:
+    """Why `value` is not valid for `option` ("must be ..., not ..."), or None if it is."""
     if value is None and option.default is None:
         return None
     if option.kind == CHOICE:
@@ -397,7 +413,7 @@ def problem(option: Option, value) -> str | None:
         return None  # paths, addresses and switches are checked where their meaning is known
     if valid:
         return None
-    return f"{option.label} must be {describe(option)}, not {_shown(value)!r}"
+    return f"must be {describe(option)}, not {_shown(value)!r}"
 
 
 def _in_range(option: Option, value) -> bool:
@@ -444,6 +460,15 @@ README_START = "<!-- options: generated by `python -m reactor_http.options --upd
 README_END = "<!-- end of options -->"
 
 
+# The flag that reads settings from a file (configfile.py): not a setting itself, so not a
+# `Settings` field and not a key of the file; in --help and first in the table.
+CONFIG_FLAG = "--config"
+CONFIG_METAVAR = "FILE"
+CONFIG_HELP = ("read options from this TOML file: each key an option's long name without the "
+               "dashes (`max-age = 3600`, `no-listing = true`, `header = [\"X-Frame-Options: "
+               "DENY\"]`); the command line wins; relative paths in it are relative to its "
+               "folder; needs Python 3.11+ (tomllib)")
+
 # Flags that print something and exit (argparse's): in --help and the table beside the settings.
 VERSION_HELP = "print the version and exit"
 INFORMATION_FLAGS = (("--help", "list every option, with its default, and exit"),
@@ -461,7 +486,8 @@ def usage_text(option: Option) -> str:
 
 def readme_table() -> str:
     """README.md's option table, one row per flag, with the markers around it."""
-    rows = [README_START, "| option | default | what |", "| --- | --- | --- |"]
+    rows = [README_START, "| option | default | what |", "| --- | --- | --- |",
+            f"| `{CONFIG_FLAG} {CONFIG_METAVAR}` | none | {CONFIG_HELP} |"]
     for option in OPTIONS:
         if option.flag is None:
             continue

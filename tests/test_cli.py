@@ -185,3 +185,20 @@ def test_unusable_log_dir_is_a_one_line_error(tmp_path):
     (tmp_path / "a-file").write_text("x")
     result = run_cli("--root", str(SITE), "--port", "0", "--log-dir", str(tmp_path / "a-file"))
     assert_one_line_error(result, "log")
+
+
+def test_config_without_tomllib_says_which_python_it_needs(tmp_path, monkeypatch, capsys):
+    """Python 3.10 has no tomllib: there this is the real thing; later, its import is made to
+    fail. Either way --config is refused in one line, exit status 2, before anything starts."""
+    path = tmp_path / "site.toml"
+    path.write_text("cors = true\n")
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` raises ImportError
+
+    def serve(config, banner):
+        raise AssertionError("served without reading the file")
+    monkeypatch.setattr(cli, "serve", serve)
+    assert cli.main(["--config", str(path), "--root", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "reactor-http: error: --config needs Python 3.11 or later (its tomllib reads TOML); "
+        "this is Python "), lines

@@ -374,7 +374,7 @@ def test_many_more_workers_than_cpus_is_warned_about_in_one_line(tmp_path, monke
     warning = cli.workers_warning(Config(workers=1000), cpus=2)
     assert warning is not None and "\n" not in warning
     assert warning.startswith("--workers 1000 on 2 CPUs") and "--workers auto" in warning
-    monkeypatch.setattr(cli, "_cpus", lambda: 2)
+    monkeypatch.setattr(cli, "cpus_for_auto", lambda: 2)
     monkeypatch.setattr(cli, "serve", lambda config, banner=None: 0)  # start-up checks only
     assert cli.main(["--root", str(tmp_path), "--workers", "1000"]) == 0
     lines = capsys.readouterr().err.strip().splitlines()
