@@ -18,9 +18,10 @@ SERVER_NAME = f"reactor_http/{__version__}"
 
 REASONS = {
     200: "OK", 204: "No Content", 206: "Partial Content",
-    301: "Moved Permanently", 304: "Not Modified",
+    301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+    307: "Temporary Redirect", 308: "Permanent Redirect",
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed",
+    405: "Method Not Allowed", 410: "Gone",
     408: "Request Timeout", 412: "Precondition Failed", 413: "Content Too Large",
     414: "URI Too Long", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",

@@ -110,6 +110,16 @@ def fields(response, name: str) -> list[str]:
 def test_redirect_rules(ruled, path, status, location):
     response = get(ruled, path)
     assert (response.status, response.headers.get("location")) == (status, location)
+    # the reason phrase and page of every status a rule may give (RFC 9110 section 15)
+    reason = {301: "Moved Permanently", 302: "Found", 303: "See Other",
+              307: "Temporary Redirect", 308: "Permanent Redirect"}[status]
+    assert response.reason == reason
+    assert f"{status} {reason}".encode() in response.body
+
+
+def test_410_has_its_reason_phrase(ruled):
+    response = get(ruled, "/gone")
+    assert (response.status, response.reason) == (410, "Gone")
 
 
 def test_an_existing_file_shadows_a_rule_without_force(ruled):
