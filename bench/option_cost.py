@@ -82,7 +82,7 @@ def start(root: Path, args: list, mode: str, cpu: int | None) -> tuple[subproces
                               "--keepalive-timeout", "300", "--max-requests", "1000000",
                               *args], cpu)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             status, body = servers.fetch(servers.HOST, port, PATH, timeout=1.0)
