@@ -163,7 +163,7 @@ border-radius:.3em;padding:.3em .5em;width:100%;max-width:20em;box-sizing:border
 th{border:0;padding:.3em .8em .3em 0}
 tbody tr{display:block;padding:.4em 0;border-bottom:1px solid var(--bd)}
 tbody td{display:inline;border:0;padding:0 .8em 0 0}tbody td:first-child{display:block}
-.s{font-size:.875em;color:var(--mu)}time{font-size:.875em}}"""
+tbody td+td{font-size:.875em;color:var(--mu)}td:empty{display:none}}"""
 # The filter: shown only where script runs; hides the rows whose name lacks what is typed.
 _SCRIPT = """(function(){var f=document.getElementById("filter");if(!f)return;
 var rows=document.querySelectorAll("#listing tbody tr:not(.up)");f.hidden=false;
@@ -191,6 +191,7 @@ def render_html(entries: Sequence[Entry], url_path: str, order: Order = DEFAULT_
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="color-scheme" content="light dark">\n'
+        '<link rel="icon" href="data:,">\n'  # no icon: the browser asks for no /favicon.ico
         f"<title>Index of {title}</title>\n<style>{_STYLE}</style></head>\n"
         f"<body><h1>Index of {_breadcrumbs(url_path)}</h1>\n{_download_links(downloads)}"
         '<p><input type="search" id="filter" placeholder="Filter names" '
