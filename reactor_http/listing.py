@@ -240,9 +240,8 @@ def _row(entry: Entry) -> str:
     name, is_dir, st = entry
     slash = "/" if is_dir else ""
     href = urllib.parse.quote(name, safe="") + slash
-    stamp = time.gmtime(st.st_mtime)
-    when = (f'<time datetime="{time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp)}">'
-            f'{time.strftime("%Y-%m-%d %H:%M:%SZ", stamp)}</time>')
+    stamp = rfc3339(st.st_mtime)
+    when = f'<time datetime="{stamp}">{stamp[:10]} {stamp[11:]}</time>'
     if is_dir:
         size = '<td class="s">-</td>'
     else:
