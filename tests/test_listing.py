@@ -464,3 +464,14 @@ def test_live_reload_goes_into_sorted_listings(make_server, listing_root, mode):
     assert get(server, "/sort/?sort=size&order=desc", {"If-None-Match": etag}).status == 304
     shown = get(server, "/sort/?sort=size&order=desc", {"Accept": "application/json"})
     assert livereload.SCRIPT not in shown.body and json.loads(shown.body)[2]["name"] == "a.txt"
+
+
+def test_a_folder_a_rule_rewrites_to_is_sorted_as_asked(tmp_path):
+    sort_folder(tmp_path)
+    (tmp_path / "_redirects").write_text("/alias /sort/ 200\n")
+    site = make_site(tmp_path)
+    for key, direction in SORTED_NAMES:
+        response = respond(site, f"/alias?sort={key}&order={direction}")
+        assert response.status == 200
+        assert ListingPage(body_of(response)).names() == SORTED_NAMES[key, direction]
+    assert "_redirects" not in ListingPage(body_of(respond(site, "/"))).names()
