@@ -59,8 +59,8 @@ DEFAULT_ORDER = Order()
 def parse_order(query: str) -> Order:
     """The order a request's query asks for; the default for any parameter that is missing,
     repeated, unknown or garbled (never an error: a listing is always answered)."""
-    if "sort" not in query and "order" not in query:
-        return DEFAULT_ORDER  # the common case: no query, or one about something else
+    if "sort" not in query and "order" not in query and "%" not in query:
+        return DEFAULT_ORDER  # no query, or one about something else: no parsing
     try:
         fields = urllib.parse.parse_qs(query, keep_blank_values=True)
     except ValueError:

@@ -80,6 +80,7 @@ def hostile_root(tmp_path):
     ("order=desc", "name", True), ("sort=modified&order=desc", "modified", True),
     ("order=desc&sort=modified", "modified", True), ("sort=date", "modified", False),
     ("sort=SIZE&order=DESC", "size", True), ("sort=%73ize&order=de%73c", "size", True),
+    ("%73ort=size&%6Frder=desc", "size", True), ("sort=size+&order=%20desc", "size", True),
     ("x=1&sort=size&y", "size", False), ("sort=+size+", "size", False),
     # unknown values: that parameter's default
     ("sort=bogus&order=desc", "name", True), ("sort=size&order=up", "size", False),
