@@ -14,7 +14,7 @@ import os
 import urllib.parse
 from typing import Final
 
-from . import content_coding, extras, filesystem, livereload, siterules
+from . import content_coding, extras, filesystem, listing, livereload, siterules
 from .headers import comma_list, parse_http_date, quality_values
 from .messages import REASONS, FileRegion, Request, Response
 from .website import SMALL_FILE_MAX, PathExtras, Site, file_identity, plain_key
@@ -295,6 +295,10 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
     """A folder: its index.html, else its listing (with a weak ETag), else 404.
 
     `path`: the request's URL path (the index.html's `_headers` blocks are those of both).
+    The listing is sorted as the request's query asks (listing.parse_order: `?sort=&order=`;
+    any other query is the default order), a folder a `_redirects` rule rewrites to included.
+    It never enters the answer cache, whose key has no query: only an index.html's answer is
+    remembered under a folder's path.
     """
     head_only = request.method == "HEAD"
     index = os.path.join(found.fs_path, "index.html")
@@ -307,7 +311,10 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
     if not site.config.listing:
         raise filesystem.NotFound("no index.html and listings are off")
     as_json = wants_json(request.fields.get("accept"))
-    body, etag = site.listing(found.fs_path, found.st, found.url_path, route.now, as_json)
+    split = filesystem.split_target(request.target)
+    order = listing.parse_order(split[1] if split is not None else "")
+    body, etag = site.listing(found.fs_path, found.st, found.url_path, route.now, as_json,
+                              order)
     if site.live is not None and not as_json:  # --live-reload: the HTML listing is a page too
         body, etag = livereload.inject(body), livereload.page_etag(etag)
     # no-cache: caches may store the listing but must revalidate it, which the ETag allows.

@@ -21,6 +21,7 @@ import threading
 from . import content_coding, extras, filesystem, pathrules, rulefiles, validators
 from .facilities import pread
 from .headers import DateCache
+from .listing import DEFAULT_ORDER, Order, listing_etag, render_html, render_json, sort_entries
 from .messages import CachedResponse, Request, Response, target_path
 
 # Files up to this size are kept in memory and sent with the head in one send (bytes).
@@ -86,6 +87,10 @@ class Site:
     and `/index.html`, one file there, are one entry under the rules of one name.
     """
 
+    # The archive formats an HTML listing links to (`?download=<format>`, listing.render_html);
+    # none until archives are served.
+    listing_downloads: tuple[str, ...] = ()
+
     def __init__(self, config, *, live=None, single_thread: bool = False,
                  path_rules: pathrules.PathRules | None = None):
         self.config = config
@@ -98,8 +103,8 @@ class Site:
         self._lock = threading.Lock()
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
-        # (folder path, JSON?) -> (identity, expires, body, weak ETag)
-        self._listings: dict[tuple[str, bool], tuple[tuple, float, bytes, str]] = {}
+        # (folder path, JSON?, listing.Order) -> (identity, expires, body, weak ETag)
+        self._listings: dict[tuple[str, bool, Order], tuple[tuple, float, bytes, str]] = {}
         # (normalised URL path, Accept-Encoding) -> (checks, expires, GET response, HEAD
         # response), where checks are the (path, identity) pairs whose stat must be unchanged.
         self._fast: dict[tuple, tuple] = {}
@@ -339,23 +344,28 @@ class Site:
                     break
             self._fast[key] = entry
 
-    def listing(self, fs_dir: str, st: os.stat_result, url_path: str,
-                now: float, as_json: bool = False) -> tuple[bytes, str]:
-        """The HTML (or JSON) listing of a directory and its weak ETag, rebuilt when it may have
-        changed.
+    def listing(self, fs_dir: str, st: os.stat_result, url_path: str, now: float,
+                as_json: bool = False, order: Order = DEFAULT_ORDER) -> tuple[bytes, str]:
+        """The HTML (or JSON) listing of a directory in `order` and its weak ETag, rebuilt when
+        it may have changed.
 
-        Keyed by the folder path and the format: `url_path` is normalised, so one folder has one
+        Keyed by the folder path, the format and the order (listing.parse_order gives one of
+        six, so a query cannot grow the cache): `url_path` is normalised, so one folder has one
         title. Raises filesystem.Forbidden or NotFound (nothing is cached then).
         """
         identity = file_identity(st)
-        key = (self.path_rules.fold(fs_dir), as_json)
+        key = (self.path_rules.fold(fs_dir), as_json, order)
         cached = self._listings.get(key)
         if cached is not None and cached[0] == identity and now < cached[1]:
             return cached[2], cached[3]
-        build = filesystem.listing_json if as_json else filesystem.listing_html
-        body = build(self.real_root, fs_dir, url_path, allow_dotfiles=self.allow_dotfiles,
-                     follow_symlinks=self.config.follow_symlinks, rules=self.path_rules)
-        etag = filesystem.weak_etag(body)
+        entries = sort_entries(filesystem.listing_entries(
+            self.real_root, fs_dir, allow_dotfiles=self.allow_dotfiles,
+            follow_symlinks=self.config.follow_symlinks, rules=self.path_rules), order)
+        if as_json:
+            body = render_json(entries)
+        else:
+            body = render_html(entries, url_path, order, self.listing_downloads)
+        etag = listing_etag(body, order)
         with self._lock:
             while key not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
                 if _pop_oldest(self._listings) is None:

@@ -9,21 +9,14 @@ why, where Chromium is not installed (Debian: `apt-get install chromium`).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 
 import pytest
 
+from tests.helpers.chromium import BROWSER, BROWSER_WAIT, NO_BROWSER, command
 from tests.helpers.polling import wait_until
 from tests.helpers.servers import MODES
-
-# Longest wait for the browser to do one thing (seconds): a cold Chromium start on a loaded
-# 2-core machine takes a few seconds; this only bounds a failing test.
-BROWSER_WAIT = 60.0
-
-BROWSER = next((path for path in map(shutil.which, ("chromium", "chromium-browser",
-                                                    "google-chrome")) if path), None)
 
 PAGE = """<!DOCTYPE html>
 <html><head><link rel="stylesheet" href="style.css"></head>
@@ -48,7 +41,7 @@ def count(path, prefix: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(BROWSER is None, reason="Chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
 @pytest.mark.parametrize("mode", MODES)
 def test_chromium_reloads_the_page_and_swaps_a_stylesheet(mode, make_server, tmp_path):
     root = tmp_path / "root"
@@ -58,10 +51,7 @@ def test_chromium_reloads_the_page_and_swaps_a_stylesheet(mode, make_server, tmp
     log = tmp_path / "access.log"
     server = make_server(root, mode, "--quiet", "--live-reload", "--access-log", str(log))
     browser = subprocess.Popen(
-        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--remote-debugging-port=0", f"http://127.0.0.1:{server.port}/"],
+        command(tmp_path / "profile", f"http://127.0.0.1:{server.port}/"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         assert wait_until(lambda: count(log, "/beacon/") == 1 and

@@ -22,6 +22,7 @@ from tests.helpers.servers import MODES, ServerProcess
 from reactor_http import facilities, pathrules, responder, rulefiles, website
 from reactor_http.config import Config
 from reactor_http.facilities import FACTS
+from reactor_http.listing import DEFAULT_ORDER
 from reactor_http.parser import parse_head
 from reactor_http.pathrules import MACOS, POSIX, WINDOWS
 from reactor_http.protocol import ParsedHead
@@ -362,7 +363,8 @@ def test_small_file_and_listing_caches_key_by_the_folded_path(root):
     assert list(site._small_files) == [MACOS.fold(os.path.join(site.real_root, "secret.txt"))]
     (root / "sub").mkdir()
     assert answer(site, "/sub/").status == 200
-    assert list(site._listings) == [(MACOS.fold(os.path.join(site.real_root, "sub")), False)]
+    assert list(site._listings) == [(MACOS.fold(os.path.join(site.real_root, "sub")), False,
+                                     DEFAULT_ORDER)]
 
 
 @pytest.mark.skipif(facilities.detect().name == "windows", reason="names NTFS cannot hold")

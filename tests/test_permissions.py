@@ -270,8 +270,8 @@ def test_open_regular_raises_forbidden_only_for_permissions(root, monkeypatch):
 
 def test_listing_of_a_vanished_folder_is_not_found(root):
     with pytest.raises(filesystem.NotFound):
-        filesystem.listing_html(str(root), str(root / "gone"), "/gone/", allow_dotfiles=False,
-                                follow_symlinks=False)
+        filesystem.listing_entries(str(root), str(root / "gone"), allow_dotfiles=False,
+                                   follow_symlinks=False)
 
 
 def test_spa_index_that_may_not_be_opened_is_403(root, monkeypatch):

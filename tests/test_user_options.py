@@ -1,6 +1,6 @@
 """What users add to answers: --header, --mime, --auth (HTTP Basic) and JSON directory listings.
 
-Pure checks of the parsing and the decisions (extras.py, filesystem.listing_json,
+Pure checks of the parsing and the decisions (extras.py, listing.render_json,
 responder.wants_json), then each option over real sockets in both engines, errors included.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from tests.helpers.http import get, read_response
 from tests.helpers.servers import REPO, run_cli, server_env
 from reactor_http import website as site_module
-from reactor_http import cli, extras, filesystem, responder
+from reactor_http import cli, extras, filesystem, listing, responder
 from reactor_http.config import Config
 from reactor_http.protocol import HttpConnection
 
@@ -396,12 +396,17 @@ def test_wants_json_follows_q_values(accept, json_wanted):
     assert responder.wants_json(accept) is json_wanted
 
 
+def _listing_json(root, **rules) -> bytes:
+    """The JSON listing of root/files in the default order."""
+    entries = filesystem.listing_entries(str(root), str(root / "files"), **rules)
+    return listing.render_json(listing.sort_entries(entries))
+
+
 def test_listing_json_entries(root, tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("out")
     (root / "files" / "link-out").symlink_to(outside)
-    body = filesystem.listing_json(str(root), str(root / "files"), allow_dotfiles=False,
-                                   follow_symlinks=False)
+    body = _listing_json(root, allow_dotfiles=False, follow_symlinks=False)
     entries = json.loads(body)
     assert [e["name"] for e in entries] == ["Zed", "a.txt"]
     assert entries[0] == {"name": "Zed", "type": "dir", "size": 0,
@@ -409,8 +414,7 @@ def test_listing_json_entries(root, tmp_path):
     assert entries[1] == {"name": "a.txt", "type": "file", "size": 5,
                           "modified": "2023-11-14T22:13:20Z"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entries[0]["modified"])
-    shown = json.loads(filesystem.listing_json(str(root), str(root / "files"),
-                                               allow_dotfiles=True, follow_symlinks=True))
+    shown = json.loads(_listing_json(root, allow_dotfiles=True, follow_symlinks=True))
     assert {e["name"] for e in shown} == {"Zed", "a.txt", ".secret", "link-out"}
 
 
