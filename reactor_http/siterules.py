@@ -1,8 +1,10 @@
 """Per-path site rules: the `_redirects` and `_headers` files of Netlify and Cloudflare Pages.
 
-Owns the syntax of both files, their compilation into matchers (regular expressions built once,
-at parse time) and the matching of a URL path against them, with a bounded per-path cache. Pure:
-text in, values out. It reads no file, touches no socket and decides no HTTP semantics (whether
+Owns the syntax of both files, their compilation into matchers and the matching of a URL path
+against them. Each pattern becomes one regex at parse time; a path is tried only against the
+patterns that start with its first segment and those that start with a placeholder or the
+splat (`_Index`), and what a path gets is kept in a bounded per-path cache. Pure: text in,
+values out. It reads no file, touches no socket and decides no HTTP semantics (whether
 a file at FROM shadows a rule, what a 200 rewrite serves, where the fields go: the responder's).
 Everything the formats allow that this server does not do is refused with the file's line
 number (`RulesError`), never ignored.
@@ -12,9 +14,9 @@ number (`RulesError`), never ignored.
   and lines whose first visible character is `#` are comments; a field starting with `#` starts
   a comment to the end of the line. CRLF line ends and a UTF-8 byte order mark are accepted.
 - FROM is a path starting with `/`. A segment `:name` (`name` is `[A-Za-z_][A-Za-z0-9_]*`, each
-  name once, `splat` reserved) matches one non-empty segment; a last segment `*` (the splat)
-  matches the rest of the path, possibly empty: `/news/*` matches `/news`, `/news/`, `/news/a`
-  and `/news/a/b`. Other text matches itself, case-sensitively, after percent-decoding (the
+  name once, `splat` reserved; a colon inside a segment is text) matches one non-empty
+  segment; a last segment `*` (the splat) matches the rest of the path, possibly empty:
+  `/news/*` matches `/news`, `/news/`, `/news/a` and `/news/a/b`. Other text matches itself, case-sensitively, after percent-decoding (the
   path matched is decoded, as the server decodes a request's). With or without a trailing
   slash, FROM matches the path with or without one (`/about` matches `/about/`, and the other
   way round); `/` matches only `/`. Empty segments are merged, as in a request's path.
