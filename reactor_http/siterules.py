@@ -16,16 +16,20 @@ number (`RulesError`), never ignored.
 - FROM is a path starting with `/`. A segment `:name` (`name` is `[A-Za-z_][A-Za-z0-9_]*`, each
   name once, `splat` reserved; a colon inside a segment is text) matches one non-empty
   segment; a last segment `*` (the splat) matches the rest of the path, possibly empty:
-  `/news/*` matches `/news`, `/news/`, `/news/a` and `/news/a/b`. Other text matches itself, case-sensitively, after percent-decoding (the
-  path matched is decoded, as the server decodes a request's). With or without a trailing
-  slash, FROM matches the path with or without one (`/about` matches `/about/`, and the other
-  way round); `/` matches only `/`. Empty segments are merged, as in a request's path.
+  `/news/*` matches `/news`, `/news/`, `/news/a` and `/news/a/b`. Other text matches itself,
+  case-sensitively, after percent-decoding (the path matched is decoded, as the server
+  decodes a request's). With or without a trailing slash, FROM matches the path with or
+  without one (`/about` matches `/about/`, and the other way round); `/` matches only `/`.
+  Empty segments are merged, as in a request's path.
 - TO is a path starting with `/` (not `//`), or, for a redirect (3xx) only, an `http://` or
   `https://` URL; it may hold a `?query` and a `#fragment`. `:splat` and the `:name`s FROM
   captures are replaced by what they matched (a name FROM does not capture is refused).
 - STATUS is 301 (when omitted), 302, 303, 307, 308 (a redirect to TO), 200 (a rewrite: TO's
   content under FROM's URL), 404 or 410 (TO's content with that status); a trailing `!` forces
-  the rule (`301!`). The first rule in file order whose FROM matches is the match, forced or not.
+  the rule (`301!`). The first rule in file order whose FROM matches is the match, forced or not,
+  except a redirect to the very path asked for (query aside), which would loop: it is passed
+  over. With trailing slashes optional in FROM, `/about /about/ 301` matches `/about/` too,
+  and sends only `/about` to `/about/`; `/about/ /about 301` the other way round.
 - Refused, with the line: a FROM that is a URL (host-conditioned rules), `*` anywhere but as
   FROM's whole last segment, a query or fragment in FROM, `.` or `..` segments in FROM or in
   TO's path, `*` in TO's path (`:splat` says it), query-parameter conditions (a `key=value`
@@ -497,8 +501,18 @@ class Redirects:
             item = self._compiled[index]
             matched = item.regex.fullmatch(path)
             if matched is not None:
-                return _entry(item, matched)
+                entry = _entry(item, matched)
+                if not _redirects_to_itself(entry[0], path):
+                    return entry
         return None
+
+
+def _redirects_to_itself(found: Match, path: str) -> bool:
+    """Would this redirect send the client back to `path`, its query aside (forever)?"""
+    if found.rule.status not in REDIRECT_STATUSES or not found.target.startswith("/"):
+        return False
+    location = found.target.partition("#")[0].partition("?")[0]
+    return urllib.parse.unquote(location, errors="replace") == path
 
 
 def _entry(item: _CompiledRule, matched: re.Match[str]) -> tuple[Match, str | None, str]:

@@ -74,6 +74,25 @@ def test_trailing_slash_is_optional_on_both_sides(source, path, matches):
     assert (target(f"{source} /to\n", path) is not None) is matches
 
 
+@pytest.mark.parametrize(("rules", "path", "expected"), [
+    # Cloudflare's examples: the slash added or removed, never a loop on the other form
+    ("/trailing /trailing/ 301\n", "/trailing", "/trailing/?q=1"),
+    ("/trailing /trailing/ 301\n", "/trailing/", None),
+    ("/notrailing/ /notrailing 301\n", "/notrailing/", "/notrailing?q=1"),
+    ("/notrailing/ /notrailing 301\n", "/notrailing", None),
+    # passed over, the next rule is tried
+    ("/a /a/ 302\n/a/ /b 302\n", "/a/", "/b?q=1"),
+    ("/café /caf%C3%A9?x=1 302\n/* /z 302\n", "/café", "/z?q=1"),
+    ("/:p/* /:p/index.html 302\n", "/x/index.html", None),
+    ("/:p/* /:p/index.html 302\n", "/x", "/x/index.html?q=1"),
+    # a rewrite to itself is no loop (one rewrite per request), nor a URL elsewhere
+    ("/a /a 200\n", "/a", "/a"),
+    ("/a https://example.com/a 301\n", "/a", "https://example.com/a?q=1"),
+])
+def test_a_redirect_to_the_path_asked_for_is_passed_over(rules, path, expected):
+    assert target(rules, path, "q=1") == expected
+
+
 def test_from_is_matched_decoded():
     assert target("/caf%C3%A9/a%20b /x\n", "/café/a b") == "/x"
     assert target("/café /x\n", "/café") == "/x"
