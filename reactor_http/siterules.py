@@ -1,8 +1,10 @@
 """Per-path site rules: the `_redirects` and `_headers` files of Netlify and Cloudflare Pages.
 
-Owns the syntax of both files, their compilation into matchers (regular expressions built once,
-at parse time) and the matching of a URL path against them, with a bounded per-path cache. Pure:
-text in, values out. It reads no file, touches no socket and decides no HTTP semantics (whether
+Owns the syntax of both files, their compilation into matchers and the matching of a URL path
+against them. Each pattern becomes one regex at parse time; a path is tried only against the
+patterns that start with its first segment and those that start with a placeholder or the
+splat (`_Index`), and what a path gets is kept in a bounded per-path cache. Pure: text in,
+values out. It reads no file, touches no socket and decides no HTTP semantics (whether
 a file at FROM shadows a rule, what a 200 rewrite serves, where the fields go: the responder's).
 Everything the formats allow that this server does not do is refused with the file's line
 number (`RulesError`), never ignored.
@@ -12,18 +14,22 @@ number (`RulesError`), never ignored.
   and lines whose first visible character is `#` are comments; a field starting with `#` starts
   a comment to the end of the line. CRLF line ends and a UTF-8 byte order mark are accepted.
 - FROM is a path starting with `/`. A segment `:name` (`name` is `[A-Za-z_][A-Za-z0-9_]*`, each
-  name once, `splat` reserved) matches one non-empty segment; a last segment `*` (the splat)
-  matches the rest of the path, possibly empty: `/news/*` matches `/news`, `/news/`, `/news/a`
-  and `/news/a/b`. Other text matches itself, case-sensitively, after percent-decoding (the
-  path matched is decoded, as the server decodes a request's). With or without a trailing
-  slash, FROM matches the path with or without one (`/about` matches `/about/`, and the other
-  way round); `/` matches only `/`. Empty segments are merged, as in a request's path.
+  name once, `splat` reserved; a colon inside a segment is text) matches one non-empty
+  segment; a last segment `*` (the splat) matches the rest of the path, possibly empty:
+  `/news/*` matches `/news`, `/news/`, `/news/a` and `/news/a/b`. Other text matches itself,
+  case-sensitively, after percent-decoding (the path matched is decoded, as the server
+  decodes a request's). With or without a trailing slash, FROM matches the path with or
+  without one (`/about` matches `/about/`, and the other way round); `/` matches only `/`.
+  Empty segments are merged, as in a request's path.
 - TO is a path starting with `/` (not `//`), or, for a redirect (3xx) only, an `http://` or
   `https://` URL; it may hold a `?query` and a `#fragment`. `:splat` and the `:name`s FROM
   captures are replaced by what they matched (a name FROM does not capture is refused).
 - STATUS is 301 (when omitted), 302, 303, 307, 308 (a redirect to TO), 200 (a rewrite: TO's
   content under FROM's URL), 404 or 410 (TO's content with that status); a trailing `!` forces
-  the rule (`301!`). The first rule in file order whose FROM matches is the match, forced or not.
+  the rule (`301!`). The first rule in file order whose FROM matches is the match, forced or not,
+  except a redirect to the very path asked for (query aside), which would loop: it is passed
+  over. With trailing slashes optional in FROM, `/about /about/ 301` matches `/about/` too,
+  and sends only `/about` to `/about/`; `/about/ /about 301` the other way round.
 - Refused, with the line: a FROM that is a URL (host-conditioned rules), `*` anywhere but as
   FROM's whole last segment, a query or fragment in FROM, `.` or `..` segments in FROM or in
   TO's path, `*` in TO's path (`:splat` says it), query-parameter conditions (a `key=value`
@@ -66,6 +72,7 @@ number (`RulesError`), never ignored.
 
 from __future__ import annotations
 
+import heapq
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -190,8 +197,8 @@ def _check_path_text(raw: str, what: str) -> None:
         raise _LineError(f"{what} {_shown(raw)}: a fragment (#) never reaches the server")
 
 
-def _placeholder_group(segment: str, names: dict[str, str], prefix: str) -> str:
-    """The regex group of a `:name` segment; records name -> group name in `names`."""
+def _placeholder_group(segment: str, names: set[str]) -> str:
+    """The regex group of a `:name` segment; adds the name to `names`."""
     name = segment[1:]
     if not _NAME.fullmatch(name):
         raise _LineError(f"{_shown(segment)}: a placeholder is ':' and a name of letters, "
@@ -200,8 +207,8 @@ def _placeholder_group(segment: str, names: dict[str, str], prefix: str) -> str:
         raise _LineError("':splat' is reserved for what '*' matches")
     if name in names:
         raise _LineError(f"the placeholder :{name} is used twice")
-    names[name] = f"{prefix}{name}"
-    return f"(?P<{prefix}{name}>[^/]+)"
+    names.add(name)
+    return f"(?P<{name}>[^/]+)"
 
 
 def _literal(raw: str, what: str, whole: str) -> str:
@@ -211,8 +218,8 @@ def _literal(raw: str, what: str, whole: str) -> str:
     return re.escape(text)
 
 
-def _compile_path(raw: str, what: str, prefix: str, star_anywhere: bool):
-    """(regex source, {name: group}) of a FROM or a `_headers` pattern.
+def _compile_path(raw: str, what: str, star_anywhere: bool) -> tuple[re.Pattern[str], set[str]]:
+    """(regex, names it captures) of a FROM or a `_headers` pattern.
 
     One `*` at most: `.*` twice in a regex costs time polynomial in the path's length when
     the match fails (four of them on a 300-byte path: most of a second), and the path is the
@@ -225,28 +232,72 @@ def _compile_path(raw: str, what: str, prefix: str, star_anywhere: bool):
     if not star_anywhere and stars and not raw.endswith("/*"):
         raise _LineError(f"{what} {_shown(raw)}: a splat (*) must be the whole last segment, "
                          f"as in /news/*")
-    names: dict[str, str] = {}
+    names = {"splat"} if stars else set()
     segments = [segment for segment in raw.split("/") if segment]
-    splat_group = f"(?P<{prefix}splat>.*)"
-    if stars:
-        names["splat"] = f"{prefix}splat"
+    splat_group = "(?P<splat>.*)"
     pieces = []
     for index, segment in enumerate(segments):
         if segment == "*" and index == len(segments) - 1:
             pieces.append(f"(?:/{splat_group})?")
         elif segment.startswith(":"):
-            pieces.append("/" + _placeholder_group(segment, names, prefix))
+            pieces.append("/" + _placeholder_group(segment, names))
         else:
             parts = [_literal(part, what, raw) for part in segment.split("*")]
             pieces.append("/" + splat_group.join(parts))
     if not pieces:
-        return "/", names
-    if not raw.endswith("*"):
+        pieces.append("/")
+    elif not raw.endswith("*"):
         pieces.append("/?")  # Netlify: with or without a trailing slash
-    return "".join(pieces), names
+    return re.compile("".join(pieces)), names
 
 
-def _template(text: str, names: dict[str, str], encode, strict: bool = True) -> tuple[str, ...]:
+def _first_segment(raw: str) -> str | None:
+    """The decoded first segment every path a (valid) pattern matches starts with, or None
+    when it is a placeholder or holds the splat: see `_Index`."""
+    first = next((segment for segment in raw.split("/") if segment), "")
+    if "*" in first or first.startswith(":"):
+        return None
+    return urllib.parse.unquote(first).partition("/")[0]
+
+
+def _key(path: str) -> str:
+    """A path's first segment ("" for "/"), as `_Index` looks it up."""
+    return path[1:].partition("/")[0]
+
+
+class _Index:
+    """Which rules may match a path, from its first segment, in file order.
+
+    A pattern whose first segment is literal can only match a path with that first segment;
+    the others ("wild": a placeholder or a splat there) may match any. So a path is tried
+    against its first segment's rules and the wild ones, merged in file order, instead of
+    every rule: with 2,000 rules of distinct first segments, a few regexes, not 2,000.
+    (One alternation of every pattern was tried first: Python's re spends time quadratic in
+    the alternatives on a failing match, 3 ms for 2,000 rules, 0.2 s for 10,000.)
+    """
+
+    __slots__ = ("_by_key", "_wild")
+
+    def __init__(self, keys: list[str | None]):
+        by_key: dict[str, list[int]] = {}
+        for index, key in enumerate(keys):
+            if key is not None:
+                by_key.setdefault(key, []).append(index)
+        self._by_key = {key: tuple(indices) for key, indices in by_key.items()}
+        self._wild = tuple(index for index, key in enumerate(keys) if key is None)
+
+    def candidates(self, paths: tuple[str, ...]):
+        """Indices of the rules that may match one of `paths`, ascending, each once."""
+        if len(paths) == 1:
+            own = self._by_key.get(_key(paths[0]))
+            if own is None or not self._wild:
+                return own or self._wild
+            return heapq.merge(own, self._wild)
+        return sorted(set(self._wild).union(*(self._by_key.get(_key(path), ())
+                                               for path in paths)))
+
+
+def _template(text: str, names: set[str], encode, strict: bool = True) -> tuple[str, ...]:
     """`text` split at its `:name`s: literal, group, literal, ..., literal (odd length).
 
     `encode` turns each literal piece into its final form. A `:name` that `names` does not
@@ -255,13 +306,13 @@ def _template(text: str, names: dict[str, str], encode, strict: bool = True) -> 
     parts: list[str] = []
     literal_start = 0
     for found in _PLACEHOLDER.finditer(text):
-        group = names.get(found.group(1))
-        if group is None:
+        name = found.group(1)
+        if name not in names:
             if not strict:
                 continue
-            raise _LineError(f"TO uses :{found.group(1)}, which FROM does not capture")
+            raise _LineError(f"TO uses :{name}, which FROM does not capture")
         parts.append(encode(text[literal_start:found.start()]))
-        parts.append(group)
+        parts.append(name)
         literal_start = found.end()
     parts.append(encode(text[literal_start:]))
     return tuple(parts)
@@ -350,10 +401,9 @@ def _check_fields(fields: list[str]) -> None:
         if _is_condition(field):
             if all(_is_condition(before) for before in fields[1:index]):
                 raise _LineError(f"{_shown(field)}: query-parameter conditions are not "
-                                 f"supported (the rule would match every query)")
+                                 f"supported")
             key = field.partition("=")[0]
-            raise _LineError(f"{_shown(field)}: {key} conditions are not supported "
-                             f"(the rule would apply to every visitor)")
+            raise _LineError(f"{_shown(field)}: {key} conditions are not supported")
     if len(fields) == 1:
         raise _LineError(f"{_shown(fields[0])}: a rule is FROM TO [STATUS]; TO is missing")
     if _STATUS.fullmatch(fields[1]):
@@ -368,12 +418,13 @@ class _CompiledRule:
     """A rule with its regex source and its target template (private to Redirects)."""
 
     rule: RedirectRule
-    pattern: str
+    regex: re.Pattern[str]
+    key: str | None  # see _Index
     parts: tuple[str, ...]
     has_query: bool
 
 
-def _compile_rule(line: str, number: int, index: int) -> _CompiledRule | None:
+def _compile_rule(line: str, number: int) -> _CompiledRule | None:
     """One `_redirects` line compiled (None for a blank or comment line)."""
     fields = _split_fields(line)
     if not fields:
@@ -384,8 +435,7 @@ def _compile_rule(line: str, number: int, index: int) -> _CompiledRule | None:
     _check_fields(fields)
     source, to = fields[0], fields[1]
     status, force = _parse_status(fields[2]) if len(fields) == 3 else (301, False)
-    prefix = f"r{index}_"
-    pattern, names = _compile_path(source, "FROM", prefix, star_anywhere=False)
+    regex, names = _compile_path(source, "FROM", star_anywhere=False)
     path = _check_to(to, status)
     _template(to, names, _keep_value)  # every :name of TO captured, even in a dropped query
     if status in REDIRECT_STATUSES:
@@ -395,7 +445,7 @@ def _compile_rule(line: str, number: int, index: int) -> _CompiledRule | None:
         parts = _template(path, names, _path_literal)
         has_query = False
     rule = RedirectRule(number, source, to, status, force)
-    return _CompiledRule(rule, f"(?P<r{index}>{pattern})", parts, has_query)
+    return _CompiledRule(rule, regex, _first_segment(source), parts, has_query)
 
 
 def parse_redirects(text: str, filename: str = "_redirects") -> Redirects:
@@ -403,7 +453,7 @@ def parse_redirects(text: str, filename: str = "_redirects") -> Redirects:
     compiled: list[_CompiledRule] = []
     for number, line in _lines(text):
         try:
-            rule = _compile_rule(line, number, len(compiled))
+            rule = _compile_rule(line, number)
         except _LineError as error:
             raise RulesError(filename, number, str(error)) from None
         if rule is not None:
@@ -412,17 +462,14 @@ def parse_redirects(text: str, filename: str = "_redirects") -> Redirects:
 
 
 class Redirects:
-    """A `_redirects` file compiled: all FROMs in one regex, first alternative first."""
+    """A `_redirects` file compiled: a regex per FROM, indexed by FROM's first segment."""
 
-    __slots__ = ("_by_group", "_cache", "_regex", "rules")
+    __slots__ = ("_cache", "_compiled", "_index", "rules")
 
     def __init__(self, compiled: list[_CompiledRule]):
         self.rules = tuple(item.rule for item in compiled)
-        self._by_group = {f"r{index}": item for index, item in enumerate(compiled)}
-        # One alternation of every FROM in file order: fullmatch tries them left to right,
-        # so the alternative that matches is the first rule that matches (one C call).
-        self._regex = (re.compile("|".join(item.pattern for item in compiled))
-                       if compiled else None)
+        self._compiled = tuple(compiled)
+        self._index = _Index([item.key for item in compiled])
         # path -> None, or (Match with no query appended, the Location before its '#' (None
         # when TO has a query of its own, or for a rewrite), the '#' and fragment or "").
         self._cache: dict[str, tuple[Match, str | None, str] | None] = {}
@@ -450,20 +497,36 @@ class Redirects:
 
     def _lookup(self, path: str) -> tuple[Match, str | None, str] | None:
         """The cache entry of `path`: see `_cache`."""
-        matched = self._regex.fullmatch(path) if self._regex is not None else None
-        if matched is None or matched.lastgroup is None:
-            return None
-        item = self._by_group[matched.lastgroup]
-        if item.rule.status in REDIRECT_STATUSES:
-            target = _fill(item.parts, matched.group, _quote_value)
-            if target.startswith("//"):  # never a scheme-relative Location off-site
-                target = "/" + target.lstrip("/")
-            base, hash_sign, fragment = target.partition("#")
-            # base None: TO has its own query, the request's is not appended.
-            return (Match(item.rule, target), None if item.has_query else base,
-                    hash_sign + fragment)
-        target = _SLASHES.sub("/", _fill(item.parts, matched.group, _keep_value))
-        return Match(item.rule, target), None, ""
+        for index in self._index.candidates((path,)):
+            item = self._compiled[index]
+            matched = item.regex.fullmatch(path)
+            if matched is not None:
+                entry = _entry(item, matched)
+                if not _redirects_to_itself(entry[0], path):
+                    return entry
+        return None
+
+
+def _redirects_to_itself(found: Match, path: str) -> bool:
+    """Would this redirect send the client back to `path`, its query aside (forever)?"""
+    if found.rule.status not in REDIRECT_STATUSES or not found.target.startswith("/"):
+        return False
+    location = found.target.partition("#")[0].partition("?")[0]
+    return urllib.parse.unquote(location, errors="replace") == path
+
+
+def _entry(item: _CompiledRule, matched: re.Match[str]) -> tuple[Match, str | None, str]:
+    """The cache entry of a path `item`'s FROM matched: see `Redirects._cache`."""
+    if item.rule.status in REDIRECT_STATUSES:
+        target = _fill(item.parts, matched.group, _quote_value)
+        if target.startswith("//"):  # never a scheme-relative Location off-site
+            target = "/" + target.lstrip("/")
+        base, hash_sign, fragment = target.partition("#")
+        # base None: TO has its own query, the request's is not appended.
+        return (Match(item.rule, target), None if item.has_query else base,
+                hash_sign + fragment)
+    target = _SLASHES.sub("/", _fill(item.parts, matched.group, _keep_value))
+    return Match(item.rule, target), None, ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,9 +541,7 @@ class HeaderBlock:
     regex: re.Pattern[str]
     detach: tuple[str, ...]
     fields: tuple[tuple[str, tuple[str, ...]], ...]
-    # Text every path the regex matches starts with: a str.startswith test skips most
-    # blocks before their regex is tried (100 blocks: about 4x faster per uncached path).
-    prefix: str
+    key: str | None  # see _Index
 
 
 class _Draft:
@@ -489,9 +550,8 @@ class _Draft:
     __slots__ = ("detach", "fields", "line", "names", "pattern", "regex")
 
     def __init__(self, pattern: str, line: int):
-        source, self.names = _compile_path(pattern, "the pattern", "",
-                                                        star_anywhere=True)
-        self.pattern, self.line, self.regex = pattern, line, re.compile(source)
+        self.regex, self.names = _compile_path(pattern, "the pattern", star_anywhere=True)
+        self.pattern, self.line = pattern, line
         self.detach: list[str] = []
         self.fields: list[tuple[str, tuple[str, ...]]] = []
 
@@ -501,15 +561,7 @@ class _Draft:
             raise _LineError(f"the pattern {_shown(self.pattern)} has no field lines under "
                              f"it (indented 'Name: value' or '! Name')", self.line)
         return HeaderBlock(self.line, self.pattern, self.regex, tuple(self.detach),
-                           tuple(self.fields), _literal_prefix(self.pattern))
-
-
-def _literal_prefix(pattern: str) -> str:
-    """The decoded literal text before the first `*` or `:name` segment of a (valid)
-    pattern, slashes merged, without a trailing slash (the regex makes it optional)."""
-    ends = [at for at in (pattern.find("*"), pattern.find("/:") + 1) if at > 0]
-    end = min(ends, default=len(pattern))
-    return _SLASHES.sub("/", urllib.parse.unquote(pattern[:end])).rstrip("/")
+                           tuple(self.fields), _first_segment(self.pattern))
 
 
 def _per_path_name(name: str) -> str:
@@ -583,10 +635,11 @@ def parse_headers(text: str, filename: str = "_headers") -> Headers:
 class Headers:
     """A `_headers` file compiled: its blocks in file order, and a per-paths cache."""
 
-    __slots__ = ("_cache", "blocks")
+    __slots__ = ("_cache", "_index", "blocks")
 
     def __init__(self, blocks: list[HeaderBlock]):
         self.blocks = tuple(blocks)
+        self._index = _Index([block.key for block in blocks])
         self._cache: dict[tuple[str, ...], PathFields | None] = {}
 
     def for_path(self, *paths: str) -> PathFields | None:
@@ -605,13 +658,9 @@ class Headers:
         present: dict[str, tuple[str, list[str]]] = {}
         detached: set[str] = set()
         matched_any = False
-        for block in self.blocks:
-            matched = None
-            for path in paths:
-                if path.startswith(block.prefix):
-                    matched = block.regex.fullmatch(path)
-                    if matched is not None:
-                        break
+        for index in self._index.candidates(paths):
+            block = self.blocks[index]
+            matched = next(filter(None, map(block.regex.fullmatch, paths)), None)
             if matched is None:
                 continue
             matched_any = True
