@@ -458,10 +458,12 @@ def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow
 
 
 def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: bool,
-                 follow_symlinks: bool, rules: PathRules = POSIX) -> bytes:
+                 follow_symlinks: bool, rules: PathRules = POSIX,
+                 downloads: tuple[str, ...] = ()) -> bytes:
     """An HTML index of a directory: folders first, names escaped and quoted, sizes, mtimes.
 
-    Shows what `listing_entries` gives (and raises what it raises).
+    Shows what `listing_entries` gives (and raises what it raises); with `downloads`
+    (--archives: archive.FORMATS), a link to the folder as each archive format.
     """
     entries = listing_entries(real_root, fs_dir, allow_dotfiles=allow_dotfiles,
                               follow_symlinks=follow_symlinks, rules=rules)
@@ -480,10 +482,19 @@ def listing_html(real_root: str, fs_dir: str, url_path: str, *, allow_dotfiles: 
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>Index of {title}</title><style>body{{font-family:sans-serif;margin:2em}}"
         "td{padding:.1em 1.2em .1em 0}.size{text-align:right}</style></head>\n"
-        f"<body><h1>Index of {title}</h1>\n<table>\n"
+        f"<body><h1>Index of {title}</h1>\n{_download_links(downloads)}<table>\n"
         '<tr><th align="left">Name</th><th>Size</th><th align="left">Modified (UTC)</th></tr>\n'
         + "\n".join(rows) + "\n</table></body></html>\n")
     return body.encode("utf-8")
+
+
+def _download_links(downloads: tuple[str, ...]) -> str:
+    """The paragraph of links to the folder's archives (none without --archives)."""
+    if not downloads:
+        return ""
+    links = " ".join(f'<a href="?download={kind}" download>{kind.replace("_", ".")}</a>'
+                     for kind in downloads)
+    return f'<p class="downloads">Download this folder: {links}</p>\n'
 
 
 def rfc3339(timestamp: float) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import content_coding, extras, filesystem, pathrules, validators
+from . import archive, content_coding, extras, filesystem, pathrules, validators
 from .facilities import pread
 from .headers import DateCache
 from .messages import CachedResponse, Request, Response, target_path
@@ -116,6 +116,10 @@ class Site:
             self.listing_cache_control = "private, no-cache"
         # --status: its page is made afresh per request (stats.Stats.answer), never replayed.
         self.status_path = config.status_path
+        # --archives: the count of archives being made (None: archives are off), and the
+        # formats a listing offers links to.
+        self.archive_slots = archive.Slots() if config.archives else None
+        self.downloads: tuple[str, ...] = tuple(archive.FORMATS) if config.archives else ()
 
     def replay_key(self, request: Request, key: tuple | None) -> tuple | None:
         """The answer-cache key under which answers to this exact request head may be replayed.
@@ -132,9 +136,13 @@ class Site:
         - plain GET/HEAD only (plain_key: no conditionals, ranges or unnormalisable path);
         - --status: its path is answered per request by the engine's counters;
         - --auth: only a head whose credentials are right (checked once per head, in constant
-          time): a wrong or missing one never reaches a cached answer.
+          time): a wrong or missing one never reaches a cached answer;
+        - --archives: no head asking for a download (`download=` in the query, which the key
+          ignores): a folder's archive is made per request, and never cached.
         """
         if key is None:
+            return None
+        if self.archive_slots is not None and "download=" in request.target:
             return None
         if self.status_path is not None and target_path(request) == self.status_path:
             return None
@@ -272,9 +280,13 @@ class Site:
         cached = self._listings.get(key)
         if cached is not None and cached[0] == identity and now < cached[1]:
             return cached[2], cached[3]
-        build = filesystem.listing_json if as_json else filesystem.listing_html
-        body = build(self.real_root, fs_dir, url_path, allow_dotfiles=self.allow_dotfiles,
+        rules = dict(allow_dotfiles=self.allow_dotfiles,
                      follow_symlinks=self.config.follow_symlinks, rules=self.path_rules)
+        if as_json:
+            body = filesystem.listing_json(self.real_root, fs_dir, url_path, **rules)
+        else:  # --archives: the page links to the folder's archives
+            body = filesystem.listing_html(self.real_root, fs_dir, url_path, **rules,
+                                           downloads=self.downloads)
         etag = filesystem.weak_etag(body)
         with self._lock:
             while key not in self._listings and len(self._listings) >= LISTING_CACHE_ENTRIES:
