@@ -289,7 +289,7 @@ class Settings:
     archive_max_bytes: int = option_field(
         1 << 30, "--archive-max-bytes", BYTES, "--archives: refuse (413) a folder whose files "
         "total more than this", group="what is served", metavar="BYTES", low=1,
-        high=1 << 50, shown_default="1 GiB")
+        high=1 << 40, shown_default="1 GiB")
     # Entries (files and folders) an archive's walk may meet before it refuses with 413. The
     # walk stats each one on the engine's thread (the reactor's loop: about 2 us a file when
     # the tree is in the page cache), so 10,000 bounds it to some 20 ms.

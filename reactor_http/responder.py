@@ -58,11 +58,8 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
                               extra=[("WWW-Authenticate", extras.WWW_AUTHENTICATE)] + _cors(site))
     if cache_key is None:
         cache_key = plain_key(request, site.path_rules)
-    if cache_key is not None and site.archive_slots is not None and \
-            "download=" in request.target:
-        # --archives: the answer cache is keyed without the query, so a folder's archive is
-        # never its cached answer, and never replays one (Site.replay_key declines it too).
-        cache_key = None
+    if cache_key is not None and site.archive_slots is not None:
+        cache_key = _archive_cache_key(request, cache_key)
     if cache_key is not None:
         cached = site.cached_response(cache_key, method, now)
         if cached is not None:
@@ -98,6 +95,13 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
         return _not_found(request, site, path)
     except filesystem.Forbidden:
         return error_response(403, head_only=head_only, extra=_cors(site))
+
+
+def _archive_cache_key(request: Request, cache_key: tuple) -> tuple | None:
+    """--archives: no answer-cache key for a request asking for a download. The key ignores the
+    query, so a folder's archive is never its cached answer, and never replays one
+    (Site.replay_key declines such heads too)."""
+    return None if "download=" in request.target else cache_key
 
 
 def _is_preflight(request: Request) -> bool:

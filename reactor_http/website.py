@@ -92,13 +92,6 @@ class Site:
         self.compression = content_coding.Compressor(
             config.compress_max_bytes, config.compress_cache_bytes, file_identity,
             single_writer=single_thread) if config.compress else None
-        # No `public`: it would let shared caches store answers to requests that carried
-        # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
-        self.cache_control = None
-        if config.max_age is not None:
-            self.cache_control = f"max-age={config.max_age}"
-            if config.immutable:  # Config refuses it without --max-age
-                self.cache_control += ", immutable"
         # What every response head carries besides its own fields (--header), rendered once:
         # protocol.py puts them in every head it renders, errors included.
         self.server_field, self.extra_fields = extras.header_fields(config.headers)
@@ -106,14 +99,7 @@ class Site:
         self.mime = extras.mime_table(config.mime)
         # --auth: every request but --status and CORS preflights must carry these credentials.
         self.auth = extras.BasicAuth(config.auth) if config.auth is not None else None
-        self.listing_cache_control = "no-cache"
-        user_cache_control = any(text.partition(":")[0].strip().lower() == "cache-control"
-                                 for text in config.headers)
-        if self.auth is not None and not user_cache_control:
-            # An answer to a request with credentials is for that user only (RFC 9111 section
-            # 5.2.2.7); --max-age or a --header Cache-Control is the user's own choice instead.
-            self.cache_control = self.cache_control or "private"
-            self.listing_cache_control = "private, no-cache"
+        self.cache_control, self.listing_cache_control = _cache_controls(config, self.auth)
         # --status: its page is made afresh per request (stats.Stats.answer), never replayed.
         self.status_path = config.status_path
         # --archives: the count of archives being made (None: archives are off), and the
@@ -294,6 +280,25 @@ class Site:
                     break
             self._listings[key] = (identity, now + LISTING_TTL, body, etag)
         return body, etag
+
+
+def _cache_controls(config, auth) -> tuple[str | None, str]:
+    """The Cache-Control of files (None: none) and of listings, from --max-age, --immutable,
+    --auth and a --header Cache-Control."""
+    # No `public`: it would let shared caches store answers to requests that carried
+    # credentials (RFC 9111 section 5.2.2.9); max-age alone makes a response cacheable.
+    cache_control = None
+    if config.max_age is not None:
+        cache_control = f"max-age={config.max_age}"
+        if config.immutable:  # Config refuses it without --max-age
+            cache_control += ", immutable"
+    user_cache_control = any(text.partition(":")[0].strip().lower() == "cache-control"
+                             for text in config.headers)
+    if auth is not None and not user_cache_control:
+        # An answer to a request with credentials is for that user only (RFC 9111 section
+        # 5.2.2.7); --max-age or a --header Cache-Control is the user's own choice instead.
+        return cache_control or "private", "private, no-cache"
+    return cache_control, "no-cache"
 
 
 def _fast_key(path: str, request: Request,
