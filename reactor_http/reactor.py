@@ -58,8 +58,7 @@ STREAMING, SENDING_BODY = ConnState.STREAMING, ConnState.SENDING_BODY
 AWAITING_BODY = ConnState.AWAITING_BODY
 # The poller interest of each kind of wait in protocol.STATES that _settle sets (a stream's is
 # set by _stream_settle). NONE (a produced body's producer is behind) is no interest at all:
-# epoll still reports an error or hang-up, which the loop drops (ready_mask) until the
-# producer's wake-up, due within one piece (archive.CHUNK) of its work.
+# epoll still reports an error or a hang-up, which closes the connection (_loop_once).
 INTEREST_MASKS = {Interest.READ: READ, Interest.WRITE: WRITE, Interest.HANDSHAKE: None,
                   Interest.NONE: 0}
 # What the wake-up socket's events are dispatched to (signals, request_stop, --live-reload).
@@ -263,6 +262,10 @@ class Reactor(EngineBase):
                     # says it (plain readiness within the interest is already that)
                     mask = ready_mask(mask, data.mask)
                     if not mask:
+                        if data.proto.state is AWAITING_BODY:
+                            # No interest, yet a report: an error or hang-up. The peer is gone;
+                            # waiting for the producer would only repeat this report.
+                            self._abort(data, CloseReason.RESET)
                         continue
                 handle(data, mask, now)
             elif data is WAKEUP:

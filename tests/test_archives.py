@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
+import ssl
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -24,6 +27,8 @@ import pytest
 from tests.helpers.http import get
 from tests.helpers.polling import wait_until
 from tests.helpers.servers import MODES, ServerProcess
+
+from reactor_http import archive
 
 BIG = os.urandom(300_000)
 FILES = {
@@ -291,3 +296,93 @@ def test_a_client_that_stops_reading_stalls_nobody_and_is_dropped(make_server, t
         assert get(srv, "/?download=tar").status == 200  # its slot came back
     finally:
         stalled.close()
+
+
+def stalled_download(port: int, target: str = "/?download=zip") -> socket.socket:
+    """A client that asks for an archive and reads nothing (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def sparse_folder(root: Path, files: int, size: int) -> None:
+    """`files` sparse files of `size` bytes, and small.txt."""
+    root.mkdir()
+    for number in range(files):
+        with open(root / f"part{number}.bin", "wb") as file:
+            file.truncate(size)
+    (root / "small.txt").write_bytes(b"small\n")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc")
+def test_one_archive_more_than_the_bound_gets_503(make_server, tmp_path, mode):
+    root = tmp_path / "big"
+    sparse_folder(root, 2, 64 << 20)
+    srv = make_server(root, mode, "--quiet", "--archives", "--send-timeout", "30")
+    stalled = [stalled_download(srv.port) for _ in range(archive.ARCHIVES_AT_ONCE)]
+    try:
+        # Each producer holds one file of the folder open while the socket is full.
+        assert wait_until(lambda: len(open_into(srv.pid, root)) >= archive.ARCHIVES_AT_ONCE)
+        response = get(srv, "/?download=tar")
+        assert response.status == 503
+        assert response.headers["retry-after"] == str(archive.RETRY_AFTER)
+        assert get(srv, "/small.txt").status == 200
+    finally:
+        for sock in stalled:
+            sock.close()
+    # Closed clients give their slots back (their producers stop at their next write).
+    assert wait_until(lambda: get(srv, "/?download=tar", method="HEAD").status == 200)
+
+
+def test_an_archive_over_tls(make_server, folder, mode, tls_certificate):
+    cert, key = tls_certificate
+    srv = make_server(folder, mode, "--quiet", "--archives", "--certfile", str(cert),
+                      "--keyfile", str(key), "--tls-port", "0")
+    tls_port = int(re.search(r"and https://127\.0\.0\.1:(\d+)/", srv.banner).group(1))
+    context = ssl.create_default_context(cafile=str(cert))
+    conn = h11.Connection(h11.CLIENT)
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        response, body = fetch(srv, "/?download=tar_gz", sock=sock, conn=conn)
+    assert response.status_code == 200
+    assert read_back("tar_gz", body) == expected_contents("photos")
+
+
+def test_a_producer_never_runs_more_than_the_feed_ahead():
+    feed = archive.Feed()
+    piece = b"x" * archive.CHUNK
+    stopped = []
+
+    def produce():
+        try:
+            while True:
+                feed.put(piece)
+        except archive.Cancelled:
+            stopped.append(True)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    assert wait_until(lambda: feed._size >= archive.FEED_MAX)
+    assert producer.is_alive() and feed._size < archive.FEED_MAX + len(piece)
+    assert feed.take() == piece  # room for one more piece, no more
+    assert wait_until(lambda: feed._size >= archive.FEED_MAX)
+    assert feed._size < archive.FEED_MAX + len(piece)
+    feed.cancel()
+    producer.join(10)
+    assert stopped == [True]
+
+
+def test_a_waiting_loop_is_woken_once_by_the_next_piece():
+    feed = archive.Feed()
+    woken = []
+    assert feed.wait(lambda: woken.append(1))  # nothing yet: a wake-up is armed
+    feed.put(b"a")
+    feed.put(b"b")
+    assert woken == [1]
+    assert not feed.wait(lambda: woken.append(2))  # something waits: no wake-up armed
+    assert feed.take() == b"a" and feed.take() == b"b" and feed.take() is None
+    assert feed.wait(lambda: woken.append(3))
+    feed.end()
+    assert woken == [1, 3]

@@ -44,8 +44,9 @@ _ABORT_ONLY_LIVE = ("both engines abort only a connection that is still open; th
                     "second abort harmless")
 _PRODUCER_STALL = ("an archive's producer silent for the whole send timeout (a disk that stops "
                    "answering): nothing a client can cause")
-_AWAITING_CLOSED = ("a connection waiting for its producer is closed only at the drain bound "
-                    "(a reset is seen at its next send, in SENDING_BODY)")
+_AWAITING_CLOSED = ("a connection waiting for its producer is closed by a hang-up or error "
+                    "reported in the instant before the producer's next piece, or at the drain "
+                    "bound: no client can time that")
 _INLINE_PRODUCER = ("the threaded engine makes an archive on the connection's thread, sending "
                     "as it goes: it never waits for a producer")
 UNREACHABLE = {
