@@ -284,10 +284,11 @@ def test_spa_index_that_may_not_be_opened_is_403(root, monkeypatch):
     assert body_of(response) == responder.error_page(403)
 
 
+@pytest.mark.parametrize("log_dir", [False, True], ids=["error-log", "connection-log"])
 @pytest.mark.parametrize("mode", MODES)
-def test_an_archive_leaves_out_what_may_not_be_read_and_names_it(mode, unprivileged, tmp_path):
+def test_an_archive_leaves_out_what_may_not_be_read_and_names_it(mode, log_dir, unprivileged):
     """--archives: a file that may not be read is not in the archive, nor is a folder that may
-    not be listed filled; each is named in the log (the error log, without --log-dir)."""
+    not be listed filled; each is named in the connection log (--log-dir), else the error log."""
     site = Path(tempfile.mkdtemp(prefix="perm-archive-"))
     try:
         os.chmod(site, 0o755)
@@ -298,8 +299,10 @@ def test_an_archive_leaves_out_what_may_not_be_read_and_names_it(mode, unprivile
         (site / "locked").mkdir()
         _write(site / "locked" / "file.txt", b"SECRET locked\n")
         os.chmod(site / "locked", 0)
-        server = ServerProcess(site, mode, "--quiet", "--archives", cwd="/",
-                               popen_kwargs=unprivileged.kwargs)
+        logs = Path(tempfile.mkdtemp(prefix="perm-archive-logs-"))
+        os.chmod(logs, 0o777)
+        options = ["--quiet", "--archives", *(["--log-dir", str(logs)] if log_dir else [])]
+        server = ServerProcess(site, mode, *options, cwd="/", popen_kwargs=unprivileged.kwargs)
         try:
             with server.connect() as sock:
                 sock.sendall(b"GET /?download=zip HTTP/1.0\r\n\r\n")
@@ -314,8 +317,11 @@ def test_an_archive_leaves_out_what_may_not_be_read_and_names_it(mode, unprivile
                 [f"{top}/", f"{top}/ok.txt", f"{top}/listable/", f"{top}/listable/file.txt",
                  f"{top}/locked/"])
             assert archive.read(f"{top}/ok.txt") == b"ok\n"
+        if log_dir:
+            err = "".join(path.read_text() for path in logs.iterdir())
         assert f"'{top}/secret.txt' (may not be read)" in err, err
         assert f"'{top}/locked' (folder may not be listed)" in err, err
+        shutil.rmtree(logs, ignore_errors=True)
     finally:
         os.chmod(site / "locked", 0o755)
         shutil.rmtree(site, ignore_errors=True)
