@@ -415,10 +415,12 @@ class Feed:
             waker()
 
     def take(self) -> bytes | None:
-        """Loop: the oldest piece made, or None if none waits."""
+        """Loop: the oldest piece made; None if none waits yet; b"" once all is taken and the
+        producer has ended (decided under the lock: a last piece put just before the end is
+        never mistaken for the end)."""
         with self._lock:
             if not self._chunks:
-                return None
+                return b"" if self.ended else None
             data = self._chunks.popleft()
             self._size -= len(data)
             self._room.notify()

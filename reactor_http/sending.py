@@ -25,6 +25,11 @@ descriptor with ENOSYS (no such system call: every descriptor would be refused).
 refused otherwise (SENDFILE_REFUSALS) switches only its exchange. A refused call sent nothing,
 so the exchange goes on from its cursor without losing or repeating a byte.
 
+A produced body (--archives, messages.ProducedBody) goes out as its producer makes it: from the
+exchange's archive.Feed in the reactor (`Starved`, a BlockingIOError, when nothing is made yet:
+the reactor then waits for the producer, not for the socket), and as `produce` writes it on the
+threaded engine's connection thread (`send_blocking`).
+
 A sendfile that returns 0, or a read that returns nothing, before the region's count means the
 file shrank: the Content-Length promise can no longer be kept, so we raise `FileShrank` and the
 engine closes the connection.
@@ -225,8 +230,8 @@ def _send_produced(sock: _socket.socket, exchange: Exchange, tls: bool) -> int:
     if not pending:
         data = feed.take()
         if data is None:
-            if not feed.ended:
-                raise Starved
+            raise Starved
+        if not data:  # the producer ended and everything it made went out
             if feed.error is not None:
                 raise FileShrank(f"archive not finished: {feed.error}") from feed.error
             exchange.index += 1

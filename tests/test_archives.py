@@ -384,5 +384,7 @@ def test_a_waiting_loop_is_woken_once_by_the_next_piece():
     assert not feed.wait(lambda: woken.append(2))  # something waits: no wake-up armed
     assert feed.take() == b"a" and feed.take() == b"b" and feed.take() is None
     assert feed.wait(lambda: woken.append(3))
+    feed.put(b"last")
     feed.end()
     assert woken == [1, 3]
+    assert feed.take() == b"last" and feed.take() == b""  # the last piece, then the end
