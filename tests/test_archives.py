@@ -28,7 +28,7 @@ from tests.helpers.http import get
 from tests.helpers.polling import wait_until
 from tests.helpers.servers import MODES, ServerProcess
 
-from reactor_http import archive
+from reactor_http import archive, filesystem, pathrules
 
 BIG = os.urandom(300_000)
 FILES = {
@@ -388,3 +388,37 @@ def test_a_waiting_loop_is_woken_once_by_the_next_piece():
     feed.end()
     assert woken == [1, 3]
     assert feed.take() == b"last" and feed.take() == b""  # the last piece, then the end
+
+
+@pytest.mark.parametrize("allow_dotfiles", [False, True])
+@pytest.mark.parametrize("follow_symlinks", [False, True])
+@pytest.mark.parametrize("rules", [pathrules.POSIX, pathrules.WINDOWS], ids=["posix", "windows"])
+def test_the_walk_lists_a_folder_as_the_listing_does(tmp_path, allow_dotfiles, follow_symlinks,
+                                                     rules):
+    # The walk's cheaper listing (a real path only for a symlink) against listing_entries, on
+    # a folder with every kind of entry either may leave out.
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "file.txt").write_bytes(b"out")
+    for name in ("b.txt", "A.txt", "a.txt", ".hidden", "Ünï.txt", "con", "trail.", "x"):
+        path = root / "folder" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"1")
+    folder = root / "folder"
+    for name in ("sub", ".git", "Zeta"):
+        (folder / name).mkdir()
+    (folder / "out-file").symlink_to(outside / "file.txt")
+    (folder / "out-dir").symlink_to(outside / "dir")
+    (folder / "in-file").symlink_to(folder / "a.txt")
+    (folder / "in-dir").symlink_to(folder / "sub")
+    (folder / "up").symlink_to(root)
+    (folder / "dangling").symlink_to(tmp_path / "nothing")
+    os.mkfifo(folder / "fifo")
+    options = dict(allow_dotfiles=allow_dotfiles, follow_symlinks=follow_symlinks, rules=rules)
+    real_root = os.path.realpath(root)
+    listed = filesystem.listing_entries(real_root, str(folder), **options)
+    walked = archive.folder_entries(real_root, str(folder), **options)
+    assert [(name, is_dir, st.st_ino) for name, is_dir, st in listed] == \
+        [(name, is_dir, st.st_ino) for name, is_dir, st, _, _ in walked]
+    assert len(listed) >= 8  # the comparison is not between two empty lists
