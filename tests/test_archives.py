@@ -28,7 +28,7 @@ from tests.helpers.http import get
 from tests.helpers.polling import wait_until
 from tests.helpers.servers import MODES, ServerProcess
 
-from reactor_http import archive, filesystem, pathrules
+from reactor_http import archive, filesystem, messages, pathrules
 
 BIG = os.urandom(300_000)
 FILES = {
@@ -422,3 +422,29 @@ def test_the_walk_lists_a_folder_as_the_listing_does(tmp_path, allow_dotfiles, f
     assert [(name, is_dir, st.st_ino) for name, is_dir, st in listed] == \
         [(name, is_dir, st.st_ino) for name, is_dir, st, _, _ in walked]
     assert len(listed) >= 8  # the comparison is not between two empty lists
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_a_name_that_is_not_utf8(tmp_path, kind):
+    # Linux names are bytes: zip holds UTF-8 names only (that file is left out, and named),
+    # tar holds any (pax, its bytes as they are).
+    root = tmp_path / "top"
+    root.mkdir()
+    (root / "ok.txt").write_bytes(b"ok")
+    try:
+        fd = os.open(os.path.join(os.fsencode(root), b"bad\xff.txt"), os.O_CREAT | os.O_WRONLY)
+    except OSError:
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    os.close(fd)
+    real = os.path.realpath(root)
+    entries = archive.walk(real, real, "top", allow_dotfiles=False, follow_symlinks=False,
+                           rules=pathrules.POSIX, max_bytes=1 << 20, max_entries=10)
+    body = messages.ProducedBody(kind, entries, False, "GET /top/")
+    out, lines = [], []
+    archive.produce(body, out.append, lines.append)
+    files = read_back(kind, b"".join(out))[0]
+    if kind == "zip":
+        assert files == {"top/ok.txt": b"ok"}
+        assert len(lines) == 1 and "not UTF-8" in lines[0]
+    else:
+        assert set(files) == {"top/ok.txt", "top/bad\udcff.txt"} and not lines
