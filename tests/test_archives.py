@@ -448,3 +448,31 @@ def test_a_name_that_is_not_utf8(tmp_path, kind):
         assert len(lines) == 1 and "not UTF-8" in lines[0]
     else:
         assert set(files) == {"top/ok.txt", "top/bad\udcff.txt"} and not lines
+
+
+def test_a_file_past_the_zip64_limit_gets_zip64(tmp_path, monkeypatch):
+    # Past 4 GiB a zip member needs ZIP64, decided before its first byte from the walk's size
+    # (the stream cannot go back). The limit is lowered here, so a 5,000-byte file is past it.
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 1000)
+    root = tmp_path / "top"
+    root.mkdir()
+    data = os.urandom(5000)
+    (root / "big.bin").write_bytes(data)
+    real = os.path.realpath(root)
+    entries = archive.walk(real, real, "top", allow_dotfiles=False, follow_symlinks=False,
+                           rules=pathrules.POSIX, max_bytes=1 << 20, max_entries=10)
+    out: list = []
+    archive.produce(messages.ProducedBody("zip", entries, True, "GET /top/"), out.append,
+                    lambda text: None)
+    framed = b"".join(out)
+    body, rest = b"", framed
+    while True:  # undo the chunked framing (RFC 9112 section 7.1)
+        size, _, rest = rest.partition(b"\r\n")
+        if int(size, 16) == 0:
+            break
+        body, rest = body + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+    assert rest == b"\r\n"
+    with zipfile.ZipFile(io.BytesIO(body)) as archive_read:
+        info = archive_read.getinfo("top/big.bin")
+        assert archive_read.read(info) == data
+        assert b"\x01\x00" in info.extra[:2]  # the ZIP64 extra field (header id 0x0001)
