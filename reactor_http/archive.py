@@ -237,9 +237,15 @@ class ChunkWriter:
         self.emit = emit
         self.chunked = chunked
         self.buffer = bytearray()
+        # What the first failed emit raised: every later write raises it at once, so the
+        # archive's own closing (zipfile's central directory, tarfile's last record, written
+        # as its `with` unwinds) does not wait out another send timeout.
+        self.failed: BaseException | None = None
 
     def write(self, data) -> int:
         """Gather `data`; emit a piece once CHUNK bytes wait."""
+        if self.failed is not None:
+            raise self.failed
         self.buffer += data
         if len(self.buffer) >= CHUNK:
             self._emit()
@@ -253,7 +259,11 @@ class ChunkWriter:
         self.buffer.clear()
         if self.chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        self.emit(data)
+        try:
+            self.emit(data)
+        except BaseException as exc:
+            self.failed = exc
+            raise
 
     def finish(self) -> None:
         """The archive is complete: the rest, then the last chunk (no trailer fields)."""

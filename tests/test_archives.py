@@ -476,3 +476,25 @@ def test_a_file_past_the_zip64_limit_gets_zip64(tmp_path, monkeypatch):
         info = archive_read.getinfo("top/big.bin")
         assert archive_read.read(info) == data
         assert b"\x01\x00" in info.extra[:2]  # the ZIP64 extra field (header id 0x0001)
+
+
+def test_after_a_failed_send_the_archive_writes_nothing_more(tmp_path):
+    # A send that fails (a client gone, the send timeout) ends the archive: what zipfile writes
+    # as it unwinds (its central directory) is not sent, so nothing waits out another timeout.
+    root = tmp_path / "top"
+    root.mkdir()
+    for number in range(3):
+        (root / f"f{number}.bin").write_bytes(os.urandom(archive.CHUNK))
+    real = os.path.realpath(root)
+    entries = archive.walk(real, real, "top", allow_dotfiles=False, follow_symlinks=False,
+                           rules=pathrules.POSIX, max_bytes=1 << 20, max_entries=10)
+    calls = []
+
+    def emit(data: bytes) -> None:
+        calls.append(len(data))
+        raise TimeoutError("send timed out")
+
+    with pytest.raises(TimeoutError):
+        archive.produce(messages.ProducedBody("zip", entries, True, "GET /top/"), emit,
+                        lambda text: None)
+    assert len(calls) == 1
