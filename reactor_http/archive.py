@@ -181,13 +181,17 @@ def folder_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow_
 def walk(real_root: str, fs_dir: str, top: str, *, allow_dotfiles: bool,
          follow_symlinks: bool, rules: PathRules, max_bytes: int,
          max_entries: int) -> tuple[Entry, ...]:
-    """What the archive of `fs_dir` holds, under the top folder `top`, folders before files.
+    """What the archive of `fs_dir` holds, under the top folder `top`: breadth first, each
+    folder's entries in its listing's order.
 
     Raises TooLarge past `max_entries` entries or `max_bytes` of files, and what
-    listing_entries raises for `fs_dir` itself (Forbidden, NotFound). A subfolder that cannot
+    folder_entries raises for `fs_dir` itself (Forbidden, NotFound). A subfolder that cannot
     be listed is kept as an empty folder, marked unlisted (the producer names it in the log).
     """
-    st = os.stat(fs_dir)
+    try:
+        st = os.stat(fs_dir)
+    except OSError:
+        raise filesystem.NotFound("the folder is gone") from None
     entries = [Entry(fs_dir, top, True, 0, st.st_mtime, stat.S_IMODE(st.st_mode),
                      (st.st_dev, st.st_ino))]
     seen = {(st.st_dev, st.st_ino)}
