@@ -303,7 +303,10 @@ class ConnectionLog:
                     tail = self._tails[plan] = clf_tail(plan.request_line, plan.status,
                                                         plan.body_length)
             else:
-                tail = clf_tail(plan.request_line, plan.status, plan.body_length)
+                length = plan.body_length
+                if not length and plan.first_region >= 0:  # a produced body: what went out
+                    length = exchange.body_sent()
+                tail = clf_tail(plan.request_line, plan.status, length)
             client = exchange.client or host
             user = plan.user
             key = client if not user else (client, user)  # no tuple made without --auth
@@ -327,6 +330,14 @@ class ConnectionLog:
         if logs.connection_enabled:
             logs.event(f'{peer} "{escape(plan.request_line)}" -> {plan.status} cut after '
                        f'{body_sent} of {plan.body_length} body bytes ({reason_text})')
+
+    def left_out(self, peer: str, text: str) -> None:
+        """--archives: a file left out of an archive (`text` names it and why); called on the
+        producer's thread. The connection log has it, else the error log."""
+        if self.logs.connection_enabled:
+            self.logs.event(f"{peer} {text}")
+        else:
+            log.warning("%s %s", peer, text)
 
     def timed_out_head(self, peer: str | None) -> None:
         """A request head or body did not arrive in time: a 408 goes out."""

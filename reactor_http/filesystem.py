@@ -428,6 +428,20 @@ def nameable(name: str) -> bool:
     return not _refused_characters(name)
 
 
+def folder_name_rules(real_root: str, fs_dir: str, rules: PathRules) -> PathRules:
+    """The name rules of the entries of folder `fs_dir`: the site's own files are hidden at the
+    root only (pathrules.PathRules.hidden)."""
+    if rules.hidden and fs_dir.rstrip(os.sep) != real_root.rstrip(os.sep):
+        return dataclasses.replace(rules, hidden=frozenset())
+    return rules
+
+
+def shown(name: str, name_rules: PathRules, allow_dotfiles: bool) -> bool:
+    """Is a folder's entry `name` one a request could be answered for (`name_rules`: the
+    folder's, folder_name_rules)? What listings show and archives hold."""
+    return nameable(name) and check_segments((name,), name_rules, allow_dotfiles) is None
+
+
 def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow_symlinks: bool,
                     rules: PathRules = POSIX) -> list[Entry]:
     """The names of a folder that a listing shows, in no particular order (listing.py sorts).
@@ -447,11 +461,9 @@ def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow
         raise Forbidden("the folder may not be listed") from None
     except OSError:
         raise NotFound("the folder is gone") from None
-    name_rules = rules
-    if rules.hidden and fs_dir.rstrip(os.sep) != real_root.rstrip(os.sep):
-        name_rules = dataclasses.replace(rules, hidden=frozenset())  # the root's names only
+    name_rules = folder_name_rules(real_root, fs_dir, rules)
     for name in names:
-        if not nameable(name) or check_segments((name,), name_rules, allow_dotfiles) is not None:
+        if not shown(name, name_rules, allow_dotfiles):
             continue
         full = os.path.join(fs_dir, name)
         try:

@@ -1,8 +1,10 @@
 """Plain values that cross module boundaries: the parsed request, the response head, body plans.
 
 A response plan is data: a tuple of segments, each either bytes (the head, an error page, a cached
-small file, a multipart separator) or a `FileRegion` of an open descriptor. Engines execute plans
-(`send` for bytes, `os.sendfile` or read-and-send for regions); they never decide semantics.
+small file, a multipart separator), a `FileRegion` of an open descriptor, or (--archives) a
+`ProducedBody`, a body made while it is sent. Engines execute plans (`send` for bytes,
+`os.sendfile` or read-and-send for regions, a producer for a produced body); they never decide
+semantics.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from ._version import __version__
 
@@ -66,6 +68,21 @@ class FileRegion:
     fd: int
     offset: int
     count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProducedBody:
+    """A body made while it goes out (--archives): the archive of `entries` (archive.Entry, what
+    the walk found) as `kind` ("zip", "tar", "tar_gz"), framed as chunks when `chunked` (RFC 9112
+    section 7.1), else ended by the close. Its length is unknown until it ends: the last segment
+    of its plan. The engine starts its producer when the cursor reaches it (archive.py); the
+    producer stops when the exchange closes."""
+
+    kind: str
+    entries: tuple
+    chunked: bool
+    # The request line, for the log lines naming files left out.
+    request_line: str = ""
 
 
 _STATUS_LINES: dict[int, bytes] = {}
@@ -165,14 +182,19 @@ class ResponsePlan:
                 if type(segment) is FileRegion:
                     first_region = index
                     break
+        if segments and type(segments[-1]) is ProducedBody:
+            first_region = len(segments) - 1  # the head is out once the cursor reaches it
         self.first_region: Final = first_region
         # Head and body in one bytes object: one send (the dominant case, tested once here).
         self.one_piece: Final = len(segments) == 1 and type(segments[0]) is bytes
 
     def body_sent(self, sent: int) -> int:
-        """Body bytes among the first `sent` bytes of the plan (for a response cut short)."""
+        """Body bytes among the first `sent` bytes of the plan (for a response cut short, and
+        for a produced body, whose length is known only once sent)."""
         total = 0
         for segment in self.segments:
+            if type(segment) is ProducedBody:
+                return max(0, sent - total)  # all of it body; `total` is the head's
             total += len(segment) if type(segment) is bytes else segment.count
         return max(0, min(sent - (total - self.body_length), self.body_length))
 
@@ -214,7 +236,8 @@ class Exchange:
     copy of the connection's own (`own`). tests/test_exchange.py pins this.
     """
 
-    __slots__ = ("plan", "client", "fd", "index", "offset", "sent", "shared", "file_buffer")
+    __slots__ = ("plan", "client", "fd", "index", "offset", "sent", "shared", "file_buffer",
+                 "feed")
 
     def __init__(self, plan: ResponsePlan, client: str = "", shared: bool = False):
         if shared and (plan.fd is not None or client):
@@ -227,6 +250,8 @@ class Exchange:
         self.sent = 0
         self.shared: Final = shared
         self.file_buffer: FileBuffer | None = None
+        # A produced body's bounded buffer (archive.Feed, the reactor's), once its producer runs.
+        self.feed: Any = None
 
     def own(self) -> Exchange:
         """This exchange if it is one connection's own, else a fresh copy to write to."""
@@ -237,7 +262,11 @@ class Exchange:
         return self.plan.body_sent(self.sent)
 
     def close(self) -> None:
-        """Release the file descriptor this exchange owns, once."""
+        """Release the file descriptor this exchange owns, once; stop its producer, if any."""
+        feed = self.feed
+        if feed is not None:
+            self.feed = None
+            feed.cancel()
         if self.fd is not None:
             fd, self.fd = self.fd, None
             os.close(fd)

@@ -295,6 +295,25 @@ class Settings:
         64 << 20, "--compress-cache-bytes", BYTES, "memory for compressed bodies, least recently "
         "used out", group="what is served", metavar="BYTES", low=1 << 20, high=1 << 36,
         shown_default="64 MiB")
+    # Off by default: an archive reads a whole folder tree for one request (archive.py).
+    archives: bool = option_field(
+        False, "--archives", SWITCH, "offer folders as archives: `?download=zip`, `tar` or "
+        "`tar_gz` on a listed folder streams it with what its listing shows, recursively",
+        group="what is served")
+    # The total of the files an archive would hold, summed by a walk before the head goes out:
+    # beyond it, 413. 1 GiB: a large photo folder, not a disk; the walk is also bounded in
+    # entries (--archive-max-files).
+    archive_max_bytes: int = option_field(
+        1 << 30, "--archive-max-bytes", BYTES, "--archives: refuse (413) a folder whose files "
+        "total more than this", group="what is served", metavar="BYTES", low=1,
+        high=1 << 40, shown_default="1 GiB")
+    # Entries (files and folders) an archive's walk may meet before it refuses with 413. The
+    # walk stats each one on the engine's thread (the reactor's loop: about 4 us an entry on a
+    # 2-CPU Xeon with the tree in the page cache), so 10,000 bounds it to some 40 ms.
+    archive_max_files: int = option_field(
+        10_000, "--archive-max-files", COUNT, "--archives: refuse (413) a folder tree with more "
+        "files and folders than this", group="what is served", metavar="N", low=1,
+        high=1_000_000)
     log_dir: str | None = option_field(
         None, "--log-dir", TEXT, "write the dated connection log DDMMYYconnectionLog.txt in DIR",
         group="logging", metavar="DIR", path=True)

@@ -97,6 +97,9 @@ class SelectorsPoller:
     def __init__(self) -> None:
         self._selector = self.selector_class()
         self.data: dict[int, object] = {}
+        # Sockets registered with no interest (`selectors` refuses an empty mask): kept out of
+        # the selector until a modify gives them one (fd -> socket).
+        self._parked: dict[int, object] = {}
 
     @staticmethod
     def _events(mask: int) -> int:
@@ -108,10 +111,22 @@ class SelectorsPoller:
         self.data[key.fd] = data
 
     def modify(self, sock, mask: int, data) -> None:
-        key = self._selector.modify(sock, self._events(mask))
+        events = self._events(mask)
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        if not events:  # no interest: out of the selector, until a modify gives it one
+            key = self._selector.unregister(sock)
+            self._parked[key.fd] = sock
+        elif self._parked.pop(fd, None) is not None:
+            key = self._selector.register(sock, events)
+        else:
+            key = self._selector.modify(sock, events)
         self.data[key.fd] = data
 
     def unregister(self, sock) -> None:
+        fd = sock if isinstance(sock, int) else sock.fileno()
+        if self._parked.pop(fd, None) is not None:
+            del self.data[fd]
+            return
         key = self._selector.unregister(sock)
         del self.data[key.fd]
 
@@ -123,6 +138,7 @@ class SelectorsPoller:
     def close(self) -> None:
         self._selector.close()
         self.data.clear()
+        self._parked.clear()
 
 
 class SelectPoller(SelectorsPoller):

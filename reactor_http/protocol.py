@@ -48,6 +48,9 @@ class ConnState(enum.Enum):
     READING_BODY = "reading_body"  # head parsed; its body is being read and discarded
     WRITING_HEAD = "writing_head"  # an answer is ready; its head (and in-memory body) goes out
     SENDING_BODY = "sending_body"  # the head is out; file regions are going out
+    # --archives: a produced body's producer is behind the socket; the engine waits for its
+    # wake-up, not for the socket (the send timer runs on from the last byte sent).
+    AWAITING_BODY = "awaiting_body"
     CLOSING = "closing"            # last response out; half-closed, draining the peer
     # --live-reload: an event stream's head is out; it waits for changes to send (no idle or
     # header timer; the send timer runs while a message is going out). Reads only to see EOF.
@@ -76,6 +79,8 @@ class Event(enum.Enum):
     ABORT = "abort"                  # I/O error or shutdown: drop at once
     STREAM_OPEN = "stream_open"      # an event stream's head (and retry line) went out
     NOTIFY = "notify"                # a change (or a heartbeat) is to go out on a stream
+    STARVED = "starved"              # a produced body has nothing made to send yet
+    PRODUCED = "produced"            # its producer made more (or ended)
     # CLOSING: the client asked to close and nothing more of it is buffered, here or in the
     # kernel: closed without lingering (nginx's lingering_close heuristic, see linger_wanted).
     NO_LINGER = "no_linger"
@@ -113,6 +118,10 @@ TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
     (S.SENDING_BODY, E.DONE_PIPELINED): S.READING_HEAD,
     (S.SENDING_BODY, E.DONE_CLOSE): S.CLOSING,
     (S.SENDING_BODY, E.TIMEOUT): S.CLOSED,
+    # --archives' produced bodies (archive.py), in an engine that waits for their producer.
+    (S.SENDING_BODY, E.STARVED): S.AWAITING_BODY,
+    (S.AWAITING_BODY, E.PRODUCED): S.SENDING_BODY,
+    (S.AWAITING_BODY, E.TIMEOUT): S.CLOSED,  # nothing went out for the send timeout
     (S.CLOSING, E.DATA): S.CLOSING,
     (S.CLOSING, E.EOF): S.CLOSED,
     (S.CLOSING, E.TIMEOUT): S.CLOSED,
@@ -229,6 +238,7 @@ STATES: dict[ConnState, StateFacts] = {
     S.READING_BODY: StateFacts(_I.READ, _T.HEADER, _R.TIMEOUT, "header"),
     S.WRITING_HEAD: StateFacts(_I.WRITE, _T.SEND, _R.SEND, "send"),
     S.SENDING_BODY: StateFacts(_I.WRITE, _T.SEND, _R.SEND, "send"),
+    S.AWAITING_BODY: StateFacts(_I.NONE, _T.SEND, _R.SEND, "send"),
     S.CLOSING: StateFacts(_I.READ, _T.LINGER, _R.CLOSE, "linger"),
     # The send timer runs only while a message is going out on the stream.
     S.STREAMING: StateFacts(_I.STREAM, _T.SEND, _R.SEND, "send"),
@@ -239,6 +249,9 @@ TIMEOUT_KINDS = ("idle", "header", "send", "linger", "handshake")
 # States in which the engine waits to read, and in which it waits to write (from STATES).
 READ_STATES = frozenset(state for state, facts in STATES.items() if facts.interest is _I.READ)
 WRITE_STATES = frozenset(state for state, facts in STATES.items() if facts.interest is _I.WRITE)
+# States in which the send timer runs: it restarts whenever bytes went out (the reactor's
+# _settle), also while a produced body waits for its producer (AWAITING_BODY).
+SEND_TIMER_STATES = frozenset(state for state, facts in STATES.items() if facts.timer is _T.SEND)
 # A stream waits to read (for EOF) and, while a message is going out, to write as well.
 STREAM_STATES = frozenset(state for state, facts in STATES.items()
                           if facts.interest is _I.STREAM)
@@ -695,7 +708,8 @@ class HttpConnection:
                          self.keep_alive_fields if keep_alive else CLOSE_FIELDS, b"\r\n"))
         segments = response.segments
         if response.fd is None and len(segments) <= 1 and \
-                (not segments or len(segments[0]) <= WIRE_CACHE_MAX_BODY):
+                (not segments or (type(segments[0]) is bytes and
+                                  len(segments[0]) <= WIRE_CACHE_MAX_BODY)):
             # Head and in-memory body as one bytes object: one send.
             segments = (head + segments[0],) if segments else (head,)
         else:
@@ -734,6 +748,14 @@ class HttpConnection:
             self.close_reason = reason
         self._move(Event.TIMEOUT)
         return None
+
+    def body_starved(self) -> None:
+        """The engine found nothing made of a produced body: it waits for its producer."""
+        self._move(Event.STARVED)
+
+    def body_produced(self) -> None:
+        """The producer of the body being sent made more: the engine sends again."""
+        self._move(Event.PRODUCED)
 
     def handshake_done(self) -> None:
         """The engine completed the TLS handshake: wait for a request."""

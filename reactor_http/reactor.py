@@ -22,17 +22,17 @@ import threading
 import time
 from typing import cast
 
-from . import livereload, sending
+from . import archive, livereload, sending
 from .deadlines import DeadlineQueue
 from .engine import (ACCEPT_PAUSE, HANDSHAKE_DONE, HANDSHAKE_EOF, HANDSHAKE_WRITE, RECV_SIZE,
                      AcceptErrors, ConnectionLog, EngineBase, Listener, as_listeners,
                      cap_stream_buffer, close_reason_for, format_peer, handshake_step,
                      is_plaintext_on_tls, open_connection, peer_host, plain_socket)
-from .messages import Exchange
+from .messages import Exchange, ProducedBody
 from .parser import Limits
 from .poller import READ, WRITE, Poller, ready_mask
-from .protocol import (READ_STATES, STATES, STOP_GRACE, WRITE_STATES, CloseReason, ConnState,
-                       HeadParser, HttpConnection, Interest, Timer, evict_min_idle)
+from .protocol import (READ_STATES, SEND_TIMER_STATES, STATES, STOP_GRACE, CloseReason,
+                       ConnState, HeadParser, HttpConnection, Interest, Timer, evict_min_idle)
 from .sending import send_available, send_slice
 from .stats import Stats
 
@@ -55,9 +55,12 @@ PEEK = socket.MSG_PEEK
 IDLE, READING_HEAD, WRITING_HEAD = ConnState.IDLE, ConnState.READING_HEAD, ConnState.WRITING_HEAD
 HANDSHAKING, CLOSING, CLOSED = ConnState.HANDSHAKING, ConnState.CLOSING, ConnState.CLOSED
 STREAMING, SENDING_BODY = ConnState.STREAMING, ConnState.SENDING_BODY
+AWAITING_BODY = ConnState.AWAITING_BODY
 # The poller interest of each kind of wait in protocol.STATES that _settle sets (a stream's is
-# set by _stream_settle; a closed connection has none).
-INTEREST_MASKS = {Interest.READ: READ, Interest.WRITE: WRITE, Interest.HANDSHAKE: None}
+# set by _stream_settle). NONE (a produced body's producer is behind) is no interest at all:
+# epoll still reports an error or a hang-up, which closes the connection (_loop_once).
+INTEREST_MASKS = {Interest.READ: READ, Interest.WRITE: WRITE, Interest.HANDSHAKE: None,
+                  Interest.NONE: 0}
 # What the wake-up socket's events are dispatched to (signals, request_stop, --live-reload).
 WAKEUP = object()
 
@@ -162,6 +165,9 @@ class Reactor(EngineBase):
             if facts.interest in INTEREST_MASKS}
         self._init_wakeup()
         self._init_streams(site.live)
+        # --archives: connections whose producer made more since they waited for it (appended
+        # on producer threads, taken by the loop after the wake-up socket rang).
+        self.produced: collections.deque[Conn] = collections.deque()
 
     def _init_wakeup(self) -> None:
         """The socket pair through which signals, stop requests and live reload wake the loop."""
@@ -256,6 +262,10 @@ class Reactor(EngineBase):
                     # says it (plain readiness within the interest is already that)
                     mask = ready_mask(mask, data.mask)
                     if not mask:
+                        if data.proto.state is AWAITING_BODY:
+                            # No interest, yet a report: an error or hang-up. The peer is gone;
+                            # waiting for the producer would only repeat this report.
+                            self._abort(data, CloseReason.RESET)
                         continue
                 handle(data, mask, now)
             elif data is WAKEUP:
@@ -304,6 +314,8 @@ class Reactor(EngineBase):
                 pass
         except OSError:
             pass
+        if self.produced:
+            self._resume_produced(time.monotonic())
         live = self.live
         if live is not None and live.seq != self.live_seq:
             self.live_seq, message = live.since(self.live_seq)
@@ -627,6 +639,9 @@ class Reactor(EngineBase):
                 proto.head_sent()
             if left is not None:
                 conn.exchange = left
+                if left.index == first_region and \
+                        type(left.plan.segments[first_region]) is ProducedBody:
+                    self._await_producer(conn, left)
                 return
             if self._complete(conn, exchange, now) is not READING_HEAD:
                 return
@@ -670,7 +685,7 @@ class Reactor(EngineBase):
         exchange = conn.exchange
         if queue is not conn.queue or proto.requests_served != conn.armed_served or \
                 (exchange is not None and exchange.sent != conn.armed_sent and
-                 state in WRITE_STATES):
+                 state in SEND_TIMER_STATES):
             self._arm(conn, queue, now)
         mask = self.mask_for[state]
         if mask is None:  # a TLS handshake waits for what its last step asked
@@ -707,6 +722,41 @@ class Reactor(EngineBase):
             self._fail(conn, exc)
             return
         self._settle(conn, now)
+
+    # ---- --archives: produced bodies ----------------------------------------------------------
+
+    def _await_producer(self, conn: Conn, exchange: Exchange) -> None:
+        """A produced body is next and the socket took all there was: start its producer if it
+        has none, and wait for it (no interest, AWAITING_BODY) unless it has made more."""
+        feed = exchange.feed
+        if feed is None:
+            body = exchange.plan.segments[exchange.index]
+            peer = conn.peer_name()
+            feed = exchange.feed = archive.start_feed(
+                body, lambda text: self.clog.left_out(peer, text), self.site.archive_slots)
+        if feed.wait(lambda: self._producer_wake(conn)):
+            conn.proto.body_starved()
+
+    def _producer_wake(self, conn: Conn) -> None:
+        """A producer made more for `conn` (on the producer's thread): wake the loop."""
+        self.produced.append(conn)
+        try:
+            self._wakeup_w.send(b"\3")
+        except OSError:
+            pass  # full: the loop is already due to wake; closed: it has stopped
+
+    def _resume_produced(self, now: float) -> None:
+        """Send again on each connection whose producer woke the loop (if still waiting)."""
+        produced = self.produced
+        while produced:
+            conn = produced.popleft()
+            if conn in self.conns and conn.proto.state is AWAITING_BODY:
+                try:
+                    conn.proto.body_produced()
+                except Exception as exc:
+                    self._fail(conn, exc)
+                    continue
+                self._handle_general(conn, WRITE, now)
 
     # ---- --live-reload's event streams -------------------------------------------------------
 

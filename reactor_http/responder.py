@@ -14,9 +14,9 @@ import os
 import urllib.parse
 from typing import Final
 
-from . import content_coding, extras, filesystem, listing, livereload, siterules
+from . import archive, content_coding, extras, filesystem, listing, livereload, siterules
 from .headers import comma_list, parse_http_date, quality_values
-from .messages import REASONS, FileRegion, Request, Response
+from .messages import REASONS, FileRegion, ProducedBody, Request, Response
 from .website import SMALL_FILE_MAX, PathExtras, Site, file_identity, plain_key
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
@@ -59,6 +59,8 @@ def respond(request: Request, site: Site, now: float, cache_key: tuple | None = 
                               extra=[("WWW-Authenticate", extras.WWW_AUTHENTICATE)] + _cors(site))
     if cache_key is None:
         cache_key = plain_key(request, site.path_rules)
+    if cache_key is not None and site.archive_slots is not None:
+        cache_key = _archive_cache_key(request, cache_key)
     if cache_key is not None:
         cached = site.cached_response(cache_key, method, now)
         if cached is not None:
@@ -282,6 +284,13 @@ def _status_page(request: Request, site: Site, target: str, status: int) -> Resp
     return _bytes_response(status, ctype, body, head_only, _cors(site))
 
 
+def _archive_cache_key(request: Request, cache_key: tuple) -> tuple | None:
+    """--archives: no answer-cache key for a request asking for a download. The key ignores the
+    query, so a folder's archive is never its cached answer, and never replays one
+    (Site.replay_key declines such heads too)."""
+    return None if "download=" in request.target else cache_key
+
+
 def _is_preflight(request: Request) -> bool:
     """A CORS preflight: answered without credentials, since browsers never send them with one
     (Fetch standard, CORS-preflight request); it reveals nothing but the allowed methods."""
@@ -310,9 +319,16 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
         return _serve_file(request, site, index, index_st, route)
     if not site.config.listing:
         raise filesystem.NotFound("no index.html and listings are off")
-    as_json = wants_json(request.fields.get("accept"))
     split = filesystem.split_target(request.target)
-    order = listing.parse_order(split[1] if split is not None else "")
+    query = split[1] if split is not None else ""
+    if site.archive_slots is not None:
+        # Offered where the listing is, as miniserve does: an index.html wins, and with
+        # --no-listing a folder's contents are not for download either.
+        kind = archive.requested_format(query)
+        if kind is not None:
+            return _serve_archive(request, site, found, kind)
+    as_json = wants_json(request.fields.get("accept"))
+    order = listing.parse_order(query)
     body, etag = site.listing(found.fs_path, found.st, found.url_path, route.now, as_json,
                               order)
     if site.live is not None and not as_json:  # --live-reload: the HTML listing is a page too
@@ -331,6 +347,44 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
     # RFC 8259 section 11: application/json defines no charset parameter (it is UTF-8).
     ctype = "application/json" if as_json else "text/html; charset=utf-8"
     return _bytes_response(200, ctype, body, head_only, extra, site_fields)
+
+
+def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: str) -> Response:
+    """200 with the folder as an archive made while it is sent, or 413 (too large) or 503 (as
+    many archives as archive.ARCHIVES_AT_ONCE already being made).
+
+    Framed with the chunked coding for HTTP/1.1, closed at the end for HTTP/1.0 (RFC 9112
+    section 6.3). Never cached, never a range: no-store, no validators, no Accept-Ranges.
+    """
+    head_only = request.method == "HEAD"
+    slots = site.archive_slots
+    assert slots is not None  # only with --archives
+    if slots.full():
+        return error_response(503, head_only=head_only,
+                              extra=[("Retry-After", str(archive.RETRY_AFTER))])
+    top = archive.archive_name(found.url_path, site.real_root)
+    config = site.config
+    try:
+        entries = archive.walk(site.real_root, found.fs_path, top,
+                               allow_dotfiles=site.allow_dotfiles,
+                               follow_symlinks=config.follow_symlinks, rules=site.path_rules,
+                               max_bytes=config.archive_max_bytes,
+                               max_entries=config.archive_max_files)
+    except archive.TooLarge:
+        return error_response(413, head_only=head_only)
+    ctype, suffix = archive.FORMATS[kind]
+    chunked = request.version >= (1, 1)
+    fields = [("Content-Type", ctype),
+              ("Content-Disposition", archive.content_disposition(top + suffix)),
+              ("Cache-Control", "no-store")]
+    if chunked:
+        fields.append(("Transfer-Encoding", "chunked"))
+    fields.extend(_cors(site))
+    if head_only:
+        return Response(200, fields)
+    body = ProducedBody(kind, entries, chunked, request.request_line)
+    # HTTP/1.0: the body ends with the connection (close-delimited).
+    return Response(200, fields, [body], 0, close=not chunked)
 
 
 def _media_quality(accepted: dict[str, float], media_type: str) -> float:

@@ -25,6 +25,11 @@ descriptor with ENOSYS (no such system call: every descriptor would be refused).
 refused otherwise (SENDFILE_REFUSALS) switches only its exchange. A refused call sent nothing,
 so the exchange goes on from its cursor without losing or repeating a byte.
 
+A produced body (--archives, messages.ProducedBody) goes out as its producer makes it: from the
+exchange's archive.Feed in the reactor (`Starved`, a BlockingIOError, when nothing is made yet:
+the reactor then waits for the producer, not for the socket), and as `produce` writes it on the
+threaded engine's connection thread (`send_blocking`).
+
 A sendfile that returns 0, or a read that returns nothing, before the region's count means the
 file shrank: the Content-Length promise can no longer be kept, so we raise `FileShrank` and the
 engine closes the connection.
@@ -39,7 +44,7 @@ import select
 import ssl
 
 from .facilities import FACTS, pread
-from .messages import Exchange, FileBuffer, FileRegion
+from .messages import Exchange, FileBuffer, FileRegion, ProducedBody
 
 # Bytes one sendfile call may move, and bytes one connection may send per loop turn: one call
 # per ready connection per wake-up, as lighttpd writes, then back to epoll. Level-triggered
@@ -77,6 +82,11 @@ PEER_GONE_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, err
 
 class FileShrank(Exception):
     """The file got shorter while we were sending it."""
+
+
+class Starved(BlockingIOError):
+    """A produced body has nothing made to send yet (or its producer has not started): the
+    engine waits for the producer (archive.Feed.wait), not for the socket."""
 
 
 def send_available(sock: _socket.socket, exchange: Exchange, budget: int = TURN_BUDGET,
@@ -154,9 +164,11 @@ def _send_segment(sock: _socket.socket, fileno: int, exchange: Exchange, tls: bo
             return sent
         remaining = len(segment) - exchange.offset
         sent = _send_bytes(sock, exchange, segment, tls)
-    else:
+    elif type(segment) is FileRegion:
         remaining = segment.count - exchange.offset
         sent = _send_region_part(sock, fileno, exchange, segment, tls)
+    else:
+        return _send_produced(sock, exchange, tls)
     exchange.sent += sent
     if sent >= remaining:
         exchange.index += 1
@@ -206,6 +218,30 @@ def _send_region_part(sock: _socket.socket, fileno: int, exchange: Exchange, reg
                 raise FileShrank(f"file ended {remaining} bytes early")
             return sent
     return _read_and_send(sock, exchange, region, tls)
+
+
+def _send_produced(sock: _socket.socket, exchange: Exchange, tls: bool) -> int:
+    """One send of what the producer made (the exchange's archive.Feed); past its end, the
+    cursor moves on. Raises Starved when nothing is made yet, FileShrank if it failed."""
+    feed = exchange.feed
+    if feed is None:
+        raise Starved  # not started: the engine starts it
+    pending = feed.pending
+    if not pending:
+        data = feed.take()
+        if data is None:
+            raise Starved
+        if not data:  # the producer ended and everything it made went out
+            if feed.error is not None:
+                raise FileShrank(f"archive not finished: {feed.error}") from feed.error
+            exchange.index += 1
+            exchange.offset = 0
+            return 0
+        pending = feed.pending = memoryview(data)
+    sent = sock.send(pending) if tls else sock.send(pending, 0)
+    feed.pending = pending[sent:]
+    exchange.sent += sent
+    return sent
 
 
 # Set when sendfile refused with ENOSYS: no descriptor will do, whatever a server asks for.
@@ -297,7 +333,7 @@ def _skip(exchange: Exchange, segments: tuple, sent: int) -> None:
 
 
 def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
-                  tls: bool = False) -> None:
+                  tls: bool = False, produce=None) -> None:
     """Send a whole exchange on a blocking socket with a timeout; `exchange.sent` counts what
     went out.
 
@@ -305,7 +341,8 @@ def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
     errors, and FileShrank. File regions go out with os.sendfile from an explicit offset in
     bounded chunks, waiting for writability with the socket's timeout (as socket.sendfile does,
     but counting as it goes, so a response cut short is logged with the bytes really sent);
-    over TLS, without sendfile, or once sendfile refuses, they are read and sent.
+    over TLS, without sendfile, or once sendfile refuses, they are read and sent. A produced
+    body (--archives) is sent as `produce(body, emit)` makes it, on this thread.
     """
     pending: list[bytes] = []  # consecutive bytes segments go out in one sendall
     head_reported = False
@@ -318,7 +355,9 @@ def send_blocking(sock: _socket.socket, exchange: Exchange, on_head_sent=None,
         if not head_reported and on_head_sent is not None:
             on_head_sent()
             head_reported = True
-        if tls or not sendfile_usable or exchange.file_buffer is not None:
+        if type(segment) is ProducedBody:
+            produce(segment, lambda data: _sendall(sock, [data], exchange))
+        elif tls or not sendfile_usable or exchange.file_buffer is not None:
             _read_and_send_region(sock, segment, exchange, tls)
         else:
             _send_region(sock, segment, exchange)

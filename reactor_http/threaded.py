@@ -12,14 +12,16 @@ waiting in the backlog.
 from __future__ import annotations
 
 import _socket
+import functools
 import selectors
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import cast
 
-from . import livereload, sending
+from . import archive, livereload, sending
 from .engine import (ACCEPT_PAUSE, RECV_SIZE, AcceptErrors, ConnectionLog, EngineBase, Listener,
                      as_listeners, cap_stream_buffer, close_reason_for, format_peer,
                      is_plaintext_on_tls, peer_host, open_connection, plain_socket)
@@ -39,7 +41,7 @@ class ThreadConn:
     """One connection as its thread sees it: socket, protocol, the exchange being sent."""
 
     __slots__ = ("sock", "proto", "peer", "host", "tls", "exchange", "waiting", "evicted",
-                 "bell", "lock", "idle_wait")
+                 "bell", "lock", "idle_wait", "produce")
 
     def __init__(self, sock: _socket.socket, address, proto: HttpConnection, tls: bool):
         self.sock = sock
@@ -61,6 +63,8 @@ class ThreadConn:
         # The wait between requests (its socket and the engine's stop socket), made at the
         # first one and kept: one per connection, not one per request.
         self.idle_wait: ReadWait | None = None
+        # --archives: how this connection's thread makes a produced body (None: archives off).
+        self.produce: Callable | None = None
 
 
 class ThreadedServer(EngineBase):
@@ -255,6 +259,8 @@ class ThreadedServer(EngineBase):
                 return
             sock, proto = opened
             conn = ThreadConn(sock, address, proto, listener.tls is not None)
+            if self.site.archive_slots is not None:
+                conn.produce = functools.partial(self._produce, conn.peer)
             with self.active_lock:
                 self.active[proto] = conn
             self.clog.opened(conn.peer)
@@ -433,12 +439,24 @@ class ThreadedServer(EngineBase):
         conn.sock.settimeout(self.config.send_timeout)
         exchange = conn.exchange = exchange.own()  # send_blocking counts what it sends
         sending.send_blocking(conn.sock, exchange, on_head_sent=conn.proto.head_sent,
-                              tls=conn.tls)
+                              tls=conn.tls, produce=conn.produce)
         sent_at = time.monotonic()  # idle from here: before the log line (eviction order)
         conn.exchange = None
         exchange.close()
         self.clog.exchange(conn.peer, conn.host, exchange)
         return conn.proto.response_done(exchange.plan, sent_at)
+
+    def _produce(self, peer: str, body, emit) -> None:
+        """--archives: make a produced body on this connection's thread, sending as it goes
+        (`emit`: a send with the send timeout, which ends it for a client that stops reading).
+        The same producer as the reactor's (archive.produce), without a feed: the socket's
+        own buffer is the bound on how far it runs ahead."""
+        slots = self.site.archive_slots
+        slots.enter()
+        try:
+            archive.produce(body, emit, lambda text: self.clog.left_out(peer, text))
+        finally:
+            slots.leave()
 
     def _stream(self, conn: ThreadConn) -> None:
         """--live-reload: hold an event stream on this thread until EOF, a stop or an error.

@@ -17,8 +17,7 @@ import dataclasses
 import os
 import threading
 
-
-from . import content_coding, extras, filesystem, pathrules, rulefiles, validators
+from . import archive, content_coding, extras, filesystem, pathrules, rulefiles, validators
 from .facilities import pread
 from .headers import DateCache
 from .listing import DEFAULT_ORDER, Order, listing_etag, render_html, render_json, sort_entries
@@ -128,6 +127,11 @@ class Site:
         self.cache_control, self.listing_cache_control = _cache_controls(config)
         # --status: its page is made afresh per request (stats.Stats.answer), never replayed.
         self.status_path = config.status_path
+        # --archives: the count of archives being made (None: archives are off), and the
+        # formats a listing offers links to.
+        self.archive_slots = archive.Slots() if config.archives else None
+        if config.archives:
+            self.listing_downloads = tuple(archive.FORMATS)
         # What a file's or listing's answer carries where no `_headers` block applies.
         self.default_extras = self._extras_for(None)
         # The URL paths an answer stands for -> their PathExtras, under the rules' generation.
@@ -161,9 +165,13 @@ class Site:
         - plain GET/HEAD only (plain_key: no conditionals, ranges or unnormalisable path);
         - --status: its path is answered per request by the engine's counters;
         - --auth: only a head whose credentials are right (checked once per head, in constant
-          time): a wrong or missing one never reaches a cached answer.
+          time): a wrong or missing one never reaches a cached answer;
+        - --archives: no head asking for a download (`download=` in the query, which the key
+          ignores): a folder's archive is made per request, and never cached.
         """
         if key is None:
+            return None
+        if self.archive_slots is not None and "download=" in request.target:
             return None
         if self.status_path is not None and target_path(request) == self.status_path:
             return None

@@ -8,6 +8,7 @@ No timing assertions beyond "more than nothing". Self-contained: no conftest hel
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,17 @@ def test_streams_holds_streams_and_times_a_fan_out():
     assert result["mode"] == "reactor" and result["held"] == 20, result
     assert result["delivered"] == 20 and result["fanout_seconds"] > 0, result
     assert result["rss_after_kib"] > 0 and result["baseline_latency_ms"] > 0, result
+
+
+# ---------------------------------------------------------------- bench/archive_load.py
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
+def test_archive_load_measures_archives_and_the_others(tmp_path):
+    done = run_module("-m", "bench.archive_load", "--size-mib", "4", "--seconds", "1",
+                      "--clients", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    results = json_lines(done.stdout)
+    assert [result["engine"] for result in results] == ["reactor", "threaded"]
+    for result in results:
+        assert result["archives"] > 0 and result["archive_mb_s"] > 0
+        assert result["alone"]["requests"] > 0 and result["during"]["requests"] > 0

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ctypes
 import gzip
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import types
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -280,3 +282,46 @@ def test_spa_index_that_may_not_be_opened_is_403(root, monkeypatch):
     response = respond(site, "/some/route")
     assert response.status == 403
     assert body_of(response) == responder.error_page(403)
+
+
+@pytest.mark.parametrize("log_dir", [False, True], ids=["error-log", "connection-log"])
+@pytest.mark.parametrize("mode", MODES)
+def test_an_archive_leaves_out_what_may_not_be_read_and_names_it(mode, log_dir, unprivileged):
+    """--archives: a file that may not be read is not in the archive, nor is a folder that may
+    not be listed filled; each is named in the connection log (--log-dir), else the error log."""
+    site = Path(tempfile.mkdtemp(prefix="perm-archive-"))
+    try:
+        os.chmod(site, 0o755)
+        _write(site / "ok.txt", b"ok\n")
+        _write(site / "secret.txt", b"SECRET\n", 0)
+        (site / "listable").mkdir(mode=0o755)
+        _write(site / "listable" / "file.txt", b"listable\n")
+        (site / "locked").mkdir()
+        _write(site / "locked" / "file.txt", b"SECRET locked\n")
+        os.chmod(site / "locked", 0)
+        logs = Path(tempfile.mkdtemp(prefix="perm-archive-logs-"))
+        os.chmod(logs, 0o777)
+        options = ["--quiet", "--archives", *(["--log-dir", str(logs)] if log_dir else [])]
+        server = ServerProcess(site, mode, *options, cwd="/", popen_kwargs=unprivileged.kwargs)
+        try:
+            with server.connect() as sock:
+                sock.sendall(b"GET /?download=zip HTTP/1.0\r\n\r\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+        finally:
+            _, _, err = server.stop()
+        top = site.name
+        with zipfile.ZipFile(io.BytesIO(data.partition(b"\r\n\r\n")[2])) as archive:
+            assert sorted(archive.namelist()) == sorted(
+                [f"{top}/", f"{top}/ok.txt", f"{top}/listable/", f"{top}/listable/file.txt",
+                 f"{top}/locked/"])
+            assert archive.read(f"{top}/ok.txt") == b"ok\n"
+        if log_dir:
+            err = "".join(path.read_text() for path in logs.iterdir())
+        assert f"'{top}/secret.txt' (may not be read)" in err, err
+        assert f"'{top}/locked' (folder may not be listed)" in err, err
+        shutil.rmtree(logs, ignore_errors=True)
+    finally:
+        os.chmod(site / "locked", 0o755)
+        shutil.rmtree(site, ignore_errors=True)

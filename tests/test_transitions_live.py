@@ -42,16 +42,29 @@ _NO_READ_WHILE_WRITING = ("neither engine reads while a response is going out: p
                           "wait in the kernel (backpressure)")
 _ABORT_ONLY_LIVE = ("both engines abort only a connection that is still open; the row makes a "
                     "second abort harmless")
+_PRODUCER_STALL = ("an archive's producer silent for the whole send timeout (a disk that stops "
+                   "answering): nothing a client can cause")
+_AWAITING_CLOSED = ("a connection waiting for its producer is closed by a hang-up or error "
+                    "reported in the instant before the producer's next piece, or at the drain "
+                    "bound: no client can time that")
+_INLINE_PRODUCER = ("the threaded engine makes an archive on the connection's thread, sending "
+                    "as it goes: it never waits for a producer")
 UNREACHABLE = {
     "reactor": {
         (S.WRITING_HEAD, E.DATA): _NO_READ_WHILE_WRITING,
         (S.SENDING_BODY, E.DATA): _NO_READ_WHILE_WRITING,
         (S.CLOSED, E.ABORT): _ABORT_ONLY_LIVE,
+        (S.AWAITING_BODY, E.TIMEOUT): _PRODUCER_STALL,
+        (S.AWAITING_BODY, E.ABORT): _AWAITING_CLOSED,
     },
     "threaded": {
         (S.WRITING_HEAD, E.DATA): _NO_READ_WHILE_WRITING,
         (S.SENDING_BODY, E.DATA): _NO_READ_WHILE_WRITING,
         (S.CLOSED, E.ABORT): _ABORT_ONLY_LIVE,
+        (S.SENDING_BODY, E.STARVED): _INLINE_PRODUCER,
+        (S.AWAITING_BODY, E.PRODUCED): _INLINE_PRODUCER,
+        (S.AWAITING_BODY, E.TIMEOUT): _INLINE_PRODUCER,
+        (S.AWAITING_BODY, E.ABORT): _INLINE_PRODUCER,
     },
 }
 
@@ -251,6 +264,17 @@ def file_bodies(port: int) -> None:
         assert len(expect_response(sock, buffer, connection="close").body) == LARGE_SIZE
         assert read_until_closed(sock) == b""
     wait_server_closed(ports, "a connection that fetched a large file")
+
+
+def archive_download(port: int) -> None:
+    """--archives: the root as a tar, read whole (the reactor waits for its producer at least
+    once: it starts it when the head is out, with nothing made yet)."""
+    with connect(port) as sock:
+        ports = server_ports(sock)
+        sock.sendall(request("/?download=tar", CLOSE))
+        data = read_until_closed(sock)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n0\r\n\r\n"), data[:200]
+    wait_server_closed(ports, "a connection that downloaded an archive")
 
 
 def request_bodies_and_split_head(port: int) -> None:
@@ -505,7 +529,7 @@ def test_every_reachable_transition_is_taken_over_sockets(mode, tmp_path, tls_ce
                            "--header-timeout", str(HEADER_TIMEOUT),
                            "--keepalive-timeout", str(KEEPALIVE_TIMEOUT),
                            "--send-timeout", str(SEND_TIMEOUT), "--drain-timeout", "10",
-                           "--status", STATUS_PATH, "--live-reload",
+                           "--status", STATUS_PATH, "--live-reload", "--archives",
                            env={TRACE_ENV: str(trace)})
     try:
         match = re.search(r"and https://127\.0\.0\.1:(\d+)/", server.banner)
@@ -514,6 +538,7 @@ def test_every_reachable_transition_is_taken_over_sockets(mode, tmp_path, tls_ce
         keep_alive_then_client_closes(server.port)
         pipelined_then_close(server.port)
         file_bodies(server.port)
+        archive_download(server.port)
         request_bodies_and_split_head(server.port)
         client_ends_mid_request(server.port)
         client_resets_mid_response(server.port, pipelined)
