@@ -360,9 +360,6 @@ def _zip(entries: tuple, writer: ChunkWriter, skipped: SkipLog) -> None:
         for entry in entries:
             if not entry.listed:
                 skipped(entry, "folder may not be listed")
-            if not entry.arcname.isascii() and not _utf8(entry.arcname):
-                skipped(entry, "name not UTF-8, which zip cannot hold; tar can")
-                continue
             info = zipfile.ZipInfo(entry.arcname + ("/" if entry.is_dir else ""),
                                    _zip_time(entry.mtime))
             info.external_attr = ((stat.S_IFDIR if entry.is_dir else stat.S_IFREG) |
@@ -380,15 +377,6 @@ def _zip(entries: tuple, writer: ChunkWriter, skipped: SkipLog) -> None:
                     _copy(fd, entry, member.write)
             finally:
                 os.close(fd)
-
-
-def _utf8(name: str) -> bool:
-    """Whether a name (with surrogate escapes for bytes that were not UTF-8) is valid UTF-8."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _Exact:

@@ -427,8 +427,8 @@ def test_the_walk_lists_a_folder_as_the_listing_does(tmp_path, allow_dotfiles, f
 
 @pytest.mark.parametrize("kind", ["zip", "tar"])
 def test_a_name_that_is_not_utf8(tmp_path, kind):
-    # Linux names are bytes: zip holds UTF-8 names only (that file is left out, and named),
-    # tar holds any (pax, its bytes as they are).
+    # Linux names are bytes: one that is not UTF-8 no request can name, so the listing does
+    # not show it (filesystem.nameable) and no archive holds it either (zip could not).
     root = tmp_path / "top"
     root.mkdir()
     (root / "ok.txt").write_bytes(b"ok")
@@ -444,11 +444,7 @@ def test_a_name_that_is_not_utf8(tmp_path, kind):
     out, lines = [], []
     archive.produce(body, out.append, lines.append)
     files = read_back(kind, b"".join(out))[0]
-    if kind == "zip":
-        assert files == {"top/ok.txt": b"ok"}
-        assert len(lines) == 1 and "not UTF-8" in lines[0]
-    else:
-        assert set(files) == {"top/ok.txt", "top/bad\udcff.txt"} and not lines
+    assert files == {"top/ok.txt": b"ok"} and not lines
 
 
 def test_a_file_past_the_zip64_limit_gets_zip64(tmp_path, monkeypatch):
@@ -501,3 +497,21 @@ def test_after_a_failed_send_the_archive_writes_nothing_more(tmp_path):
         archive.produce(messages.ProducedBody("zip", entries, True, "GET /top/"), emit,
                         lambda text: None)
     assert len(calls) == 5
+
+
+def test_the_root_archive_leaves_out_the_site_rule_files(tmp_path, mode):
+    # What the listing does not show is not in the archive: the root's _redirects and
+    # _headers are the server's own (404), a sub-folder's are ordinary files.
+    root = tmp_path / "site"
+    for name, data in {"a.txt": b"a", "_redirects": b"/x /a.txt\n",
+                       "_headers": b"/*\n  X-A: 1\n", "sub/_headers": b"plain"}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    srv = ServerProcess(root, mode, "--quiet", "--archives")
+    try:
+        response, body = fetch(srv, "/?download=zip")
+        assert response.status_code == 200
+        files, _ = read_back("zip", body)
+        assert set(files) == {"site/a.txt", "site/sub/_headers"}
+    finally:
+        srv.stop()
