@@ -258,6 +258,8 @@ class ThreadedServer(EngineBase):
             if opened is None:
                 return
             sock, proto = opened
+            if self.site.rules is not None:  # a new client sees every edit made before it came
+                self.site.rules_stand(time.monotonic(), force=True)
             conn = ThreadConn(sock, address, proto, listener.tls is not None)
             if self.site.archive_slots is not None:
                 conn.produce = functools.partial(self._produce, conn.peer)

@@ -94,11 +94,11 @@ class Site:
                  path_rules: pathrules.PathRules | None = None):
         self.config = config
         self.real_root = os.path.realpath(config.root)
-        self.rules, self.path_rules = self._site_rules(path_rules)
         self.dates = DateCache()
         self.allow_dotfiles = config.dotfiles == "allow"
         self.live = live
         self.stat_per_instant = single_thread
+        self.rules, self.path_rules = self._site_rules(path_rules)
         self._lock = threading.Lock()
         self._small_files: dict[str, tuple[tuple, bytes]] = {}
         self._small_file_bytes = 0
@@ -147,7 +147,8 @@ class Site:
         rules = path_rules or pathrules.for_root(self.real_root)
         if not self.config.site_rules:
             return None, rules
-        return rulefiles.RuleFiles(self.real_root), dataclasses.replace(
+        interval = 0.0 if self.stat_per_instant else rulefiles.THREADED_INTERVAL
+        return rulefiles.RuleFiles(self.real_root, interval), dataclasses.replace(
             rules, hidden=frozenset(rules.fold(name) for name in rulefiles.NAMES))
 
     def replay_key(self, request: Request, key: tuple | None) -> tuple | None:
@@ -217,14 +218,15 @@ class Site:
         site_fields = None if len(kept) == len(self._header_lines) else b"".join(kept)
         return PathExtras(file_fields, listing_fields, site_fields)
 
-    def rules_stand(self, now: float) -> bool:
-        """Are the site's rules as they were (rulefiles.RuleFiles.fresh, one look per instant)?
+    def rules_stand(self, now: float, force: bool = False) -> bool:
+        """Are the site's rules as they were (rulefiles.RuleFiles.fresh: one look per instant;
+        where many threads answer, one per millisecond, and one per connection with `force`)?
 
         When they changed, every cached answer (made under the old rules) is dropped, so the
         new rules apply from the next request on either route.
         """
         rules = self.rules
-        if rules is None or rules.fresh(now):
+        if rules is None or rules.fresh(now, force):
             return True
         with self._lock:
             self._fast.clear()

@@ -422,3 +422,17 @@ def test_the_readme_recipe_is_a_valid_headers_file():
     rules = siterules.parse_headers(text)
     assert rules.for_path("/index.html").fields == (("Cache-Control", "no-cache"),)
     assert rules.for_path("/docs/a.png").detached == frozenset({"x-robots-tag"})
+
+
+def test_where_threads_answer_the_rules_are_looked_at_once_a_millisecond_and_per_connection(
+        tmp_path):
+    from reactor_http import rulefiles
+    (tmp_path / "_redirects").write_bytes(b"/x /a.txt 302\n")
+    rules = rulefiles.RuleFiles(str(tmp_path), rulefiles.THREADED_INTERVAL)
+    assert rules.fresh(10.0)
+    (tmp_path / "_redirects").write_bytes(b"/x /b.txt 302\n")
+    assert rules.fresh(10.0 + rulefiles.THREADED_INTERVAL / 2)  # not looked at yet
+    assert not rules.fresh(10.0 + rulefiles.THREADED_INTERVAL / 2, force=True)  # a new client
+    (tmp_path / "_redirects").write_bytes(b"/x /c.txt 302\n")
+    assert not rules.fresh(10.0 + rulefiles.THREADED_INTERVAL * 2)
+    assert rules.redirects is not None and rules.redirects.match("/x").target == "/c.txt"
