@@ -326,7 +326,7 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
         # --no-listing a folder's contents are not for download either.
         kind = archive.requested_format(query)
         if kind is not None:
-            return _serve_archive(request, site, found, kind)
+            return _serve_archive(request, site, found, kind, route.now)
     as_json = wants_json(request.fields.get("accept"))
     order = listing.parse_order(query)
     body, etag = site.listing(found.fs_path, found.st, found.url_path, route.now, as_json,
@@ -349,12 +349,15 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
     return _bytes_response(200, ctype, body, head_only, extra, site_fields)
 
 
-def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: str) -> Response:
+def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: str,
+                   now: float) -> Response:
     """200 with the folder as an archive made while it is sent, or 413 (too large) or 503 (as
     many archives as archive.ARCHIVES_AT_ONCE already being made).
 
     Framed with the chunked coding for HTTP/1.1, closed at the end for HTTP/1.0 (RFC 9112
     section 6.3). Never cached, never a range: no-store, no validators, no Accept-Ranges.
+    A HEAD, or a folder found too large, within a second of a walk answers from its verdict
+    (Site.archive_verdict) without walking again.
     """
     head_only = request.method == "HEAD"
     slots = site.archive_slots
@@ -363,6 +366,10 @@ def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: 
         return error_response(503, head_only=head_only,
                               extra=[("Retry-After", str(archive.RETRY_AFTER))])
     top = archive.archive_name(found.url_path, site.real_root)
+    known = site.archive_verdict(found.fs_path, found.st, now)
+    if known or (known is False and head_only):
+        return error_response(413, head_only=head_only) if known else \
+            Response(200, _archive_fields(request, site, kind, top))
     config = site.config
     try:
         entries = archive.walk(site.real_root, found.fs_path, top,
@@ -371,20 +378,28 @@ def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: 
                                max_bytes=config.archive_max_bytes,
                                max_entries=config.archive_max_files)
     except archive.TooLarge:
+        site.remember_archive_verdict(found.fs_path, found.st, now, True)
         return error_response(413, head_only=head_only)
-    ctype, suffix = archive.FORMATS[kind]
-    chunked = request.version >= (1, 1)
-    fields = [("Content-Type", ctype),
-              ("Content-Disposition", archive.content_disposition(top + suffix)),
-              ("Cache-Control", "no-store")]
-    if chunked:
-        fields.append(("Transfer-Encoding", "chunked"))
-    fields.extend(_cors(site))
+    site.remember_archive_verdict(found.fs_path, found.st, now, False)
+    fields = _archive_fields(request, site, kind, top)
     if head_only:
         return Response(200, fields)
+    chunked = request.version >= (1, 1)
     body = ProducedBody(kind, entries, chunked, request.request_line)
     # HTTP/1.0: the body ends with the connection (close-delimited).
     return Response(200, fields, [body], 0, close=not chunked)
+
+
+def _archive_fields(request: Request, site: Site, kind: str, top: str) -> list:
+    """The fields of an archive's 200: its type, its file name, no-store, the framing."""
+    ctype, suffix = archive.FORMATS[kind]
+    fields = [("Content-Type", ctype),
+              ("Content-Disposition", archive.content_disposition(top + suffix)),
+              ("Cache-Control", "no-store")]
+    if request.version >= (1, 1):
+        fields.append(("Transfer-Encoding", "chunked"))
+    fields.extend(_cors(site))
+    return fields
 
 
 def _media_quality(accepted: dict[str, float], media_type: str) -> float:

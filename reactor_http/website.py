@@ -130,6 +130,8 @@ class Site:
         # --archives: the count of archives being made (None: archives are off), and the
         # formats a listing offers links to.
         self.archive_slots = archive.Slots() if config.archives else None
+        # --archives: folder path -> (identity, expires, too large?) of its last walk.
+        self._walks: dict[str, tuple[tuple, float, bool]] = {}
         if config.archives:
             self.listing_downloads = tuple(archive.FORMATS)
         # What a file's or listing's answer carries where no `_headers` block applies.
@@ -353,6 +355,29 @@ class Site:
                 if _pop_oldest(self._fast) is None:
                     break
             self._fast[key] = entry
+
+    def archive_verdict(self, fs_dir: str, st: os.stat_result, now: float) -> bool | None:
+        """Was the folder too large for an archive at its walk within the last LISTING_TTL
+        (True or False), or is that unknown (None)?
+
+        The walk that decides 413 runs on the engine's thread and reads every entry (40 ms for
+        10,000 here): a client repeating HEAD, or a download refused as too large, must not make
+        it walk again each time. A download that goes ahead walks afresh, since its archive
+        holds what the walk saw.
+        """
+        known = self._walks.get(self.path_rules.fold(fs_dir))
+        if known is None or known[0] != file_identity(st) or now >= known[1]:
+            return None
+        return known[2]
+
+    def remember_archive_verdict(self, fs_dir: str, st: os.stat_result, now: float,
+                                 too_large: bool) -> None:
+        """Keep what a walk of the folder found (see archive_verdict)."""
+        with self._lock:
+            if len(self._walks) >= LISTING_CACHE_ENTRIES:
+                self._walks.clear()
+            self._walks[self.path_rules.fold(fs_dir)] = (file_identity(st), now + LISTING_TTL,
+                                                         too_large)
 
     def listing(self, fs_dir: str, st: os.stat_result, url_path: str, now: float,
                 as_json: bool = False, order: Order = DEFAULT_ORDER) -> tuple[bytes, str]:

@@ -515,3 +515,37 @@ def test_the_root_archive_leaves_out_the_site_rule_files(tmp_path, mode):
         assert set(files) == {"site/a.txt", "site/sub/_headers"}
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("cap, method, walks", [
+    (1 << 30, "HEAD", 1),   # a HEAD repeated within a second answers from the first walk
+    (10, "GET", 1),         # so does a folder found too large (413)
+    (1 << 30, "GET", 3),    # a download that goes ahead walks afresh: it holds what it saw
+])
+def test_a_walk_is_not_repeated_for_a_head_or_a_refusal(tmp_path, monkeypatch, cap, method,
+                                                         walks):
+    from reactor_http.config import Config
+    from reactor_http.parser import parse_head
+    from reactor_http.responder import respond
+    from reactor_http.website import Site
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_bytes(b"x" * 100)
+    site = Site(Config(root=str(tmp_path), archives=True, archive_max_bytes=cap).validate())
+    real_walk, calls = archive.walk, []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real_walk(*args, **kwargs)
+
+    monkeypatch.setattr(archive, "walk", counted)
+    head = f"{method} /d/?download=zip HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    statuses = []
+    for step in range(3):
+        response = respond(parse_head(head)[0], site, 100.0 + step * 0.3)
+        statuses.append(response.status)
+        for segment in response.segments:  # a download's producer is never started here
+            assert not isinstance(segment, bytes) or segment
+    assert len(calls) == walks
+    assert statuses == [413 if cap == 10 else 200] * 3
+    later = respond(parse_head(head)[0], site, 102.0)  # past the second: walked again
+    assert later.status == statuses[0] and len(calls) == walks + 1
