@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bench import servers
 
 from bench.procfs import rss_kib
 
@@ -97,13 +98,7 @@ def _drain(stream) -> None:
 
 def stop_server(proc: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL after 5 s: only the process we started."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    servers.stop_process(proc, 5)
 
 
 def download(port: int, kind: str) -> int:

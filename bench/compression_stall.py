@@ -27,7 +27,6 @@ import json
 import os
 import re
 import selectors
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,6 +35,8 @@ import multiprocessing
 import tempfile
 import time
 from pathlib import Path
+
+from bench import servers
 
 from bench.sitegen import MIB, render_script
 
@@ -110,13 +111,7 @@ def start_server(root: Path, log: Path, *args: str) -> tuple[subprocess.Popen, i
 
 def stop_server(proc: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL after 5 s: only the process we started."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    servers.stop_process(proc, 5)
 
 
 def read_response(sock: socket.socket, buffer: bytearray) -> tuple[bytes, int]:

@@ -108,8 +108,7 @@ def measure(variants: dict, args, base: Path) -> dict[str, list[float]]:
                 result = loadgen.run_wrk(f"http://{servers.HOST}:{port}{PATH}", 64,
                                          args.duration, cpu=args.load_cpu, headers=header)
             finally:
-                proc.terminate()
-                proc.wait(timeout=15)
+                servers.stop_process(proc, 15)
             flag = "" if not (result.errors or result.non_2xx_3xx) else \
                 f"  FLAGGED: {result.errors} errors, {result.non_2xx_3xx} non-2xx/3xx"
             print(f"round {round_number + 1} {name}: {result.rps:,.0f} req/s{flag}", flush=True)

@@ -363,16 +363,21 @@ def stop_server(server: RunningServer, timeout: float = STOP_TIMEOUT_S) -> int |
     if server.stopped:
         return server.proc.returncode
     server.stopped = True
-    if server.proc.poll() is None:
+    return stop_process(server.proc, timeout)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> int | None:
+    """SIGTERM a process we started, then SIGKILL it if it lingers. Returns exit status."""
+    if proc.poll() is None:
         try:
-            server.proc.send_signal(signal.SIGTERM)
-            server.proc.wait(timeout)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait(timeout)
+            proc.kill()
+            proc.wait(timeout)
         except ProcessLookupError:
             pass
-    return server.proc.returncode
+    return proc.returncode
 
 
 @dataclass
