@@ -176,8 +176,11 @@ def _find(site: Site, path: str, query: str) -> tuple[filesystem.Found | filesys
         if not site.config.clean_urls or path == "/":
             raise
         if path.endswith("/"):  # /about/ for about.html: its clean URL
-            _resolve_file(site, path.rstrip("/") + ".html")
-            return filesystem.Redirect(_with_query(path.rstrip("/"), query)), ()
+            found = _resolve_file(site, path.rstrip("/") + ".html")
+            # From the file's normalised URL, never the raw path: `//about/` must not become
+            # `//about`, a URL of another host.
+            clean = urllib.parse.quote(found.url_path[:-len(".html")])
+            return filesystem.Redirect(_with_query(clean, query)), ()
         found = _resolve_file(site, path + ".html")
         return found, ((found.fs_path[:-5], ()),)
     if site.config.clean_urls and isinstance(found, filesystem.Found) and not found.is_dir \

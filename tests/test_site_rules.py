@@ -357,6 +357,17 @@ def test_clean_urls_redirect_to_the_clean_url(clean, path, location):
     assert (response.status, response.headers.get("location")) == (301, location)
 
 
+@pytest.mark.parametrize("path, location", [
+    ("//about/", "/about"),          # never `//about`: a scheme-relative URL names a host
+    ("/./about/", "/about"),
+    ("/docs/../about/", "/about"),
+    ("/%61bout/", "/about"),
+])
+def test_a_clean_url_redirect_names_the_normalised_path(clean, path, location):
+    response = get(clean, path)
+    assert (response.status, response.headers.get("location")) == (301, location)
+
+
 def test_a_clean_url_is_served_as_its_file(clean):
     first = get(clean, "/about", {"Accept-Encoding": "gzip"})
     assert first.status == 200 and first.headers["etag"]
