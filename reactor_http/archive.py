@@ -44,7 +44,7 @@ from urllib.parse import quote
 from . import filesystem
 from .facilities import FACTS, pread
 from .sending import FileShrank
-from .pathrules import PathRules, is_inside
+from .pathrules import PathRules, hides, is_inside
 
 # The download values (miniserve's) and what each answers: Content-Type, file name suffix.
 FORMATS = {
@@ -172,7 +172,7 @@ def folder_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow_
                     not is_inside(real_root, os.path.realpath(item.path), rules):
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
-            if is_dir or stat.S_ISREG(st.st_mode):
+            if (is_dir or stat.S_ISREG(st.st_mode)) and not hides(rules, st):
                 entries.append((not is_dir, name.lower(), name, is_dir, st, link, item.path))
     entries.sort(key=lambda entry: entry[:3])
     return [entry[2:] for entry in entries]

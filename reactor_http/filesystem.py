@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from .facilities import FACTS, pread
 from .headers import format_http_date
-from .pathrules import POSIX, PathRules, check_segments, is_inside
+from .pathrules import POSIX, PathRules, check_segments, hides, is_inside
 
 # Content types that mimetypes gets wrong, old, or not at all (checked against nginx's mime.types
 # and the WHATWG MIME sniffing spec; RFC 9239 makes text/javascript the JavaScript type).
@@ -217,6 +217,8 @@ def resolve(real_root: str, path: str, *, allow_dotfiles: bool = False,
     if not follow_symlinks and segments and \
             not is_inside(real_root, os.path.realpath(fs_path), rules):
         raise NotFound("symlink leads outside the root")
+    if hides(rules, st):
+        raise NotFound("the site's own file")
     if stat.S_ISDIR(st.st_mode):
         if not trailing_slash and segments:
             location = urllib.parse.quote(canonical_path(segments, True))
@@ -247,7 +249,7 @@ def stat_inside(real_root: str, fs_path: str, follow_symlinks: bool, *,
         return None
     except (OSError, ValueError):
         return None
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) or hides(rules, st):
         return None
     # realpath only after the cheap stat found a file: a missing sibling costs one syscall.
     if not follow_symlinks and not is_inside(real_root, os.path.realpath(fs_path), rules):
@@ -473,6 +475,6 @@ def listing_entries(real_root: str, fs_dir: str, *, allow_dotfiles: bool, follow
         if not follow_symlinks and not is_inside(real_root, os.path.realpath(full), rules):
             continue
         is_dir = stat.S_ISDIR(st.st_mode)
-        if is_dir or stat.S_ISREG(st.st_mode):
+        if (is_dir or stat.S_ISREG(st.st_mode)) and not hides(rules, st):
             entries.append(Entry(name, is_dir, st))
     return entries

@@ -68,6 +68,9 @@ class PathRules:
     # Names at the root the server reads for itself and never serves (the site's rule files,
     # rulefiles.NAMES), as `fold` gives them.
     hidden: frozenset[str] = frozenset()
+    # Those files as (st_dev, st_ino): hidden under any name and through any link too (a link
+    # to the root, a link or hard link of another name), wherever a stat is at hand.
+    hidden_files: frozenset[tuple[int, int]] = frozenset()
 
     def fold(self, name: str) -> str:
         """`name` as the filesystem compares it: ASCII letters lowered if case-insensitive."""
@@ -167,3 +170,8 @@ def folds_case(path: str) -> bool | None:
         return os.path.samestat(os.stat(path), os.stat(swapped))
     except (OSError, ValueError):
         return False
+
+
+def hides(rules: PathRules, st) -> bool:
+    """Is the file of this stat one the server keeps for itself (`rules.hidden_files`)?"""
+    return bool(rules.hidden_files) and (st.st_dev, st.st_ino) in rules.hidden_files

@@ -179,8 +179,8 @@ def _find(site: Site, path: str, query: str) -> tuple[filesystem.Found | filesys
             found = _resolve_file(site, path.rstrip("/") + ".html")
             # From the file's normalised URL, never the raw path: `//about/` must not become
             # `//about`, a URL of another host.
-            clean = urllib.parse.quote(found.url_path[:-len(".html")])
-            return filesystem.Redirect(_with_query(clean, query)), ()
+            location = urllib.parse.quote(found.url_path[:-len(".html")])
+            return filesystem.Redirect(_with_query(location, query)), ()
         found = _resolve_file(site, path + ".html")
         return found, ((found.fs_path[:-5], ()),)
     if site.config.clean_urls and isinstance(found, filesystem.Found) and not found.is_dir \
@@ -229,10 +229,11 @@ def _with_query(location: str, query: str) -> str:
 
 def _without_content(site: Site, found: filesystem.Found | filesystem.Redirect) -> bool:
     """Does what the path names leave a `_redirects` rule without `!` to apply? A folder does
-    without an index.html (its listing does not shadow a rule); files always shadow."""
+    without an index.html (its listing does not shadow a rule); files always shadow, and so
+    does what a redirect of ours leads to (a folder's slash, a clean URL's X.html)."""
     if isinstance(found, filesystem.Redirect):
         try:
-            found = _resolve(site, found.location.partition("?")[0], "")
+            found = _find(site, found.location.partition("?")[0], "")[0]
         except filesystem.NotFound:
             return True
     if not isinstance(found, filesystem.Found) or not found.is_dir:

@@ -63,7 +63,7 @@ def _identity(st: os.stat_result | None) -> tuple:
     """What changes when the file is edited or replaced (but see RACY_SECONDS); () if absent."""
     if st is None:
         return ()
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _read(path: str, name: str) -> bytes:
@@ -89,6 +89,11 @@ def _text(data: bytes, name: str) -> str:
         raise siterules.RulesError(name, line, "is not UTF-8 text") from None
 
 
+def _inodes(identities: tuple) -> frozenset[tuple[int, int]]:
+    """(st_dev, st_ino) of each file present, from its identity (see _identity)."""
+    return frozenset(identity[:2] for identity in identities if identity)
+
+
 class RuleFiles:
     """The rules of one root's `_redirects` and `_headers`, kept current.
 
@@ -107,6 +112,8 @@ class RuleFiles:
         self._checked = float("-inf")  # the instant of the last look
         self.generation = 0
         self._seen, self._bytes, self._racy_until = self._look()
+        # The files as (st_dev, st_ino), for pathrules.PathRules.hidden_files.
+        self.inodes = _inodes(self._seen)
         self.redirects, self.headers = self._parse(self._bytes)  # raises RulesError
 
     def _look(self) -> tuple[tuple, tuple[bytes, bytes], float]:
@@ -135,6 +142,8 @@ class RuleFiles:
         self._checked = now
         last = self._seen
         seen = (_look_at(self._paths[0], bool(last[0])), _look_at(self._paths[1], bool(last[1])))
+        if seen != last:
+            self.inodes = _inodes(seen)
         if seen == last:
             if not self._racy_until:
                 return True

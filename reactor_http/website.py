@@ -150,8 +150,10 @@ class Site:
         if not self.config.site_rules:
             return None, rules
         interval = 0.0 if self.stat_per_instant else rulefiles.THREADED_INTERVAL
-        return rulefiles.RuleFiles(self.real_root, interval), dataclasses.replace(
-            rules, hidden=frozenset(rules.fold(name) for name in rulefiles.NAMES))
+        files = rulefiles.RuleFiles(self.real_root, interval)
+        return files, dataclasses.replace(
+            rules, hidden=frozenset(rules.fold(name) for name in rulefiles.NAMES),
+            hidden_files=files.inodes)
 
     def replay_key(self, request: Request, key: tuple | None) -> tuple | None:
         """The answer-cache key under which answers to this exact request head may be replayed.
@@ -228,7 +230,12 @@ class Site:
         new rules apply from the next request on either route.
         """
         rules = self.rules
-        if rules is None or rules.fresh(now, force):
+        if rules is None:
+            return True
+        fresh = rules.fresh(now, force)
+        if rules.inodes is not self.path_rules.hidden_files:  # a rule file came or was replaced
+            self.path_rules = dataclasses.replace(self.path_rules, hidden_files=rules.inodes)
+        if fresh:
             return True
         with self._lock:
             self._fast.clear()

@@ -7,6 +7,7 @@ test asks what a browser or a cache would see.
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -362,6 +363,8 @@ def test_clean_urls_redirect_to_the_clean_url(clean, path, location):
     ("/./about/", "/about"),
     ("/docs/../about/", "/about"),
     ("/%61bout/", "/about"),
+    ("//evil.com/../about/", "/about"),
+    ("//evil.com/%2e%2e/about/?q=1", "/about?q=1"),
 ])
 def test_a_clean_url_redirect_names_the_normalised_path(clean, path, location):
     response = get(clean, path)
@@ -447,3 +450,46 @@ def test_where_threads_answer_the_rules_are_looked_at_once_a_millisecond_and_per
     (tmp_path / "_redirects").write_bytes(b"/x /c.txt 302\n")
     assert not rules.fresh(10.0 + rulefiles.THREADED_INTERVAL * 2)
     assert rules.redirects is not None and rules.redirects.match("/x").target == "/c.txt"
+
+
+def test_the_rule_files_are_hidden_under_any_name_and_through_any_link(tmp_path, mode):
+    # Hidden by what they are (device and inode), not by how a URL spells them: a link to the
+    # root, a link with another name and a hard link all lead to the same file.
+    root = build(tmp_path / "site", {"a.txt": b"a\n", "_redirects": b"/x /a.txt 302\n",
+                                     "_headers": b"/*\n  X-A: 1\n", "sub/b.txt": b"b\n"})
+    (root / "self").symlink_to(".")
+    (root / "sub" / "up").symlink_to("..")
+    (root / "rules.txt").symlink_to("_redirects")
+    os.link(root / "_headers", root / "sub" / "fields.txt")
+    srv = ServerProcess(root, mode, "--quiet", "--archives")
+    try:
+        for path in ("/self/_redirects", "/sub/up/_headers", "/rules.txt", "/sub/fields.txt",
+                     "/self/self/_headers"):
+            assert get(srv, path).status == 404, path
+        for folder in ("/self/", "/sub/", "/sub/up/"):
+            listing = get(srv, folder, {"Accept": "application/json"})
+            assert listing.status == 200
+            for name in (b"_redirects", b"_headers", b"rules.txt", b"fields.txt"):
+                assert b'"' + name + b'"' not in listing.body, (folder, name)
+        archive = get(srv, "/sub/?download=tar", {"Connection": "close"}, version="HTTP/1.0")
+        assert archive.status == 200 and b"/x /a.txt 302" not in archive.body
+        assert b"X-A: 1" not in archive.body
+        assert get(srv, "/x").headers["location"] == "/a.txt"  # the rules still apply
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("path, location", [
+    ("/about/", "/about"),        # X.html exists: its clean URL, not the rule
+    ("/page.html", "/page"),      # page.html exists: its clean URL, not the rule
+])
+def test_a_file_shadows_a_rule_also_when_clean_urls_redirect_to_it(tmp_path, mode, path,
+                                                                    location):
+    root = build(tmp_path, {"about.html": b"about\n", "page.html": b"page\n",
+                            "_redirects": b"/about /moved 302\n/page.html /other 302\n"})
+    srv = ServerProcess(root, mode, "--quiet", "--clean-urls")
+    try:
+        response = get(srv, path)
+        assert (response.status, response.headers.get("location")) == (301, location)
+    finally:
+        srv.stop()
