@@ -103,9 +103,11 @@ class RuleFiles:
     lock, so of several threads that see a change one reads the files.
     """
 
-    def __init__(self, real_root: str, interval: float = 0.0):
+    def __init__(self, real_root: str, interval: float = 0.0, ignore_case: bool = False):
         # Looks closer together than this (seconds) are skipped, but forced ones (`fresh`).
         self.interval = interval
+        # The root's filesystem ignores case: so do the rules' paths (siterules).
+        self._ignore_case = ignore_case
         self._paths = (os.path.join(real_root, REDIRECTS_NAME),
                        os.path.join(real_root, HEADERS_NAME))
         self._lock = threading.Lock()
@@ -124,11 +126,12 @@ class RuleFiles:
         racy_until = newest + RACY_SECONDS if newest is not None else 0.0
         return tuple(_identity(st) for st in stats), data, racy_until
 
-    @staticmethod
-    def _parse(data: tuple[bytes, bytes]) -> tuple:
+    def _parse(self, data: tuple[bytes, bytes]) -> tuple:
         """(Redirects or None, Headers or None) of the files' bytes. Raises RulesError."""
-        redirects = siterules.parse_redirects(_text(data[0], REDIRECTS_NAME), REDIRECTS_NAME)
-        headers = siterules.parse_headers(_text(data[1], HEADERS_NAME), HEADERS_NAME)
+        redirects = siterules.parse_redirects(_text(data[0], REDIRECTS_NAME), REDIRECTS_NAME,
+                                              self._ignore_case)
+        headers = siterules.parse_headers(_text(data[1], HEADERS_NAME), HEADERS_NAME,
+                                          self._ignore_case)
         return (redirects if redirects.rules else None, headers if headers.blocks else None)
 
     def fresh(self, now: float, force: bool = False) -> bool:

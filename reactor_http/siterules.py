@@ -72,6 +72,7 @@ number (`RulesError`), never ignored.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import re
 import urllib.parse
@@ -265,6 +266,20 @@ def _key(path: str) -> str:
     return path[1:].partition("/")[0]
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold_key(key: str | None) -> str | None:
+    """An `_Index` key without ASCII case (as pathrules.PathRules.fold compares names)."""
+    return key.translate(_ASCII_LOWER) if key is not None else None
+
+
+def _ignoring_case(regex: re.Pattern[str]) -> re.Pattern[str]:
+    """The same pattern matching without ASCII case (re.ASCII: other letters keep theirs, as
+    pathrules.PathRules.fold has it)."""
+    return re.compile(regex.pattern, re.IGNORECASE | re.ASCII)
+
+
 class _Index:
     """Which rules may match a path, from its first segment, in file order.
 
@@ -276,9 +291,10 @@ class _Index:
     the alternatives on a failing match, 3 ms for 2,000 rules, 0.2 s for 10,000.)
     """
 
-    __slots__ = ("_by_key", "_wild")
+    __slots__ = ("_by_key", "_fold", "_wild")
 
-    def __init__(self, keys: list[str | None]):
+    def __init__(self, keys: list[str | None], fold: bool = False):
+        self._fold = fold  # keys are folded (_fold_key): fold each path's too
         by_key: dict[str, list[int]] = {}
         for index, key in enumerate(keys):
             if key is not None:
@@ -288,6 +304,8 @@ class _Index:
 
     def candidates(self, paths: tuple[str, ...]):
         """Indices of the rules that may match one of `paths`, ascending, each once."""
+        if self._fold:
+            paths = tuple(path.translate(_ASCII_LOWER) for path in paths)
         if len(paths) == 1:
             own = self._by_key.get(_key(paths[0]))
             if own is None or not self._wild:
@@ -448,8 +466,14 @@ def _compile_rule(line: str, number: int) -> _CompiledRule | None:
     return _CompiledRule(rule, regex, _first_segment(source), parts, has_query)
 
 
-def parse_redirects(text: str, filename: str = "_redirects") -> Redirects:
-    """The rules of a `_redirects` file; RulesError (one line) for the first bad line."""
+def parse_redirects(text: str, filename: str = "_redirects",
+                    ignore_case: bool = False) -> Redirects:
+    """The rules of a `_redirects` file; RulesError (one line) for the first bad line.
+
+    `ignore_case`: FROM matches without ASCII case (a root whose filesystem ignores case,
+    pathrules.PathRules.case_insensitive, where /A.TXT and /a.txt are one file); what the
+    placeholders capture keeps the request's case.
+    """
     compiled: list[_CompiledRule] = []
     for number, line in _lines(text):
         try:
@@ -458,7 +482,10 @@ def parse_redirects(text: str, filename: str = "_redirects") -> Redirects:
             raise RulesError(filename, number, str(error)) from None
         if rule is not None:
             compiled.append(rule)
-    return Redirects(compiled)
+    if ignore_case:
+        compiled = [dataclasses.replace(item, regex=_ignoring_case(item.regex),
+                                        key=_fold_key(item.key)) for item in compiled]
+    return Redirects(compiled, ignore_case)
 
 
 class Redirects:
@@ -466,10 +493,10 @@ class Redirects:
 
     __slots__ = ("_cache", "_compiled", "_index", "rules")
 
-    def __init__(self, compiled: list[_CompiledRule]):
+    def __init__(self, compiled: list[_CompiledRule], ignore_case: bool = False):
         self.rules = tuple(item.rule for item in compiled)
         self._compiled = tuple(compiled)
-        self._index = _Index([item.key for item in compiled])
+        self._index = _Index([item.key for item in compiled], ignore_case)
         # path -> None, or (Match with no query appended, the Location before its '#' (None
         # when TO has a query of its own, or for a rewrite), the '#' and fragment or "").
         self._cache: dict[str, tuple[Match, str | None, str] | None] = {}
@@ -615,8 +642,9 @@ def _header_line(draft: _Draft | None, line: str, number: int, blocks: list) -> 
     return draft
 
 
-def parse_headers(text: str, filename: str = "_headers") -> Headers:
-    """The blocks of a `_headers` file; RulesError (one line) for the first bad line."""
+def parse_headers(text: str, filename: str = "_headers", ignore_case: bool = False) -> Headers:
+    """The blocks of a `_headers` file; RulesError (one line) for the first bad line
+    (`ignore_case`: as parse_redirects)."""
     blocks: list[HeaderBlock] = []
     draft: _Draft | None = None
     for number, line in _lines(text):
@@ -629,7 +657,10 @@ def parse_headers(text: str, filename: str = "_headers") -> Headers:
             blocks.append(draft.finish())
     except _LineError as error:
         raise RulesError(filename, error.line or 0, str(error)) from None
-    return Headers(blocks)
+    if ignore_case:
+        blocks = [dataclasses.replace(block, regex=_ignoring_case(block.regex),
+                                      key=_fold_key(block.key)) for block in blocks]
+    return Headers(blocks, ignore_case)
 
 
 class Headers:
@@ -637,9 +668,9 @@ class Headers:
 
     __slots__ = ("_cache", "_index", "blocks")
 
-    def __init__(self, blocks: list[HeaderBlock]):
+    def __init__(self, blocks: list[HeaderBlock], ignore_case: bool = False):
         self.blocks = tuple(blocks)
-        self._index = _Index([block.key for block in blocks])
+        self._index = _Index([block.key for block in blocks], ignore_case)
         self._cache: dict[tuple[str, ...], PathFields | None] = {}
 
     def for_path(self, *paths: str) -> PathFields | None:

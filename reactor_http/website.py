@@ -150,7 +150,7 @@ class Site:
         if not self.config.site_rules:
             return None, rules
         interval = 0.0 if self.stat_per_instant else rulefiles.THREADED_INTERVAL
-        files = rulefiles.RuleFiles(self.real_root, interval)
+        files = rulefiles.RuleFiles(self.real_root, interval, rules.case_insensitive)
         return files, dataclasses.replace(
             rules, hidden=frozenset(rules.fold(name) for name in rulefiles.NAMES),
             hidden_files=files.inodes)

@@ -493,3 +493,32 @@ def test_a_file_shadows_a_rule_also_when_clean_urls_redirect_to_it(tmp_path, mod
         assert (response.status, response.headers.get("location")) == (301, location)
     finally:
         srv.stop()
+
+
+def test_on_a_case_insensitive_root_rules_match_every_spelling(tmp_path):
+    # macOS and Windows disks: /SECRET.TXT is /secret.txt, so a forced rule and a _headers
+    # block must hold for every spelling, and no spelling's cached answer may replay past them.
+    from reactor_http import pathrules
+    from reactor_http.config import Config
+    from reactor_http.parser import parse_head
+    from reactor_http.responder import respond
+    from reactor_http.website import Site
+    # (This disk is Linux's: the files are named as the requests below spell them, and the
+    # rules in another case; MACOS rules make the site compare names as macOS does.)
+    build(tmp_path, {"a.txt": b"a\n", "SECRET.TXT": b"secret\n", "page.html": b"<p>p</p>\n",
+                     "_redirects": b"/secret.txt /a.txt 301!\n/old/* /New/:splat 302\n",
+                     "_headers": b"/Page.HTML\n  X-Frame-Options: DENY\n"})
+    site = Site(Config(root=str(tmp_path)).validate(), single_thread=True,
+                path_rules=pathrules.MACOS)
+
+    def ask(target: str, now: float):
+        head = f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+        return respond(parse_head(head)[0], site, now)
+
+    for now, target in enumerate(["/secret.txt", "/SECRET.TXT", "/Secret.Txt", "/secret.txt"]):
+        answer = ask(target, float(now))
+        assert answer.status == 301 and ("Location", "/a.txt") in answer.headers, target
+    assert ("Location", "/New/Deep/Path") in ask("/OLD/Deep/Path", 10.0).headers  # case kept
+    for now, target in enumerate(["/page.html", "/page.html"], start=20):
+        answer = ask(target, float(now))
+        assert answer.status == 200 and ("X-Frame-Options", "DENY") in answer.headers, target
