@@ -190,18 +190,21 @@ class Site:
         /about.html, a rewrite's target). One lookup per distinct `paths` while the rules stand.
         """
         rules = self.rules
-        if rules is None or rules.headers is None:
+        if rules is None:
             return self.default_extras
+        # The generation before the rules: a reload sets the rules, then counts (RuleFiles.fresh),
+        # so what another thread's reload makes stale here is never kept as the new rules'.
+        generation = rules.generation
         headers = rules.headers
-        if self._extras_generation != rules.generation:
-            self._extras = {}
-            self._extras_generation = rules.generation
-        found = self._extras.get(paths)
+        if headers is None:
+            return self.default_extras
+        extras = self._extras
+        if self._extras_generation != generation or len(extras) >= FAST_PATH_ENTRIES:
+            extras = self._extras = {}
+            self._extras_generation = generation
+        found = extras.get(paths)
         if found is None:
-            found = self._extras_for(headers.for_path(*paths))
-            if len(self._extras) >= FAST_PATH_ENTRIES:
-                self._extras = {}
-            self._extras[paths] = found
+            found = extras[paths] = self._extras_for(headers.for_path(*paths))
         return found
 
     def _extras_for(self, matched) -> PathExtras:
