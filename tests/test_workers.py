@@ -400,10 +400,13 @@ def test_the_supervisor_says_each_signal_and_each_worker_started_or_stopped(site
         assert wait_until(lambda: "received SIGUSR1" in connection_log(log_dir))
         os.kill(server.pid, signal.SIGHUP)
         assert wait_until(lambda: connection_log(log_dir).count("stopped: replaced by") == 2)
+        # (the log line may come before the process list shows the new worker: wait for both)
+        assert wait_until(lambda: len(worker_pids(server.pid) - first) == 2)
         second = worker_pids(server.pid)
         victim = min(second)
         os.kill(victim, signal.SIGKILL)
         assert wait_until(lambda: "started: restart after worker" in connection_log(log_dir))
+        assert wait_until(lambda: len(worker_pids(server.pid) - {victim}) == 2)
         third = worker_pids(server.pid)
         # Both serve (a worker still starting up would die of the SIGTERM, not stop from it).
         assert wait_until(lambda: all(f"pid {pid})" in connection_log(log_dir) for pid in third))
