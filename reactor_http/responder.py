@@ -268,22 +268,30 @@ def _follow(request: Request, site: Site, match: siterules.Match, route: Route,
 
 
 def _status_page(request: Request, site: Site, target: str, status: int) -> Response:
-    """A rule's 404 or 410: the content of `target` with that status, or our own page.
+    """A rule's 404 or 410: the content of `target` with that status, or our own page."""
+    try:
+        found = _resolve_file(site, target)
+    except (filesystem.NotFound, filesystem.Forbidden):
+        return error_response(status, head_only=request.method == "HEAD", extra=_cors(site))
+    return _page_with_status(request, site, found.fs_path, found.st, status)
 
-    Read as small pages are (64 KiB at most; a larger or missing one gives our own page), and
-    never cached: no validators, no ranges, as with 404.html.
+
+def _page_with_status(request: Request, site: Site, fs_path: str, st: os.stat_result,
+                      status: int) -> Response:
+    """A page of the site answered with an error status (404.html, a rule's 404 or 410 page).
+
+    Read as small pages are (64 KiB at most; a larger or unreadable one gives our own page),
+    with the live-reload script in HTML, and never cached: no validators, no ranges.
     """
     head_only = request.method == "HEAD"
     try:
-        found = _resolve_file(site, target)
-        body = site.small_file(found.fs_path, found.st) \
-            if found.st.st_size <= SMALL_FILE_MAX else None
-    except (filesystem.NotFound, filesystem.Forbidden):
+        body = site.small_file(fs_path, st) if st.st_size <= SMALL_FILE_MAX else None
+    except filesystem.Forbidden:
         body = None
     if body is None:
         return error_response(status, head_only=head_only, extra=_cors(site))
-    ctype = filesystem.content_type(found.fs_path, site.mime)
-    if site.live is not None and livereload.is_html(ctype):
+    ctype = filesystem.content_type(fs_path, site.mime)
+    if site.live is not None and livereload.is_html(ctype):  # --live-reload: a page too
         body = livereload.inject(body)
     return _bytes_response(status, ctype, body, head_only, _cors(site))
 
@@ -469,15 +477,8 @@ def _not_found(request: Request, site: Site, path: str) -> Response:
             pass
     custom = os.path.join(root, "404.html")
     custom_st = site.derived_stat(custom)
-    if custom_st is not None:
-        try:
-            body = site.small_file(custom, custom_st)
-        except filesystem.Forbidden:
-            body = None  # a 404.html we may not read: the built-in page
-        if body is not None:
-            if site.live is not None:  # --live-reload: 404.html is an HTML page too
-                body = livereload.inject(body)
-            return _bytes_response(404, "text/html; charset=utf-8", body, head_only, _cors(site))
+    if custom_st is not None:  # (one we may not read, or too large: the built-in page)
+        return _page_with_status(request, site, custom, custom_st, 404)
     return error_response(404, head_only=head_only, extra=_cors(site))
 
 
