@@ -261,14 +261,15 @@ def test_an_index_html_wins_over_the_archive(make_server, tmp_path, mode):
 
 
 def open_into(pid: int, root: Path) -> list[str]:
-    """The files under `root` that process `pid` holds open."""
+    """The regular files under `root` that process `pid` holds open (not folders: a walk's
+    os.scandir holds one open for a moment, which is not a producer's file)."""
     held = []
     for name in os.listdir(f"/proc/{pid}/fd"):
         try:
             target = os.readlink(f"/proc/{pid}/fd/{name}")
         except OSError:
             continue
-        if target.startswith(str(root)):
+        if target.startswith(str(root)) and os.path.isfile(target):
             held.append(target)
     return held
 
