@@ -817,11 +817,12 @@ class HttpConnection:
         self.close_reason = CloseReason.EVICTED
         self._move(Event.ABORT)
 
-    def response_done(self, plan: ResponsePlan, now: float = 0.0) -> ConnState:
-        """The engine has sent the whole plan: persist, serve the next buffered request, or close.
-        """
+    def response_done(self, plan: ResponsePlan, now: float = 0.0, sent: int = 0) -> ConnState:
+        """The engine has sent the whole plan (`sent` bytes of it, head included): persist, serve
+        the next buffered request, or close."""
         if self.stats is not None:
-            self.stats.response_done(plan.status, plan.body_length)
+            # A produced body's length is known only once sent (its plan's body_length is 0).
+            self.stats.response_done(plan.status, plan.body_length or plan.body_sent(sent))
         self.idle_since = now
         if not plan.keep_alive:
             if self.stream_next and not self.draining:

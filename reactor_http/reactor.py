@@ -654,7 +654,7 @@ class Reactor(EngineBase):
         if self.logging:
             self.clog.exchange(conn.peer, conn.host, exchange)
         proto = conn.proto
-        state = proto.response_done(exchange.plan, now)
+        state = proto.response_done(exchange.plan, now, exchange.sent)
         if state is CLOSING:
             if not proto.linger_wanted and not peer_bytes_waiting(conn):
                 proto.close_at_once()  # the client asked to close and sent nothing more

@@ -364,7 +364,7 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
 def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: str,
                    now: float) -> Response:
     """200 with the folder as an archive made while it is sent, or 413 (too large) or 503 (as
-    many archives as archive.ARCHIVES_AT_ONCE already being made).
+    many archives as archive.ARCHIVES_AT_ONCE already being made), or a precondition's 304/412.
 
     Framed with the chunked coding for HTTP/1.1, closed at the end for HTTP/1.0 (RFC 9112
     section 6.3). Never cached, never a range: no-store, no validators, no Accept-Ranges.
@@ -372,6 +372,12 @@ def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: 
     (Site.archive_verdict) without walking again.
     """
     head_only = request.method == "HEAD"
+    # No entity tag, no date: only `*` can match (RFC 9110 sections 13.1.1 and 13.1.2).
+    outcome = _preconditions(request, "", None)
+    if outcome == 304:
+        return Response(304, [("Cache-Control", "no-store")])
+    if outcome is not None:
+        return error_response(outcome, head_only=head_only)
     slots = site.archive_slots
     assert slots is not None  # only with --archives
     if slots.full():

@@ -446,7 +446,7 @@ class ThreadedServer(EngineBase):
         conn.exchange = None
         exchange.close()
         self.clog.exchange(conn.peer, conn.host, exchange)
-        return conn.proto.response_done(exchange.plan, sent_at)
+        return conn.proto.response_done(exchange.plan, sent_at, exchange.sent)
 
     def _produce(self, peer: str, body, emit) -> None:
         """--archives: make a produced body on this connection's thread, sending as it goes

@@ -12,6 +12,7 @@ permissions bite).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -550,3 +551,45 @@ def test_a_walk_is_not_repeated_for_a_head_or_a_refusal(tmp_path, monkeypatch, c
     assert statuses == [413 if cap == 10 else 200] * 3
     later = respond(parse_head(head)[0], site, 102.0)  # past the second: walked again
     assert later.status == statuses[0] and len(calls) == walks + 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_status_counts_an_archives_body(make_server, folder, mode):
+    # Regression: --status counted a produced body as 0 bytes (its plan has no length).
+    srv = make_server(folder, mode, "--quiet", "--archives", "--status", "/status")
+
+    def status() -> dict:
+        response = get(srv, "/status")
+        assert response.status == 200, response
+        return {"body": len(response.body), **json.loads(response.body)}
+
+    before = status()
+    response, body = fetch(srv, "/?download=tar")
+    assert response.status_code == 200 and len(body) > 10_000
+    # Read until the archive and every earlier status response are counted (the threaded
+    # engine counts a response after its last byte, so the client may ask again first).
+    reads = [before]
+
+    def all_counted() -> bool:
+        reads.append(status())
+        return reads[-1]["requests_total"] == before["requests_total"] + len(reads)
+
+    assert wait_until(all_counted)
+    statuses = sum(read["body"] for read in reads[:-1])
+    # The chunked framing is part of the message body as sent (as the access log counts it).
+    assert reads[-1]["sent_body_bytes_total"] - before["sent_body_bytes_total"] - statuses \
+        >= len(body)
+
+
+@pytest.mark.parametrize(("fields", "status"), [
+    ({"If-None-Match": "*"}, 304),  # the archive exists (RFC 9110 section 13.1.2)
+    ({"If-None-Match": '"abc"'}, 200),  # it has no entity tag, so no tag matches
+    ({"If-Match": '"abc"'}, 412),  # section 13.1.1: a tag that cannot match
+    ({"If-Match": "*"}, 200),
+    ({"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"}, 200),  # no date to compare
+])
+def test_an_archives_preconditions(server, fields, status):
+    response = get(server, "/?download=zip", fields)
+    assert response.status == status, response
+    if status == 304:
+        assert response.headers["cache-control"] == "no-store" and not response.body
