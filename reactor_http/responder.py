@@ -263,7 +263,7 @@ def _follow(request: Request, site: Site, match: siterules.Match, route: Route,
     assert isinstance(found, filesystem.Found)
     route = Route(route.key, route.now, _extras(site, path, found.url_path))
     if found.is_dir:
-        return _serve_folder(request, site, found, route, target)
+        return _serve_folder(request, site, found, route, path)
     return _serve_file(request, site, found.fs_path, found.st, route)
 
 

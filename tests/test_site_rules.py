@@ -522,3 +522,23 @@ def test_on_a_case_insensitive_root_rules_match_every_spelling(tmp_path):
     for now, target in enumerate(["/page.html", "/page.html"], start=20):
         answer = ask(target, float(now))
         assert answer.status == 200 and ("X-Frame-Options", "DENY") in answer.headers, target
+
+
+def test_a_rewrite_to_a_folder_carries_the_fields_of_the_url_asked(tmp_path, mode):
+    # The blocks of the URL asked apply to a rewrite whatever TO names: a file, or a folder
+    # whose index.html answers (that rewrite lost them, keeping only the index's).
+    root = build(tmp_path, {
+        "docs/index.html": b"<p>docs</p>\n", "a.txt": b"a\n",
+        "_redirects": b"/manual /docs 200\n/guide /docs/ 200\n/file /a.txt 200\n",
+        "_headers": b"/manual\n  X-Asked: manual\n/guide\n  X-Asked: guide\n"
+                    b"/file\n  X-Asked: file\n/docs/index.html\n  X-Served: index\n"})
+    srv = ServerProcess(root, mode, "--quiet")
+    try:
+        for path, served in (("/manual", "index"), ("/guide", "index"), ("/file", None)):
+            for method in ("GET", "HEAD"):
+                response = get(srv, path, method=method)
+                assert response.status == 200, path
+                assert fields(response, "x-asked") == [path[1:]], (path, method)
+                assert fields(response, "x-served") == ([served] if served else []), path
+    finally:
+        srv.stop()
