@@ -255,22 +255,39 @@ def _follow(request: Request, site: Site, match: siterules.Match, route: Route,
     if status != 200:
         return _status_page(request, site, target, status)
     try:
-        found = _resolve(site, target, "")
-        if isinstance(found, filesystem.Redirect):  # a folder named without its slash
-            found = _resolve(site, target + "/", "")
+        found, checks = _resolve_target(site, target)
     except filesystem.NotFound:
         return error_response(404, head_only=head_only, extra=_cors(site))
-    assert isinstance(found, filesystem.Found)
-    route = Route(route.key, route.now, _extras(site, path, found.url_path))
+    route = Route(route.key, route.now, _extras(site, path, found.url_path), checks)
     if found.is_dir:
         return _serve_folder(request, site, found, route, path)
     return _serve_file(request, site, found.fs_path, found.st, route)
 
 
+def _resolve_target(site: Site, target: str) -> tuple[filesystem.Found, tuple]:
+    """What a rule's TO names, as a direct request for it would find it, and the checks an
+    answer from it relies on (see Route): a folder named without its slash is that folder, and
+    with --clean-urls /X is X.html while nothing named X exists. Raises NotFound, BadPath or
+    Forbidden."""
+    try:
+        found = _resolve(site, target, "")
+    except filesystem.NotFound:
+        if not site.config.clean_urls or target.endswith("/"):
+            raise
+        found = _resolve_file(site, target + ".html")
+        return found, ((found.fs_path[:-5], ()),)
+    if isinstance(found, filesystem.Redirect):  # a folder named without its slash
+        found = _resolve(site, target + "/", "")
+    assert isinstance(found, filesystem.Found)
+    return found, ()
+
+
 def _status_page(request: Request, site: Site, target: str, status: int) -> Response:
     """A rule's 404 or 410: the content of `target` with that status, or our own page."""
     try:
-        found = _resolve_file(site, target)
+        found = _resolve_target(site, target)[0]
+        if found.is_dir:
+            raise filesystem.NotFound("not a file")
     except (filesystem.NotFound, filesystem.Forbidden):
         return error_response(status, head_only=request.method == "HEAD", extra=_cors(site))
     return _page_with_status(request, site, found.fs_path, found.st, status)

@@ -542,3 +542,19 @@ def test_a_rewrite_to_a_folder_carries_the_fields_of_the_url_asked(tmp_path, mod
                 assert fields(response, "x-served") == ([served] if served else []), path
     finally:
         srv.stop()
+
+
+def test_with_clean_urls_a_rule_may_name_a_page_by_its_clean_url(tmp_path, mode):
+    # TO goes through what a direct request for it would: with --clean-urls /about is
+    # about.html, for a rewrite and for a rule's own 404 or 410 page alike.
+    root = build(tmp_path, {"about.html": b"<p>about</p>\n", "gone.html": b"<p>gone</p>\n",
+                            "_redirects": b"/team /about 200\n/old /gone 410\n"})
+    srv = ServerProcess(root, mode, "--quiet", "--clean-urls")
+    try:
+        assert get(srv, "/about").body == b"<p>about</p>\n"  # the direct request
+        team = get(srv, "/team")
+        assert (team.status, team.body) == (200, b"<p>about</p>\n")
+        old = get(srv, "/old")
+        assert (old.status, old.body) == (410, b"<p>gone</p>\n")
+    finally:
+        srv.stop()
