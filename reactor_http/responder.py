@@ -254,10 +254,8 @@ def _follow(request: Request, site: Site, match: siterules.Match, route: Route,
     target = urllib.parse.quote(match.target)
     if status != 200:
         return _status_page(request, site, target, status)
-    try:
-        found, checks = _resolve_target(site, target)
-    except filesystem.NotFound:
-        return error_response(404, head_only=head_only, extra=_cors(site))
+    # TO naming nothing raises NotFound: the caller answers the 404 a direct request gets.
+    found, checks = _resolve_target(site, target)
     route = Route(route.key, route.now, _extras(site, path, found.url_path), checks)
     if found.is_dir:
         return _serve_folder(request, site, found, route, path)

@@ -558,3 +558,17 @@ def test_with_clean_urls_a_rule_may_name_a_page_by_its_clean_url(tmp_path, mode)
         assert (old.status, old.body) == (410, b"<p>gone</p>\n")
     finally:
         srv.stop()
+
+
+def test_a_rewrite_to_nothing_answers_the_sites_404_page(tmp_path, mode):
+    # A rewrite whose TO names nothing (or nothing a request may have) is the 404 a direct
+    # request for TO gets: the site's 404.html, not the built-in page.
+    root = build(tmp_path, {"404.html": b"<p>our own 404</p>\n", ".hidden": b"dotfile\n",
+                            "_redirects": b"/nothing /nope.html 200\n/secret /.hidden 200\n"})
+    srv = ServerProcess(root, mode, "--quiet")
+    try:
+        for path in ("/nope.html", "/.hidden", "/nothing", "/secret"):
+            response = get(srv, path)
+            assert (response.status, response.body) == (404, b"<p>our own 404</p>\n"), path
+    finally:
+        srv.stop()
