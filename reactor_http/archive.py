@@ -70,8 +70,10 @@ RETRY_AFTER = 5  # seconds, in the 503's Retry-After
 SKIP_LOG_LINES = 20
 # The archive's top folder when the root itself is downloaded and its name is empty ("/").
 ROOT_NAME = "site"
-# The zip format's earliest date (MS-DOS time): older mtimes are written as this.
+# The zip format's earliest and latest dates (MS-DOS time, a 7-bit year from 1980, seconds in
+# twos): mtimes outside are written as these (zipfile cannot write them: struct.error).
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+ZIP_LATEST = (2107, 12, 31, 23, 59, 58)
 
 log = logging.getLogger("reactor_http")
 # Where a link can be something other than a symlink (Windows: junctions, which scandir's
@@ -350,8 +352,8 @@ def _copy(fd: int, entry: Entry, write: Callable) -> None:
 
 
 def _zip_time(mtime: float) -> tuple:
-    """A modification time as zip's local date and time (no earlier than 1980)."""
-    return max(ZIP_EPOCH, time.localtime(mtime)[:6])
+    """A modification time as zip's local date and time (1980 to 2107, clamped)."""
+    return min(ZIP_LATEST, max(ZIP_EPOCH, time.localtime(mtime)[:6]))
 
 
 def _zip(entries: tuple, writer: ChunkWriter, skipped: SkipLog) -> None:

@@ -11,6 +11,7 @@ permissions bite).
 
 from __future__ import annotations
 
+import calendar
 import io
 import json
 import os
@@ -447,6 +448,32 @@ def test_a_name_that_is_not_utf8(tmp_path, kind):
     archive.produce(body, out.append, lines.append)
     files = read_back(kind, b"".join(out))[0]
     assert files == {"top/ok.txt": b"ok"} and not lines
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_a_date_zip_cannot_write_is_clamped_to_its_range(tmp_path, kind):
+    # zip's MS-DOS dates run from 1980 to 2107: a file dated 2150 (a bad clock, an archive
+    # extracted with its dates) made every zip of its folder stop before its first byte.
+    root = tmp_path / "top"
+    root.mkdir()
+    for name, year in (("old.txt", 1970), ("future.txt", 2150), ("now.txt", 2026)):
+        (root / name).write_bytes(name.encode())
+        stamp = calendar.timegm((year, 6, 1, 0, 0, 0))
+        os.utime(root / name, (stamp, stamp))
+    real = os.path.realpath(root)
+    entries = archive.walk(real, real, "top", allow_dotfiles=False, follow_symlinks=False,
+                           rules=pathrules.POSIX, max_bytes=1 << 20, max_entries=10)
+    out, lines = [], []
+    archive.produce(messages.ProducedBody(kind, entries, False, "GET /top/"), out.append,
+                    lines.append)
+    files = read_back(kind, b"".join(out))[0]
+    assert files == {f"top/{name}": name.encode()
+                     for name in ("old.txt", "future.txt", "now.txt")} and not lines
+    if kind == "zip":
+        with zipfile.ZipFile(io.BytesIO(b"".join(out))) as archive_read:
+            years = {info.filename: info.date_time[0] for info in archive_read.infolist()}
+        assert (years["top/old.txt"], years["top/future.txt"]) == (1980, 2107)
+        assert 2025 <= years["top/now.txt"] <= 2027  # local time: a day either side
 
 
 def test_a_file_past_the_zip64_limit_gets_zip64(tmp_path, monkeypatch):
