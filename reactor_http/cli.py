@@ -36,6 +36,7 @@ from .options import BY_NAME, BYTES, CHOICE, CONFIG_FLAG, CONFIG_HELP, CONFIG_ME
     parse_size, shown_default
 from .server import StartupError, serve
 from .rulefiles import RuleFiles
+from .siterules import RulesError
 from .service import PidFile
 
 PROG = "reactor-http"
@@ -273,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             file = configfile.load(args.config_file)
         return run(config_from_args(args, file).validate())
     except (ValueError, StartupError) as exc:
-        # A mistake about a setting the file made names the file's line (configfile.py).
-        message = str(exc) if file is None else file.locate(str(exc), given_values(args))
+        # A mistake about a setting the file made names the file's line (configfile.py); a rule
+        # file's mistake names its own line, whatever option its message mentions.
+        message = str(exc) if file is None or isinstance(exc, RulesError) else \
+            file.locate(str(exc), given_values(args))
         log.error("%s", message)
         return 2
     except KeyboardInterrupt:

@@ -291,6 +291,21 @@ def test_a_refused_setting_the_command_line_gave_is_not_blamed_on_the_file(
     assert lines == ["reactor-http: error: --root 'missing' is not a directory"], lines
 
 
+def test_a_rule_files_mistake_is_not_blamed_on_the_files_setting_it_mentions(
+        tmp_path, monkeypatch, capsys):
+    # `_headers` refuses Server with a message that names --header: the mistake is that file's
+    # line, not the config file's `header` line.
+    monkeypatch.chdir(tmp_path)
+    never_serve(monkeypatch)
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "_headers").write_text("/*\n  Server: x\n", encoding="utf-8")
+    write(tmp_path, "root = 'www'\nheader = ['X-A: 1']\n")
+    assert cli.main(["--config", "site.toml"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["reactor-http: error: _headers line 2: Server may not be set per path: "
+                     "use --header Server"], lines
+
+
 def test_config_over_a_real_process_is_refused_with_exit_status_2(tmp_path):
     path = write(tmp_path, "max-age = -5\n")
     result = run_cli("--config", str(path))
