@@ -26,7 +26,7 @@ import sys
 from typing import Any
 
 from ._version import __version__
-from . import configfile
+from . import configfile, pathrules
 from .config import Config, status_shadow
 from .extras import is_loopback
 from .facilities import FACTS, SIMULATE_PROBLEM
@@ -292,7 +292,9 @@ def run(config: Config) -> int:
     if config.access_log is not None:
         prepare_access_log(config.access_log)
     if config.site_rules:  # a malformed _redirects or _headers: refused before listening
-        RuleFiles(os.path.realpath(config.root))
+        real_root = os.path.realpath(config.root)
+        # (read as the site reads them: its workers fall back on these rules, rulefiles.py)
+        RuleFiles(real_root, ignore_case=pathrules.for_root(real_root).case_insensitive)
     for warning in (auth_warning(config), status_shadow(config), workers_warning(config)):
         if warning:
             log.warning("%s", warning)

@@ -6,6 +6,11 @@ instant (`fresh`): one `os.stat` of each. A changed file is read again and its n
 from the next request; a malformed edit keeps the last good rules and logs one line. An absent
 file is no rules, and a file that appears is read like a changed one.
 
+With --workers, a worker is forked from the supervisor, which looks at the files on each turn
+of its loop (`look_again`): a worker (re)started while a rule file is malformed serves the
+supervisor's last good rules, as a running worker keeps its own, instead of failing to start
+(which, repeated, stops the supervisor and the server with it).
+
 An edit that keeps the size and lands within the filesystem's timestamp granularity of the
 previous one (a few milliseconds) leaves the stat unchanged. As git does with its "racily
 clean" index entries, a file modified less than RACY_SECONDS before it was read is compared by
@@ -38,6 +43,17 @@ RACY_SECONDS = 2.0
 # each new connection: a look is two system calls, each a GIL hand-off among the connection
 # threads (13 % of the threaded engine's 1 KiB keep-alive throughput when made per request).
 THREADED_INTERVAL = 0.001
+
+
+# The rule files read well in this process, by (real root, ignore_case): the reader whose rules
+# a worker forked from this process falls back on (see the module's docstring).
+_READERS: dict[tuple[str, bool], RuleFiles] = {}
+
+
+def look_again(now: float) -> None:
+    """Look at the files of every root read in this process (the supervisor, between forks)."""
+    for reader in list(_READERS.values()):
+        reader.fresh(now)
 
 
 def _stat(path: str) -> os.stat_result | None:
@@ -113,10 +129,27 @@ class RuleFiles:
         self._lock = threading.Lock()
         self._checked = float("-inf")  # the instant of the last look
         self.generation = 0
-        self._seen, self._bytes, self._racy_until = self._look()
+        self._bytes: tuple[bytes, bytes] | None
+        try:
+            self._seen, self._bytes, self._racy_until = self._look()
+            self.redirects, self.headers = self._parse(self._bytes)
+        except siterules.RulesError as exc:
+            self._inherit(real_root, exc)  # raises RulesError if nothing is inherited
         # The files as (st_dev, st_ino), for pathrules.PathRules.hidden_files.
         self.inodes = _inodes(self._seen)
-        self.redirects, self.headers = self._parse(self._bytes)  # raises RulesError
+        _READERS[(real_root, ignore_case)] = self
+
+    def _inherit(self, real_root: str, exc: siterules.RulesError) -> None:
+        """A malformed file at start: the last good rules of the process this one was forked
+        from (a worker's supervisor), said once as a malformed edit is; else `exc` raised."""
+        inherited = _READERS.get((real_root, self._ignore_case))
+        if inherited is None:
+            raise exc
+        if not hasattr(self, "_seen"):  # unreadable or too large: no bytes to compare
+            self._seen = tuple(_identity(_stat(path)) for path in self._paths)
+            self._bytes, self._racy_until = None, 0.0
+        self.redirects, self.headers = inherited.redirects, inherited.headers
+        log.warning("%s; the rules in force are kept", exc)
 
     def _look(self) -> tuple[tuple, tuple[bytes, bytes], float]:
         """(identities, bytes, until when the bytes must be compared) of both files now."""

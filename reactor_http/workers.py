@@ -48,6 +48,7 @@ import sys
 import time
 import traceback
 
+from . import rulefiles
 from .engine import Listener
 from .facilities import FACTS
 from .listeners import bind_listener, make_tls_context, raise_fd_limit, url_for
@@ -277,6 +278,8 @@ class Supervisor:
             self.replace_queue = [w.pid for w in self.workers.values()
                                   if not w.retiring and w not in in_progress]
         now = time.monotonic()
+        # The rule files' last good rules, which a worker started next falls back on.
+        rulefiles.look_again(now)
         self._step_replacement(now)
         self._check_heartbeats(now)
         self._restart_due()

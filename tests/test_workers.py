@@ -274,6 +274,38 @@ def test_a_worker_that_crashes_after_starting_is_always_restarted(site_copy):
     assert "status -9" not in err and "in a row" not in err, err
 
 
+@pytest.mark.slow  # forks a supervisor and its workers and waits on them
+def test_a_worker_restarted_while_a_rule_file_is_malformed_keeps_the_last_good_rules(tmp_path):
+    # A malformed edit of _redirects keeps the rules in force; a worker restarted meanwhile
+    # (killed, hung, out of memory) must serve them too, not fail to start until the
+    # supervisor gives up and the whole server stops.
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"a\n")
+    (root / "b.txt").write_bytes(b"b\n")
+    (root / "secret.txt").write_bytes(b"secret\n")
+    (root / "_redirects").write_bytes(b"/secret.txt /a.txt 301!\n")
+    server = ServerProcess(root, "reactor", "--workers", "2", "--quiet")
+    try:
+        assert wait_until(lambda: len(worker_pids(server.pid)) == 2)
+        (root / "_redirects").write_bytes(b"/secret.txt /b.txt 301!\n")  # a good edit...
+        assert wait_until(lambda: all(
+            get(server, "/secret.txt").headers.get("location") == "/b.txt" for _ in range(4)))
+        (root / "_redirects").write_bytes(b"/secret.txt /b.txt 999!\n")  # ...then a typo
+        for victim in sorted(worker_pids(server.pid)):  # every worker is replaced
+            os.kill(victim, signal.SIGKILL)
+            assert wait_until(lambda: victim not in worker_pids(server.pid)
+                              and len(worker_pids(server.pid)) == 2), server.proc.poll()
+        assert server.proc.poll() is None
+        for _ in range(6):
+            response = get(server, "/secret.txt")
+            assert (response.status, response.headers.get("location")) == (301, "/b.txt")
+    finally:
+        status, out, err = server.stop()
+    assert status == 0 and "in a row" not in err, err
+    assert "status 999! is not supported" in err and "the rules in force are kept" in err, err
+
+
 # ---- a stop during a SIGHUP replacement ----------------------------------------------------------
 
 def test_sigterm_during_a_sighup_replacement_stops_promptly(site_copy, tmp_path):
