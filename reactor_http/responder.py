@@ -295,17 +295,25 @@ def _page_with_status(request: Request, site: Site, fs_path: str, st: os.stat_re
                       status: int) -> Response:
     """A page of the site answered with an error status (404.html, a rule's 404 or 410 page).
 
-    Read as small pages are (64 KiB at most; a larger or unreadable one gives our own page),
-    with the live-reload script in HTML, and never cached: no validators, no ranges.
+    Read as a file is (a small one from memory, a larger one sent from its descriptor; an
+    unreadable one gives our own page), with the live-reload script in a small HTML page, and
+    never cached: no validators, no ranges.
     """
     head_only = request.method == "HEAD"
     try:
-        body = site.small_file(fs_path, st) if st.st_size <= SMALL_FILE_MAX else None
+        loaded = _read(site, fs_path, st)
     except filesystem.Forbidden:
-        body = None
-    if body is None:
+        loaded = None
+    if loaded is None:
         return error_response(status, head_only=head_only, extra=_cors(site))
+    body, fd, st = loaded
     ctype = filesystem.content_type(fs_path, site.mime)
+    if body is None:  # over SMALL_FILE_MAX: sent as a file (and without the live script)
+        assert fd is not None
+        size = st.st_size
+        headers = [("Content-Type", ctype), ("Content-Length", str(size)), *_cors(site)]
+        segments = [] if head_only or not size else [FileRegion(fd, 0, size)]
+        return Response(status, headers, segments, 0 if head_only else size, fd)
     if site.live is not None and livereload.is_html(ctype):  # --live-reload: a page too
         body = livereload.inject(body)
     return _bytes_response(status, ctype, body, head_only, _cors(site))

@@ -572,3 +572,21 @@ def test_a_rewrite_to_nothing_answers_the_sites_404_page(tmp_path, mode):
             assert (response.status, response.body) == (404, b"<p>our own 404</p>\n"), path
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_large_404_page_is_served_whole(make_server, tmp_path, mode):
+    # Regression: a 404.html over 64 KiB (Next.js and Gatsby make such pages) was silently
+    # replaced by the built-in page; so was a rule's large 404/410 page.
+    page = b"<!DOCTYPE html><title>lost</title>\n" + b"<p>" + b"x" * 300_000 + b"</p>\n"
+    (tmp_path / "404.html").write_bytes(page)
+    (tmp_path / "gone.html").write_bytes(page.replace(b"lost", b"gone"))
+    (tmp_path / "_redirects").write_text("/old  /gone.html  410\n")
+    srv = make_server(tmp_path, mode, "--quiet")
+    for target, status, body in (("/nope", 404, page),
+                                 ("/old", 410, page.replace(b"lost", b"gone"))):
+        response = get(srv, target)
+        assert (response.status, response.body) == (status, body)
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        head = get(srv, target, method="HEAD")
+        assert head.status == status and head.headers["content-length"] == str(len(body))
