@@ -22,6 +22,7 @@ from .facilities import pread
 from .headers import DateCache
 from .listing import DEFAULT_ORDER, Order, listing_etag, render_html, render_json, sort_entries
 from .messages import CachedResponse, Request, Response, target_path
+from .siterules import CONTENT_TYPE
 
 # Files up to this size are kept in memory and sent with the head in one send (bytes).
 SMALL_FILE_MAX = 64 * 1024
@@ -58,11 +59,14 @@ class PathExtras:
     where a block sets or detaches (`! Name`) a field of that name; None: all of them.
     A block's Cache-Control replaces --max-age's (and a listing's no-cache); a block's field
     replaces a --header field of the same name, and --cors's.
+    `content_type`: a block's Content-Type, a file's type instead of its suffix's (not a
+    listing's, whose type says HTML or JSON); None: the suffix's.
     """
 
     file_fields: tuple[tuple[str, str], ...]
     listing_fields: tuple[tuple[str, str], ...]
     site_fields: bytes | None
+    content_type: str | None = None
 
 
 class Site:
@@ -211,6 +215,9 @@ class Site:
         """The PathExtras of a path whose `_headers` blocks give `matched` (siterules.PathFields,
         or None where none applies)."""
         added = matched.fields if matched is not None else ()
+        ctype = next((value for name, value in added if name.lower() == CONTENT_TYPE), None)
+        if ctype is not None:
+            added = tuple(field for field in added if field[0].lower() != CONTENT_TYPE)
         gone = {name.lower() for name, _ in added}
         if matched is not None:
             gone |= matched.detached
@@ -223,7 +230,7 @@ class Site:
                           if keep_cache_control else ()) + (("Vary", "Accept"),) + cors + added
         kept = [line for name, line in self._header_lines if name not in gone]
         site_fields = None if len(kept) == len(self._header_lines) else b"".join(kept)
-        return PathExtras(file_fields, listing_fields, site_fields)
+        return PathExtras(file_fields, listing_fields, site_fields, ctype)
 
     def rules_stand(self, now: float, force: bool = False) -> bool:
         """Are the site's rules as they were (rulefiles.RuleFiles.fresh: one look per instant;
