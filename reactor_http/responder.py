@@ -883,7 +883,13 @@ def _full_response(request: Request, site: Site, rep: Representation, tail: list
 
 
 def _remember(site: Site, rep: Representation, data: bytes, headers: list) -> None:
-    """Keep a full 200 in the answer cache while the files it was read from are unchanged."""
+    """Keep a full 200 in the answer cache while the files it was read from are unchanged.
+
+    Not a file whose mtime is ahead of the clock: its Last-Modified is the present second
+    (filesystem.last_modified), which a kept answer would repeat after that second.
+    """
+    if filesystem.modified_in_future(rep.path_st):
+        return
     route = rep.route
     assert route.key is not None  # _full_response asks for a key
     checks: tuple[tuple[str, tuple], ...] = ((rep.fs_path, file_identity(rep.st)),)

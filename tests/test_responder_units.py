@@ -864,6 +864,20 @@ def test_cached_response_keys_on_accept_encoding(site):
     assert field(respond(site, "/app.js"), "Content-Encoding") is None
 
 
+def test_a_future_mtime_follows_the_clock_and_is_not_cached(site, root, monkeypatch):
+    # RFC 9110 section 8.8.2.1: Last-Modified is never later than the message's date; a kept
+    # answer would repeat one second's date after it, so such a file stays out of the cache.
+    future = NOW + 10 * 365 * 86400
+    os.utime(root / "abc.txt", (future, future))
+    clock = [NOW + 100.0]
+    monkeypatch.setattr(filesystem.time, "time", lambda: clock[0])
+    for _ in range(2):
+        response = respond(site, "/abc.txt")  # the same instant: the cache would answer
+        assert field(response, "Last-Modified") == headers.format_http_date(clock[0])
+        assert body_of(response) == ABC
+        clock[0] += 5.0
+
+
 def test_conditionals_bypass_the_cache(site, root):
     body_of(respond(site, "/abc.txt"))
     assert respond(site, "/abc.txt", If_None_Match=_etag(root)).status == 304

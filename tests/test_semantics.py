@@ -15,6 +15,8 @@ import pytest
 from tests.helpers.http import exchange, exchange_and_closed, get, read_response
 from tests.helpers.servers import SITE
 
+from reactor_http.headers import parse_http_date
+
 IMF_FIXDATE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"\d{4} \d\d:\d\d:\d\d GMT")
@@ -69,6 +71,26 @@ def test_if_modified_since_older_than_the_file(make_server, mode, tmp_path):
     assert get(srv, "/f.txt", {"If-Modified-Since": before}).status == 200
     os.utime(tmp_path / "f.txt", (when - 10, when - 10))
     assert get(srv, "/f.txt", {"If-Modified-Since": before}).status == 304
+
+
+@pytest.mark.parametrize("name, size", [("small.txt", 5000), ("large.txt", 400_000)])
+def test_a_future_mtime_is_sent_as_the_date(make_server, mode, tmp_path, name, size):
+    # RFC 9110 section 8.8.2.1: a Last-Modified later than Date MUST be replaced by the message's
+    # date (a file copied from a machine whose clock ran ahead; REDbot flagged it). Small and
+    # large files, identity and gzip, GET (twice: the answer cache), HEAD and a range.
+    (tmp_path / name).write_bytes(b"future " * (size // 7))
+    future = time.time() + 10 * 365 * 86400
+    os.utime(tmp_path / name, (future, future))
+    srv = make_server(tmp_path, mode, "--quiet")
+    asks = [({}, "GET"), ({}, "GET"), ({}, "HEAD"), ({"Range": "bytes=0-9"}, "GET"),
+            ({"Accept-Encoding": "gzip"}, "GET"), ({"Accept-Encoding": "gzip"}, "GET")]
+    for fields, method in asks:
+        response = get(srv, "/" + name, fields, method=method)
+        assert response.status in (200, 206), response
+        last_modified = parse_http_date(response.headers["last-modified"])
+        date = parse_http_date(response.headers["date"])
+        assert last_modified is not None and date is not None
+        assert last_modified <= date, (fields, method, response.headers)
 
 
 def test_404_small_html(server):
