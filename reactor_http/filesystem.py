@@ -115,7 +115,13 @@ def last_modified(st: os.stat_result) -> str:
     and replaces a future one with the message's date (a file copied from a machine whose clock
     ran ahead, `touch -d tomorrow`). Date is rendered after this, from the same clock.
     """
-    return format_http_date(min(st.st_mtime, time.time()))
+    return format_http_date(modified_seconds(st))
+
+
+def modified_seconds(st: os.stat_result) -> int:
+    """The modification time Last-Modified states, in whole seconds: the date conditions
+    (If-Modified-Since, If-Unmodified-Since) compare against it."""
+    return int(min(st.st_mtime, time.time()))
 
 
 def modified_in_future(st: os.stat_result) -> bool:

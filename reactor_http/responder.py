@@ -673,7 +673,7 @@ def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
     if settled:
         return rep
     if etag and "if-none-match" in request.fields and \
-            _preconditions(request, etag, int(st.st_mtime)) == 304:
+            _preconditions(request, etag, filesystem.modified_seconds(st)) == 304:
         validators = [("Last-Modified", filesystem.last_modified(st)), ("ETag", etag)]
         return Response(304, validators + [("Content-Encoding", coding), *rep.fields],
                         site_fields=rep.route.extras.site_fields)
@@ -774,7 +774,7 @@ def _answer(request: Request, site: Site, rep: Representation) -> Response:
     extra = list(rep.fields)
     if rep.coding is not None:
         extra.insert(0, ("Content-Encoding", rep.coding))
-    outcome = _preconditions(request, rep.etag, int(rep.path_st.st_mtime))
+    outcome = _preconditions(request, rep.etag, filesystem.modified_seconds(rep.path_st))
     if outcome is not None:
         if outcome == 304:
             return Response(304, validators + extra, site_fields=rep.route.extras.site_fields)
