@@ -132,9 +132,10 @@ def archive_name(url_path: str, real_root: str) -> str:
 
 def content_disposition(filename: str) -> str:
     """`attachment` with the name (RFC 6266 section 4.1): an ASCII `filename` (other characters,
-    quotes and backslashes as `_`) and, when that lost anything, `filename*` in UTF-8 percent
-    encoding (RFC 8187 section 3.2), which every current browser prefers."""
-    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in filename)
+    quotes, backslashes and `%` as `_`: some browsers percent-decode `filename`, RFC 6266
+    appendix D) and, when that lost anything, `filename*` in UTF-8 percent encoding (RFC 8187
+    section 3.2), which every current browser prefers."""
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\%' else "_" for c in filename)
     value = f'attachment; filename="{fallback}"'
     if fallback != filename:
         encoded = quote(filename.encode("utf-8", "surrogateescape"), safe="")

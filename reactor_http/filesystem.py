@@ -25,6 +25,7 @@ import dataclasses
 import mimetypes
 import os
 import stat
+import time
 import urllib.parse
 from typing import NamedTuple
 
@@ -108,8 +109,24 @@ def content_type(fs_path: str, overrides: dict | None = None) -> str:
 
 
 def last_modified(st: os.stat_result) -> str:
-    """The Last-Modified value for a stat result."""
-    return format_http_date(st.st_mtime)
+    """The Last-Modified value for a stat result: its mtime, or the present if that is later.
+
+    RFC 9110 section 8.8.2.1: an origin server MUST NOT send a Last-Modified later than its Date
+    and replaces a future one with the message's date (a file copied from a machine whose clock
+    ran ahead, `touch -d tomorrow`). Date is rendered after this, from the same clock.
+    """
+    return format_http_date(modified_seconds(st))
+
+
+def modified_seconds(st: os.stat_result) -> int:
+    """The modification time Last-Modified states, in whole seconds: the date conditions
+    (If-Modified-Since, If-Unmodified-Since) compare against it."""
+    return int(min(st.st_mtime, time.time()))
+
+
+def modified_in_future(st: os.stat_result) -> bool:
+    """Is the file's mtime later than now (its Last-Modified then follows the clock)?"""
+    return st.st_mtime > time.time()
 
 
 def split_target(target: str) -> tuple[str, str] | None:

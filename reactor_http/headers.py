@@ -93,6 +93,12 @@ def tokens_lower(value: str | None) -> set[str]:
     return {item.lower() for item in comma_list(value)}
 
 
+def expects_continue(version: tuple[int, int], expect: str | None) -> bool:
+    """Does the client wait for a 100 (Continue) before it sends its body? RFC 9110 section
+    10.1.1: `Expect: 100-continue` (case-insensitive), which HTTP/1.0 requests MUST not get."""
+    return expect is not None and version >= (1, 1) and "100-continue" in tokens_lower(expect)
+
+
 def wants_keep_alive(version: tuple[int, int], connection: str | None) -> bool:
     """The one keep-alive decision for a request (RFC 9112 section 9.3).
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import enum
 from . import errors
 from .addresses import address_in, forwarded_client
+from .headers import expects_continue
 from typing import Final
 
 from .livereload import OUTBOX_MAX
@@ -577,11 +578,30 @@ class HttpConnection:
         request, consumed = head.parsed
         del self.buffer[:consumed]
         if request.body_length != NO_BODY:
+            waiting = not self.buffer and \
+                expects_continue(request.version, request.fields.get("expect"))
             self._pending_request = request
             self._discarder = BodyDiscarder(request.body_length, self.limits)
             self._move(Event.HEAD_COMPLETE)
+            if waiting:
+                return self._answer_before_body(request, now)
             return self._continue_body(now)
         return self._answer(request, now, head)
+
+    def _answer_before_body(self, request: Request, now: float) -> Exchange:
+        """Answer a request whose client waits for a 100 (Continue) before it sends its body.
+
+        RFC 9110 section 10.1.1: the answer is known from the head (a static server refuses
+        every body), so it goes out at once rather than after a body that never comes until
+        the client tires of waiting (curl: 1 s). The connection then closes (section 10.1.1:
+        say so when answering before the body), lingering so that a body sent anyway is
+        dropped, never parsed as a request.
+        """
+        self._pending_request = None
+        self._discarder = None
+        exchange = self._answer(request, now, persist=False)
+        self.peer_closing = False  # the body may still come: linger, as after an error
+        return exchange
 
     def _continue_body(self, now: float) -> Exchange | None:
         """Discard buffered body bytes; answer the request once its body has been read."""
@@ -609,8 +629,10 @@ class HttpConnection:
 
     # ---- output ------------------------------------------------------------------------------
 
-    def _answer(self, request: Request, now: float, head: ParsedHead | None = None) -> Exchange:
-        """Run the responder for a parsed request (`head`: its memo entry, if it has one)."""
+    def _answer(self, request: Request, now: float, head: ParsedHead | None = None,
+                persist: bool = True) -> Exchange:
+        """Run the responder for a parsed request (`head`: its memo entry, if it has one;
+        `persist` False: close after it, whatever the request asked)."""
         try:
             response = None
             if self.stats is not None and self.stats.status_path is not None:
@@ -624,7 +646,8 @@ class HttpConnection:
                                         head_only=request.method == "HEAD")
         if response.stream:  # --live-reload: an event stream's 200
             self.stream_next = True
-        return self._finish(response, request.keep_alive, request, now, RESPONSE_READY, head)
+        return self._finish(response, request.keep_alive and persist, request, now,
+                            RESPONSE_READY, head)
 
     def _client(self, request: Request, head: ParsedHead | None) -> str:
         """The client a trusted proxy reports (callers ask only with --trust-proxy: else the

@@ -698,7 +698,7 @@ def _coded_on_the_fly(request: Request, site: Site, rep: Representation,
     if settled:
         return rep
     if etag and "if-none-match" in request.fields and \
-            _preconditions(request, etag, int(st.st_mtime)) == 304:
+            _preconditions(request, etag, filesystem.modified_seconds(st)) == 304:
         validators = [("Last-Modified", filesystem.last_modified(st)), ("ETag", etag)]
         return Response(304, validators + [("Content-Encoding", coding), *rep.fields],
                         site_fields=rep.route.extras.site_fields)
@@ -799,7 +799,7 @@ def _answer(request: Request, site: Site, rep: Representation) -> Response:
     extra = list(rep.fields)
     if rep.coding is not None:
         extra.insert(0, ("Content-Encoding", rep.coding))
-    outcome = _preconditions(request, rep.etag, int(rep.path_st.st_mtime))
+    outcome = _preconditions(request, rep.etag, filesystem.modified_seconds(rep.path_st))
     if outcome is not None:
         if outcome == 304:
             return Response(304, validators + extra, site_fields=rep.route.extras.site_fields)
@@ -908,7 +908,13 @@ def _full_response(request: Request, site: Site, rep: Representation, tail: list
 
 
 def _remember(site: Site, rep: Representation, data: bytes, headers: list) -> None:
-    """Keep a full 200 in the answer cache while the files it was read from are unchanged."""
+    """Keep a full 200 in the answer cache while the files it was read from are unchanged.
+
+    Not a file whose mtime is ahead of the clock: its Last-Modified is the present second
+    (filesystem.last_modified), which a kept answer would repeat after that second.
+    """
+    if filesystem.modified_in_future(rep.path_st):
+        return
     route = rep.route
     assert route.key is not None  # _full_response asks for a key
     checks: tuple[tuple[str, tuple], ...] = ((rep.fs_path, file_identity(rep.st)),)

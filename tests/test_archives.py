@@ -183,6 +183,18 @@ def test_a_name_that_is_not_ascii_is_encoded(server):
     assert read_back("tar", body)[0] == {"Ünïcode/f.txt": b"f\n"}
 
 
+def test_a_percent_sign_stays_out_of_the_ascii_name(make_server, tmp_path, mode):
+    # RFC 6266 appendix D: some browsers percent-decode `filename` ("100%41" saved as "100A"),
+    # so a name with `%` gets `_` there and the exact name in `filename*` (REDbot warns).
+    (tmp_path / "100%41").mkdir()
+    (tmp_path / "100%41" / "f.txt").write_bytes(b"f\n")
+    srv = make_server(tmp_path, mode, "--quiet", "--archives")
+    response, _ = fetch(srv, "/100%2541/?download=zip", method="HEAD")
+    assert response.status_code == 200
+    assert fields(response)["content-disposition"] == (
+        "attachment; filename=\"100_41.zip\"; filename*=UTF-8''100%2541.zip")
+
+
 def test_the_connection_serves_on_after_a_chunked_archive(server):
     conn = h11.Connection(h11.CLIENT)
     with server.connect(timeout=30) as sock:

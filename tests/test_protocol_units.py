@@ -613,6 +613,37 @@ def test_lingering_only_when_the_client_may_still_be_sending(site, data, linger)
         assert conn.state is S.CLOSED and conn.close_reason is CloseReason.CLOSE
 
 
+@pytest.mark.parametrize("fields, early", [
+    ("Expect: 100-continue", True), ("Expect: 100-Continue", True),
+    ("Connection: close\r\nExpect: 100-continue", True),
+    ("Expect: something-else", False), ("", False)])
+def test_a_client_waiting_for_100_continue_is_answered_from_the_head(site, fields, early):
+    # RFC 9110 section 10.1.1: the refusal goes out before the body, the connection then
+    # closes, lingering (a body sent anyway is dropped, not parsed); without the expectation
+    # the body is awaited as before.
+    conn = make_conn(site)
+    extra = fields + "\r\n" if fields else ""
+    conn.receive(f"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n{extra}\r\n".encode())
+    exchange = conn.next_exchange(NOW)
+    if not early:
+        assert exchange is None and conn.state is S.READING_BODY
+        return
+    assert exchange is not None and status_of(exchange) == 405
+    assert not exchange.plan.keep_alive and b"Connection: close\r\n" in head_bytes(exchange)
+    exchange.close()
+    assert conn.response_done(exchange.plan, NOW) is S.CLOSING
+    assert conn.linger_wanted
+
+
+def test_100_continue_with_the_body_buffered_or_in_http_1_0_waits_for_the_body(site):
+    for data in (b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                 b"Expect: 100-continue\r\n\r\nbo",
+                 b"POST /a.txt HTTP/1.0\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"):
+        conn = make_conn(site)
+        conn.receive(data)
+        assert conn.next_exchange(NOW) is None and conn.state is S.READING_BODY
+
+
 def test_a_connection_the_server_closes_for_its_own_reasons_lingers(site):
     # --max-requests: the client did not ask to close and may be sending its next request.
     conn = make_conn(site, max_requests=1)

@@ -864,6 +864,38 @@ def test_cached_response_keys_on_accept_encoding(site):
     assert field(respond(site, "/app.js"), "Content-Encoding") is None
 
 
+def test_a_future_mtime_follows_the_clock_and_is_not_cached(site, root, monkeypatch):
+    # RFC 9110 section 8.8.2.1: Last-Modified is never later than the message's date; a kept
+    # answer would repeat one second's date after it, so such a file stays out of the cache.
+    future = NOW + 10 * 365 * 86400
+    os.utime(root / "abc.txt", (future, future))
+    clock = [NOW + 100.0]
+    monkeypatch.setattr(filesystem.time, "time", lambda: clock[0])
+    for _ in range(2):
+        response = respond(site, "/abc.txt")  # the same instant: the cache would answer
+        assert field(response, "Last-Modified") == headers.format_http_date(clock[0])
+        assert body_of(response) == ABC
+        clock[0] += 5.0
+
+
+@pytest.mark.parametrize("name", ["abc.txt", "big.bin"])
+def test_if_modified_since_compares_the_date_sent_for_a_future_mtime(site, root, monkeypatch,
+                                                                      name):
+    # The date a client got back as Last-Modified revalidates within its second (REDbot's
+    # check: a 200 there reads as no If-Modified-Since support); a second later the file's
+    # stated date has moved on past it.
+    future = NOW + 10 * 365 * 86400
+    os.utime(root / name, (future, future))
+    clock = [NOW + 100.0]
+    monkeypatch.setattr(filesystem.time, "time", lambda: clock[0])
+    sent = field(respond(site, "/" + name, method="HEAD"), "Last-Modified")
+    assert respond(site, "/" + name, If_Modified_Since=sent).status == 304
+    clock[0] += 5.0
+    later = respond(site, "/" + name, If_Modified_Since=sent)
+    assert later.status == 200
+    body_of(later)
+
+
 def test_conditionals_bypass_the_cache(site, root):
     body_of(respond(site, "/abc.txt"))
     assert respond(site, "/abc.txt", If_None_Match=_etag(root)).status == 304

@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from tests.helpers.http import exchange, exchange_and_closed, get, read_response
+from tests.helpers.http import assert_closed, exchange, exchange_and_closed, get, read_response
 from tests.helpers.servers import SITE
+
+from reactor_http.headers import parse_http_date
 
 IMF_FIXDATE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
@@ -71,6 +73,26 @@ def test_if_modified_since_older_than_the_file(make_server, mode, tmp_path):
     assert get(srv, "/f.txt", {"If-Modified-Since": before}).status == 304
 
 
+@pytest.mark.parametrize("name, size", [("small.txt", 5000), ("large.txt", 400_000)])
+def test_a_future_mtime_is_sent_as_the_date(make_server, mode, tmp_path, name, size):
+    # RFC 9110 section 8.8.2.1: a Last-Modified later than Date MUST be replaced by the message's
+    # date (a file copied from a machine whose clock ran ahead; REDbot flagged it). Small and
+    # large files, identity and gzip, GET (twice: the answer cache), HEAD and a range.
+    (tmp_path / name).write_bytes(b"future " * (size // 7))
+    future = time.time() + 10 * 365 * 86400
+    os.utime(tmp_path / name, (future, future))
+    srv = make_server(tmp_path, mode, "--quiet")
+    asks = [({}, "GET"), ({}, "GET"), ({}, "HEAD"), ({"Range": "bytes=0-9"}, "GET"),
+            ({"Accept-Encoding": "gzip"}, "GET"), ({"Accept-Encoding": "gzip"}, "GET")]
+    for fields, method in asks:
+        response = get(srv, "/" + name, fields, method=method)
+        assert response.status in (200, 206), response
+        last_modified = parse_http_date(response.headers["last-modified"])
+        date = parse_http_date(response.headers["date"])
+        assert last_modified is not None and date is not None
+        assert last_modified <= date, (fields, method, response.headers)
+
+
 def test_404_small_html(server):
     response = get(server, "/no/such/file.html")
     assert response.status == 404
@@ -107,6 +129,46 @@ def test_405_with_body_keeps_the_connection_in_sync(server):
         buffer = bytearray()
         assert read_response(sock, buffer).status == 405
         assert read_response(sock, buffer).body == (SITE / "abc.txt").read_bytes()
+
+
+@pytest.mark.parametrize("method, status", [("POST", 405), ("FROB", 501)])
+def test_expect_100_continue_is_answered_before_the_body(make_server, mode, site_copy, method,
+                                                         status):
+    """RFC 9110 section 10.1.1: a client that sends `Expect: 100-continue` waits for a 100 or a
+    final status before it sends its body; a refusal known from the head goes out at once, and
+    the connection closes (lingering: a body that follows is dropped, never parsed)."""
+    # A header timeout far beyond the read's: waiting for the body could never pass for this.
+    srv = make_server(site_copy, mode, "--quiet", "--header-timeout", "60")
+    with srv.connect(timeout=10) as sock:
+        sock.sendall(f"{method} /abc.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 26\r\n"
+                     f"Expect: 100-continue\r\n\r\n".encode())
+        response = read_response(sock, bytearray())
+        assert response.status == status
+        assert response.headers["connection"] == "close"
+        sock.sendall(b"GET /evil HTTP/1.1\r\nX: y\r\n")  # the body, late: not a request
+        assert_closed(sock, timeout=10)
+
+
+def test_expect_100_continue_with_the_body_already_sent_keeps_the_connection(server):
+    """The body came with the head (RFC 9110 section 10.1.1: no 100 is needed then): it is
+    discarded as any body, and the connection serves on."""
+    with server.connect() as sock:
+        sock.sendall(b"POST /abc.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\nhello"
+                     b"GET /abc.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        buffer = bytearray()
+        assert read_response(sock, buffer).status == 405
+        assert read_response(sock, buffer).body == (SITE / "abc.txt").read_bytes()
+
+
+def test_expect_100_continue_in_http_1_0_is_ignored(server):
+    """RFC 9110 section 10.1.1: a server MUST ignore a 100-continue expectation in HTTP/1.0,
+    so the body is read (and discarded) before the answer."""
+    with server.connect() as sock:
+        sock.sendall(b"POST /abc.txt HTTP/1.0\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(b"hello")
+        assert read_response(sock, bytearray()).status == 405
 
 
 def test_unknown_method_501(server):
