@@ -47,11 +47,35 @@ _TYPE_OVERRIDES = {
     ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
     ".opus": "audio/ogg", ".flac": "audio/flac", ".wav": "audio/wav", ".pdf": "application/pdf",
     ".gz": "application/gzip", ".br": "application/x-brotli", ".zip": "application/zip",
+    # What sites also hold, which the built-in table lacks (it differs between Python versions):
+    # nginx's mime.types' type or, where it has none, IANA's registered one.
+    ".xhtml": "application/xhtml+xml", ".rss": "application/rss+xml",
+    ".atom": "application/atom+xml", ".jsonld": "application/ld+json",
+    ".geojson": "application/geo+json", ".ics": "text/calendar", ".vtt": "text/vtt",
+    ".yaml": "application/yaml", ".yml": "application/yaml", ".toml": "application/toml",
+    ".apng": "image/apng", ".jxl": "image/jxl", ".heic": "image/heic",
+    ".epub": "application/epub+zip",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".odt": "application/vnd.oasis.opendocument.text",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+    ".odp": "application/vnd.oasis.opendocument.presentation",
+    ".7z": "application/x-7z-compressed", ".rar": "application/vnd.rar",
+    ".xz": "application/x-xz", ".bz2": "application/x-bzip2", ".zst": "application/zstd",
+    ".tar": "application/x-tar", ".eot": "application/vnd.ms-fontobject",
+    ".rtf": "application/rtf", ".jar": "application/java-archive",
+    ".m4a": "audio/mp4", ".aac": "audio/aac", ".oga": "audio/ogg", ".mid": "audio/midi",
+    ".midi": "audio/midi", ".m4v": "video/mp4", ".ogv": "video/ogg", ".mkv": "video/x-matroska",
+    ".mov": "video/quicktime", ".mpd": "application/dash+xml",
+    ".m3u8": "application/vnd.apple.mpegurl", ".glb": "model/gltf-binary",
+    ".gltf": "model/gltf+json", ".kml": "application/vnd.google-earth.kml+xml",
 }
 DEFAULT_TYPE = "application/octet-stream"
-# Types that are text even though they are not text/*: they get `charset=utf-8` too.
-_TEXTUAL_TYPES = {"application/json", "application/manifest+json", "application/xml",
-                  "image/svg+xml", "text/javascript"}
+# Types that are text even though they are not text/*: they get `charset=utf-8` too, as does
+# every +xml and +json type (RFC 7303 section 3.2, RFC 6839 section 3.1).
+_TEXTUAL_TYPES = {"application/json", "application/xml", "application/yaml", "application/toml",
+                  "text/javascript"}
 # Precompressed siblings we look for, in our order of preference: (coding, suffix).
 PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
 # Range positions with more digits than this (after leading zeros) are past the end of any file
@@ -103,7 +127,7 @@ def content_type(fs_path: str, overrides: dict | None = None) -> str:
     ext = ext.lower()
     ctype = (overrides.get(ext) if overrides else None) or _TYPE_OVERRIDES.get(ext) or \
         _MIME.types_map[True].get(ext) or DEFAULT_TYPE
-    if ctype.startswith("text/") or ctype in _TEXTUAL_TYPES:
+    if ctype.startswith("text/") or ctype in _TEXTUAL_TYPES or ctype.endswith(("+xml", "+json")):
         return ctype + "; charset=utf-8"
     return ctype
 

@@ -714,6 +714,55 @@ def test_content_type(name, expected):
     assert filesystem.content_type(name) == expected
 
 
+# Regression: these were application/octet-stream (Python's built-in table lacks them and differs
+# from one version to the next), so a browser downloaded a feed or an .xhtml page instead of
+# showing it. The types are nginx's mime.types' or, where it has none, IANA's.
+@pytest.mark.parametrize("name, expected", [
+    ("a.xhtml", "application/xhtml+xml; charset=utf-8"),
+    ("a.rss", "application/rss+xml; charset=utf-8"),
+    ("a.atom", "application/atom+xml; charset=utf-8"),
+    ("a.jsonld", "application/ld+json; charset=utf-8"),
+    ("a.geojson", "application/geo+json; charset=utf-8"),
+    ("a.ics", "text/calendar; charset=utf-8"),
+    ("a.yaml", "application/yaml; charset=utf-8"),
+    ("a.yml", "application/yaml; charset=utf-8"),
+    ("a.toml", "application/toml; charset=utf-8"),
+    ("a.vtt", "text/vtt; charset=utf-8"),
+    ("a.apng", "image/apng"),
+    ("a.jxl", "image/jxl"),
+    ("a.heic", "image/heic"),
+    ("a.epub", "application/epub+zip"),
+    ("a.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("a.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ("a.pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+    ("a.odt", "application/vnd.oasis.opendocument.text"),
+    ("a.7z", "application/x-7z-compressed"),
+    ("a.rar", "application/vnd.rar"),
+    ("a.xz", "application/x-xz"),
+    ("a.bz2", "application/x-bzip2"),
+    ("a.zst", "application/zstd"),
+    ("a.tar", "application/x-tar"),
+    ("a.eot", "application/vnd.ms-fontobject"),
+    ("a.rtf", "application/rtf"),
+    ("a.jar", "application/java-archive"),
+    ("a.m4a", "audio/mp4"),
+    ("a.aac", "audio/aac"),
+    ("a.oga", "audio/ogg"),
+    ("a.mid", "audio/midi"),
+    ("a.m4v", "video/mp4"),
+    ("a.ogv", "video/ogg"),
+    ("a.mkv", "video/x-matroska"),
+    ("a.mov", "video/quicktime"),
+    ("a.mpd", "application/dash+xml; charset=utf-8"),
+    ("a.m3u8", "application/vnd.apple.mpegurl"),
+    ("a.glb", "model/gltf-binary"),
+    ("a.gltf", "model/gltf+json; charset=utf-8"),
+    ("a.kml", "application/vnd.google-earth.kml+xml; charset=utf-8"),
+])
+def test_content_types_a_site_serves(name, expected):
+    assert filesystem.content_type(name) == expected
+
+
 def test_strong_etag_is_stable_and_changes_with_the_file(root):
     first = validators.mtime_etag(os.stat(root / "abc.txt"))
     assert first == validators.mtime_etag(os.stat(root / "abc.txt"))
