@@ -644,6 +644,18 @@ def test_100_continue_with_the_body_buffered_or_in_http_1_0_waits_for_the_body(s
         assert conn.next_exchange(NOW) is None and conn.state is S.READING_BODY
 
 
+def test_100_continue_with_an_empty_body_keeps_the_connection(site):
+    # Content-Length: 0 announces no content (RFC 9110 section 10.1.1: nothing to wait for), so
+    # the request is answered as any other and the connection persists.
+    conn = make_conn(site)
+    conn.receive(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n"
+                 b"Expect: 100-continue\r\n\r\n")
+    exchange = conn.next_exchange(NOW)
+    assert exchange is not None and status_of(exchange) == 200 and exchange.plan.keep_alive
+    exchange.close()
+    assert conn.response_done(exchange.plan, NOW) is S.IDLE
+
+
 def test_a_connection_the_server_closes_for_its_own_reasons_lingers(site):
     # --max-requests: the client did not ask to close and may be sending its next request.
     conn = make_conn(site, max_requests=1)
