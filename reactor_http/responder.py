@@ -361,7 +361,7 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
         # --no-listing a folder's contents are not for download either.
         kind = archive.requested_format(query)
         if kind is not None:
-            return _serve_archive(request, site, found, kind, route.now)
+            return _serve_archive(request, site, found, kind, route)
     as_json = wants_json(request.fields.get("accept"))
     order = listing.parse_order(query)
     body, etag = site.listing(found.fs_path, found.st, found.url_path, route.now, as_json,
@@ -385,7 +385,7 @@ def _serve_folder(request: Request, site: Site, found: filesystem.Found, route: 
 
 
 def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: str,
-                   now: float) -> Response:
+                   route: Route) -> Response:
     """200 with the folder as an archive made while it is sent, or 413 (too large) or 503 (as
     many archives as archive.ARCHIVES_AT_ONCE already being made), or a precondition's 304/412.
 
@@ -394,7 +394,7 @@ def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: 
     A HEAD, or a folder found too large, within a second of a walk answers from its verdict
     (Site.archive_verdict) without walking again.
     """
-    head_only = request.method == "HEAD"
+    head_only, now = request.method == "HEAD", route.now
     # No entity tag, no date: only `*` can match (RFC 9110 sections 13.1.1 and 13.1.2).
     outcome = _preconditions(request, "", None)
     if outcome == 304:
@@ -410,7 +410,7 @@ def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: 
     known = site.archive_verdict(found.fs_path, found.st, now)
     if known or (known is False and head_only):
         return error_response(413, head_only=head_only) if known else \
-            Response(200, _archive_fields(request, site, kind, top))
+            _archive_response(request, kind, top, route.extras)
     config = site.config
     try:
         entries = archive.walk(site.real_root, found.fs_path, top,
@@ -422,25 +422,26 @@ def _serve_archive(request: Request, site: Site, found: filesystem.Found, kind: 
         site.remember_archive_verdict(found.fs_path, found.st, now, True)
         return error_response(413, head_only=head_only)
     site.remember_archive_verdict(found.fs_path, found.st, now, False)
-    fields = _archive_fields(request, site, kind, top)
-    if head_only:
-        return Response(200, fields)
-    chunked = request.version >= (1, 1)
-    body = ProducedBody(kind, entries, chunked, request.request_line)
-    # HTTP/1.0: the body ends with the connection (close-delimited).
-    return Response(200, fields, [body], 0, close=not chunked)
+    return _archive_response(request, kind, top, route.extras, None if head_only else entries)
 
 
-def _archive_fields(request: Request, site: Site, kind: str, top: str) -> list:
-    """The fields of an archive's 200: its type, its file name, no-store, the framing."""
+def _archive_response(request: Request, kind: str, top: str, extras: PathExtras,
+                      entries: tuple | None = None) -> Response:
+    """An archive's 200: its type, its file name, no-store, the framing, the folder's
+    `_headers` fields (PathExtras.archive_fields); its body made of `entries` unless None."""
     ctype, suffix = archive.FORMATS[kind]
+    chunked = request.version >= (1, 1)
     fields = [("Content-Type", ctype),
               ("Content-Disposition", archive.content_disposition(top + suffix)),
               ("Cache-Control", "no-store")]
-    if request.version >= (1, 1):
+    if chunked:
         fields.append(("Transfer-Encoding", "chunked"))
-    fields.extend(_cors(site))
-    return fields
+    fields.extend(extras.archive_fields)
+    if entries is None:
+        return Response(200, fields, site_fields=extras.site_fields)
+    body = ProducedBody(kind, entries, chunked, request.request_line)
+    # HTTP/1.0: the body ends with the connection (close-delimited).
+    return Response(200, fields, [body], 0, close=not chunked, site_fields=extras.site_fields)
 
 
 def _media_quality(accepted: dict[str, float], media_type: str) -> float:

@@ -61,12 +61,15 @@ class PathExtras:
     replaces a --header field of the same name, and --cors's.
     `content_type`: a block's Content-Type, a file's type instead of its suffix's (not a
     listing's, whose type says HTML or JSON); None: the suffix's.
+    `archive_fields` follow a folder's archive (--archives): --cors's and the blocks' fields but
+    Cache-Control (an archive made on the fly is never stored: no-store).
     """
 
     file_fields: tuple[tuple[str, str], ...]
     listing_fields: tuple[tuple[str, str], ...]
     site_fields: bytes | None
     content_type: str | None = None
+    archive_fields: tuple[tuple[str, str], ...] = ()
 
 
 class Site:
@@ -230,7 +233,9 @@ class Site:
                           if keep_cache_control else ()) + (("Vary", "Accept"),) + cors + added
         kept = [line for name, line in self._header_lines if name not in gone]
         site_fields = None if len(kept) == len(self._header_lines) else b"".join(kept)
-        return PathExtras(file_fields, listing_fields, site_fields, ctype)
+        archive_fields = cors + tuple(field for field in added
+                                      if field[0].lower() != "cache-control")
+        return PathExtras(file_fields, listing_fields, site_fields, ctype, archive_fields)
 
     def rules_stand(self, now: float, force: bool = False) -> bool:
         """Are the site's rules as they were (rulefiles.RuleFiles.fresh: one look per instant;

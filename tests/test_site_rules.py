@@ -614,3 +614,24 @@ def test_a_block_sets_the_content_type_of_a_file_without_suffix(make_server, tmp
     # The override is the type: it decides compression on the fly as a suffix's type would.
     coded = get(srv, target, {"Accept-Encoding": "gzip"})
     assert coded.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_archive_carries_the_fields_of_its_folders_blocks(make_server, tmp_path, mode):
+    # Regression: `_headers` reached a folder's listing but not its ?download= answer, so a
+    # site-wide X-Robots-Tag or a section's detach of a --header field missed the downloads.
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_bytes(b"a\n")
+    (tmp_path / "_headers").write_text(
+        "/*\n  X-Robots-Tag: noindex\n  Cache-Control: public, max-age=60\n"
+        "/docs/*\n  ! X-Frame-Options\n")
+    srv = make_server(tmp_path, mode, "--quiet", "--archives",
+                      "--header", "X-Frame-Options: DENY")
+    for method in ("GET", "HEAD"):
+        response = get(srv, "/docs/?download=tar", method=method)
+        assert response.status == 200
+        assert response.headers["x-robots-tag"] == "noindex"
+        assert "x-frame-options" not in response.headers
+        # An archive made on the fly stays out of caches whatever a block says of the folder.
+        assert response.headers["cache-control"] == "no-store"
+    assert get(srv, "/?download=tar").headers["x-frame-options"] == "DENY"
