@@ -21,9 +21,9 @@ from .messages import SERVER_FIELD
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A media type with its parameters (RFC 9110 section 8.3.1): type "/" subtype *( OWS ";" OWS
 # name "=" ( token / quoted-string ) ).
-_MEDIA_TYPE = re.compile(rf'{_TOKEN.pattern}/{_TOKEN.pattern}'
-                         rf'(?:[ \t]*;[ \t]*{_TOKEN.pattern}='
-                         rf'(?:{_TOKEN.pattern}|"(?:[^"\\]|\\.)*"))*')
+_MEDIA_TYPE = re.compile(r'[!#$%&\'*+\-.^_`|~0-9A-Za-z]+/[!#$%&\'*+\-.^_`|~0-9A-Za-z]+'
+                         r'(?:[ \t]*;[ \t]*[!#$%&\'*+\-.^_`|~0-9A-Za-z]+='
+                         r'(?:[!#$%&\'*+\-.^_`|~0-9A-Za-z]+|"(?:[^"\\]|\\.)*"))*')
 # Field names the server sets itself on every response, or that frame the message or manage the
 # connection: a second copy would contradict ours (two Content-Length fields make the message
 # unparseable, RFC 9112 section 6.3; a second Date, Content-Type or ETag is a singleton field
