@@ -19,11 +19,6 @@ from .messages import SERVER_FIELD
 
 # tchar from RFC 9110 section 5.6.2: field names and media type parts are tokens.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# A media type with its parameters (RFC 9110 section 8.3.1): type "/" subtype *( OWS ";" OWS
-# name "=" ( token / quoted-string ) ).
-_MEDIA_TYPE = re.compile(r'[!#$%&\'*+\-.^_`|~0-9A-Za-z]+/[!#$%&\'*+\-.^_`|~0-9A-Za-z]+'
-                         r'(?:[ \t]*;[ \t]*[!#$%&\'*+\-.^_`|~0-9A-Za-z]+='
-                         r'(?:[!#$%&\'*+\-.^_`|~0-9A-Za-z]+|"(?:[^"\\]|\\.)*"))*')
 # Field names the server sets itself on every response, or that frame the message or manage the
 # connection: a second copy would contradict ours (two Content-Length fields make the message
 # unparseable, RFC 9112 section 6.3; a second Date, Content-Type or ETag is a singleton field
@@ -59,11 +54,10 @@ def is_token(text: str) -> bool:
     return _TOKEN.fullmatch(text) is not None
 
 
-def field_problem(name: str, value: str, managed=MANAGED_FIELDS) -> str | None:
+def field_problem(name: str, value: str) -> str | None:
     """Why the field `name: value` (name a token, value stripped) may not be added, or None.
 
-    Shared by --header and the site's `_headers` file (siterules), which word the rest and
-    may set one of the fields the server manages (`managed`: those it may not).
+    Shared by --header and the site's `_headers` file (siterules), which word the rest.
     """
     if any(char in value for char in "\r\n\0"):
         return "the value may not contain CR, LF or NUL"
@@ -71,7 +65,7 @@ def field_problem(name: str, value: str, managed=MANAGED_FIELDS) -> str | None:
     if any(ord(char) > 0xFF or (ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F
            for char in value):
         return "the value may hold only visible characters, spaces and tabs"
-    if name.lower() in managed:
+    if name.lower() in MANAGED_FIELDS:
         return "the server sets this field itself"
     return None
 
@@ -118,11 +112,6 @@ def parse_mime(text: str) -> tuple[str, str]:
         raise ValueError(f"--mime {text!r}: {ctype!r} is not a media type like text/markdown "
                          f"(type/subtype, RFC 9110 section 8.3.1)")
     return ext.lower(), ctype.lower()
-
-
-def is_media_type(text: str) -> bool:
-    """Is `text` a media type, parameters allowed (`text/plain; charset=utf-8`)?"""
-    return _MEDIA_TYPE.fullmatch(text) is not None
 
 
 def mime_table(texts) -> dict[str, str]:

@@ -623,9 +623,7 @@ def _choose_representation(request: Request, site: Site, fs_path: str, st: os.st
     A Response when the choice is already the answer (a 304 for a coded body still being made).
     `skip`: siblings found unreadable, offered no more.
     """
-    # A `_headers` block's Content-Type is the file's type: it decides compression and
-    # --live-reload as a suffix's would.
-    ctype = route.extras.content_type or filesystem.content_type(fs_path, site.mime)
+    ctype = filesystem.content_type(fs_path, site.mime)
     # --live-reload: an HTML page is served with the script in it, so never as a prepared
     # .gz/.br sibling; a coding made on the fly applies to the injected page (_compress_page).
     live = site.live is not None and livereload.is_html(ctype)

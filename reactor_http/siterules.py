@@ -52,8 +52,7 @@ number (`RulesError`), never ignored.
   A URL pattern (`https://host/...`) is refused: host-conditioned rules are not supported.
 - Indented lines under it: `Name: value` adds a field, `! Name` detaches one. Names and values
   are checked as `--header` checks them; the fields the server manages (extras.MANAGED_FIELDS)
-  and `Server` are refused, but for `Content-Type`, which a block may set (a media type; the
-  last block's wins) and not detach. Lines starting with `#` (indented or not) and blank lines are
+  and `Server` are refused. Lines starting with `#` (indented or not) and blank lines are
   comments. A field line before any pattern, or a pattern without field lines, is refused.
 - `:name` and `:splat` in a value are replaced by what the pattern captured (percent-encoded
   as in a Location), as Cloudflare does; other colons are text.
@@ -102,11 +101,6 @@ _URL_SAFE = "!#$%&'()*+,/:;=?@[]"
 # Field names a block may not set or detach: ours (see extras.MANAGED_FIELDS), and Server,
 # which only --header may replace (one Server field for the whole server).
 _NOT_PER_PATH = {"server": "Server may not be set per path: use --header Server"}
-# The one managed field a block may set: a file's type where its suffix cannot say it (Netlify's
-# and Cloudflare's /.well-known/apple-app-site-association). A singleton (RFC 9110 section
-# 8.3): a later block's value replaces an earlier one's, and it may not be detached.
-CONTENT_TYPE = "content-type"
-_MANAGED = extras.MANAGED_FIELDS - {CONTENT_TYPE}
 _UNSET = object()
 
 
@@ -597,17 +591,13 @@ class _Draft:
                            tuple(self.fields), _first_segment(self.pattern))
 
 
-def _per_path_name(name: str, detach: bool = False) -> str:
-    """`name` if a `_headers` block may set it (or detach it), else _LineError."""
+def _per_path_name(name: str) -> str:
+    """`name` if a `_headers` block may set or detach it, else _LineError."""
     if not extras.is_token(name):
         raise _LineError(f"the field name {name!r} is not a token "
                          f"(RFC 9110 section 5.6.2)")
     if name.lower() in _NOT_PER_PATH:
         raise _LineError(_NOT_PER_PATH[name.lower()])
-    if name.lower() == CONTENT_TYPE:
-        if detach:
-            raise _LineError(f"{name} may be replaced, not detached")
-        return name
     if name.lower() in extras.MANAGED_FIELDS:
         raise _LineError(f"the server sets {name} itself")
     return name
@@ -616,18 +606,15 @@ def _per_path_name(name: str, detach: bool = False) -> str:
 def _add_field_line(draft: _Draft, text: str) -> None:
     """One indented line (`Name: value` or `! Name`, stripped) added to its block."""
     if text.startswith("!"):
-        draft.detach.append(_per_path_name(text[1:].strip(" \t"), detach=True).lower())
+        draft.detach.append(_per_path_name(text[1:].strip(" \t")).lower())
         return
     name, sep, value = text.partition(":")
     if not sep:
         raise _LineError(f"{_shown(text)}: a field line is 'Name: value' or '! Name'")
     name, value = _per_path_name(name), value.strip(" \t")
-    problem = extras.field_problem(name, value, _MANAGED)
+    problem = extras.field_problem(name, value)
     if problem is not None:
         raise _LineError(f"{name}: {problem}")
-    if name.lower() == CONTENT_TYPE and not extras.is_media_type(value):
-        raise _LineError(f"{name}: {value!r} is not a media type like application/json "
-                         f"(RFC 9110 section 8.3.1)")
     draft.fields.append((name, _template(value, draft.names, _keep_value, strict=False)))
 
 
@@ -714,7 +701,7 @@ class Headers:
             for name, parts in block.fields:
                 value = parts[0] if len(parts) == 1 else _fill(parts, matched.group,
                                                                _quote_value)
-                if name.lower() in present and name.lower() != CONTENT_TYPE:
+                if name.lower() in present:
                     present[name.lower()][1].append(value)
                 else:
                     present[name.lower()] = (name, [value])

@@ -22,7 +22,6 @@ from .facilities import pread
 from .headers import DateCache
 from .listing import DEFAULT_ORDER, Order, listing_etag, render_html, render_json, sort_entries
 from .messages import CachedResponse, Request, Response, target_path
-from .siterules import CONTENT_TYPE
 
 # Files up to this size are kept in memory and sent with the head in one send (bytes).
 SMALL_FILE_MAX = 64 * 1024
@@ -59,8 +58,6 @@ class PathExtras:
     where a block sets or detaches (`! Name`) a field of that name; None: all of them.
     A block's Cache-Control replaces --max-age's (and a listing's no-cache); a block's field
     replaces a --header field of the same name, and --cors's.
-    `content_type`: a block's Content-Type, a file's type instead of its suffix's (not a
-    listing's, whose type says HTML or JSON); None: the suffix's.
     `archive_fields` follow a folder's archive (--archives): --cors's and the blocks' fields but
     Cache-Control (an archive made on the fly is never stored: no-store).
     """
@@ -68,7 +65,6 @@ class PathExtras:
     file_fields: tuple[tuple[str, str], ...]
     listing_fields: tuple[tuple[str, str], ...]
     site_fields: bytes | None
-    content_type: str | None = None
     archive_fields: tuple[tuple[str, str], ...] = ()
 
 
@@ -218,9 +214,6 @@ class Site:
         """The PathExtras of a path whose `_headers` blocks give `matched` (siterules.PathFields,
         or None where none applies)."""
         added = matched.fields if matched is not None else ()
-        ctype = next((value for name, value in added if name.lower() == CONTENT_TYPE), None)
-        if ctype is not None:
-            added = tuple(field for field in added if field[0].lower() != CONTENT_TYPE)
         gone = {name.lower() for name, _ in added}
         if matched is not None:
             gone |= matched.detached
@@ -235,7 +228,7 @@ class Site:
         site_fields = None if len(kept) == len(self._header_lines) else b"".join(kept)
         archive_fields = cors + tuple(field for field in added
                                       if field[0].lower() != "cache-control")
-        return PathExtras(file_fields, listing_fields, site_fields, ctype, archive_fields)
+        return PathExtras(file_fields, listing_fields, site_fields, archive_fields)
 
     def rules_stand(self, now: float, force: bool = False) -> bool:
         """Are the site's rules as they were (rulefiles.RuleFiles.fresh: one look per instant;

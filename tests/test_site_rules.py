@@ -286,7 +286,7 @@ def test_edited_rules_apply_from_the_next_request_and_a_bad_edit_keeps_the_last(
     ("_redirects", "# ok\n/store id=:id /blog/:id 301\n", 2),
     ("_redirects", "/a /b 302 Country=us\n", 1),
     ("_redirects", "/api/* https://api.example.com/:splat 200\n", 1),
-    ("_headers", "/a\n  ETag: \"x\"\n", 2),
+    ("_headers", "/a\n  Content-Type: text/plain\n", 2),
     ("_headers", "  X-A: 1\n", 1),
 ])
 def test_a_malformed_rule_file_is_refused_at_start_up_with_its_line(tmp_path, name, text, line):
@@ -590,30 +590,6 @@ def test_a_large_404_page_is_served_whole(make_server, tmp_path, mode):
         assert response.headers["content-type"] == "text/html; charset=utf-8"
         head = get(srv, target, method="HEAD")
         assert head.status == status and head.headers["content-length"] == str(len(body))
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_a_block_sets_the_content_type_of_a_file_without_suffix(make_server, tmp_path, mode):
-    # The common Netlify case: apple-app-site-association must be served as JSON.
-    well_known = tmp_path / ".well-known"
-    well_known.mkdir()
-    body = b'{"applinks": {"apps": [], "details": []}}\n' * 4
-    (well_known / "apple-app-site-association").write_bytes(body)
-    (tmp_path / "_headers").write_text(
-        "/.well-known/apple-app-site-association\n  Content-Type: application/json\n")
-    srv = make_server(tmp_path, mode, "--quiet")
-    target = "/.well-known/apple-app-site-association"
-    for method in ("GET", "HEAD"):
-        response = get(srv, target, method=method)
-        assert response.status == 200
-        assert response.headers["content-type"] == "application/json"
-        assert [name.lower() for name, _ in response.header_list].count("content-type") == 1
-    ranged = get(srv, target, {"Range": "bytes=0-9"})
-    assert ranged.status == 206 and ranged.headers["content-type"] == "application/json"
-    assert ranged.body == body[:10]
-    # The override is the type: it decides compression on the fly as a suffix's type would.
-    coded = get(srv, target, {"Accept-Encoding": "gzip"})
-    assert coded.headers["content-type"] == "application/json"
 
 
 @pytest.mark.parametrize("mode", MODES)
